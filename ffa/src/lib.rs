@@ -1,0 +1,2 @@
+//! FF-A endpoint library (placeholder; filled by the foundation issue).
+#![no_std]

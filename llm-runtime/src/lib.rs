@@ -1,0 +1,10 @@
+//! The int8 transformer runtime the secure partition runs: GGUF models, tokenizers, a llama
+//! forward pass that can take its weights one layer at a time, and Q8_0 kernels (scalar
+//! reference, NEON, x86 SIMD).
+//!
+//! `no_std` + `alloc`; the `std` feature adds run-time CPU feature detection and host tools.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod kernels;

@@ -1,0 +1,2 @@
+//! The FlexServe service protocol (placeholder; filled by the foundation issue).
+#![no_std]

@@ -1,0 +1,176 @@
+//! The QEMU testbed's platform facts, in one place: the `virt` machine's memory map as the
+//! testbed uses it, the flash layout `xtask` writes and the testbed reads, and the testbed's own
+//! control calls.
+//!
+//! Used by the testbed firmware, the normal-world client, their build scripts (linker scripts
+//! are generated from these constants) and `xtask`. The SP does not use this crate: it learns its
+//! platform from its FF-A manifest.
+//!
+//! Machine: `qemu-system-aarch64 -M virt,secure=on,virtualization=on,gic-version=3 -cpu max
+//! -m 1024` (DESIGN.md sec. 9; platform-facts.md sec. 4.6).
+#![no_std]
+
+/// QEMU `virt` memory map (secure=on).
+pub mod virt {
+    /// Secure flash (`-bios`), executed in place by the testbed at reset. Secure-only.
+    pub const SECURE_FLASH_BASE: u64 = 0x0000_0000;
+    pub const SECURE_FLASH_SIZE: u64 = 0x0400_0000;
+    /// GICv3 distributor and redistributors.
+    pub const GICD_BASE: u64 = 0x0800_0000;
+    pub const GICR_BASE: u64 = 0x080a_0000;
+    /// Non-secure PL011 (first `-serial`).
+    pub const NS_UART_BASE: u64 = 0x0900_0000;
+    /// Secure PL011 (second `-serial`), secure-only.
+    pub const SECURE_UART_BASE: u64 = 0x0904_0000;
+    /// Secure PL061 GPIO wired to power-off (pin 3) and reset (pin 4).
+    pub const SECURE_GPIO_BASE: u64 = 0x090b_0000;
+    /// Secure RAM, 16 MiB, secure-only.
+    pub const SECURE_RAM_BASE: u64 = 0x0e00_0000;
+    pub const SECURE_RAM_SIZE: u64 = 0x0100_0000;
+    /// Normal-world DRAM (`-m 1024`).
+    pub const NS_RAM_BASE: u64 = 0x4000_0000;
+    pub const NS_RAM_SIZE: u64 = 0x4000_0000;
+    pub const PAGE_SIZE: u64 = 0x1000;
+}
+
+/// How the testbed uses secure RAM.
+pub mod secure_ram {
+    use super::virt;
+    /// Testbed EL3 monitor + S-EL2 SPMC: data, BSS, stacks, stage-2 tables.
+    pub const TESTBED_BASE: u64 = virt::SECURE_RAM_BASE;
+    pub const TESTBED_SIZE: u64 = 0x0030_0000;
+    /// Everything from here to the end of secure RAM is available to secure partitions; where each
+    /// SP goes is said by its manifest (`load-address`, `memory-regions`) and checked to lie here.
+    pub const PARTITIONS_BASE: u64 = TESTBED_BASE + TESTBED_SIZE;
+    pub const PARTITIONS_END: u64 = virt::SECURE_RAM_BASE + virt::SECURE_RAM_SIZE;
+}
+
+/// How the testbed and the normal-world client use NS DRAM.
+pub mod ns_ram {
+    use super::virt;
+    /// The normal-world client image is copied here and entered at NS-EL1 with x0 = BOOT_CONFIG.
+    pub const CLIENT_BASE: u64 = virt::NS_RAM_BASE;
+    /// The client's image, data, stack and heap.
+    pub const CLIENT_SIZE: u64 = 0x0800_0000;
+    /// Memory the client hands to the SP through FF-A (shared/lent/donated pages).
+    pub const CLIENT_SHARE_BASE: u64 = CLIENT_BASE + CLIENT_SIZE;
+    pub const CLIENT_SHARE_SIZE: u64 = 0x1000_0000;
+    /// The boot configuration block (see [`crate::flash::BootConfig`]), copied from flash.
+    pub const BOOT_CONFIG: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x1_0000;
+}
+
+/// Secure flash layout written by `xtask` (`-bios flash.bin`), like TF-A's BL1 + FIP.
+///
+/// Each slot starts with a [`SlotHeader`]; its payload follows at `SLOT_HEADER_SIZE`.
+pub mod flash {
+    /// The testbed firmware (EL3 + S-EL2), executed in place from offset 0.
+    pub const TESTBED_OFFSET: u64 = 0x0000_0000;
+    pub const TESTBED_MAX: u64 = 0x0020_0000;
+    /// The SP package (SPKG: boot info +0, manifest +0x1000, image +0x4000).
+    pub const SP_PKG_OFFSET: u64 = 0x0020_0000;
+    pub const SP_PKG_MAX: u64 = 0x00e0_0000;
+    /// The normal-world client image (flat binary, entered at its first byte).
+    pub const NW_IMAGE_OFFSET: u64 = 0x0100_0000;
+    pub const NW_IMAGE_MAX: u64 = 0x0100_0000;
+    /// Boot configuration for the client: which scenario to run.
+    pub const BOOT_CONFIG_OFFSET: u64 = 0x0200_0000;
+    pub const BOOT_CONFIG_MAX: u64 = 0x1000;
+    /// Optional model file (GGUF) the client loads into lent pages.
+    pub const MODEL_OFFSET: u64 = 0x0210_0000;
+    pub const MODEL_MAX: u64 = 0x01e0_0000;
+
+    pub const SLOT_MAGIC: [u8; 4] = *b"FSLT";
+    pub const SLOT_HEADER_SIZE: u64 = 16;
+
+    /// `magic` ("FSLT"), `len` (payload bytes), two reserved words; little-endian.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct SlotHeader {
+        pub len: u32,
+    }
+
+    impl SlotHeader {
+        pub fn encode(&self) -> [u8; SLOT_HEADER_SIZE as usize] {
+            let mut b = [0u8; SLOT_HEADER_SIZE as usize];
+            b[0..4].copy_from_slice(&SLOT_MAGIC);
+            b[4..8].copy_from_slice(&self.len.to_le_bytes());
+            b
+        }
+
+        /// Parses a header; `None` if the magic is wrong or the payload would not fit in `max`.
+        pub fn decode(bytes: &[u8], max: u64) -> Option<Self> {
+            let h = bytes.get(..SLOT_HEADER_SIZE as usize)?;
+            if h[0..4] != SLOT_MAGIC {
+                return None;
+            }
+            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            (u64::from(len) + SLOT_HEADER_SIZE <= max).then_some(SlotHeader { len })
+        }
+    }
+
+    /// The boot configuration payload: UTF-8 `key=value` lines, e.g. `scenario=messaging`.
+    pub struct BootConfig;
+    impl BootConfig {
+        /// Finds `key` in a boot configuration payload.
+        pub fn get<'a>(payload: &'a [u8], key: &str) -> Option<&'a str> {
+            let text = core::str::from_utf8(payload).ok()?;
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim())
+            })
+        }
+    }
+}
+
+/// Testbed control calls (SiP fast calls, SMC64) that the normal-world client makes to EL3.
+pub mod control {
+    /// Power QEMU off with exit status x1 (via semihosting SYS_EXIT_EXTENDED).
+    pub const TESTBED_EXIT: u32 = 0xC200_FF00;
+    /// PSCI SYSTEM_OFF: powers off with status 0.
+    pub const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+    /// Exit statuses.
+    pub const EXIT_PASS: u64 = 0;
+    pub const EXIT_FAIL: u64 = 1;
+    /// The testbed found itself or an SP in a state it cannot go on from.
+    pub const EXIT_TESTBED_ERROR: u64 = 3;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_do_not_overlap_and_fit_in_flash() {
+        let slots = [
+            (flash::TESTBED_OFFSET, flash::TESTBED_MAX),
+            (flash::SP_PKG_OFFSET, flash::SP_PKG_MAX),
+            (flash::NW_IMAGE_OFFSET, flash::NW_IMAGE_MAX),
+            (flash::BOOT_CONFIG_OFFSET, flash::BOOT_CONFIG_MAX),
+            (flash::MODEL_OFFSET, flash::MODEL_MAX),
+        ];
+        for w in slots.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0);
+        }
+        let (last, max) = slots[slots.len() - 1];
+        assert!(last + max <= virt::SECURE_FLASH_SIZE);
+    }
+
+    #[test]
+    fn slot_header_round_trip_and_rejects() {
+        let h = flash::SlotHeader { len: 1234 };
+        let b = h.encode();
+        assert_eq!(flash::SlotHeader::decode(&b, 0x1000), Some(h));
+        assert_eq!(flash::SlotHeader::decode(&b, 1000), None);
+        let mut bad = b;
+        bad[0] = b'X';
+        assert_eq!(flash::SlotHeader::decode(&bad, 0x1000), None);
+        assert_eq!(flash::SlotHeader::decode(&b[..8], 0x1000), None);
+    }
+
+    #[test]
+    fn boot_config_lookup() {
+        let p = b"scenario=messaging\nverbose = 1\n";
+        assert_eq!(flash::BootConfig::get(p, "scenario"), Some("messaging"));
+        assert_eq!(flash::BootConfig::get(p, "verbose"), Some("1"));
+        assert_eq!(flash::BootConfig::get(p, "missing"), None);
+    }
+}

@@ -23,5 +23,8 @@ const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(core::mem::align_of::<BlockQ8_0>() == 2);
 
 impl BlockQ8_0 {
-    pub const ZERO: BlockQ8_0 = BlockQ8_0 { d: 0, qs: [0; QK8_0] };
+    pub const ZERO: BlockQ8_0 = BlockQ8_0 {
+        d: 0,
+        qs: [0; QK8_0],
+    };
 }

@@ -5,14 +5,21 @@ use super::{BlockQ8_0, QK8_0};
 /// Integer dot product of two blocks (exact).
 #[inline]
 pub fn dot_block(a: &BlockQ8_0, b: &BlockQ8_0) -> i32 {
-    a.qs.iter().zip(b.qs.iter()).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum()
+    a.qs.iter()
+        .zip(b.qs.iter())
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
 }
 
 /// `y[r] = sum_b dot(w[r*kb + b], x[b]) * d(w) * d(x)`, with `kb = x.len()` blocks per row and
 /// `rows = y.len()`. Panics if `w.len() != rows * kb` (callers size buffers up front).
 pub fn matvec_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
     let kb = x.len();
-    assert_eq!(w.len(), y.len() * kb, "matvec_q8_0: weight/activation shape mismatch");
+    assert_eq!(
+        w.len(),
+        y.len() * kb,
+        "matvec_q8_0: weight/activation shape mismatch"
+    );
     for (row, out) in w.chunks_exact(kb.max(1)).zip(y.iter_mut()) {
         let mut sum = 0.0f32;
         for (wb, xb) in row.iter().zip(x) {
@@ -27,7 +34,11 @@ pub fn matvec_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
 /// `d = amax / 127`, `q = round_half_away(x / d)` with the unrounded f32 `d`, `d` stored as fp16.
 /// Panics if `x.len() != out.len() * QK8_0`.
 pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    assert_eq!(x.len(), out.len() * QK8_0, "quantize_row_q8_0: length mismatch");
+    assert_eq!(
+        x.len(),
+        out.len() * QK8_0,
+        "quantize_row_q8_0: length mismatch"
+    );
     for (xs, blk) in x.chunks_exact(QK8_0).zip(out.iter_mut()) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;

@@ -134,6 +134,121 @@ pub mod control {
     pub const EXIT_TESTBED_ERROR: u64 = 3;
 }
 
+/// The SP package (SPKG) format of Hafnium's `inc/hf/sp_pkg.h`, version 2, as TF-A's sptool
+/// writes it: header (and the FF-A boot-info blob the SPMC writes there) at +0, partition manifest
+/// DTB at `pm_offset` (0x1000), image at `img_offset` (0x4000). `xtask` builds packages with it
+/// for every platform; the testbed's SPMC loads them with it.
+pub mod spkg {
+    pub const MAGIC: u32 = 0x474b_5053;
+    pub const VERSION_2: u32 = 2;
+    pub const HEADER_SIZE: usize = 24;
+    pub const PM_OFFSET: u32 = 0x1000;
+    pub const IMG_OFFSET: u32 = 0x4000;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Header {
+        pub pm_offset: u32,
+        pub pm_size: u32,
+        pub img_offset: u32,
+        pub img_size: u32,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Error {
+        TooShort,
+        BadMagic(u32),
+        BadVersion(u32),
+        /// Offsets not page aligned, out of order, or parts overlapping / past the package end.
+        BadLayout,
+    }
+
+    impl Header {
+        pub fn new(pm_size: u32, img_size: u32) -> Self {
+            Header {
+                pm_offset: PM_OFFSET,
+                pm_size,
+                img_offset: IMG_OFFSET,
+                img_size,
+            }
+        }
+
+        pub fn encode(&self) -> [u8; HEADER_SIZE] {
+            let mut b = [0u8; HEADER_SIZE];
+            let words = [
+                MAGIC,
+                VERSION_2,
+                self.pm_offset,
+                self.pm_size,
+                self.img_offset,
+                self.img_size,
+            ];
+            for (chunk, w) in b.chunks_exact_mut(4).zip(words) {
+                chunk.copy_from_slice(&w.to_le_bytes());
+            }
+            b
+        }
+
+        /// Parses and validates a header against the package length `pkg_len`.
+        pub fn decode(bytes: &[u8], pkg_len: usize) -> Result<Self, Error> {
+            let b = bytes.get(..HEADER_SIZE).ok_or(Error::TooShort)?;
+            let w =
+                |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+            if w(0) != MAGIC {
+                return Err(Error::BadMagic(w(0)));
+            }
+            if w(1) != VERSION_2 {
+                return Err(Error::BadVersion(w(1)));
+            }
+            let h = Header {
+                pm_offset: w(2),
+                pm_size: w(3),
+                img_offset: w(4),
+                img_size: w(5),
+            };
+            let page = 0x1000u64;
+            let (pm, pms, img, imgs) = (
+                u64::from(h.pm_offset),
+                u64::from(h.pm_size),
+                u64::from(h.img_offset),
+                u64::from(h.img_size),
+            );
+            let ok = pm % page == 0
+                && img % page == 0
+                && pm >= HEADER_SIZE as u64
+                && pm + pms <= img
+                && img + imgs <= pkg_len as u64;
+            if ok { Ok(h) } else { Err(Error::BadLayout) }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trip_and_rejects() {
+            let h = Header::new(0x286, 0x9c8);
+            assert_eq!(Header::decode(&h.encode(), 0x5000), Ok(h));
+            assert_eq!(Header::decode(&h.encode(), 0x4100), Err(Error::BadLayout));
+            assert_eq!(
+                Header::decode(&h.encode()[..20], 0x5000),
+                Err(Error::TooShort)
+            );
+            let mut bad = h.encode();
+            bad[4] = 1;
+            assert_eq!(Header::decode(&bad, 0x5000), Err(Error::BadVersion(1)));
+            let overlap = Header {
+                pm_size: 0x3001,
+                ..h
+            };
+            assert_eq!(
+                Header::decode(&overlap.encode(), 0x5000),
+                Err(Error::BadLayout)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,278 @@
+//! `cargo xtask`: build, run, test and benchmark FlexServe-RS.
+//!
+//! - `cargo xtask run [--model M.gguf]`: build the SP, the testbed and the client, boot QEMU and
+//!   run the demo scenario.
+//! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
+//! - `cargo xtask scenario NAME`: one QEMU scenario.
+//! - `cargo xtask build [--platform qemu|fvp-base|rk3588|all]`: SP packages (+ the QEMU flash image).
+//! - `cargo xtask bench [runtime]`: benchmarks, side by side with their peers.
+//! - `cargo xtask deps`: install what the commands need.
+
+mod deps;
+mod images;
+mod qemu;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// A QEMU scenario `cargo xtask test` runs.
+struct Scenario {
+    name: &'static str,
+    /// The scenario makes the SP fail on purpose.
+    expect_sp_failure: bool,
+    timeout_s: u64,
+}
+
+const SCENARIOS: &[Scenario] = &[Scenario {
+    name: "messaging",
+    expect_sp_failure: false,
+    timeout_s: 300,
+}];
+
+/// The aarch64 CPU models the NEON kernels are tested on, and the kernel paths each must select.
+const AARCH64_CPUS: &[(&str, &str)] = &[
+    ("max", "sdot,smmla"),
+    ("cortex-a76", "sdot"),
+    ("cortex-a53", "neon"),
+];
+
 fn main() {
-    println!("xtask: placeholder");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let started = Instant::now();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => cmd_run(&args[1..]),
+        Some("test") => cmd_test(&args[1..]),
+        Some("scenario") => cmd_scenario(&args[1..]),
+        Some("build") => cmd_build(&args[1..]),
+        Some("bench") => cmd_bench(&args[1..]),
+        Some("deps") => deps::ensure(),
+        _ => Err(usage()),
+    };
+    match result {
+        Ok(()) => eprintln!("xtask: done in {:.1} s", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage: cargo xtask <run [--model M] | test [--only STEP] | scenario NAME | build [--platform P] \
+     | bench [runtime] | deps>"
+        .into()
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn cmd_run(args: &[String]) -> Result<()> {
+    deps::ensure()?;
+    let model = flag(args, "--model").map(PathBuf::from);
+    let flash = images::build_flash("demo", model.as_deref())?;
+    eprintln!(
+        "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at NS-EL1)"
+    );
+    let out = qemu::run(&flash, Duration::from_secs(600), true)?;
+    out.verdict(false).map_err(|e| format!("demo: {e}"))
+}
+
+fn cmd_scenario(args: &[String]) -> Result<()> {
+    let name = args.first().ok_or("usage: cargo xtask scenario NAME")?;
+    deps::ensure()?;
+    let sc = SCENARIOS.iter().find(|s| s.name == name);
+    run_scenario(
+        name,
+        sc.is_some_and(|s| s.expect_sp_failure),
+        sc.map_or(300, |s| s.timeout_s),
+    )
+}
+
+fn run_scenario(name: &str, expect_sp_failure: bool, timeout_s: u64) -> Result<()> {
+    let flash = images::build_flash(name, None)?;
+    eprintln!("xtask: scenario {name}");
+    let t = Instant::now();
+    let out = qemu::run(&flash, Duration::from_secs(timeout_s), true)?;
+    let verdict = out.verdict(expect_sp_failure);
+    eprintln!(
+        "xtask: scenario {name}: {} passed, {} failed, {:.1} s wall{}",
+        out.passed,
+        out.failed,
+        t.elapsed().as_secs_f64(),
+        verdict
+            .as_ref()
+            .err()
+            .map(|e| format!(" -- FAILED: {e}"))
+            .unwrap_or_default()
+    );
+    verdict.map_err(|e| format!("scenario {name}: {e}"))
+}
+
+fn cmd_build(args: &[String]) -> Result<()> {
+    deps::ensure()?;
+    let platforms = match flag(args, "--platform") {
+        None | Some("all") => images::Platform::ALL.to_vec(),
+        Some(p) => vec![images::Platform::parse(p)?],
+    };
+    for p in platforms {
+        let sp = images::build_sp(p)?;
+        eprintln!(
+            "xtask: {}: SP image {} bytes -> {}",
+            p.name(),
+            sp.image_size,
+            sp.pkg.display()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_bench(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        None | Some("runtime") => Err("no benchmarks are built yet".into()),
+        Some(other) => Err(format!("unknown benchmark `{other}` (runtime)")),
+    }
+}
+
+fn cmd_test(args: &[String]) -> Result<()> {
+    let only = flag(args, "--only");
+    let want = |step: &str| only.is_none_or(|o| o == step);
+    deps::ensure()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut steps: Vec<(String, f64)> = Vec::new();
+    let mut timed = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        eprintln!("xtask: == {name}");
+        let t = Instant::now();
+        let r = f();
+        steps.push((name.to_string(), t.elapsed().as_secs_f64()));
+        r.map_err(|e| format!("{name}: {e}"))
+    };
+    if want("lint") {
+        timed("format", &mut || {
+            run_status(
+                Command::new(&cargo)
+                    .current_dir(root())
+                    .args(["fmt", "--all", "--", "--check"]),
+            )
+        })?;
+        timed("clippy (host)", &mut || {
+            run_status(Command::new(&cargo).current_dir(root()).args([
+                "clippy",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        })?;
+        timed("clippy (aarch64-unknown-none images)", &mut || {
+            run_status(Command::new(&cargo).current_dir(root()).args([
+                "clippy",
+                "--release",
+                "--target",
+                images::BARE_TARGET,
+                "-p",
+                "flexserve-sp",
+                "-p",
+                "testbed",
+                "-p",
+                "nw-client",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        })?;
+    }
+    if want("host") {
+        timed("host tests", &mut || {
+            run_status(
+                Command::new(&cargo)
+                    .current_dir(root())
+                    .args(["test", "--release"]),
+            )
+        })?;
+    }
+    if want("aarch64") {
+        for (cpu, kernels) in AARCH64_CPUS {
+            timed(
+                &format!("llm-runtime under qemu-aarch64 -cpu {cpu}"),
+                &mut || {
+                    let runner = format!("qemu-aarch64 -cpu {cpu} -L /usr/aarch64-linux-gnu");
+                    run_status(
+                        Command::new(&cargo)
+                            .current_dir(root())
+                            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", runner)
+                            .env("FLEXSERVE_EXPECT_KERNELS", kernels)
+                            .args([
+                                "test",
+                                "--release",
+                                "-p",
+                                "llm-runtime",
+                                "--target",
+                                "aarch64-unknown-linux-gnu",
+                            ]),
+                    )
+                },
+            )?;
+        }
+    }
+    if want("packages") {
+        for p in images::Platform::ALL {
+            timed(&format!("SP package ({})", p.name()), &mut || {
+                images::build_sp(p).map(|_| ())
+            })?;
+        }
+    }
+    if want("scenarios") {
+        for s in SCENARIOS {
+            timed(&format!("scenario {}", s.name), &mut || {
+                run_scenario(s.name, s.expect_sp_failure, s.timeout_s)
+            })?;
+        }
+    }
+    eprintln!("xtask: test steps:");
+    for (name, secs) in &steps {
+        eprintln!("  {secs:7.1} s  {name}");
+    }
+    Ok(())
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let p = PathBuf::from(d);
+            if p.is_absolute() { p } else { root().join(p) }
+        }
+        None => root().join("target"),
+    }
+}
+
+pub fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+pub fn run_status(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().map_err(|e| format!("running {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
 }

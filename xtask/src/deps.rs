@@ -1,0 +1,200 @@
+//! What the commands need from the machine, and installing it.
+//!
+//! Each tool is looked up on PATH; a missing one is installed when we are root on Debian
+//! (`apt-get`), otherwise the exact command to run is printed and the command fails.
+//! `qemu-system-arm` comes from bookworm-backports on bookworm (bookworm's own 7.2 cannot run real
+//! Hafnium on `-cpu max`); the backports entry is derived from the machine's existing Debian source
+//! entry, so no mirror is named here.
+
+use crate::{Result, run_status, which};
+use std::path::Path;
+use std::process::Command;
+
+struct Tool {
+    bin: &'static str,
+    package: &'static str,
+    /// Prefer bookworm-backports for this package.
+    backports: bool,
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        bin: "qemu-system-aarch64",
+        package: "qemu-system-arm",
+        backports: true,
+    },
+    Tool {
+        bin: "qemu-aarch64",
+        package: "qemu-user",
+        backports: false,
+    },
+    Tool {
+        bin: "aarch64-linux-gnu-gcc",
+        package: "gcc-aarch64-linux-gnu",
+        backports: false,
+    },
+    Tool {
+        bin: "dtc",
+        package: "device-tree-compiler",
+        backports: false,
+    },
+];
+
+/// Extra packages without a binary of their own to look for.
+const LIBS: &[(&str, &str)] = &[(
+    "/usr/aarch64-linux-gnu/lib/libc.so.6",
+    "libc6-dev-arm64-cross",
+)];
+
+const TARGETS: &[&str] = &["aarch64-unknown-none", "aarch64-unknown-linux-gnu"];
+
+/// Makes sure every tool and rustup target the tests and images need is present.
+pub fn ensure() -> Result<()> {
+    ensure_targets()?;
+    let mut missing: Vec<&Tool> = TOOLS.iter().filter(|t| which(t.bin).is_none()).collect();
+    let libs: Vec<&str> = LIBS
+        .iter()
+        .filter(|(f, _)| !Path::new(f).exists())
+        .map(|(_, p)| *p)
+        .collect();
+    // An old qemu-system-aarch64 (< 8) mis-handles S-EL2: treat it as missing.
+    if which("qemu-system-aarch64").is_some() && qemu_system_major().is_some_and(|m| m < 8) {
+        eprintln!("xtask: qemu-system-aarch64 is older than 8.0; upgrading");
+        missing.push(&TOOLS[0]);
+    }
+    if missing.is_empty() && libs.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing
+        .iter()
+        .map(|t| t.package)
+        .chain(libs.iter().copied())
+        .collect();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    if !is_root || which("apt-get").is_none() {
+        return Err(format!(
+            "missing packages: {}\n  install them with: sudo apt-get install {}  \
+             (qemu-system-arm >= 8, e.g. from bookworm-backports)",
+            names.join(" "),
+            names.join(" ")
+        ));
+    }
+    eprintln!("xtask: installing {}", names.join(" "));
+    let backports = missing.iter().any(|t| t.backports) && enable_backports()?;
+    run_status(Command::new("apt-get").args(["update", "-qq"]))?;
+    for t in &missing {
+        let mut cmd = Command::new("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq"]);
+        if t.backports && backports {
+            cmd.args(["-t", "bookworm-backports"]);
+        }
+        run_status(cmd.arg(t.package))?;
+    }
+    if !libs.is_empty() {
+        run_status(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-qq"])
+                .args(&libs),
+        )?;
+    }
+    for t in TOOLS {
+        if which(t.bin).is_none() {
+            return Err(format!(
+                "{} still missing after installing {}",
+                t.bin, t.package
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ensure_targets() -> Result<()> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let missing: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !Path::new(&sysroot).join("lib/rustlib").join(t).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if which("rustup").is_none() {
+        return Err(format!(
+            "missing Rust targets {missing:?}; install them for this toolchain"
+        ));
+    }
+    eprintln!("xtask: rustup target add {}", missing.join(" "));
+    run_status(
+        Command::new("rustup")
+            .args(["target", "add"])
+            .args(&missing),
+    )
+}
+
+fn qemu_system_major() -> Option<u32> {
+    let out = Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split("version ").nth(1)?;
+    v.split('.').next()?.trim().parse().ok()
+}
+
+/// Adds a bookworm-backports source derived from the machine's Debian entry. Returns false (and
+/// leaves apt alone) when the machine is not bookworm.
+fn enable_backports() -> Result<bool> {
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !release.contains("VERSION_CODENAME=bookworm") {
+        return Ok(false);
+    }
+    let out = Path::new("/etc/apt/sources.list.d/flexserve-backports.sources");
+    if out.exists() {
+        return Ok(true);
+    }
+    let deb822 =
+        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let field = |stanza: &str, key: &str| {
+        stanza
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+    };
+    let stanza = deb822.split("\n\n").find(|s| {
+        field(s, "Suites:").is_some_and(|v| v.split_whitespace().any(|x| x == "bookworm"))
+    });
+    let (uri, signed) = if let Some(s) = stanza {
+        (field(s, "URIs:"), field(s, "Signed-By:"))
+    } else {
+        // One-line format in /etc/apt/sources.list.
+        let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+        let uri = list.lines().find_map(|l| {
+            let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
+            (w.next() == Some("deb"))
+                .then(|| w.next().map(str::to_string))
+                .flatten()
+                .filter(|_| l.split_whitespace().any(|x| x == "bookworm"))
+        });
+        (uri, None)
+    };
+    let Some(uri) = uri else {
+        eprintln!("xtask: no Debian bookworm source entry found; using the default suite");
+        return Ok(false);
+    };
+    let mut text =
+        format!("Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\n");
+    if let Some(s) = signed {
+        text.push_str(&format!("Signed-By: {s}\n"));
+    }
+    std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    Ok(true)
+}

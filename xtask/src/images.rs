@@ -1,0 +1,318 @@
+//! Building the bare-metal images: the SP and its package per platform, the testbed firmware,
+//! the normal-world client, and the testbed's flash image that holds them.
+
+use crate::{Result, root, run_status, target_dir};
+use object::{Object, ObjectSegment};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use testbed_layout::{flash, spkg};
+
+pub const BARE_TARGET: &str = "aarch64-unknown-none";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    Qemu,
+    FvpBase,
+    Rk3588,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 3] = [Platform::Qemu, Platform::FvpBase, Platform::Rk3588];
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "qemu" => Ok(Platform::Qemu),
+            "fvp-base" | "fvp" => Ok(Platform::FvpBase),
+            "rk3588" => Ok(Platform::Rk3588),
+            _ => Err(format!("unknown platform `{s}` (qemu, fvp-base, rk3588)")),
+        }
+    }
+
+    /// The cargo feature of `flexserve-sp` and the directory under `fvp/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Qemu => "qemu",
+            Platform::FvpBase => "fvp-base",
+            Platform::Rk3588 => "rk3588",
+        }
+    }
+}
+
+/// Where this platform's build outputs go.
+pub fn out_dir(what: &str) -> PathBuf {
+    target_dir().join("flexserve").join(what)
+}
+
+/// `cargo build --release` of one bare-metal crate; returns the ELF path.
+fn cargo_build_bare(package: &str, bin: &str, features: Option<&str>) -> Result<PathBuf> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root()).args([
+        "build",
+        "--release",
+        "--package",
+        package,
+        "--target",
+        BARE_TARGET,
+    ]);
+    if let Some(f) = features {
+        cmd.args(["--no-default-features", "--features", f]);
+    }
+    run_status(&mut cmd)?;
+    Ok(target_dir().join(BARE_TARGET).join("release").join(bin))
+}
+
+/// Flattens an ELF's loadable segments into a binary starting at the lowest physical (load)
+/// address, so that `.data` lands where the image's start-up code copies it from.
+/// Returns the image and its load address.
+pub fn elf_to_bin(elf: &Path) -> Result<(Vec<u8>, u64)> {
+    let data = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let mut segs = Vec::new();
+    if let object::File::Elf64(ref f) = file {
+        use object::read::elf::ProgramHeader;
+        let endian = f.endian();
+        for ph in f.elf_program_headers() {
+            if ph.p_type(endian) == object::elf::PT_LOAD && ph.p_filesz(endian) > 0 {
+                let off = ph.p_offset(endian) as usize;
+                let len = ph.p_filesz(endian) as usize;
+                let bytes = data.get(off..off + len).ok_or("segment past end of ELF")?;
+                segs.push((ph.p_paddr(endian), bytes.to_vec()));
+            }
+        }
+    } else {
+        for s in file.segments() {
+            let bytes = s.data().map_err(|e| e.to_string())?;
+            if !bytes.is_empty() {
+                segs.push((s.address(), bytes.to_vec()));
+            }
+        }
+    }
+    let base = segs
+        .iter()
+        .map(|(a, _)| *a)
+        .min()
+        .ok_or_else(|| format!("{}: no loadable segments", elf.display()))?;
+    let end = segs
+        .iter()
+        .map(|(a, b)| a + b.len() as u64)
+        .max()
+        .unwrap_or(base);
+    if end - base > 64 << 20 {
+        return Err(format!(
+            "{}: loadable segments span {} bytes",
+            elf.display(),
+            end - base
+        ));
+    }
+    let mut out = vec![0u8; (end - base) as usize];
+    for (addr, bytes) in segs {
+        let at = (addr - base) as usize;
+        out[at..at + bytes.len()].copy_from_slice(&bytes);
+    }
+    Ok((out, base))
+}
+
+fn entry_of(elf: &Path) -> Result<u64> {
+    let data = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    Ok(file.entry())
+}
+
+/// Compiles a DTS with `dtc`.
+fn dtc(dts: &Path, dtb: &Path) -> Result<()> {
+    run_status(
+        Command::new("dtc")
+            .args(["-I", "dts", "-O", "dtb", "-o"])
+            .arg(dtb)
+            .arg(dts),
+    )
+}
+
+/// Reads a `<0x..>` u32 or u64 cell property from DTS text (a build-time consistency check only;
+/// the SPMC parses the DTB).
+fn dts_u64(dts: &str, prop: &str) -> Option<u64> {
+    let line = dts
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{prop} =")))?;
+    let cells: Vec<u64> = line
+        .split(['<', '>'])
+        .nth(1)?
+        .split_whitespace()
+        .filter_map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).ok())
+        .collect();
+    match cells.as_slice() {
+        [v] => Some(*v),
+        [hi, lo] => Some(hi << 32 | lo),
+        _ => None,
+    }
+}
+
+pub struct SpPackage {
+    pub pkg: PathBuf,
+    pub image_size: usize,
+}
+
+/// Builds the SP for `platform`, compiles its manifest and writes the SPKG.
+pub fn build_sp(platform: Platform) -> Result<SpPackage> {
+    let elf = cargo_build_bare("flexserve-sp", "flexserve-sp", Some(platform.name()))?;
+    let (image, load) = elf_to_bin(&elf)?;
+    let dir = out_dir(platform.name());
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dts_path = root()
+        .join("fvp")
+        .join(platform.name())
+        .join("sp-manifest.dts");
+    let dts =
+        std::fs::read_to_string(&dts_path).map_err(|e| format!("{}: {e}", dts_path.display()))?;
+    // The manifest and the linker script must agree on where the image runs.
+    let (la, eo) = (
+        dts_u64(&dts, "load-address"),
+        dts_u64(&dts, "entrypoint-offset"),
+    );
+    let entry = entry_of(&elf)?;
+    match (la, eo) {
+        (Some(la), Some(eo)) if la + eo == load && entry == load => {}
+        _ => {
+            return Err(format!(
+                "{}: load-address {la:x?} + entrypoint-offset {eo:x?} does not match the SP image \
+                 (linked at {load:#x}, entry {entry:#x})",
+                dts_path.display()
+            ));
+        }
+    }
+    let dtb = dir.join("sp-manifest.dtb");
+    dtc(&dts_path, &dtb)?;
+    let pm = std::fs::read(&dtb).map_err(|e| e.to_string())?;
+    if pm.len() > (spkg::IMG_OFFSET - spkg::PM_OFFSET) as usize {
+        return Err(format!(
+            "manifest DTB is {} bytes; it must fit below the image",
+            pm.len()
+        ));
+    }
+    let header = spkg::Header::new(pm.len() as u32, image.len() as u32);
+    let mut pkg = vec![0u8; spkg::IMG_OFFSET as usize + image.len()];
+    pkg[..spkg::HEADER_SIZE].copy_from_slice(&header.encode());
+    pkg[spkg::PM_OFFSET as usize..][..pm.len()].copy_from_slice(&pm);
+    pkg[spkg::IMG_OFFSET as usize..].copy_from_slice(&image);
+    let pkg_path = dir.join("flexserve-sp.pkg");
+    std::fs::write(&pkg_path, &pkg).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("flexserve-sp.bin"), &image).map_err(|e| e.to_string())?;
+    let layout = root()
+        .join("fvp")
+        .join(platform.name())
+        .join("sp_layout.json");
+    if layout.exists() {
+        std::fs::copy(&layout, dir.join("sp_layout.json")).map_err(|e| e.to_string())?;
+    }
+    Ok(SpPackage {
+        pkg: pkg_path,
+        image_size: image.len(),
+    })
+}
+
+/// Builds everything the QEMU testbed boots and writes a flash image for one scenario.
+pub fn build_flash(scenario: &str, model: Option<&Path>) -> Result<PathBuf> {
+    let sp = build_sp(Platform::Qemu)?;
+    let testbed = cargo_build_bare("testbed", "testbed", None)?;
+    let client = cargo_build_bare("nw-client", "nw-client", None)?;
+    let (testbed_bin, testbed_base) = elf_to_bin(&testbed)?;
+    let (client_bin, client_base) = elf_to_bin(&client)?;
+    if testbed_base != testbed_layout::virt::SECURE_FLASH_BASE {
+        return Err(format!(
+            "testbed image starts at {testbed_base:#x}, not at the flash base"
+        ));
+    }
+    if client_base != testbed_layout::ns_ram::CLIENT_BASE {
+        return Err(format!(
+            "client image starts at {client_base:#x}, not at CLIENT_BASE"
+        ));
+    }
+    let pkg = std::fs::read(&sp.pkg).map_err(|e| e.to_string())?;
+    let config = format!("scenario={scenario}\n");
+    let mut image = Vec::new();
+    place(
+        &mut image,
+        flash::TESTBED_OFFSET,
+        flash::TESTBED_MAX,
+        &testbed_bin,
+        false,
+        "testbed",
+    )?;
+    place(
+        &mut image,
+        flash::SP_PKG_OFFSET,
+        flash::SP_PKG_MAX,
+        &pkg,
+        true,
+        "SP package",
+    )?;
+    place(
+        &mut image,
+        flash::NW_IMAGE_OFFSET,
+        flash::NW_IMAGE_MAX,
+        &client_bin,
+        true,
+        "client",
+    )?;
+    place(
+        &mut image,
+        flash::BOOT_CONFIG_OFFSET,
+        flash::BOOT_CONFIG_MAX,
+        config.as_bytes(),
+        true,
+        "boot config",
+    )?;
+    if let Some(m) = model {
+        let bytes = std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?;
+        place(
+            &mut image,
+            flash::MODEL_OFFSET,
+            flash::MODEL_MAX,
+            &bytes,
+            true,
+            "model",
+        )?;
+    }
+    image.resize(testbed_layout::virt::SECURE_FLASH_SIZE as usize, 0);
+    let path = out_dir("testbed").join(format!("flash-{scenario}.bin"));
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+    std::fs::write(&path, &image).map_err(|e| e.to_string())?;
+    eprintln!(
+        "xtask: SP image {} bytes, package {} bytes; flash image {}",
+        sp.image_size,
+        pkg.len(),
+        path.display()
+    );
+    Ok(path)
+}
+
+fn place(
+    image: &mut Vec<u8>,
+    offset: u64,
+    max: u64,
+    payload: &[u8],
+    header: bool,
+    what: &str,
+) -> Result<()> {
+    let hdr = if header { flash::SLOT_HEADER_SIZE } else { 0 };
+    if payload.len() as u64 + hdr > max {
+        return Err(format!(
+            "{what} is {} bytes; its flash slot holds {}",
+            payload.len(),
+            max - hdr
+        ));
+    }
+    let start = offset as usize;
+    let end = start + hdr as usize + payload.len();
+    if image.len() < end {
+        image.resize(end, 0);
+    }
+    if header {
+        let h = flash::SlotHeader {
+            len: payload.len() as u32,
+        };
+        image[start..start + hdr as usize].copy_from_slice(&h.encode());
+    }
+    image[start + hdr as usize..end].copy_from_slice(payload);
+    Ok(())
+}

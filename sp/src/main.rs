@@ -1,8 +1,9 @@
-//! Placeholder; built for aarch64-unknown-none by `cargo xtask`.
-#![no_std]
-#![no_main]
+//! The FlexServe SP image. The bare-metal entry lives in `rt` (aarch64-unknown-none only); on the
+//! host this binary is empty so that `cargo test` can build the crate.
+#![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
+#[cfg(target_os = "none")]
+mod rt;
+
+#[cfg(not(target_os = "none"))]
+fn main() {}

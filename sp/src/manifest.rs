@@ -1,0 +1,324 @@
+//! The SP's FF-A partition manifest (the DTB the SPMC points at from the boot info), parsed once
+//! into the facts the SP runs on: where it is loaded, where its heap is, which devices it may map.
+//!
+//! Binding: TF-A `ffa-manifest-binding.rst` / Hafnium `src/manifest.c`. The heap is the
+//! `memory-regions` child named `heap`; the secure UART the `device-regions` child named `uart`.
+
+use fdt::{Fdt, node::FdtNode};
+
+pub const PAGE_SIZE: u64 = 0x1000;
+
+/// Region `attributes` bits of the binding.
+pub mod attr {
+    pub const READ: u32 = 0x1;
+    pub const WRITE: u32 = 0x2;
+    pub const EXECUTE: u32 = 0x4;
+    pub const NS: u32 = 0x8;
+}
+
+/// A page-aligned physical range the manifest grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+    /// [`attr`] bits.
+    pub attributes: u32,
+}
+
+impl Region {
+    pub fn end(&self) -> u64 {
+        self.base + self.size
+    }
+}
+
+/// What the SP needs from its manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpManifest {
+    pub ffa_version: u32,
+    pub uuid_cells: [u32; 4],
+    pub load_address: u64,
+    pub entrypoint_offset: u64,
+    pub execution_ctx_count: u32,
+    pub messaging_method: u32,
+    /// The heap (RW, secure, not executable).
+    pub heap: Region,
+    /// The secure UART, if the manifest grants one.
+    pub uart: Option<Region>,
+}
+
+/// Why the manifest cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Not a flattened device tree (bad magic or truncated).
+    NotDtb,
+    /// The root is not `arm,ffa-manifest-1.x`.
+    NotFfaManifest,
+    /// A mandatory property is missing or has the wrong size.
+    Missing(&'static str),
+    /// No `memory-regions/heap` node.
+    NoHeap,
+    /// A region is not page aligned, empty, overflows, or lacks `base-address`.
+    BadRegion(&'static str),
+    /// A region's attributes do not allow what it is used for.
+    BadAttributes {
+        region: &'static str,
+        attributes: u32,
+    },
+}
+
+fn prop_u64(node: FdtNode<'_, '_>, name: &'static str) -> Result<u64, ManifestError> {
+    node.property(name)
+        .and_then(|p| p.as_usize())
+        .map(|v| v as u64)
+        .ok_or(ManifestError::Missing(name))
+}
+
+fn prop_u64_opt(node: FdtNode<'_, '_>, name: &'static str) -> Result<Option<u64>, ManifestError> {
+    match node.property(name) {
+        None => Ok(None),
+        Some(p) => p
+            .as_usize()
+            .map(|v| Some(v as u64))
+            .ok_or(ManifestError::Missing(name)),
+    }
+}
+
+fn prop_u32(node: FdtNode<'_, '_>, name: &'static str) -> Result<u32, ManifestError> {
+    let v = prop_u64(node, name)?;
+    u32::try_from(v).map_err(|_| ManifestError::Missing(name))
+}
+
+fn node_name<'a>(node: &FdtNode<'_, 'a>) -> &'a str {
+    node.name.split('@').next().unwrap_or(node.name)
+}
+
+fn region(
+    node: FdtNode<'_, '_>,
+    what: &'static str,
+    load_address: u64,
+) -> Result<Region, ManifestError> {
+    let base = match prop_u64_opt(node, "base-address")? {
+        Some(b) => b,
+        None => {
+            let off = prop_u64_opt(node, "load-address-relative-offset")?
+                .ok_or(ManifestError::BadRegion(what))?;
+            load_address
+                .checked_add(off)
+                .ok_or(ManifestError::BadRegion(what))?
+        }
+    };
+    let pages = prop_u64(node, "pages-count")?;
+    let attributes = prop_u32(node, "attributes")?;
+    let size = pages
+        .checked_mul(PAGE_SIZE)
+        .filter(|s| *s != 0)
+        .ok_or(ManifestError::BadRegion(what))?;
+    if !base.is_multiple_of(PAGE_SIZE) || base.checked_add(size).is_none() {
+        return Err(ManifestError::BadRegion(what));
+    }
+    Ok(Region {
+        base,
+        size,
+        attributes,
+    })
+}
+
+fn find_child<'b, 'a>(fdt: &'b Fdt<'a>, parent: &str, name: &str) -> Option<FdtNode<'b, 'a>> {
+    fdt.find_node(parent)?
+        .children()
+        .find(|c| node_name(c) == name)
+}
+
+impl SpManifest {
+    /// Parses and validates the manifest DTB.
+    pub fn parse(dtb: &[u8]) -> Result<Self, ManifestError> {
+        let fdt = Fdt::new(dtb).map_err(|_| ManifestError::NotDtb)?;
+        let root = fdt.find_node("/").ok_or(ManifestError::NotDtb)?;
+        let is_ffa = root
+            .compatible()
+            .map(|c| c.all().any(|s| s.starts_with("arm,ffa-manifest-1.")))
+            .unwrap_or(false);
+        if !is_ffa {
+            return Err(ManifestError::NotFfaManifest);
+        }
+        let uuid = root
+            .property("uuid")
+            .map(|p| p.value)
+            .filter(|v| v.len() >= 16)
+            .ok_or(ManifestError::Missing("uuid"))?;
+        let mut uuid_cells = [0u32; 4];
+        for (c, b) in uuid_cells.iter_mut().zip(uuid.chunks_exact(4)) {
+            *c = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        let load_address = prop_u64(root, "load-address")?;
+
+        let heap_node = find_child(&fdt, "/memory-regions", "heap").ok_or(ManifestError::NoHeap)?;
+        let heap = region(heap_node, "heap", load_address)?;
+        let rw = attr::READ | attr::WRITE;
+        if heap.attributes & rw != rw || heap.attributes & (attr::EXECUTE | attr::NS) != 0 {
+            return Err(ManifestError::BadAttributes {
+                region: "heap",
+                attributes: heap.attributes,
+            });
+        }
+        let uart = match find_child(&fdt, "/device-regions", "uart") {
+            None => None,
+            Some(n) => {
+                let r = region(n, "uart", load_address)?;
+                if r.attributes & rw != rw {
+                    return Err(ManifestError::BadAttributes {
+                        region: "uart",
+                        attributes: r.attributes,
+                    });
+                }
+                Some(r)
+            }
+        };
+        Ok(SpManifest {
+            ffa_version: prop_u32(root, "ffa-version")?,
+            uuid_cells,
+            load_address,
+            entrypoint_offset: prop_u64_opt(root, "entrypoint-offset")?.unwrap_or(0),
+            execution_ctx_count: prop_u32(root, "execution-ctx-count")?,
+            messaging_method: prop_u32(root, "messaging-method")?,
+            heap,
+            uart,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{path::PathBuf, process::Command};
+
+    /// Compiles a DTS with `dtc` (installed by `cargo xtask deps`).
+    fn dtc(dts: &str) -> Vec<u8> {
+        let out = Command::new("dtc")
+            .args(["-I", "dts", "-O", "dtb", "-o", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(dts.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("dtc must be installed");
+        assert!(out.status.success(), "dtc failed");
+        out.stdout
+    }
+
+    fn platform_dts(platform: &str) -> String {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fvp")
+            .join(platform)
+            .join("sp-manifest.dts");
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn platform_manifests_carry_the_service_uuid_and_valid_regions() {
+        for (platform, load, uart, ctx, req2) in [
+            ("qemu", 0x0e30_0000, Some(0x0904_0000), 1, true),
+            ("fvp-base", 0x0628_0000, Some(0x1c0b_0000), 1, true),
+            ("rk3588", 0x0840_0000, None, 8, false),
+        ] {
+            let m = SpManifest::parse(&dtc(&platform_dts(platform))).unwrap();
+            assert_eq!(
+                m.uuid_cells,
+                flexserve_proto::service_uuid_manifest_cells(),
+                "{platform}"
+            );
+            assert_eq!(m.ffa_version, 0x10002, "{platform}");
+            assert_eq!(m.load_address, load, "{platform}");
+            assert_eq!(m.entrypoint_offset, 0x4000, "{platform}");
+            assert_eq!(m.execution_ctx_count, ctx, "{platform}");
+            assert_eq!(m.messaging_method & (1 << 9) != 0, req2, "{platform}");
+            assert_eq!(m.uart.map(|u| u.base), uart, "{platform}");
+            // The heap lies outside the 1 MiB package.
+            assert!(
+                m.heap.base >= load + 0x10_0000 || m.heap.end() <= load,
+                "{platform}"
+            );
+            assert!(m.heap.size >= 4 << 20, "{platform}");
+        }
+    }
+
+    const GOOD: &str = r#"/dts-v1/; / { compatible = "arm,ffa-manifest-1.0";
+        ffa-version = <0x10002>; uuid = <1 2 3 4>; execution-ctx-count = <1>;
+        load-address = <0x0 0x1000000>; messaging-method = <1>;
+        memory-regions { heap { pages-count = <4>; base-address = <0x0 0x2000000>;
+        attributes = <3>; }; }; };"#;
+
+    #[test]
+    fn parses_minimal_manifest() {
+        let m = SpManifest::parse(&dtc(GOOD)).unwrap();
+        assert_eq!(m.uuid_cells, [1, 2, 3, 4]);
+        assert_eq!(
+            m.heap,
+            Region {
+                base: 0x200_0000,
+                size: 0x4000,
+                attributes: 3
+            }
+        );
+        assert_eq!(m.uart, None);
+    }
+
+    #[test]
+    fn rejects_bad_manifests() {
+        assert_eq!(SpManifest::parse(&[0u8; 64]), Err(ManifestError::NotDtb));
+        let cases = [
+            (
+                GOOD.replace("arm,ffa-manifest-1.0", "acme,thing"),
+                ManifestError::NotFfaManifest,
+            ),
+            (GOOD.replace("heap {", "stack {"), ManifestError::NoHeap),
+            (
+                GOOD.replace("attributes = <3>", "attributes = <7>"),
+                ManifestError::BadAttributes {
+                    region: "heap",
+                    attributes: 7,
+                },
+            ),
+            (
+                GOOD.replace("attributes = <3>", "attributes = <0xb>"),
+                ManifestError::BadAttributes {
+                    region: "heap",
+                    attributes: 0xb,
+                },
+            ),
+            (
+                GOOD.replace("0x2000000", "0x2000800"),
+                ManifestError::BadRegion("heap"),
+            ),
+            (
+                GOOD.replace("pages-count = <4>", "pages-count = <0>"),
+                ManifestError::BadRegion("heap"),
+            ),
+            (
+                GOOD.replace("uuid = <1 2 3 4>;", ""),
+                ManifestError::Missing("uuid"),
+            ),
+        ];
+        for (dts, want) in cases {
+            assert_eq!(SpManifest::parse(&dtc(&dts)), Err(want), "{dts}");
+        }
+    }
+
+    #[test]
+    fn relative_heap_and_uart() {
+        let dts = GOOD.replace(
+            "base-address = <0x0 0x2000000>;",
+            "load-address-relative-offset = <0x100000>;",
+        );
+        let dts = dts.replace(
+            "}; }; };",
+            "}; }; device-regions { uart { base-address = <0x0 0x9040000>; pages-count = <1>; attributes = <3>; }; }; };",
+        );
+        let m = SpManifest::parse(&dtc(&dts)).unwrap();
+        assert_eq!(m.heap.base, 0x110_0000);
+        assert_eq!(m.uart.unwrap().base, 0x904_0000);
+    }
+}

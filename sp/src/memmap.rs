@@ -1,0 +1,286 @@
+//! The SP's runtime stage-1 map, by intent: code RX, read-only data, RW data/stack/heap, devices,
+//! and (later) normal-world shared memory with the NS bit. Everything else is unmapped.
+//!
+//! MAIR (set at entry by aarch64-rt's `DEFAULT_MAIR`, kept by the runtime table):
+//! index 0 = Device-nGnRE, index 1 = Normal inner/outer write-back read/write-allocate.
+
+use crate::manifest::{PAGE_SIZE, Region, SpManifest};
+use aarch64_paging::{
+    MapError,
+    descriptor::El1Attributes as A,
+    idmap::IdMap,
+    paging::{El1And0, MemoryRegion},
+};
+use alloc::vec::Vec;
+use core::ops::Range;
+
+/// The translation regime's root level: level 1 covers 512 GiB (TCR_EL1.T0SZ = 25).
+pub const ROOT_LEVEL: usize = 1;
+/// The ASID the runtime table uses.
+pub const ASID: usize = 0;
+
+/// How a range is used; each maps to one attribute set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Executable, read-only.
+    Code,
+    /// Read-only, never executable.
+    ReadOnly,
+    /// Read-write, never executable.
+    Data,
+    /// Device-nGnRE, read-write, never executable.
+    Device,
+    /// Normal-world memory shared with the SP: read-write, never executable, NS=1.
+    NsShared,
+}
+
+impl Intent {
+    pub fn attributes(self) -> A {
+        let normal = A::VALID | A::ACCESSED | A::ATTRIBUTE_INDEX_1 | A::INNER_SHAREABLE;
+        let xn = A::PXN | A::UXN;
+        match self {
+            Intent::Code => normal | A::READ_ONLY | A::UXN,
+            Intent::ReadOnly => normal | A::READ_ONLY | xn,
+            Intent::Data => normal | xn,
+            Intent::Device => A::VALID | A::ACCESSED | A::ATTRIBUTE_INDEX_0 | xn,
+            Intent::NsShared => normal | A::NS | xn,
+        }
+    }
+}
+
+/// Where the linker put the image's parts (all page aligned: aarch64-rt's image.ld aligns
+/// .init/.rodata/.data/.stack to 4 KiB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageLayout {
+    pub text: Range<u64>,
+    pub rodata: Range<u64>,
+    /// .data, .bss and the boot stack.
+    pub data: Range<u64>,
+}
+
+/// One planned mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub name: &'static str,
+    pub range: Range<u64>,
+    pub intent: Intent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// An image part is not page aligned or is backwards.
+    BadImageRange(&'static str),
+    /// Two ranges that must be apart overlap.
+    Overlap(&'static str, &'static str),
+    /// The page-table library refused a range.
+    Map(&'static str, MapError),
+}
+
+fn page_round(r: Range<u64>) -> Range<u64> {
+    let start = r.start & !(PAGE_SIZE - 1);
+    let end = r.end.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    start..end
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+fn region(r: &Region) -> Range<u64> {
+    r.base..r.end()
+}
+
+/// Plans the runtime map: the image by section, the boot-info blob and the manifest read-only,
+/// the heap, and the secure UART if the manifest grants it.
+pub fn plan(
+    image: &ImageLayout,
+    boot_info: Range<u64>,
+    manifest_dtb: Range<u64>,
+    manifest: &SpManifest,
+) -> Result<Vec<Mapping>, PlanError> {
+    let aligned =
+        |r: &Range<u64>| r.start.is_multiple_of(PAGE_SIZE) && r.end.is_multiple_of(PAGE_SIZE);
+    for (name, r) in [
+        ("text", &image.text),
+        ("rodata", &image.rodata),
+        ("data", &image.data),
+    ] {
+        if !aligned(r) || r.start > r.end {
+            return Err(PlanError::BadImageRange(name));
+        }
+    }
+    let mut maps = alloc::vec![
+        Mapping {
+            name: "text",
+            range: image.text.clone(),
+            intent: Intent::Code,
+        },
+        Mapping {
+            name: "rodata",
+            range: image.rodata.clone(),
+            intent: Intent::ReadOnly,
+        },
+        Mapping {
+            name: "data",
+            range: image.data.clone(),
+            intent: Intent::Data,
+        },
+        Mapping {
+            name: "boot-info",
+            range: page_round(boot_info),
+            intent: Intent::ReadOnly,
+        },
+        Mapping {
+            name: "manifest",
+            range: page_round(manifest_dtb),
+            intent: Intent::ReadOnly,
+        },
+        Mapping {
+            name: "heap",
+            range: region(&manifest.heap),
+            intent: Intent::Data,
+        },
+    ];
+    if let Some(u) = &manifest.uart {
+        maps.push(Mapping {
+            name: "uart",
+            range: region(u),
+            intent: Intent::Device,
+        });
+    }
+    for (i, a) in maps.iter().enumerate() {
+        for b in &maps[i + 1..] {
+            // Boot info and manifest may share a page; both are read-only.
+            if overlaps(&a.range, &b.range) && a.intent != b.intent {
+                return Err(PlanError::Overlap(a.name, b.name));
+            }
+            if overlaps(&a.range, &b.range) && a.intent == Intent::Data {
+                return Err(PlanError::Overlap(a.name, b.name));
+            }
+        }
+    }
+    Ok(maps)
+}
+
+/// Builds the identity map for a plan (page tables come from the global allocator).
+pub fn build(maps: &[Mapping]) -> Result<IdMap<El1And0>, PlanError> {
+    let mut idmap = IdMap::with_asid(ASID, ROOT_LEVEL, El1And0);
+    for m in maps.iter().filter(|m| !m.range.is_empty()) {
+        let r = MemoryRegion::new(m.range.start as usize, m.range.end as usize);
+        idmap
+            .map_range(&r, m.intent.attributes())
+            .map_err(|e| PlanError::Map(m.name, e))?;
+    }
+    Ok(idmap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::attr;
+
+    fn manifest(uart: bool) -> SpManifest {
+        SpManifest {
+            ffa_version: 0x10002,
+            uuid_cells: [0; 4],
+            load_address: 0xe30_0000,
+            entrypoint_offset: 0x4000,
+            execution_ctx_count: 1,
+            messaging_method: 0x201,
+            heap: Region {
+                base: 0xe40_0000,
+                size: 0x80_0000,
+                attributes: attr::READ | attr::WRITE,
+            },
+            uart: uart.then_some(Region {
+                base: 0x904_0000,
+                size: 0x1000,
+                attributes: 3,
+            }),
+        }
+    }
+
+    fn image() -> ImageLayout {
+        ImageLayout {
+            text: 0xe30_4000..0xe30_8000,
+            rodata: 0xe30_8000..0xe30_a000,
+            data: 0xe30_a000..0xe32_0000,
+        }
+    }
+
+    fn flags_at(idmap: &IdMap<El1And0>, addr: usize) -> Option<A> {
+        let mut found = None;
+        idmap
+            .walk_range(&MemoryRegion::new(addr, addr + 1), &mut |_, d, _| {
+                if d.is_valid() {
+                    found = Some(d.flags());
+                }
+                Ok(())
+            })
+            .unwrap();
+        found
+    }
+
+    #[test]
+    fn maps_by_intent_and_leaves_the_rest_unmapped() {
+        let m = manifest(true);
+        let maps = plan(&image(), 0xe30_0000..0xe30_0040, 0xe30_1000..0xe30_13e2, &m).unwrap();
+        let idmap = build(&maps).unwrap();
+        let text = flags_at(&idmap, 0xe30_4000).unwrap();
+        assert!(text.contains(A::READ_ONLY) && !text.contains(A::PXN));
+        let ro = flags_at(&idmap, 0xe30_9000).unwrap();
+        assert!(ro.contains(A::READ_ONLY | A::PXN));
+        let data = flags_at(&idmap, 0xe31_f000).unwrap();
+        assert!(!data.contains(A::READ_ONLY) && data.contains(A::PXN));
+        let heap = flags_at(&idmap, 0xebf_f000).unwrap();
+        // A 2 MiB block or a page: either way exactly the data attributes.
+        assert_eq!(heap - A::TABLE_OR_PAGE, Intent::Data.attributes());
+        let uart = flags_at(&idmap, 0x904_0000).unwrap();
+        assert!(uart.contains(A::PXN) && !uart.contains(A::ATTRIBUTE_INDEX_1));
+        assert!(flags_at(&idmap, 0xe30_1000).unwrap().contains(A::READ_ONLY));
+        // Gaps: between boot info/manifest and the image, after the image, past the heap.
+        assert_eq!(flags_at(&idmap, 0xe30_2000), None);
+        assert_eq!(flags_at(&idmap, 0xe32_0000), None);
+        assert_eq!(flags_at(&idmap, 0xec0_0000), None);
+        assert_eq!(flags_at(&idmap, 0x4000_0000), None);
+    }
+
+    #[test]
+    fn no_uart_unless_granted() {
+        let maps = plan(
+            &image(),
+            0xe30_0000..0xe30_0040,
+            0xe30_1000..0xe30_1100,
+            &manifest(false),
+        )
+        .unwrap();
+        assert!(maps.iter().all(|m| m.intent != Intent::Device));
+        let idmap = build(&maps).unwrap();
+        assert_eq!(flags_at(&idmap, 0x904_0000), None);
+    }
+
+    #[test]
+    fn rejects_overlaps_and_misalignment() {
+        let mut m = manifest(false);
+        m.heap.base = 0xe31_0000;
+        assert_eq!(
+            plan(&image(), 0xe30_0000..0xe30_0040, 0xe30_1000..0xe30_1100, &m),
+            Err(PlanError::Overlap("data", "heap"))
+        );
+        let mut img = image();
+        img.text.end = 0xe30_7ff0;
+        assert_eq!(
+            plan(&img, 0..1, 0..1, &manifest(false)),
+            Err(PlanError::BadImageRange("text"))
+        );
+        assert_eq!(
+            plan(
+                &image(),
+                0xe30_3000..0xe30_4010,
+                0xe30_1000..0xe30_1100,
+                &manifest(false)
+            ),
+            Err(PlanError::Overlap("text", "boot-info"))
+        );
+    }
+}

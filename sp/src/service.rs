@@ -1,0 +1,193 @@
+//! The FlexServe service: decodes `flexserve-proto` requests from direct-message payload
+//! registers and writes the reply. Every input gets a reply; nothing here can panic on what the
+//! normal world sends.
+
+use flexserve_proto::{
+    DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, Info, MAX_PAYLOAD_REGS, PROTOCOL_VERSION,
+    ProtoError, Request, Response, SERVICE_UUID, Width, caps,
+};
+
+/// Reply payload registers (unused ones are zero).
+pub type Reply = [u64; MAX_PAYLOAD_REGS];
+
+/// The dispatcher's state.
+#[derive(Debug)]
+pub struct Service {
+    /// Well-formed requests served so far (ping replies carry it).
+    served: u64,
+    /// Requests refused as malformed, unknown or misaddressed.
+    rejected: u64,
+    capabilities: u64,
+    build_id: u32,
+}
+
+impl Service {
+    /// `req2` says whether this platform's SPMC delivers DIRECT_REQ2 (the manifest's
+    /// messaging-method bit 9); `console_log` whether the SP logs over FFA_CONSOLE_LOG.
+    pub fn new(build_id: u32, req2: bool, console_log: bool) -> Self {
+        let mut capabilities = caps::PING | caps::INFO;
+        if req2 {
+            capabilities |= caps::DIRECT_REQ2;
+        }
+        if console_log {
+            capabilities |= caps::CONSOLE_LOG;
+        }
+        Service {
+            served: 0,
+            rejected: 0,
+            capabilities,
+            build_id,
+        }
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Handles a DIRECT_REQ payload (x3-x7; `width` from the 32- or 64-bit function ID).
+    pub fn handle_direct(&mut self, payload: &[u64], width: Width) -> Reply {
+        let n = payload.len().min(DIRECT_PAYLOAD_REGS);
+        self.handle(&payload[..n], width, DIRECT_PAYLOAD_REGS)
+    }
+
+    /// Handles a DIRECT_REQ2 payload (x4-x17) addressed to `uuid` (16 bytes, RFC 4122 order).
+    pub fn handle_direct2(&mut self, uuid: &[u8; 16], payload: &[u64]) -> Reply {
+        if *uuid != SERVICE_UUID {
+            self.rejected += 1;
+            return encode(Response::error(ProtoError::UnknownService), Width::W64, 2);
+        }
+        let n = payload.len().min(DIRECT2_PAYLOAD_REGS);
+        self.handle(&payload[..n], Width::W64, DIRECT2_PAYLOAD_REGS)
+    }
+
+    fn handle(&mut self, payload: &[u64], width: Width, regs: usize) -> Reply {
+        let response = match Request::decode(payload, width) {
+            Err(e) => {
+                self.rejected += 1;
+                log::warn!("rejected request {:x?}: {e:?}", payload.first());
+                Response::error(e)
+            }
+            Ok(req) => {
+                self.served = self.served.wrapping_add(1);
+                match req {
+                    Request::Ping { payload } => Response::Ping {
+                        counter: self.served,
+                        payload,
+                    },
+                    Request::Info => Response::Info(Info {
+                        protocol_version: PROTOCOL_VERSION,
+                        build_id: self.build_id,
+                        capabilities: self.capabilities,
+                        sp_version: crate::SP_VERSION,
+                    }),
+                }
+            }
+        };
+        encode(response, width, regs)
+    }
+}
+
+/// Writes `response` into the first `regs` registers of a reply; a response that does not fit
+/// (a bug, not a client error) becomes an `Internal` error.
+fn encode(response: Response<'_>, width: Width, regs: usize) -> Reply {
+    let mut out = [0u64; MAX_PAYLOAD_REGS];
+    if let Err(e) = response.encode(&mut out[..regs], width) {
+        log::error!("cannot encode {response:?}: {e:?}");
+        // Two registers always fit; this cannot fail.
+        let _ = Response::error(ProtoError::Internal).encode(&mut out[..regs], width);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flexserve_proto::{Command, Status};
+
+    fn ping(p: &[u64], width: Width) -> [u64; DIRECT_PAYLOAD_REGS] {
+        let mut regs = [0; DIRECT_PAYLOAD_REGS];
+        Request::Ping { payload: p }
+            .encode(&mut regs, width)
+            .unwrap();
+        regs
+    }
+
+    #[test]
+    fn ping_echoes_and_counts() {
+        let mut s = Service::new(0xabcd, true, true);
+        for i in 1..=1000u64 {
+            let p = [i, !i & 0xffff_ffff, 7];
+            let r = s.handle_direct(&ping(&p, Width::W32), Width::W32);
+            assert_eq!(
+                Response::decode(&r[..DIRECT_PAYLOAD_REGS], Width::W32, Command::Ping).unwrap(),
+                Response::Ping {
+                    counter: i,
+                    payload: &p
+                }
+            );
+        }
+        assert_eq!(s.served(), 1000);
+    }
+
+    #[test]
+    fn req2_checks_uuid_and_uses_all_registers() {
+        let mut s = Service::new(1, true, false);
+        let p: [u64; 12] = core::array::from_fn(|i| u64::MAX - i as u64);
+        let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
+        Request::Ping { payload: &p }
+            .encode(&mut regs, Width::W64)
+            .unwrap();
+        let r = s.handle_direct2(&SERVICE_UUID, &regs);
+        assert_eq!(
+            Response::decode(&r[..14], Width::W64, Command::Ping).unwrap(),
+            Response::Ping {
+                counter: 1,
+                payload: &p
+            }
+        );
+        let r = s.handle_direct2(&[0u8; 16], &regs);
+        assert_eq!(r[0], Status::UnknownService as u64);
+        assert_eq!(s.served(), 1);
+        assert_eq!(s.rejected(), 1);
+    }
+
+    #[test]
+    fn malformed_gets_error_then_good_request_works() {
+        let mut s = Service::new(1, false, false);
+        for bad in [
+            [0x9999u64, 0, 0, 0, 0],
+            [1 << 20 | 1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+        ] {
+            let r = s.handle_direct(&bad, Width::W64);
+            assert_ne!(r[0], Status::Ok as u64, "{bad:x?}");
+        }
+        assert_eq!(s.handle_direct(&[], Width::W64)[0], Status::TooShort as u64);
+        let r = s.handle_direct(&ping(&[5], Width::W64), Width::W64);
+        assert_eq!(
+            Response::decode(&r[..DIRECT_PAYLOAD_REGS], Width::W64, Command::Ping).unwrap(),
+            Response::Ping {
+                counter: 1,
+                payload: &[5, 0, 0]
+            }
+        );
+    }
+
+    #[test]
+    fn info_reports_capabilities() {
+        let mut s = Service::new(0x1234_5678, false, true);
+        let r = s.handle_direct(&[Command::Info as u64, 0, 0, 0, 0], Width::W32);
+        let Response::Info(i) = Response::decode(&r, Width::W32, Command::Info).unwrap() else {
+            panic!("not info: {r:x?}");
+        };
+        assert_eq!(i.protocol_version, PROTOCOL_VERSION);
+        assert_eq!(i.build_id, 0x1234_5678);
+        assert_eq!(i.capabilities, caps::PING | caps::INFO | caps::CONSOLE_LOG);
+        assert_eq!(i.sp_version, crate::SP_VERSION);
+    }
+}

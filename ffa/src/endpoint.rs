@@ -1,0 +1,425 @@
+//! A thin call layer over any [`Conduit`]: one method per FF-A call, replies decoded and
+//! checked. FFA_ERROR replies become [`Error::Ffa`]; a well-formed reply of the wrong kind
+//! becomes [`Error::UnexpectedReply`].
+
+use crate::{
+    Conduit, ConsoleLogChars, DecodeError, DirectMsg2Args, DirectMsgArgs, EntryPoint, FfaError,
+    FuncId, Handle, Interface, MemOpArgs, MsgWaitFlags, PartitionId, PartitionInfoGetFlags,
+    PartitionInfoRegs, ReclaimFlags, RxTxAddr, RxTxPageCount, SuccessArgs, Uuid, Version,
+    partition_info::PartitionInfoError,
+};
+
+/// What went wrong with a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The callee answered FFA_ERROR with this code.
+    Ffa(FfaError),
+    /// The reply registers are not a valid FF-A reply.
+    Decode(DecodeError),
+    /// A valid reply, but not one this request allows.
+    UnexpectedReply { request: FuncId, reply: FuncId },
+    /// A reply whose payload is inconsistent (e.g. PARTITION_INFO_GET_REGS indices).
+    BadPartitionInfo(PartitionInfoError),
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Self::Decode(e)
+    }
+}
+
+impl From<FfaError> for Error {
+    fn from(e: FfaError) -> Self {
+        Self::Ffa(e)
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Ffa(e) => write!(f, "FFA_ERROR {e}"),
+            Self::Decode(e) => write!(f, "malformed reply: {e}"),
+            Self::UnexpectedReply { request, reply } => {
+                write!(f, "unexpected reply {reply:?} to {request:?}")
+            }
+            Self::BadPartitionInfo(e) => write!(f, "bad partition info: {e:?}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// PARTITION_INFO_GET's reply: `count` descriptors of `desc_size` bytes in the RX buffer
+/// (`desc_size` is 0 when only the count was asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionCount {
+    pub count: u32,
+    pub desc_size: u32,
+}
+
+/// Reply to a memory send (DONATE/LEND/SHARE): done, or the SPMC wants the next fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemSendReply {
+    /// FFA_SUCCESS with the handle in w2/w3.
+    Done(Handle),
+    /// FFA_MEM_FRAG_RX: send the fragment starting at `offset` with FFA_MEM_FRAG_TX.
+    FragRx { handle: Handle, offset: u32 },
+}
+
+/// An FF-A endpoint speaking through `C`.
+#[derive(Debug)]
+pub struct Endpoint<C> {
+    conduit: C,
+}
+
+fn success_handle(args: &SuccessArgs) -> Handle {
+    Handle::from_halves(args.get(0) as u32, args.get(1) as u32)
+}
+
+impl<C: Conduit> Endpoint<C> {
+    pub const fn new(conduit: C) -> Self {
+        Self { conduit }
+    }
+
+    pub fn conduit(&self) -> &C {
+        &self.conduit
+    }
+
+    pub fn conduit_mut(&mut self) -> &mut C {
+        &mut self.conduit
+    }
+
+    pub fn into_conduit(self) -> C {
+        self.conduit
+    }
+
+    /// Issue `req` and decode the reply; FFA_ERROR becomes `Err(Error::Ffa)`.
+    pub fn call(&mut self, req: &Interface) -> Result<Interface, Error> {
+        let f = req.func_id();
+        let reply = Interface::decode_reply(f, &self.conduit.call(req.to_regs()))?;
+        match reply {
+            Interface::Error { code, .. } => Err(Error::Ffa(code)),
+            r => Ok(r),
+        }
+    }
+
+    /// Issue `req` and expect FFA_SUCCESS.
+    fn call_success(&mut self, req: &Interface) -> Result<SuccessArgs, Error> {
+        match self.call(req)? {
+            Interface::Success { args, .. } => Ok(args),
+            r => Err(Error::UnexpectedReply {
+                request: req.func_id(),
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_VERSION: announce `ours`, get the callee's version. Call it first (Hafnium locks
+    /// the version after any other call). Compatibility is the caller's check:
+    /// `ours.is_compatible_with(theirs)`.
+    pub fn version(&mut self, ours: Version) -> Result<Version, Error> {
+        let req = Interface::Version { input: ours };
+        match self.call(&req)? {
+            Interface::VersionOut { output } => Ok(output),
+            r => Err(Error::UnexpectedReply {
+                request: FuncId::Version,
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_ID_GET: this endpoint's ID.
+    pub fn id_get(&mut self) -> Result<PartitionId, Error> {
+        Ok(self.call_success(&Interface::IdGet)?.get(0) as u16)
+    }
+
+    /// FFA_SPM_ID_GET: the SPMC's ID.
+    pub fn spm_id_get(&mut self) -> Result<PartitionId, Error> {
+        Ok(self.call_success(&Interface::SpmIdGet)?.get(0) as u16)
+    }
+
+    /// FFA_FEATURES: `Ok((w2, w3))` interface properties if supported, `Err(Ffa(NotSupported))`
+    /// if not. For FFA_MEM_RETRIEVE_REQ pass `input_properties` bit 1 (NS-bit support).
+    pub fn features(
+        &mut self,
+        feature_id: u32,
+        input_properties: u32,
+    ) -> Result<(u32, u32), Error> {
+        let a = self.call_success(&Interface::Features {
+            feature_id,
+            input_properties,
+        })?;
+        Ok((a.get(0) as u32, a.get(1) as u32))
+    }
+
+    /// FFA_RXTX_MAP_64 with buffers at physical (IPA) addresses `tx` and `rx`.
+    pub fn rxtx_map(&mut self, tx: u64, rx: u64, pages: RxTxPageCount) -> Result<(), Error> {
+        self.call_success(&Interface::RxTxMap {
+            addr: RxTxAddr::Addr64 { tx, rx },
+            page_count: pages,
+        })
+        .map(drop)
+    }
+
+    /// FFA_RXTX_UNMAP (`id` = 0 unless a hypervisor acts for a VM).
+    pub fn rxtx_unmap(&mut self, id: PartitionId) -> Result<(), Error> {
+        self.call_success(&Interface::RxTxUnmap { id }).map(drop)
+    }
+
+    /// FFA_RX_RELEASE: hand the RX buffer back to the producer.
+    pub fn rx_release(&mut self) -> Result<(), Error> {
+        self.call_success(&Interface::RxRelease { vm_id: 0 })
+            .map(drop)
+    }
+
+    /// FFA_PARTITION_INFO_GET: descriptors land in the RX buffer (read them with
+    /// [`crate::PartitionInfo::iter`], then [`Self::rx_release`]) unless `count_only`.
+    pub fn partition_info_get(
+        &mut self,
+        uuid: Uuid,
+        count_only: bool,
+    ) -> Result<PartitionCount, Error> {
+        let a = self.call_success(&Interface::PartitionInfoGet {
+            uuid,
+            flags: PartitionInfoGetFlags { count_only },
+        })?;
+        Ok(PartitionCount {
+            count: a.get(0) as u32,
+            desc_size: a.get(1) as u32,
+        })
+    }
+
+    /// FFA_PARTITION_INFO_GET_REGS: up to five descriptors from `start_index`.
+    pub fn partition_info_get_regs(
+        &mut self,
+        uuid: Uuid,
+        start_index: u16,
+        tag: u16,
+    ) -> Result<PartitionInfoRegs, Error> {
+        let a = self.call_success(&Interface::PartitionInfoGetRegs {
+            uuid,
+            start_index,
+            tag,
+        })?;
+        PartitionInfoRegs::from_success_args(&a, start_index).map_err(Error::BadPartitionInfo)
+    }
+
+    /// FFA_MSG_WAIT: returns the next message (a direct request, FFA_INTERRUPT, FFA_RUN...).
+    pub fn msg_wait(&mut self, flags: MsgWaitFlags) -> Result<Interface, Error> {
+        self.call(&Interface::MsgWait { flags })
+    }
+
+    /// FFA_MSG_SEND_DIRECT_REQ_32/64 (width from `args`); returns the response payload.
+    pub fn direct_req(
+        &mut self,
+        src_id: PartitionId,
+        dst_id: PartitionId,
+        args: DirectMsgArgs,
+    ) -> Result<DirectMsgArgs, Error> {
+        let req = Interface::MsgSendDirectReq {
+            src_id,
+            dst_id,
+            args,
+        };
+        match self.call(&req)? {
+            Interface::MsgSendDirectResp { args, .. } => Ok(args),
+            r => Err(Error::UnexpectedReply {
+                request: req.func_id(),
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_MSG_SEND_DIRECT_RESP_32/64: answer the current request; returns the next message.
+    pub fn direct_resp(
+        &mut self,
+        src_id: PartitionId,
+        dst_id: PartitionId,
+        args: DirectMsgArgs,
+    ) -> Result<Interface, Error> {
+        self.call(&Interface::MsgSendDirectResp {
+            src_id,
+            dst_id,
+            args,
+        })
+    }
+
+    /// FFA_MSG_SEND_DIRECT_REQ2 to service `uuid` of `dst_id`; returns the response payload.
+    pub fn direct_req2(
+        &mut self,
+        src_id: PartitionId,
+        dst_id: PartitionId,
+        uuid: Uuid,
+        args: DirectMsg2Args,
+    ) -> Result<DirectMsg2Args, Error> {
+        let req = Interface::MsgSendDirectReq2 {
+            src_id,
+            dst_id,
+            uuid,
+            args,
+        };
+        match self.call(&req)? {
+            Interface::MsgSendDirectResp2 { args, .. } => Ok(args),
+            r => Err(Error::UnexpectedReply {
+                request: req.func_id(),
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_MSG_SEND_DIRECT_RESP2: answer the current request; returns the next message.
+    pub fn direct_resp2(
+        &mut self,
+        src_id: PartitionId,
+        dst_id: PartitionId,
+        args: DirectMsg2Args,
+    ) -> Result<Interface, Error> {
+        self.call(&Interface::MsgSendDirectResp2 {
+            src_id,
+            dst_id,
+            args,
+        })
+    }
+
+    /// FFA_CONSOLE_LOG_64, split into 128-byte calls. Hafnium prints a line per '\n' (or when
+    /// its buffer fills), prefixed with `[<id> <vcpu>]`.
+    pub fn console_log(&mut self, s: &str) -> Result<(), Error> {
+        self.console_log_bytes(s.as_bytes(), true)
+    }
+
+    /// FFA_CONSOLE_LOG_32, split into 24-byte calls.
+    pub fn console_log32(&mut self, s: &str) -> Result<(), Error> {
+        self.console_log_bytes(s.as_bytes(), false)
+    }
+
+    fn console_log_bytes(&mut self, bytes: &[u8], is_64: bool) -> Result<(), Error> {
+        let max = if is_64 {
+            ConsoleLogChars::MAX_64
+        } else {
+            ConsoleLogChars::MAX_32
+        };
+        for chunk in bytes.chunks(max) {
+            let chars = if is_64 {
+                ConsoleLogChars::new64(chunk)
+            } else {
+                ConsoleLogChars::new32(chunk)
+            };
+            // chunks() yields 1..=max bytes, so `chars` is always Some.
+            if let Some(chars) = chars {
+                self.call_success(&Interface::ConsoleLog { chars })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// FFA_SECONDARY_EP_REGISTER_64.
+    pub fn secondary_ep_register(&mut self, entry: u64) -> Result<(), Error> {
+        self.call_success(&Interface::SecondaryEpRegister {
+            entrypoint: EntryPoint::Addr64(entry),
+        })
+        .map(drop)
+    }
+
+    /// FFA_RUN: give CPU time to `target_id`'s vCPU; returns how it came back.
+    pub fn run(&mut self, target_id: PartitionId, vcpu_id: u16) -> Result<Interface, Error> {
+        self.call(&Interface::Run { target_id, vcpu_id })
+    }
+
+    /// Hafnium's FFA_ABORT: the SPMC must not return; if it does, its reply is the error.
+    pub fn abort(&mut self, code: u32) -> Error {
+        match self.call(&Interface::Abort { code }) {
+            Err(e) => e,
+            Ok(r) => Error::UnexpectedReply {
+                request: FuncId::Abort32,
+                reply: r.func_id(),
+            },
+        }
+    }
+
+    fn mem_send(&mut self, req: Interface) -> Result<MemSendReply, Error> {
+        match self.call(&req)? {
+            Interface::Success { args, .. } => Ok(MemSendReply::Done(success_handle(&args))),
+            Interface::MemFragRx {
+                handle,
+                frag_offset,
+                ..
+            } => Ok(MemSendReply::FragRx {
+                handle,
+                offset: frag_offset,
+            }),
+            r => Err(Error::UnexpectedReply {
+                request: req.func_id(),
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_MEM_SHARE (descriptor already written to TX or `args.buf`).
+    pub fn mem_share(&mut self, args: MemOpArgs) -> Result<MemSendReply, Error> {
+        self.mem_send(Interface::MemShare(args))
+    }
+
+    /// FFA_MEM_LEND.
+    pub fn mem_lend(&mut self, args: MemOpArgs) -> Result<MemSendReply, Error> {
+        self.mem_send(Interface::MemLend(args))
+    }
+
+    /// FFA_MEM_DONATE.
+    pub fn mem_donate(&mut self, args: MemOpArgs) -> Result<MemSendReply, Error> {
+        self.mem_send(Interface::MemDonate(args))
+    }
+
+    /// FFA_MEM_FRAG_TX: send the next fragment of a memory send; the reply is again
+    /// FRAG_RX (more wanted) or SUCCESS (done).
+    pub fn mem_frag_tx(&mut self, handle: Handle, frag_len: u32) -> Result<MemSendReply, Error> {
+        self.mem_send(Interface::MemFragTx {
+            handle,
+            frag_len,
+            endpoint_id: 0,
+        })
+    }
+
+    /// FFA_MEM_RETRIEVE_REQ: returns (total length, fragment length) of the retrieve
+    /// response now in the RX buffer.
+    pub fn mem_retrieve_req(&mut self, args: MemOpArgs) -> Result<(u32, u32), Error> {
+        let req = Interface::MemRetrieveReq(args);
+        match self.call(&req)? {
+            Interface::MemRetrieveResp {
+                total_len,
+                frag_len,
+            } => Ok((total_len, frag_len)),
+            r => Err(Error::UnexpectedReply {
+                request: req.func_id(),
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_MEM_FRAG_RX: ask for the next fragment of a retrieve response from `offset`;
+    /// returns the fragment length (FFA_MEM_FRAG_TX w3) now in the RX buffer.
+    pub fn mem_frag_rx(&mut self, handle: Handle, offset: u32) -> Result<u32, Error> {
+        let req = Interface::MemFragRx {
+            handle,
+            frag_offset: offset,
+            endpoint_id: 0,
+        };
+        match self.call(&req)? {
+            Interface::MemFragTx { frag_len, .. } => Ok(frag_len),
+            r => Err(Error::UnexpectedReply {
+                request: req.func_id(),
+                reply: r.func_id(),
+            }),
+        }
+    }
+
+    /// FFA_MEM_RELINQUISH (relinquish descriptor already in TX).
+    pub fn mem_relinquish(&mut self) -> Result<(), Error> {
+        self.call_success(&Interface::MemRelinquish).map(drop)
+    }
+
+    /// FFA_MEM_RECLAIM.
+    pub fn mem_reclaim(&mut self, handle: Handle, flags: ReclaimFlags) -> Result<(), Error> {
+        self.call_success(&Interface::MemReclaim { handle, flags })
+            .map(drop)
+    }
+}

@@ -423,3 +423,444 @@ impl<C: Conduit> Endpoint<C> {
             .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::ScriptedConduit;
+    use crate::{PartitionInfo, PartitionProperties};
+
+    fn ok(v: u32) -> Interface {
+        Interface::Success {
+            target_info: 0,
+            args: SuccessArgs::w2(v),
+        }
+    }
+
+    fn err(code: FfaError) -> Interface {
+        Interface::Error {
+            target_info: 0,
+            code,
+        }
+    }
+
+    #[test]
+    fn sp_boot_sequence() {
+        let req = Interface::MsgSendDirectReq {
+            src_id: 0,
+            dst_id: 0x8001,
+            args: DirectMsgArgs::Args32([7, 0, 0, 0, 0]),
+        };
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::Version {
+                    input: Version::V1_2,
+                },
+                Interface::VersionOut {
+                    output: Version::V1_3,
+                },
+            )
+            .expect(Interface::IdGet, ok(0x8001))
+            .expect(Interface::SpmIdGet, ok(0x8000))
+            .expect(
+                Interface::RxTxMap {
+                    addr: RxTxAddr::Addr64 {
+                        tx: 0xe3f_e000,
+                        rx: 0xe3f_f000,
+                    },
+                    page_count: RxTxPageCount::new(1).unwrap(),
+                },
+                ok(0),
+            )
+            .expect(
+                Interface::Features {
+                    feature_id: FuncId::MemRetrieveReq64 as u32,
+                    input_properties: 2,
+                },
+                Interface::Success {
+                    target_info: 0,
+                    args: SuccessArgs::Args32([5, 6, 0, 0, 0, 0]),
+                },
+            )
+            .expect(
+                Interface::MsgWait {
+                    flags: MsgWaitFlags::default(),
+                },
+                req,
+            );
+        let mut ep = Endpoint::new(fake);
+        let v = ep.version(Version::V1_2).unwrap();
+        assert_eq!(v, Version::V1_3);
+        assert!(Version::V1_2.is_compatible_with(v));
+        assert_eq!(ep.id_get(), Ok(0x8001));
+        assert_eq!(ep.spm_id_get(), Ok(0x8000));
+        ep.rxtx_map(0xe3f_e000, 0xe3f_f000, RxTxPageCount::new(1).unwrap())
+            .unwrap();
+        assert_eq!(ep.features(FuncId::MemRetrieveReq64 as u32, 2), Ok((5, 6)));
+        assert_eq!(ep.msg_wait(MsgWaitFlags::default()), Ok(req));
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    fn version_not_supported() {
+        let mut regs = [0u64; 18];
+        regs[0] = 0xFFFF_FFFF;
+        let fake = ScriptedConduit::new().expect_regs(
+            Interface::Version {
+                input: Version::V1_2,
+            }
+            .to_regs(),
+            regs,
+        );
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.version(Version::V1_2),
+            Err(Error::Ffa(FfaError::NotSupported))
+        );
+    }
+
+    #[test]
+    fn errors_and_unexpected_replies() {
+        let fake = ScriptedConduit::new()
+            .expect(Interface::IdGet, err(FfaError::NotReady))
+            .expect(Interface::SpmIdGet, Interface::Yield)
+            .expect_regs(Interface::IdGet.to_regs(), {
+                let mut r = [0; 18];
+                r[0] = 0x8400_0060;
+                r[2] = 0x1234;
+                r
+            });
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(ep.id_get(), Err(Error::Ffa(FfaError::NotReady)));
+        assert_eq!(
+            ep.spm_id_get(),
+            Err(Error::UnexpectedReply {
+                request: FuncId::SpmIdGet,
+                reply: FuncId::Yield
+            })
+        );
+        assert_eq!(
+            ep.id_get(),
+            Err(Error::Decode(DecodeError::UnknownErrorCode(0x1234)))
+        );
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    fn direct_messaging_both_sides() {
+        let uuid = Uuid::from_cells([1, 2, 3, 4]);
+        let p2 = DirectMsg2Args(core::array::from_fn(|i| i as u64));
+        let r2 = DirectMsg2Args([0xAB; 14]);
+        // Client side.
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::MsgSendDirectReq {
+                    src_id: 0,
+                    dst_id: 0x8001,
+                    args: DirectMsgArgs::Args64([1, 2, 3, 4, 5]),
+                },
+                Interface::MsgSendDirectResp {
+                    src_id: 0x8001,
+                    dst_id: 0,
+                    args: DirectMsgArgs::Args64([5, 4, 3, 2, 1]),
+                },
+            )
+            .expect(
+                Interface::MsgSendDirectReq2 {
+                    src_id: 0,
+                    dst_id: 0x8001,
+                    uuid,
+                    args: p2,
+                },
+                Interface::MsgSendDirectResp2 {
+                    src_id: 0x8001,
+                    dst_id: 0,
+                    args: r2,
+                },
+            )
+            .expect(
+                Interface::MsgSendDirectReq {
+                    src_id: 0,
+                    dst_id: 0x8001,
+                    args: DirectMsgArgs::Args32([0; 5]),
+                },
+                Interface::Interrupt {
+                    target_info: 0,
+                    interrupt_id: 5,
+                },
+            );
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.direct_req(0, 0x8001, DirectMsgArgs::Args64([1, 2, 3, 4, 5])),
+            Ok(DirectMsgArgs::Args64([5, 4, 3, 2, 1]))
+        );
+        assert_eq!(ep.direct_req2(0, 0x8001, uuid, p2), Ok(r2));
+        assert_eq!(
+            ep.direct_req(0, 0x8001, DirectMsgArgs::Args32([0; 5])),
+            Err(Error::UnexpectedReply {
+                request: FuncId::MsgSendDirectReq32,
+                reply: FuncId::Interrupt
+            })
+        );
+        ep.conduit().assert_done();
+
+        // SP side: each response returns the next request.
+        let next = Interface::MsgSendDirectReq2 {
+            src_id: 0,
+            dst_id: 0x8001,
+            uuid,
+            args: p2,
+        };
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::MsgSendDirectResp {
+                    src_id: 0x8001,
+                    dst_id: 0,
+                    args: DirectMsgArgs::Args32([1, 0, 0, 0, 0]),
+                },
+                next,
+            )
+            .expect(
+                Interface::MsgSendDirectResp2 {
+                    src_id: 0x8001,
+                    dst_id: 0,
+                    args: r2,
+                },
+                err(FfaError::Denied),
+            );
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.direct_resp(0x8001, 0, DirectMsgArgs::Args32([1, 0, 0, 0, 0])),
+            Ok(next)
+        );
+        assert_eq!(
+            ep.direct_resp2(0x8001, 0, r2),
+            Err(Error::Ffa(FfaError::Denied))
+        );
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    fn console_log_splits_long_strings() {
+        let s: std::string::String = (0..300).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let b = s.as_bytes();
+        let mut fake = ScriptedConduit::new();
+        for chunk in [&b[..128], &b[128..256], &b[256..]] {
+            fake.push(
+                Interface::ConsoleLog {
+                    chars: ConsoleLogChars::new64(chunk).unwrap(),
+                },
+                ok(0),
+            );
+        }
+        for chunk in b[..50].chunks(24) {
+            fake.push(
+                Interface::ConsoleLog {
+                    chars: ConsoleLogChars::new32(chunk).unwrap(),
+                },
+                ok(0),
+            );
+        }
+        let mut ep = Endpoint::new(fake);
+        ep.console_log(&s).unwrap();
+        ep.console_log32(&s[..50]).unwrap();
+        ep.console_log("").unwrap();
+        assert_eq!(ep.conduit().calls(), 6);
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    fn partition_info_calls() {
+        let info = PartitionInfo {
+            id: 0x8001,
+            exec_ctx_count: 1,
+            properties: PartitionProperties(PartitionProperties::DIRECT_REQ_RECV),
+            uuid: Uuid::from_cells([0x12345678, 0x9abcdef0, 0x11223344, 0x55667788]),
+        };
+        let regs_reply = PartitionInfoRegs::for_range(&[info], 0, 0).unwrap();
+        let mut bad = regs_reply;
+        bad.current_index = 3;
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::PartitionInfoGet {
+                    uuid: Uuid::NIL,
+                    flags: PartitionInfoGetFlags { count_only: false },
+                },
+                Interface::Success {
+                    target_info: 0,
+                    args: SuccessArgs::Args32([1, 24, 0, 0, 0, 0]),
+                },
+            )
+            .expect(
+                Interface::PartitionInfoGetRegs {
+                    uuid: info.uuid,
+                    start_index: 0,
+                    tag: 0,
+                },
+                Interface::Success {
+                    target_info: 0,
+                    args: regs_reply.to_success_args(),
+                },
+            )
+            .expect(
+                Interface::PartitionInfoGetRegs {
+                    uuid: info.uuid,
+                    start_index: 0,
+                    tag: 0,
+                },
+                Interface::Success {
+                    target_info: 0,
+                    args: bad.to_success_args(),
+                },
+            )
+            .expect(Interface::RxRelease { vm_id: 0 }, ok(0));
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.partition_info_get(Uuid::NIL, false),
+            Ok(PartitionCount {
+                count: 1,
+                desc_size: 24
+            })
+        );
+        assert_eq!(
+            ep.partition_info_get_regs(info.uuid, 0, 0)
+                .unwrap()
+                .entries(),
+            &[info]
+        );
+        assert!(matches!(
+            ep.partition_info_get_regs(info.uuid, 0, 0),
+            Err(Error::BadPartitionInfo(_))
+        ));
+        ep.rx_release().unwrap();
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    fn memory_calls() {
+        let args = MemOpArgs {
+            total_len: 8192,
+            frag_len: 4096,
+            buf: crate::MemOpBuf::Tx32,
+        };
+        let h = Handle(0x8000_0000_0000_0001);
+        let (lo, hi) = h.halves();
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::MemShare(args),
+                Interface::MemFragRx {
+                    handle: h,
+                    frag_offset: 4096,
+                    endpoint_id: 0,
+                },
+            )
+            .expect(
+                Interface::MemFragTx {
+                    handle: h,
+                    frag_len: 4096,
+                    endpoint_id: 0,
+                },
+                Interface::Success {
+                    target_info: 0,
+                    args: SuccessArgs::Args32([lo, hi, 0, 0, 0, 0]),
+                },
+            )
+            .expect(
+                Interface::MemRetrieveReq(args),
+                Interface::MemRetrieveResp {
+                    total_len: 8192,
+                    frag_len: 4096,
+                },
+            )
+            .expect(
+                Interface::MemFragRx {
+                    handle: h,
+                    frag_offset: 4096,
+                    endpoint_id: 0,
+                },
+                Interface::MemFragTx {
+                    handle: h,
+                    frag_len: 4096,
+                    endpoint_id: 0,
+                },
+            )
+            .expect(Interface::MemRelinquish, ok(0))
+            .expect(
+                Interface::MemReclaim {
+                    handle: h,
+                    flags: ReclaimFlags {
+                        zero_memory: true,
+                        time_slicing: false,
+                    },
+                },
+                err(FfaError::Denied),
+            )
+            .expect(Interface::MemLend(args), Interface::IdGet);
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.mem_share(args),
+            Ok(MemSendReply::FragRx {
+                handle: h,
+                offset: 4096
+            })
+        );
+        assert_eq!(ep.mem_frag_tx(h, 4096), Ok(MemSendReply::Done(h)));
+        assert_eq!(ep.mem_retrieve_req(args), Ok((8192, 4096)));
+        assert_eq!(ep.mem_frag_rx(h, 4096), Ok(4096));
+        ep.mem_relinquish().unwrap();
+        assert_eq!(
+            ep.mem_reclaim(
+                h,
+                ReclaimFlags {
+                    zero_memory: true,
+                    time_slicing: false
+                }
+            ),
+            Err(Error::Ffa(FfaError::Denied))
+        );
+        assert!(matches!(
+            ep.mem_lend(args),
+            Err(Error::UnexpectedReply { .. })
+        ));
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    fn abort_and_run() {
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::Run {
+                    target_id: 0x8001,
+                    vcpu_id: 0,
+                },
+                Interface::MsgWait {
+                    flags: MsgWaitFlags::default(),
+                },
+            )
+            .expect(Interface::Abort { code: 3 }, err(FfaError::NotSupported));
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.run(0x8001, 0),
+            Ok(Interface::MsgWait {
+                flags: MsgWaitFlags::default()
+            })
+        );
+        assert_eq!(ep.abort(3), Error::Ffa(FfaError::NotSupported));
+        ep.conduit().assert_done();
+    }
+
+    #[test]
+    #[should_panic(expected = "mismatch")]
+    fn fake_reports_mismatch() {
+        let mut ep = Endpoint::new(ScriptedConduit::new().expect(Interface::IdGet, ok(1)));
+        let _ = ep.spm_id_get();
+    }
+
+    #[test]
+    #[should_panic(expected = "never made")]
+    fn fake_reports_unconsumed_steps() {
+        ScriptedConduit::new()
+            .expect(Interface::IdGet, ok(1))
+            .assert_done();
+    }
+}

@@ -285,8 +285,8 @@ mod tests {
         let all = [info(0), info(1), info(2)];
         let mut buf = [0u8; 100];
         assert_eq!(PartitionInfo::pack_all(&all, &mut buf), Ok(72));
-        let got: heapless_vec::V = PartitionInfo::iter(&buf, 3, 24).unwrap().collect();
-        assert_eq!(&got.0[..got.1], &all);
+        let got: std::vec::Vec<_> = PartitionInfo::iter(&buf, 3, 24).unwrap().collect();
+        assert_eq!(got, all);
         assert!(PartitionInfo::pack_all(&all, &mut buf[..71]).is_err());
         assert!(PartitionInfo::iter(&buf, 5, 24).is_err());
         assert_eq!(
@@ -305,21 +305,6 @@ mod tests {
             PartitionInfo::iter(&buf, 2, 32).unwrap().next(),
             Some(info(0))
         );
-    }
-
-    mod heapless_vec {
-        use super::PartitionInfo;
-        pub struct V(pub [PartitionInfo; 8], pub usize);
-        impl FromIterator<PartitionInfo> for V {
-            fn from_iter<I: IntoIterator<Item = PartitionInfo>>(it: I) -> Self {
-                let mut v = V([PartitionInfo::default(); 8], 0);
-                for x in it {
-                    v.0[v.1] = x;
-                    v.1 += 1;
-                }
-                v
-            }
-        }
     }
 
     #[test]

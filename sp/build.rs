@@ -38,6 +38,9 @@ fn main() {
     println!("cargo::rustc-link-search={}", linker.display());
     println!("cargo::rustc-link-arg-bins=-T{platform}.ld");
     println!("cargo::rustc-link-arg-bins=-Timage.ld");
+    // No ELF/program headers in a loadable segment: the first loaded byte must be the entry at
+    // load-address + 0x4000, not headers placed in the gap below it.
+    println!("cargo::rustc-link-arg-bins=--nmagic");
     println!(
         "cargo::rerun-if-changed={}",
         linker.join(format!("{platform}.ld")).display()

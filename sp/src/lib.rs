@@ -4,6 +4,7 @@
 //!
 //! - [`manifest`]: the SP's FF-A manifest (read from the boot info), validated once.
 //! - [`memmap`]: what the runtime page table maps, by intent, and the page table built from it.
+//! - [`messaging`]: the FF-A message loop as a step function (registers in, next call out).
 //! - [`service`]: the FlexServe command dispatcher (`flexserve-proto` requests in, replies out).
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -11,6 +12,7 @@ extern crate alloc;
 
 pub mod manifest;
 pub mod memmap;
+pub mod messaging;
 pub mod service;
 
 /// The build id reported by `info` (first 8 hex digits of the commit, 0 if unknown).

@@ -1,0 +1,421 @@
+//! Bare-metal runtime of the SP: entry, exception vectors, MMU switch, heap, logging, panic, and
+//! the FF-A start-up and message loop.
+//!
+//! Entry contract (Hafnium and the testbed alike; platform-facts.md sec. 3.3, 4.4): S-EL1,
+//! MMU and caches off, PC = load-address + 0x4000 = the first byte of this image (aarch64-rt's
+//! `entry`, placed first by image.ld), x0 = FF-A boot-info blob, DAIF masked. aarch64-rt's entry
+//! enables the initial identity map below (so no Rust code runs with the MMU off), enables FP/SIMD
+//! (CPACR_EL1.FPEN), zeroes BSS, sets the boot stack and VBAR_EL1, and passes x0-x3 to `main`.
+
+use aarch64_paging::descriptor::El1Attributes as A;
+use aarch64_rt::{
+    ExceptionHandlers, InitialPagetable, RegisterStateRef, entry, exception_handlers,
+    initial_pagetable,
+};
+use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
+use buddy_system_allocator::LockedHeap;
+use core::{
+    fmt::{self, Write},
+    panic::PanicInfo,
+    ptr::NonNull,
+};
+use ffa::{
+    Conduit, ConsoleLogChars, Endpoint, FfaError, Interface, RxTxPageCount, Smc, Version,
+    boot_info::{self, BootInfo, BootInfoHeader},
+};
+use flexserve_sp::{
+    BUILD_ID,
+    manifest::SpManifest,
+    memmap::{self, ImageLayout},
+    messaging::{self, Messaging, Next},
+    service::Service,
+};
+use spin::mutex::SpinMutex;
+
+entry!(main, 16);
+exception_handlers!(Exceptions);
+
+// Until the runtime map is built: the first GiB as normal cacheable memory, which holds the SP's
+// package, heap and (unused until the runtime map) devices on every platform.
+initial_pagetable!({
+    let mut idmap = [0; 512];
+    idmap[0] = A::VALID
+        .union(A::ATTRIBUTE_INDEX_1)
+        .union(A::INNER_SHAREABLE)
+        .union(A::ACCESSED)
+        .bits();
+    InitialPagetable(idmap)
+});
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// The FF-A version this SP implements and asks for.
+const FFA_VERSION: Version = Version::V1_2;
+
+// ---------------------------------------------------------------------------------------------
+// Logging: FFA_CONSOLE_LOG (after FFA_VERSION) and the secure UART (when the manifest grants it).
+
+struct Console {
+    ffa: bool,
+    uart: Option<Uart<'static>>,
+    line: [u8; ConsoleLogChars::MAX_32],
+    len: usize,
+}
+
+impl Console {
+    fn flush(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        if self.ffa
+            && let Some(chars) = ConsoleLogChars::new32(&self.line[..self.len])
+        {
+            let _ = ep().call(&Interface::ConsoleLog { chars });
+        }
+        self.len = 0;
+    }
+
+    fn put(&mut self, b: u8) {
+        if let Some(u) = self.uart.as_mut() {
+            if b == b'\n' {
+                u.write_word(b'\r');
+            }
+            while u.is_tx_fifo_full() {}
+            u.write_word(b);
+        }
+        self.line[self.len] = b;
+        self.len += 1;
+        if b == b'\n' || self.len == self.line.len() {
+            self.flush();
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        s.bytes().for_each(|b| self.put(b));
+        Ok(())
+    }
+}
+
+static CONSOLE: SpinMutex<Console> = SpinMutex::new(Console {
+    ffa: false,
+    uart: None,
+    line: [0; ConsoleLogChars::MAX_32],
+    len: 0,
+});
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        // A fault while logging must not deadlock the fault report: skip instead.
+        if let Some(mut c) = CONSOLE.try_lock() {
+            let _ = writeln!(c, "[{}] {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+// ---------------------------------------------------------------------------------------------
+// FF-A calls.
+
+fn ep() -> Endpoint<Smc> {
+    Endpoint::new(Smc)
+}
+
+/// Why start-up failed (printed with `Debug`).
+#[derive(Debug)]
+#[allow(dead_code, reason = "fields are read through Debug in the log")]
+enum BootError {
+    Version(ffa::Error),
+    IncompatibleVersion(Version),
+    BootInfo(boot_info::BootInfoError),
+    NoManifest,
+    Manifest(flexserve_sp::manifest::ManifestError),
+    Plan(memmap::PlanError),
+    IdGet(ffa::Error),
+    RxTxMap(ffa::Error),
+}
+
+/// Reports a failed start-up to the SPMC (FFA_ERROR instead of FFA_MSG_WAIT) and stops.
+fn boot_failed(e: BootError) -> ! {
+    log::error!("start-up failed: {e:?}");
+    abort(FfaError::Aborted)
+}
+
+/// Ends the SP in a way the partition manager sees: FFA_ABORT (Hafnium, testbed), then FFA_ERROR
+/// if that returns, then WFI forever.
+fn abort(code: FfaError) -> ! {
+    let _ = ep().abort(code.to_u32());
+    let _ = ep().call(&Interface::Error {
+        target_info: 0,
+        code,
+    });
+    loop {
+        // SAFETY: WFI only waits; it touches no memory.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image layout (symbols from aarch64-rt's image.ld).
+
+unsafe extern "C" {
+    static text_begin: u8;
+    static rodata_begin: u8;
+    static data_begin: u8;
+    static boot_stack_end: u8;
+}
+
+fn image_layout() -> ImageLayout {
+    let a = |s: *const u8| s as u64;
+    // Only the addresses of the linker symbols are taken, never their contents.
+    let (t, r, d, e) = (
+        a(&raw const text_begin),
+        a(&raw const rodata_begin),
+        a(&raw const data_begin),
+        a(&raw const boot_stack_end),
+    );
+    ImageLayout {
+        text: t..r,
+        rodata: r..d,
+        data: d..e,
+    }
+}
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// RX and TX buffers (one page each) handed to the SPMC by FFA_RXTX_MAP.
+static mut RX_BUFFER: Page = Page([0; 4096]);
+static mut TX_BUFFER: Page = Page([0; 4096]);
+
+/// Switches TTBR0_EL1 to `root` (same MAIR/TCR as the initial map): MMU off around the switch so
+/// that no stale TLB entry of the initial 1 GiB block is mixed with the new page entries.
+///
+/// # Safety
+///
+/// `root` must be a complete identity map of everything the program uses from here on, with the
+/// attributes aarch64-rt's MAIR expects, and must outlive its use.
+unsafe fn switch_page_table(root: u64) {
+    // SAFETY: the caller guarantees the new table maps all code, data, stack and heap as before
+    // (identity, same memory types). No load or store happens while the MMU is off.
+    unsafe {
+        core::arch::asm!(
+            "dsb ish",
+            "mrs {sctlr}, sctlr_el1",
+            "bic {tmp}, {sctlr}, #1",
+            "msr sctlr_el1, {tmp}",
+            "isb",
+            "msr ttbr0_el1, {root}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            "msr sctlr_el1, {sctlr}",
+            "isb",
+            sctlr = out(reg) _,
+            tmp = out(reg) _,
+            root = in(reg) root,
+            options(nostack),
+        );
+    }
+}
+
+fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    // FFA_VERSION first: the version locks after any other FF-A call (CONSOLE_LOG included).
+    let spmc_version = match ep().version(FFA_VERSION) {
+        Ok(v) if FFA_VERSION.is_compatible_with(v) => v,
+        Ok(v) => boot_failed(BootError::IncompatibleVersion(v)),
+        Err(e) => boot_failed(BootError::Version(e)),
+    };
+    CONSOLE.lock().ffa = true;
+    // Only fails if a logger is already set, which nothing else does.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    log::info!(
+        "FlexServe SP {} (build {:08x}), FF-A {}.{} (SPMC {}.{})",
+        env!("CARGO_PKG_VERSION"),
+        BUILD_ID,
+        FFA_VERSION.major(),
+        FFA_VERSION.minor(),
+        spmc_version.major(),
+        spmc_version.minor()
+    );
+
+    // Boot info and manifest. The SPMC wrote both into the package before entry; they stay
+    // mapped read-only.
+    // SAFETY: x0 points at the boot-info blob in this SP's package (entry contract); the header
+    // is 32 bytes and the package is at least a page.
+    let head =
+        unsafe { core::slice::from_raw_parts(boot_info as *const u8, boot_info::HEADER_SIZE) };
+    let header =
+        BootInfoHeader::parse(head).unwrap_or_else(|e| boot_failed(BootError::BootInfo(e)));
+    // SAFETY: the header was validated; the SPMC sized the blob inside the package.
+    let blob =
+        unsafe { core::slice::from_raw_parts(boot_info as *const u8, header.blob_size as usize) };
+    let info = BootInfo::parse(blob).unwrap_or_else(|e| boot_failed(BootError::BootInfo(e)));
+    let (dtb_addr, dtb_size) = info
+        .manifest_fdt()
+        .unwrap_or_else(|| boot_failed(BootError::NoManifest));
+    // SAFETY: the boot info names the manifest DTB the SPMC placed in this SP's package.
+    let dtb = unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size as usize) };
+    let manifest = SpManifest::parse(dtb).unwrap_or_else(|e| boot_failed(BootError::Manifest(e)));
+
+    // Heap: the manifest's region, mapped by the initial map until the runtime map takes over.
+    // SAFETY: the manifest grants this range to the SP alone; nothing else uses it.
+    unsafe {
+        HEAP.lock()
+            .init(manifest.heap.base as usize, manifest.heap.size as usize);
+    }
+
+    // Runtime map by intent; the initial 1 GiB block goes away.
+    let maps = memmap::plan(
+        &image_layout(),
+        boot_info..boot_info + u64::from(header.blob_size),
+        dtb_addr..dtb_addr + u64::from(dtb_size),
+        &manifest,
+    )
+    .unwrap_or_else(|e| boot_failed(BootError::Plan(e)));
+    let idmap = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        memmap::build(&maps).unwrap_or_else(|e| boot_failed(BootError::Plan(e))),
+    ));
+    idmap.mark_active();
+    // SAFETY: `maps` covers the image (code, rodata, data+bss+stack), the boot info, the manifest
+    // and the heap with the same memory types as the initial map; the table is leaked, so it
+    // lives forever.
+    unsafe { switch_page_table(idmap.root_address().0 as u64) };
+    for m in &maps {
+        log::info!(
+            "map {:<9} {:#010x}..{:#010x} {:?}",
+            m.name,
+            m.range.start,
+            m.range.end,
+            m.intent
+        );
+    }
+
+    if let Some(u) = manifest.uart {
+        // SAFETY: the manifest grants this device region; it is mapped as device memory above
+        // and nothing else in the SP drives it.
+        let regs = unsafe {
+            UniqueMmioPointer::new(NonNull::new_unchecked(
+                u.base as usize as *mut PL011Registers,
+            ))
+        };
+        CONSOLE.lock().uart = Some(Uart::new(regs));
+        log::info!("secure UART at {:#x}", u.base);
+    }
+
+    let id = ep()
+        .id_get()
+        .unwrap_or_else(|e| boot_failed(BootError::IdGet(e)));
+    let (tx, rx) = (&raw const TX_BUFFER as u64, &raw const RX_BUFFER as u64);
+    const ONE_PAGE: Option<RxTxPageCount> = RxTxPageCount::new(1);
+    if let Some(pages) = ONE_PAGE
+        && let Err(e) = ep().rxtx_map(tx, rx, pages)
+    {
+        boot_failed(BootError::RxTxMap(e));
+    }
+    let req2 = manifest.messaging_method & (1 << 9) != 0;
+    log::info!(
+        "partition {id:#06x}: heap {:#x}+{:#x}, RX/TX {rx:#x}/{tx:#x}, REQ2 {req2}; waiting",
+        manifest.heap.base,
+        manifest.heap.size
+    );
+
+    let mut msg = Messaging::new(Service::new(BUILD_ID, req2, true), id);
+    let mut call = messaging::msg_wait();
+    loop {
+        let regs = Smc.call(call.to_regs());
+        call = match msg.step(&regs) {
+            Next::Call(c) => c,
+            Next::GiveUp => {
+                log::error!("the SPMC keeps refusing; giving up");
+                abort(FfaError::Aborted)
+            }
+        };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exceptions and panics.
+
+fn sysregs() -> (u64, u64) {
+    let (esr, far): (u64, u64);
+    // SAFETY: reading ESR_EL1 and FAR_EL1 has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, esr_el1", "mrs {}, far_el1", out(reg) esr, out(reg) far,
+            options(nomem, nostack, preserves_flags));
+    }
+    (esr, far)
+}
+
+fn fatal_exception(kind: &str, state: &RegisterStateRef) -> ! {
+    let (esr, far) = sysregs();
+    log::error!(
+        "unexpected {kind}: ESR {esr:#x} (EC {:#x}) FAR {far:#x} ELR {:#x} SPSR {:#x}",
+        esr >> 26,
+        state.elr,
+        state.spsr
+    );
+    for (i, pair) in state.registers.chunks(4).enumerate() {
+        log::error!("x{:<2} {:016x?}", i * 4, pair);
+    }
+    log::error!("fp {:#x} lr {:#x}", state.fp, state.sp);
+    abort(FfaError::Aborted)
+}
+
+struct Exceptions;
+
+impl ExceptionHandlers for Exceptions {
+    extern "C" fn sync_current(state: RegisterStateRef) {
+        fatal_exception("synchronous exception", &state)
+    }
+
+    extern "C" fn irq_current(state: RegisterStateRef) {
+        fatal_exception("IRQ", &state)
+    }
+
+    extern "C" fn fiq_current(state: RegisterStateRef) {
+        fatal_exception("FIQ", &state)
+    }
+
+    extern "C" fn serror_current(state: RegisterStateRef) {
+        fatal_exception("SError", &state)
+    }
+
+    extern "C" fn sync_lower(state: RegisterStateRef) {
+        fatal_exception("synchronous exception from a lower EL", &state)
+    }
+
+    extern "C" fn irq_lower(state: RegisterStateRef) {
+        fatal_exception("IRQ from a lower EL", &state)
+    }
+
+    extern "C" fn fiq_lower(state: RegisterStateRef) {
+        fatal_exception("FIQ from a lower EL", &state)
+    }
+
+    extern "C" fn serror_lower(state: RegisterStateRef) {
+        fatal_exception("SError from a lower EL", &state)
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    match info.location() {
+        Some(l) => log::error!("panic at {}:{}: {}", l.file(), l.line(), info.message()),
+        None => log::error!("panic: {}", info.message()),
+    }
+    abort(FfaError::Aborted)
+}

@@ -8,3 +8,5 @@
 extern crate alloc;
 
 pub mod kernels;
+pub mod sampler;
+pub mod tokenizer;

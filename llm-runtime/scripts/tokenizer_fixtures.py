@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Tokenizer parity fixtures: vocab-only GGUF files plus the reference tokenizers' ids.
+
+Makes three tokenizers, trained here so no third-party vocabulary (or its licence) is involved:
+  spm       SentencePiece BPE, llama-style settings (byte fallback, identity normalisation,
+            remove_extra_whitespaces=False, split digits, two user-defined pieces); reference =
+            the `sentencepiece` package.
+  bpe-llama3  byte-level BPE with the llama 3 split regex and ignore_merges; reference = HF
+            `tokenizers`.
+  bpe-gpt2  byte-level BPE with the GPT-2 regex; reference = HF `tokenizers`.
+
+Each is written as a vocab-only GGUF (gguf-py, the keys llama.cpp reads) and every test string
+is encoded by the reference into `<name>.cases`: one line per string, `hex(utf8)<TAB>ids`.
+The Rust test (`tests/tokenizer_parity.rs`) loads the GGUF through the crate's own reader and
+must reproduce every line.
+
+Training text: Debian's `fortunes` collection (apt-get install fortunes fortunes-min) plus the
+generated strings of a different seed. Needs: sentencepiece, tokenizers, gguf (the shared venv).
+Run: python3 llm-runtime/scripts/tokenizer_fixtures.py [--out llm-runtime/fixtures/tokenizer]
+"""
+
+import argparse
+import glob
+import json
+import os
+import random
+import tempfile
+
+import gguf
+import sentencepiece as spm
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+LLAMA3_PAT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+UNICODE = [
+    "héllo wörld", "naïve café", "Ærøskøbing", "Καλημέρα κόσμε", "Привет, мир!", "你好，世界",
+    "こんにちは世界", "안녕하세요", "مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया", "สวัสดีชาวโลก",
+    "👍🏽 🎉 👨‍👩‍👧", "∑ x² ≤ ∞", "e\u0301 vs é", "Ⅻ ⅓ ²³", "１２３ＡＢＣ", "٣٤٥ ۱۲۳", "a\u00a0b",
+    "x\u3000y", "zero\u200bwidth", "\ufeffbom", "ﬁ ligature", "Ünïcödé", "straße", "İstanbul",
+    "ǅemal", "ŉ", "\u2581already escaped", "tab\tsep", "«quotes» „low“ ‘single’", "€100 £5 ¥3",
+    "🙂🙃😉", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "Ελλάδα's", "I'M CAPS'LL", "ℕ ℤ ℚ ℝ", "ꙮ", "ᚠᛇᚻ", "ⓐⓑⓒ",
+]
+WORDS = (
+    "the of and to in is you that it he was for on are as with his they at be this have from or "
+    "one had by word but not what all were we when your can said there use an each which she do "
+    "how their if will up other about out many then them these so some her would make like him "
+    "into time has look two more write go see number no way could people my than first water been "
+    "call who oil its now find long down day did get come made may part don't it's we'll they're "
+    "I've"
+).split()
+CODE = [
+    "def {a}({b}, {c}=3):\n    return {b} + {c}\n",
+    "fn {a}(x: &mut [u8]) -> Result<(), Error> {{\n    x[0] = 0x{n:X};\n    Ok(())\n}}",
+    "if ({a} && !{b}) {{ return -{n}; }}",
+    "SELECT * FROM {a} WHERE id = {n};",
+    "let {a} = '{b}\\'s';",
+    "#include <stdio.h>\nint main(void) {{ printf(\"%d\\n\", {n}); }}",
+    "    for {a} in range({n}):\n        print({a}, end='')",
+    "{a}.{b}({c}) // TODO: fix {n}",
+    "<div class=\"{a}\">{b}</div>",
+    "$ cargo run --release -- --n {n}",
+    "x = [{n}, {n}, {n}]  # héllo wörld",
+    "\t\t{a}:\n\t\t\t{b} = {c}\r\n",
+    "/* {a} */ const {b}: u32 = {n}_000;",
+    "{{\"{a}\": [{n}, null, true], \"{b}\": \"{c}\"}}",
+]
+SPACES = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", " \n", "\u00a0", "\u3000", "    ", " \t "]
+SPECIAL_TEXT = ["<s>", "</s>", "<unk>", "<sep>", "<tool>", "<|begin_of_text|>", "<|end_of_text|>"]
+
+
+def ident(r):
+    return "_".join(r.choice(WORDS).replace("'", "") for _ in range(r.randint(1, 2)))
+
+
+def number(r):
+    k = r.randint(0, 6)
+    if k == 0:
+        return str(r.randint(0, 10 ** r.randint(1, 20)))
+    if k == 1:
+        return f"{r.uniform(-1000, 1000):.{r.randint(1, 6)}f}"
+    if k == 2:
+        return f"{r.randint(1, 999)},{r.randint(0, 999):03},{r.randint(0, 999):03}"
+    if k == 3:
+        return f"{r.randint(1900, 2100)}-{r.randint(1, 12):02}-{r.randint(1, 28):02}"
+    if k == 4:
+        return f"0x{r.getrandbits(32):08X}"
+    if k == 5:
+        return f"{ident(r)}{r.randint(0, 99999)}{ident(r)}"
+    return f"+{r.randint(1, 99)} {r.randint(100, 999)} {r.randint(1000, 9999)}"
+
+
+def make_strings(seed, fortune_lines):
+    r = random.Random(seed)
+    out = ["", " ", "  ", "\n", "\t", "a", "Hello world", "Hello  world", " leading", "trailing ",
+           "   ", "\n\n\n", "don't stop", "1234567890", "<s>hi</s>", "a<sep>b<tool>c"]
+    out += r.sample(fortune_lines, min(300, len(fortune_lines)))
+    for _ in range(220):  # unicode
+        parts = [r.choice(UNICODE) for _ in range(r.randint(1, 4))]
+        out.append(r.choice(["", " "]) + r.choice([" ", "", "\n", ", "]).join(parts))
+    for _ in range(200):  # whitespace runs
+        s = ""
+        for _ in range(r.randint(1, 6)):
+            s += "".join(r.choice(SPACES) for _ in range(r.randint(0, 3))) + r.choice(WORDS)
+        out.append(s + "".join(r.choice(SPACES) for _ in range(r.randint(0, 3))))
+    for _ in range(200):  # digits
+        out.append(" ".join(number(r) if r.random() < 0.6 else r.choice(WORDS)
+                            for _ in range(r.randint(1, 6))))
+    for _ in range(250):  # code
+        t = r.choice(CODE)
+        indent = r.choice(["", "    ", "\t", "        "])
+        out.append(indent + t.format(a=ident(r), b=ident(r), c=ident(r), n=r.randint(0, 99999)))
+    for _ in range(60):  # special-token texts inside text
+        out.append(r.choice(WORDS) + r.choice(SPECIAL_TEXT) + r.choice(["", " "]) + r.choice(WORDS))
+    return out
+
+
+def fortune_corpus():
+    lines = []
+    for path in sorted(glob.glob("/usr/share/games/fortunes/*")):
+        if os.path.splitext(path)[1] in (".dat", ".u8") or os.path.isdir(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line and line != "%":
+                    lines.append(line)
+    if not lines:
+        raise SystemExit("no fortunes found: apt-get install fortunes fortunes-min")
+    return lines
+
+
+def write_cases(path, strings, ids):
+    with open(path, "w") as f:
+        for s, i in zip(strings, ids):
+            f.write(s.encode("utf-8").hex() + "\t" + " ".join(map(str, i)) + "\n")
+
+
+def gguf_vocab(path, model, tokens, scores, types, merges=None, pre=None, bos=None, eos=None,
+               unk=None, add_bos=None, add_space_prefix=None):
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_tokenizer_model(model)
+    if pre is not None:
+        w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    if merges is not None:
+        w.add_token_merges(merges)
+    if bos is not None:
+        w.add_bos_token_id(bos)
+    if eos is not None:
+        w.add_eos_token_id(eos)
+    if unk is not None:
+        w.add_unk_token_id(unk)
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
+    if add_space_prefix is not None:
+        w.add_add_space_prefix(add_space_prefix)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def build_spm(out, train_text, strings):
+    with tempfile.TemporaryDirectory() as d:
+        inp = os.path.join(d, "train.txt")
+        with open(inp, "w") as f:
+            f.write("\n".join(train_text))
+        spm.SentencePieceTrainer.train(
+            input=inp, model_prefix=os.path.join(d, "m"), model_type="bpe", vocab_size=2000,
+            byte_fallback=True, split_digits=True, remove_extra_whitespaces=False,
+            normalization_rule_name="identity", allow_whitespace_only_pieces=True,
+            character_coverage=0.9995, user_defined_symbols=["<sep>", "<tool>"],
+            unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, num_threads=1,
+            max_sentence_length=1 << 16)
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "m.model"))
+    n = sp.get_piece_size()
+    tokens = [sp.id_to_piece(i) for i in range(n)]
+    scores = [sp.get_score(i) for i in range(n)]
+    types = []
+    for i in range(n):
+        if sp.is_unknown(i):
+            types.append(2)
+        elif sp.is_control(i):
+            types.append(3)
+        elif sp.is_byte(i):
+            types.append(6)
+        elif sp.is_unused(i):
+            types.append(5)
+        elif tokens[i] in ("<sep>", "<tool>"):
+            types.append(4)
+        else:
+            types.append(1)
+    gguf_vocab(os.path.join(out, "spm.gguf"), "llama", tokens, scores, types, bos=1, eos=2,
+               unk=0, add_bos=True, add_space_prefix=True)
+    write_cases(os.path.join(out, "spm.cases"), strings, [sp.encode(s) for s in strings])
+
+
+def build_bpe(out, name, train_text, strings, llama3):
+    tok = Tokenizer(models.BPE(ignore_merges=llama3))
+    if llama3:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_PAT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|begin_of_text|>", "<|end_of_text|>"]
+    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=specials, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(train_text, trainer)
+    tok.add_tokens([AddedToken("<tool>", special=False, normalized=False)])
+    model = json.loads(tok.to_str())
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["model"]["merges"]]
+    vocab = tok.get_vocab(with_added_tokens=True)
+    n = len(vocab)
+    tokens = [None] * n
+    for t, i in vocab.items():
+        tokens[i] = t
+    assert all(t is not None for t in tokens), "vocab ids are not dense"
+    types = [3 if t in specials else 4 if t == "<tool>" else 1 for t in tokens]
+    bos, eos = vocab[specials[0]], vocab[specials[1]]
+    gguf_vocab(os.path.join(out, f"{name}.gguf"), "gpt2", tokens, [0.0] * n, types,
+               merges=merges, pre="llama-bpe" if llama3 else "gpt-2", bos=bos, eos=eos,
+               add_bos=True)
+    ids = [tok.encode(s, add_special_tokens=False).ids for s in strings]
+    write_cases(os.path.join(out, f"{name}.cases"), strings, ids)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "..", "fixtures", "tokenizer"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    lines = fortune_corpus()
+    r = random.Random(1)
+    r.shuffle(lines)
+    strings = make_strings(42, lines[:5000])
+    # Train on the rest of the fortunes plus strings of another seed, never on the test strings.
+    train = lines[5000:] + make_strings(7, lines[5000:]) * 3
+    build_spm(args.out, train, strings)
+    build_bpe(args.out, "bpe-llama3", train, strings, llama3=True)
+    build_bpe(args.out, "bpe-gpt2", train, strings, llama3=False)
+    print(f"{len(strings)} strings -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

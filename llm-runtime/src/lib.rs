@@ -10,3 +10,5 @@ extern crate alloc;
 pub mod kernels;
 pub mod sampler;
 pub mod tokenizer;
+pub mod gguf;
+pub mod gguf_write;

@@ -4,8 +4,50 @@
 //! bytes, so GGUF Q8_0 tensor data is used in place. Activations are quantized per 32-block
 //! before every product, as llama.cpp does (llm-facts.md sec. 1.2), and each block's int32 dot
 //! product is scaled once by `d_w * d_x` and accumulated in f32.
+//!
+//! # Layouts
+//! - Weights: `rows x kb` blocks, row-major, exactly as in a GGUF Q8_0 tensor with
+//!   `ne = [kb * 32, rows]` (row `r` is blocks `r*kb .. (r+1)*kb`). No repacking: the weights are
+//!   used where they lie, so a layer streamed in by the secure pipeline needs no copy.
+//! - Activations: `n x kb` blocks, token-major (token `t` is blocks `t*kb .. (t+1)*kb`), as made by
+//!   [`Kernels::quantize`] from `n` contiguous f32 rows of length `kb * 32`.
+//! - Outputs: f32, token-major, `y[t * rows + r]`.
+//!
+//! # Paths
+//! [`Kernels::detect`] picks the fastest path the CPU supports for matrix-vector products
+//! (decode) and matrix-matrix products (prefill). Every path computes the same int32 dot product
+//! for each block pair, bit for bit (tested); they differ only in the order the scaled f32
+//! partial sums are added, so f32 outputs agree to within rounding: the tests allow `1e-5` times
+//! the sum of the absolute scaled int8 products of an output.
+//!
+//! | [`Path`] | ISA | where |
+//! |---|---|---|
+//! | `Scalar` | none | everywhere; the definition |
+//! | `Neon` | ARMv8.0 NEON, `smull`/`sadalp` | aarch64 without dotprod |
+//! | `Sdot` | ARMv8.2 dotprod, `sdot` via `asm!` | aarch64 with dotprod |
+//! | `Smmla` | ARMv8.6 i8mm, `smmla` via `asm!` (prefill only) | aarch64 with i8mm |
+//! | `Avx2` | AVX2 + FMA + F16C, `vpmaddwd` on sign-extended int16 | x86-64 |
+//! | `Avx512Vnni` | AVX-512 F/BW/VL + VNNI, `vpdpbusd` | x86-64 |
+//!
+//! On a hosted target (`std`), selection uses the standard library's run-time feature detection.
+//! On bare-metal aarch64 (`target_os = "none"`) it reads `ID_AA64ISAR0_EL1` / `ID_AA64ISAR1_EL1`
+//! (the secure partition runs at S-EL1, where those reads are allowed).
+//!
+//! Kernels never panic on bad shapes: every entry point checks its slice lengths and returns a
+//! [`KernelError`].
 
+pub mod detect;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(feature = "std")]
+mod pool;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use core::fmt;
+
+pub use detect::CpuFeatures;
 
 /// Values per Q8_0 block.
 pub const QK8_0: usize = 32;
@@ -27,4 +69,595 @@ impl BlockQ8_0 {
         d: 0,
         qs: [0; QK8_0],
     };
+
+    /// Size of one block in bytes (ggml's `sizeof(block_q8_0)`).
+    pub const BYTES: usize = 34;
+}
+
+/// Views GGUF Q8_0 tensor bytes as blocks, without copying.
+///
+/// Fails if the length is not a whole number of 34-byte blocks or the start is not 2-byte
+/// aligned (GGUF tensor data is aligned to at least 8 bytes inside the file, so this only fails
+/// if the file itself was loaded at an odd address).
+pub fn blocks_from_bytes(bytes: &[u8]) -> Result<&[BlockQ8_0], KernelError> {
+    if bytes.is_empty() {
+        return Ok(&[]);
+    }
+    if !bytes.len().is_multiple_of(BlockQ8_0::BYTES) {
+        return Err(KernelError::BytesNotWholeBlocks { len: bytes.len() });
+    }
+    if bytes
+        .as_ptr()
+        .align_offset(core::mem::align_of::<BlockQ8_0>())
+        != 0
+    {
+        return Err(KernelError::BytesMisaligned);
+    }
+    let n = bytes.len() / BlockQ8_0::BYTES;
+    // SAFETY: `BlockQ8_0` is `repr(C)` with a u16 and 32 i8 (no padding: size 34 asserted above),
+    // so every byte pattern is a valid value; the pointer is aligned for it (checked above); the
+    // slice covers exactly `n * 34` bytes borrowed for the same lifetime.
+    Ok(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<BlockQ8_0>(), n) })
+}
+
+/// What was wrong with the arguments of a kernel call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// `quantize`: `values` f32 do not fill `blocks` blocks of 32 exactly.
+    QuantizeShape { values: usize, blocks: usize },
+    /// `matvec`/`matmul`: the block counts do not describe a `rows x kb` weight, an `n x kb`
+    /// activation and an `n x rows` output. `kb` is zero when the activation is empty.
+    Shape {
+        weight_blocks: usize,
+        act_blocks: usize,
+        out_len: usize,
+        tokens: usize,
+    },
+    /// `blocks_from_bytes`: the length is not a multiple of 34.
+    BytesNotWholeBlocks { len: usize },
+    /// `blocks_from_bytes`: the data does not start on a 2-byte boundary.
+    BytesMisaligned,
+    /// `Kernels::with_paths`: this CPU cannot run the requested path.
+    Unsupported(Path),
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::QuantizeShape { values, blocks } => {
+                write!(
+                    f,
+                    "quantize: {values} values do not fill {blocks} Q8_0 blocks"
+                )
+            }
+            KernelError::Shape {
+                weight_blocks,
+                act_blocks,
+                out_len,
+                tokens,
+            } => write!(
+                f,
+                "Q8_0 product shape mismatch: {weight_blocks} weight blocks, {act_blocks} \
+                 activation blocks, {out_len} outputs, {tokens} tokens"
+            ),
+            KernelError::BytesNotWholeBlocks { len } => {
+                write!(
+                    f,
+                    "{len} bytes is not a whole number of 34-byte Q8_0 blocks"
+                )
+            }
+            KernelError::BytesMisaligned => write!(f, "Q8_0 data is not 2-byte aligned"),
+            KernelError::Unsupported(p) => write!(f, "this CPU cannot run the {p} kernels"),
+        }
+    }
+}
+
+/// One kernel implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Path {
+    Scalar,
+    Neon,
+    Sdot,
+    Smmla,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Path {
+    pub const ALL: [Path; 6] = [
+        Path::Scalar,
+        Path::Neon,
+        Path::Sdot,
+        Path::Smmla,
+        Path::Avx2,
+        Path::Avx512Vnni,
+    ];
+
+    /// Short lower-case name (`scalar`, `neon`, `sdot`, `smmla`, `avx2`, `avx512vnni`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Scalar => "scalar",
+            Path::Neon => "neon",
+            Path::Sdot => "sdot",
+            Path::Smmla => "smmla",
+            Path::Avx2 => "avx2",
+            Path::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Whether this build and CPU can run the path for matvec (`for_matmul == false`) or
+    /// matmul.
+    pub fn supported(self, cpu: CpuFeatures, for_matmul: bool) -> bool {
+        match self {
+            Path::Scalar => true,
+            Path::Neon => cfg!(target_arch = "aarch64") && cpu.neon,
+            Path::Sdot => cfg!(target_arch = "aarch64") && cpu.neon && cpu.dotprod,
+            // SMMLA works on 2x2 tiles (prefill only); odd edges use SDOT, hence dotprod.
+            Path::Smmla => {
+                cfg!(target_arch = "aarch64") && cpu.neon && cpu.dotprod && cpu.i8mm && for_matmul
+            }
+            Path::Avx2 => cfg!(target_arch = "x86_64") && cpu.avx2,
+            Path::Avx512Vnni => cfg!(target_arch = "x86_64") && cpu.avx512vnni,
+        }
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The kernel dispatcher: which path runs matvec and matmul, and (with `std`) how many threads.
+///
+/// Cheap to clone (the thread pool is shared).
+#[derive(Clone)]
+pub struct Kernels {
+    matvec: Path,
+    matmul: Path,
+    #[cfg(feature = "std")]
+    pool: Option<alloc::sync::Arc<pool::Pool>>,
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels")
+            .field("matvec", &self.matvec)
+            .field("matmul", &self.matmul)
+            .field("threads", &self.threads())
+            .finish()
+    }
+}
+
+impl Kernels {
+    /// The best paths for this CPU, single-threaded.
+    pub fn detect() -> Kernels {
+        Kernels::for_cpu(CpuFeatures::detect())
+    }
+
+    /// The best paths using only features that are both in `cpu` and on the running CPU (so a
+    /// caller can restrict the choice, e.g. to benchmark a lower ISA level, but never enable an
+    /// instruction the CPU lacks).
+    pub fn for_cpu(cpu: CpuFeatures) -> Kernels {
+        let cpu = cpu.intersect(CpuFeatures::detect());
+        let pick = |prefs: &[Path], mm: bool| {
+            prefs
+                .iter()
+                .copied()
+                .find(|p| p.supported(cpu, mm))
+                .unwrap_or(Path::Scalar)
+        };
+        let mv = [Path::Avx512Vnni, Path::Avx2, Path::Sdot, Path::Neon];
+        let mm = [
+            Path::Avx512Vnni,
+            Path::Avx2,
+            Path::Smmla,
+            Path::Sdot,
+            Path::Neon,
+        ];
+        Kernels {
+            matvec: pick(&mv, false),
+            matmul: pick(&mm, true),
+            #[cfg(feature = "std")]
+            pool: None,
+        }
+    }
+
+    /// The scalar reference paths.
+    pub fn scalar() -> Kernels {
+        Kernels {
+            matvec: Path::Scalar,
+            matmul: Path::Scalar,
+            #[cfg(feature = "std")]
+            pool: None,
+        }
+    }
+
+    /// Explicit paths; fails if this CPU (as detected) cannot run one of them.
+    pub fn with_paths(matvec: Path, matmul: Path) -> Result<Kernels, KernelError> {
+        let cpu = CpuFeatures::detect();
+        if !matvec.supported(cpu, false) {
+            return Err(KernelError::Unsupported(matvec));
+        }
+        if !matmul.supported(cpu, true) {
+            return Err(KernelError::Unsupported(matmul));
+        }
+        Ok(Kernels {
+            matvec,
+            matmul,
+            #[cfg(feature = "std")]
+            pool: None,
+        })
+    }
+
+    /// Every path this CPU can run, for matvec (`for_matmul == false`) or matmul.
+    pub fn available(for_matmul: bool) -> impl Iterator<Item = Path> {
+        let cpu = CpuFeatures::detect();
+        Path::ALL
+            .into_iter()
+            .filter(move |p| p.supported(cpu, for_matmul))
+    }
+
+    /// Runs products on `n` threads (the caller's plus `n - 1` workers); `n <= 1` means
+    /// single-threaded.
+    #[cfg(feature = "std")]
+    pub fn with_threads(mut self, n: usize) -> Kernels {
+        self.pool = if n > 1 {
+            Some(alloc::sync::Arc::new(pool::Pool::new(n)))
+        } else {
+            None
+        };
+        self
+    }
+
+    pub fn threads(&self) -> usize {
+        #[cfg(feature = "std")]
+        if let Some(p) = &self.pool {
+            return p.threads();
+        }
+        1
+    }
+
+    pub fn matvec_path(&self) -> Path {
+        self.matvec
+    }
+
+    pub fn matmul_path(&self) -> Path {
+        self.matmul
+    }
+
+    /// The distinct paths in use, sorted, comma-separated (e.g. `sdot,smmla`, `neon`,
+    /// `avx512vnni`).
+    pub fn describe(&self) -> alloc::string::String {
+        let mut v = alloc::vec![self.matvec, self.matmul];
+        v.sort();
+        v.dedup();
+        let names: alloc::vec::Vec<&str> = v.into_iter().map(Path::name).collect();
+        names.join(",")
+    }
+
+    /// Quantizes f32 values to Q8_0, byte-exact with ggml's `quantize_row_q8_0_ref` and gguf-py
+    /// (round half away from zero). `x.len()` must be `out.len() * 32`; several token rows may be
+    /// quantized in one call since each row is a whole number of blocks.
+    pub fn quantize(&self, x: &[f32], out: &mut [BlockQ8_0]) -> Result<(), KernelError> {
+        if out.len().checked_mul(QK8_0) != Some(x.len()) {
+            return Err(KernelError::QuantizeShape {
+                values: x.len(),
+                blocks: out.len(),
+            });
+        }
+        scalar::quantize_row_q8_0(x, out);
+        Ok(())
+    }
+
+    /// Matrix-vector product (decode): `y[r] = sum_b dot(w[r*kb + b], x[b]) * d_w * d_x` with
+    /// `kb = x.len()` and `rows = y.len()`; needs `w.len() == rows * kb`.
+    pub fn matvec(
+        &self,
+        w: &[BlockQ8_0],
+        x: &[BlockQ8_0],
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        check_shape(w, x, y, 1)?;
+        let kb = x.len();
+        if kb == 0 {
+            y.fill(0.0);
+            return Ok(());
+        }
+        let path = self.matvec;
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            let rows = y.len();
+            let parts = pool.threads();
+            let shared = SharedOut(OutMat::new(y, rows));
+            pool.run(&|i| {
+                // SAFETY: the pool calls this once per index `i < parts`, and `row_chunk` gives
+                // distinct indices disjoint ranges.
+                let mut part = unsafe { shared.claim(row_chunk(rows, parts, i)) };
+                let r = part.cols();
+                matvec_rows(path, &w[r.start * kb..r.end * kb], x, part.row_mut(0));
+            });
+            return Ok(());
+        }
+        matvec_rows(path, w, x, y);
+        Ok(())
+    }
+
+    /// Matrix-matrix product (prefill) over `n` tokens: `y[t*rows + r] = sum_b dot(w[r*kb + b],
+    /// x[t*kb + b]) * d_w * d_x`, with `x.len() == n * kb`, `y.len() == n * rows`,
+    /// `w.len() == rows * kb`.
+    pub fn matmul(
+        &self,
+        w: &[BlockQ8_0],
+        x: &[BlockQ8_0],
+        n: usize,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        check_shape(w, x, y, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let kb = x.len() / n;
+        let rows = y.len() / n;
+        if kb == 0 {
+            y.fill(0.0);
+            return Ok(());
+        }
+        let path = self.matmul;
+        let out = OutMat::new(y, rows);
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            let parts = pool.threads();
+            let shared = SharedOut(out);
+            pool.run(&|i| {
+                // SAFETY: the pool calls this once per index `i < parts`, and `row_chunk` gives
+                // distinct indices disjoint ranges.
+                let mut part = unsafe { shared.claim(row_chunk(rows, parts, i)) };
+                let r = part.cols();
+                matmul_rows(path, &w[r.start * kb..r.end * kb], kb, x, n, &mut part);
+            });
+            return Ok(());
+        }
+        let mut out = out;
+        matmul_rows(path, w, kb, x, n, &mut out);
+        Ok(())
+    }
+}
+
+fn check_shape(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &[f32], n: usize) -> Result<(), KernelError> {
+    let err = KernelError::Shape {
+        weight_blocks: w.len(),
+        act_blocks: x.len(),
+        out_len: y.len(),
+        tokens: n,
+    };
+    if n == 0 {
+        return if x.is_empty() && y.is_empty() {
+            Ok(())
+        } else {
+            Err(err)
+        };
+    }
+    if !x.len().is_multiple_of(n) || !y.len().is_multiple_of(n) {
+        return Err(err);
+    }
+    let (kb, rows) = (x.len() / n, y.len() / n);
+    if rows.checked_mul(kb) != Some(w.len()) {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Part `i` of `rows` split into `parts` contiguous ranges, each a multiple of 4 rows except
+/// the last (the SIMD kernels work on 4-row tiles). Parts may be empty.
+#[cfg(feature = "std")]
+fn row_chunk(rows: usize, parts: usize, i: usize) -> core::ops::Range<usize> {
+    let tiles = rows.div_ceil(4);
+    let per = tiles.div_ceil(parts.max(1));
+    let s = (i * per * 4).min(rows);
+    let e = ((i + 1) * per * 4).min(rows);
+    s..e
+}
+
+/// Dispatches one contiguous block of rows (`y.len()` of them) to a matvec path.
+fn matvec_rows(path: Path, w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
+    if path == Path::Scalar {
+        return scalar::matvec_q8_0(w, x, y);
+    }
+    let kb = x.len();
+    let rows = y.len();
+    let mut out = OutMat::new(y, rows);
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => drive::<x86::Avx2, 4, 1>(w, kb, x, 1, &mut out),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => drive::<x86::Vnni, 4, 1>(w, kb, x, 1, &mut out),
+        #[cfg(target_arch = "aarch64")]
+        Path::Neon => drive::<neon::Neon, 4, 1>(w, kb, x, 1, &mut out),
+        #[cfg(target_arch = "aarch64")]
+        Path::Sdot | Path::Smmla => drive::<neon::Sdot, 4, 1>(w, kb, x, 1, &mut out),
+        _ => scalar::matmul_rows(w, kb, x, 1, &mut out),
+    }
+}
+
+/// Dispatches one contiguous block of rows (`out.cols()`) of a matmul to a path.
+fn matmul_rows(
+    path: Path,
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+    n: usize,
+    out: &mut OutMat<'_>,
+) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => drive::<x86::Avx2, 4, 2>(w, kb, x, n, out),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => drive::<x86::Vnni, 4, 4>(w, kb, x, n, out),
+        #[cfg(target_arch = "aarch64")]
+        Path::Neon => drive::<neon::Neon, 4, 2>(w, kb, x, n, out),
+        #[cfg(target_arch = "aarch64")]
+        Path::Sdot => drive::<neon::Sdot, 4, 2>(w, kb, x, n, out),
+        #[cfg(target_arch = "aarch64")]
+        Path::Smmla => drive::<neon::Smmla, 4, 2>(w, kb, x, n, out),
+        _ => scalar::matmul_rows(w, kb, x, n, out),
+    }
+}
+
+/// A kernel family that computes `R x T` output tiles.
+pub(crate) trait Tiles {
+    /// `o[r][t] = sum_b dot(w[r*kb + b], x[t*kb + b]) * d_w * d_x` for `R` weight rows
+    /// (`w.len() >= R*kb`) and `T` tokens (`x.len() >= T*kb`). Implementations check the
+    /// lengths and return zeros if they are short.
+    fn tile<const R: usize, const T: usize>(
+        w: &[BlockQ8_0],
+        kb: usize,
+        x: &[BlockQ8_0],
+    ) -> [[f32; T]; R];
+}
+
+/// Walks `n` tokens x `out.cols().len()` rows in `R x T` tiles, with `1 x T`, `R x 1` and `1 x 1`
+/// tiles for the edges.
+fn drive<K: Tiles, const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+    n: usize,
+    out: &mut OutMat<'_>,
+) {
+    let rows = out.cols().len();
+    if kb == 0 || w.len() < rows * kb || x.len() < n * kb {
+        return;
+    }
+    let mut t0 = 0;
+    while t0 + T <= n {
+        let xt = &x[t0 * kb..(t0 + T) * kb];
+        let mut r0 = 0;
+        while r0 + R <= rows {
+            let o = K::tile::<R, T>(&w[r0 * kb..(r0 + R) * kb], kb, xt);
+            for (r, or) in o.iter().enumerate() {
+                for (t, &v) in or.iter().enumerate() {
+                    out.put(t0 + t, r0 + r, v);
+                }
+            }
+            r0 += R;
+        }
+        while r0 < rows {
+            let o = K::tile::<1, T>(&w[r0 * kb..(r0 + 1) * kb], kb, xt);
+            for (t, &v) in o[0].iter().enumerate() {
+                out.put(t0 + t, r0, v);
+            }
+            r0 += 1;
+        }
+        t0 += T;
+    }
+    while t0 < n {
+        let xt = &x[t0 * kb..(t0 + 1) * kb];
+        let mut r0 = 0;
+        while r0 + R <= rows {
+            let o = K::tile::<R, 1>(&w[r0 * kb..(r0 + R) * kb], kb, xt);
+            for (r, or) in o.iter().enumerate() {
+                out.put(t0, r0 + r, or[0]);
+            }
+            r0 += R;
+        }
+        while r0 < rows {
+            let o = K::tile::<1, 1>(&w[r0 * kb..(r0 + 1) * kb], kb, xt);
+            out.put(t0, r0, o[0][0]);
+            r0 += 1;
+        }
+        t0 += 1;
+    }
+}
+
+/// Write access to a range of columns (weight rows) of a token-major `n x ld` f32 output,
+/// `y[t * ld + c]`. Threads each own a disjoint column range of the same output, which slices
+/// cannot express; this wrapper keeps the one raw pointer write behind a bounds check.
+pub(crate) struct OutMat<'a> {
+    ptr: *mut f32,
+    len: usize,
+    ld: usize,
+    cols: core::ops::Range<usize>,
+    _borrow: core::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: an `OutMat` is a unique borrow of its column range of `y` (constructed from `&mut` or
+// claimed as disjoint ranges), so sending it to another thread is like sending `&mut [f32]`.
+unsafe impl Send for OutMat<'_> {}
+
+impl<'a> OutMat<'a> {
+    pub(crate) fn new(y: &'a mut [f32], ld: usize) -> OutMat<'a> {
+        OutMat {
+            ptr: y.as_mut_ptr(),
+            len: y.len(),
+            ld,
+            cols: 0..ld,
+            _borrow: core::marker::PhantomData,
+        }
+    }
+
+    /// The global column range this part may write.
+    pub(crate) fn cols(&self) -> core::ops::Range<usize> {
+        self.cols.clone()
+    }
+
+    /// Writes `v` at token `t`, local column `c` (relative to `cols().start`). Out-of-range
+    /// writes are dropped (kernels only write inside their tile; this keeps a bug from becoming
+    /// memory corruption).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, t: usize, c: usize, v: f32) {
+        let col = self.cols.start + c;
+        if col >= self.cols.end {
+            debug_assert!(false, "OutMat column {col} outside {:?}", self.cols);
+            return;
+        }
+        let idx = t * self.ld + col;
+        if idx < self.len {
+            // SAFETY: `idx < len` keeps the write inside the borrowed slice, and `col` lies in
+            // this part's column range, which no other live part shares (see `SharedOut::claim`).
+            unsafe { *self.ptr.add(idx) = v };
+        } else {
+            debug_assert!(false, "OutMat index {idx} outside {}", self.len);
+        }
+    }
+
+    /// The local columns of token `t` as a slice (used for matvec, where `n == 1`).
+    #[cfg(feature = "std")]
+    fn row_mut(&mut self, t: usize) -> &mut [f32] {
+        let start = t * self.ld + self.cols.start;
+        let end = t * self.ld + self.cols.end;
+        if end > self.len || start > end {
+            return &mut [];
+        }
+        // SAFETY: `start..end` is inside the borrowed slice (checked) and inside this part's
+        // column range, which no other live part shares; `&mut self` keeps it unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
+    }
+}
+
+/// An output shared by the threads of one product; each thread claims its own column range.
+#[cfg(feature = "std")]
+struct SharedOut<'a>(OutMat<'a>);
+
+// SAFETY: threads only reach the data through `claim`, whose contract keeps their column ranges
+// disjoint, so sharing the wrapper is like handing out disjoint `&mut` sub-slices.
+#[cfg(feature = "std")]
+unsafe impl Sync for SharedOut<'_> {}
+
+#[cfg(feature = "std")]
+impl<'a> SharedOut<'a> {
+    /// # Safety
+    /// No two `OutMat`s claimed from this `SharedOut` and alive at the same time may have
+    /// overlapping column ranges.
+    unsafe fn claim(&self, cols: core::ops::Range<usize>) -> OutMat<'_> {
+        let end = cols.end.min(self.0.cols.end);
+        let start = cols.start.clamp(self.0.cols.start, end);
+        OutMat {
+            ptr: self.0.ptr,
+            len: self.0.len,
+            ld: self.0.ld,
+            cols: start..end,
+            _borrow: core::marker::PhantomData,
+        }
+    }
 }

@@ -21,12 +21,7 @@ pub fn matvec_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
         "matvec_q8_0: weight/activation shape mismatch"
     );
     for (row, out) in w.chunks_exact(kb.max(1)).zip(y.iter_mut()) {
-        let mut sum = 0.0f32;
-        for (wb, xb) in row.iter().zip(x) {
-            let d = half::f16::from_bits(wb.d).to_f32() * half::f16::from_bits(xb.d).to_f32();
-            sum += dot_block(wb, xb) as f32 * d;
-        }
-        *out = sum;
+        *out = dot_row(row, x);
     }
 }
 
@@ -48,4 +43,35 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
             *q = libm::roundf(v * id) as i8;
         }
     }
+}
+
+/// Reference matrix-matrix product for the output columns `out.cols()` (weights `w` hold just
+/// those rows): `out[t][r] = sum_b dot(w[r*kb + b], x[t*kb + b]) * d_w * d_x`, summed in block
+/// order like [`matvec_q8_0`].
+pub(crate) fn matmul_rows(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+    n: usize,
+    out: &mut super::OutMat<'_>,
+) {
+    if kb == 0 {
+        return;
+    }
+    for (t, xt) in x.chunks_exact(kb).take(n).enumerate() {
+        for (r, row) in w.chunks_exact(kb).enumerate() {
+            out.put(t, r, dot_row(row, xt));
+        }
+    }
+}
+
+/// One output: the block-ordered f32 sum of scaled integer block dots.
+#[inline]
+fn dot_row(row: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    let mut sum = 0.0f32;
+    for (wb, xb) in row.iter().zip(x) {
+        let d = half::f16::from_bits(wb.d).to_f32() * half::f16::from_bits(xb.d).to_f32();
+        sum += dot_block(wb, xb) as f32 * d;
+    }
+    sum
 }

@@ -1,0 +1,307 @@
+//! aarch64 tiles: plain NEON (`smull`/`sadalp`, ARMv8.0), SDOT (dotprod) and SMMLA (i8mm).
+//!
+//! The dotprod and i8mm intrinsics are unstable in Rust 1.95, so `sdot` and `smmla` are written
+//! with `asm!` inside functions compiled with the matching `#[target_feature]` (llm-facts.md
+//! sec. 6.1). All three compute each block's int32 dot product exactly (int8 x int8 products fit
+//! in int16 and are widened before any sum could overflow).
+//!
+//! The tiles are reached only through [`super::Kernels`], whose constructors select a path only
+//! after [`super::CpuFeatures::detect`] reported the features; that is what makes the calls into
+//! the `#[target_feature]` functions sound.
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+use super::{BlockQ8_0, Tiles};
+
+pub(crate) struct Neon;
+pub(crate) struct Sdot;
+pub(crate) struct Smmla;
+
+impl Tiles for Neon {
+    #[inline]
+    fn tile<const R: usize, const T: usize>(
+        w: &[BlockQ8_0],
+        kb: usize,
+        x: &[BlockQ8_0],
+    ) -> [[f32; T]; R] {
+        if w.len() < R * kb || x.len() < T * kb {
+            return [[0.0; T]; R];
+        }
+        // SAFETY: the Neon path is only selected when NEON was detected (module doc); the
+        // lengths were checked above.
+        unsafe { tile_neon::<R, T>(w, kb, x) }
+    }
+}
+
+impl Tiles for Sdot {
+    #[inline]
+    fn tile<const R: usize, const T: usize>(
+        w: &[BlockQ8_0],
+        kb: usize,
+        x: &[BlockQ8_0],
+    ) -> [[f32; T]; R] {
+        if w.len() < R * kb || x.len() < T * kb {
+            return [[0.0; T]; R];
+        }
+        // SAFETY: the Sdot path is only selected when dotprod was detected (module doc); the
+        // lengths were checked above.
+        unsafe { tile_sdot::<R, T>(w, kb, x) }
+    }
+}
+
+impl Tiles for Smmla {
+    #[inline]
+    fn tile<const R: usize, const T: usize>(
+        w: &[BlockQ8_0],
+        kb: usize,
+        x: &[BlockQ8_0],
+    ) -> [[f32; T]; R] {
+        if w.len() < R * kb || x.len() < T * kb {
+            return [[0.0; T]; R];
+        }
+        if R.is_multiple_of(2) && T.is_multiple_of(2) {
+            // SAFETY: the Smmla path is only selected when i8mm and dotprod were detected
+            // (module doc); the lengths were checked above; R and T are even.
+            unsafe { tile_smmla::<R, T>(w, kb, x) }
+        } else {
+            // Odd edges: SDOT (i8mm implies dotprod here, see `Path::supported`).
+            // SAFETY: as above; dotprod was detected.
+            unsafe { tile_sdot::<R, T>(w, kb, x) }
+        }
+    }
+}
+
+/// fp16 bits to f32.
+#[inline(always)]
+fn h2f(h: u16) -> f32 {
+    let out: f32;
+    // SAFETY: `fcvt` from a half register is base ARMv8.0 FP (always present with NEON); it only
+    // touches the named registers.
+    unsafe {
+        asm!(
+            "fmov {h:s}, {i:w}",
+            "fcvt {o:s}, {h:h}",
+            i = in(reg) u32::from(h),
+            h = out(vreg) _,
+            o = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// The 32 int8 of a block as two vectors.
+#[inline(always)]
+fn load(b: &BlockQ8_0) -> (int8x16_t, int8x16_t) {
+    let p = b.qs.as_ptr();
+    // SAFETY: `qs` is 32 bytes, so both 16-byte loads stay inside it (no alignment needed).
+    unsafe { (vld1q_s8(p), vld1q_s8(p.add(16))) }
+}
+
+/// Exact int32x4 partial sums of a 32-byte dot product with `smull`/`smull2` + `sadalp`.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_neon(wl: int8x16_t, wh: int8x16_t, xl: int8x16_t, xh: int8x16_t) -> int32x4_t {
+    let p0 = vmull_s8(vget_low_s8(wl), vget_low_s8(xl));
+    let p1 = vmull_high_s8(wl, xl);
+    let p2 = vmull_s8(vget_low_s8(wh), vget_low_s8(xh));
+    let p3 = vmull_high_s8(wh, xh);
+    let s = vpaddlq_s16(p0);
+    let s = vpadalq_s16(s, p1);
+    let s = vpadalq_s16(s, p2);
+    vpadalq_s16(s, p3)
+}
+
+/// Exact int32x4 partial sums of a 32-byte dot product with two `sdot`.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+fn dot_sdot(wl: int8x16_t, wh: int8x16_t, xl: int8x16_t, xh: int8x16_t) -> int32x4_t {
+    let mut acc = vdupq_n_s32(0);
+    // SAFETY: `sdot` needs FEAT_DotProd, which this function's target feature (and the caller's
+    // detection) guarantees; it only touches the named registers.
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            "sdot {acc:v}.4s, {c:v}.16b, {d:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) wl,
+            b = in(vreg) xl,
+            c = in(vreg) wh,
+            d = in(vreg) xh,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// # Safety
+/// The CPU must support NEON; `w.len() >= R*kb`, `x.len() >= T*kb`.
+// Index loops over the small const-size tile arrays keep them in registers.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn tile_neon<const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[f32; T]; R] {
+    let mut acc = [[vdupq_n_f32(0.0); T]; R];
+    for b in 0..kb {
+        let mut xl = [vdupq_n_s8(0); T];
+        let mut xh = [vdupq_n_s8(0); T];
+        let mut dx = [0.0f32; T];
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            (xl[t], xh[t]) = load(xb);
+            dx[t] = h2f(xb.d);
+        }
+        for r in 0..R {
+            // SAFETY: `r*kb + b < R*kb <= w.len()` (caller's contract).
+            let wb = unsafe { w.get_unchecked(r * kb + b) };
+            let (wl, wh) = load(wb);
+            let dw = h2f(wb.d);
+            for t in 0..T {
+                let p = dot_neon(wl, wh, xl[t], xh[t]);
+                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(p), dw * dx[t]);
+            }
+        }
+    }
+    let mut o = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            o[r][t] = vaddvq_f32(acc[r][t]);
+        }
+    }
+    o
+}
+
+/// # Safety
+/// The CPU must support NEON and dotprod; `w.len() >= R*kb`, `x.len() >= T*kb`.
+// Index loops over the small const-size tile arrays keep them in registers.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn tile_sdot<const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[f32; T]; R] {
+    let mut acc = [[vdupq_n_f32(0.0); T]; R];
+    for b in 0..kb {
+        let mut xl = [vdupq_n_s8(0); T];
+        let mut xh = [vdupq_n_s8(0); T];
+        let mut dx = [0.0f32; T];
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            (xl[t], xh[t]) = load(xb);
+            dx[t] = h2f(xb.d);
+        }
+        for r in 0..R {
+            // SAFETY: `r*kb + b < R*kb <= w.len()` (caller's contract).
+            let wb = unsafe { w.get_unchecked(r * kb + b) };
+            let (wl, wh) = load(wb);
+            let dw = h2f(wb.d);
+            for t in 0..T {
+                let p = dot_sdot(wl, wh, xl[t], xh[t]);
+                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(p), dw * dx[t]);
+            }
+        }
+    }
+    let mut o = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            o[r][t] = vaddvq_f32(acc[r][t]);
+        }
+    }
+    o
+}
+
+/// 2x2 int32 tile `[w0.x0, w0.x1, w1.x0, w1.x1]` of two weight blocks by two activation blocks,
+/// with four `smmla` over the 64-bit-interleaved halves.
+#[target_feature(enable = "neon,i8mm")]
+#[inline]
+fn mm2x2(w0: &BlockQ8_0, w1: &BlockQ8_0, x0: &BlockQ8_0, x1: &BlockQ8_0) -> int32x4_t {
+    let (w0l, w0h) = load(w0);
+    let (w1l, w1h) = load(w1);
+    let (x0l, x0h) = load(x0);
+    let (x1l, x1h) = load(x1);
+    let z = |a: int8x16_t, b: int8x16_t| {
+        let (a, b) = (vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b));
+        (
+            vreinterpretq_s8_s64(vzip1q_s64(a, b)),
+            vreinterpretq_s8_s64(vzip2q_s64(a, b)),
+        )
+    };
+    let (a0, a1) = z(w0l, w1l);
+    let (a2, a3) = z(w0h, w1h);
+    let (b0, b1) = z(x0l, x1l);
+    let (b2, b3) = z(x0h, x1h);
+    let mut acc = vdupq_n_s32(0);
+    // SAFETY: `smmla` needs FEAT_I8MM, which this function's target feature (and the caller's
+    // detection) guarantees; it only touches the named registers.
+    unsafe {
+        asm!(
+            "smmla {acc:v}.4s, {a0:v}.16b, {b0:v}.16b",
+            "smmla {acc:v}.4s, {a1:v}.16b, {b1:v}.16b",
+            "smmla {acc:v}.4s, {a2:v}.16b, {b2:v}.16b",
+            "smmla {acc:v}.4s, {a3:v}.16b, {b3:v}.16b",
+            acc = inout(vreg) acc,
+            a0 = in(vreg) a0,
+            a1 = in(vreg) a1,
+            a2 = in(vreg) a2,
+            a3 = in(vreg) a3,
+            b0 = in(vreg) b0,
+            b1 = in(vreg) b1,
+            b2 = in(vreg) b2,
+            b3 = in(vreg) b3,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// # Safety
+/// The CPU must support NEON and i8mm; `R` and `T` even; `w.len() >= R*kb`, `x.len() >= T*kb`.
+#[target_feature(enable = "neon,i8mm")]
+#[inline]
+unsafe fn tile_smmla<const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[f32; T]; R] {
+    let mut o = [[0.0f32; T]; R];
+    let mut r = 0;
+    while r + 2 <= R {
+        let mut t = 0;
+        while t + 2 <= T {
+            let mut acc = vdupq_n_f32(0.0);
+            for b in 0..kb {
+                // SAFETY: indices below `R*kb` / `T*kb` (caller's contract).
+                let (w0, w1, x0, x1) = unsafe {
+                    (
+                        w.get_unchecked(r * kb + b),
+                        w.get_unchecked((r + 1) * kb + b),
+                        x.get_unchecked(t * kb + b),
+                        x.get_unchecked((t + 1) * kb + b),
+                    )
+                };
+                let p = mm2x2(w0, w1, x0, x1);
+                let (dw0, dw1, dx0, dx1) = (h2f(w0.d), h2f(w1.d), h2f(x0.d), h2f(x1.d));
+                let d = [dw0 * dx0, dw0 * dx1, dw1 * dx0, dw1 * dx1];
+                // SAFETY: `d` is 4 f32.
+                let dv = unsafe { vld1q_f32(d.as_ptr()) };
+                acc = vfmaq_f32(acc, vcvtq_f32_s32(p), dv);
+            }
+            o[r][t] = vgetq_lane_f32::<0>(acc);
+            o[r][t + 1] = vgetq_lane_f32::<1>(acc);
+            o[r + 1][t] = vgetq_lane_f32::<2>(acc);
+            o[r + 1][t + 1] = vgetq_lane_f32::<3>(acc);
+            t += 2;
+        }
+        r += 2;
+    }
+    o
+}

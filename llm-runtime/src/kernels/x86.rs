@@ -1,0 +1,180 @@
+//! x86-64 tiles: AVX2 (+FMA, F16C) and AVX-512 VNNI (256-bit `vpdpbusd`, AVX-512VL).
+//!
+//! Both compute each block's int32 dot product exactly, for every int8 value including -128:
+//! - AVX2 sign-extends to int16 and uses `vpmaddwd` (pairs of int16 products summed in int32),
+//!   not llama.cpp's `vpmaddubsw` sign trick, which saturates (and so differs from the scalar
+//!   reference) when both operands are -128.
+//! - VNNI's `vpdpbusd` multiplies unsigned by signed bytes, so the weight is biased to
+//!   `w + 128` (an XOR with 0x80) and `128 * sum(x)` (per 4-byte lane, computed once per
+//!   activation block with another `vpdpbusd`) is subtracted by starting the accumulator at its
+//!   negation. `vpdpbusd` does not saturate, so the result is exact.
+//!
+//! The tiles are reached only through [`super::Kernels`], whose constructors select a path only
+//! after [`super::CpuFeatures::detect`] reported the features; that is what makes the calls into
+//! the `#[target_feature]` functions sound.
+
+use core::arch::x86_64::*;
+
+use super::{BlockQ8_0, Tiles};
+
+pub(crate) struct Avx2;
+pub(crate) struct Vnni;
+
+impl Tiles for Avx2 {
+    #[inline]
+    fn tile<const R: usize, const T: usize>(
+        w: &[BlockQ8_0],
+        kb: usize,
+        x: &[BlockQ8_0],
+    ) -> [[f32; T]; R] {
+        if w.len() < R * kb || x.len() < T * kb {
+            return [[0.0; T]; R];
+        }
+        // SAFETY: the Avx2 path is only selected when AVX2, FMA and F16C were detected (module
+        // doc); the lengths were checked above.
+        unsafe { tile_avx2::<R, T>(w, kb, x) }
+    }
+}
+
+impl Tiles for Vnni {
+    #[inline]
+    fn tile<const R: usize, const T: usize>(
+        w: &[BlockQ8_0],
+        kb: usize,
+        x: &[BlockQ8_0],
+    ) -> [[f32; T]; R] {
+        if w.len() < R * kb || x.len() < T * kb {
+            return [[0.0; T]; R];
+        }
+        // SAFETY: the Vnni path is only selected when AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI
+        // were detected (module doc); the lengths were checked above.
+        unsafe { tile_vnni::<R, T>(w, kb, x) }
+    }
+}
+
+/// fp16 bits to f32 with F16C.
+#[target_feature(enable = "f16c")]
+#[inline]
+fn h2f(h: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+/// Horizontal sum of 8 f32.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The 32 int8 of a block as two vectors of 16 sign-extended int16.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn widen(b: &BlockQ8_0) -> (__m256i, __m256i) {
+    let p = b.qs.as_ptr().cast::<__m128i>();
+    // SAFETY: `qs` is 32 bytes, so both unaligned 16-byte loads stay inside it.
+    let (lo, hi) = unsafe { (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1))) };
+    (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+}
+
+/// The 32 int8 of a block as one vector.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load32(b: &BlockQ8_0) -> __m256i {
+    // SAFETY: `qs` is 32 bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(b.qs.as_ptr().cast::<__m256i>()) }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `w.len() >= R*kb`, `x.len() >= T*kb`.
+// Index loops over the small const-size tile arrays keep them in registers.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn tile_avx2<const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[f32; T]; R] {
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..kb {
+        let mut xl = [_mm256_setzero_si256(); T];
+        let mut xh = [_mm256_setzero_si256(); T];
+        let mut dx = [0.0f32; T];
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            (xl[t], xh[t]) = widen(xb);
+            dx[t] = h2f(xb.d);
+        }
+        for r in 0..R {
+            // SAFETY: `r*kb + b < R*kb <= w.len()` (caller's contract).
+            let wb = unsafe { w.get_unchecked(r * kb + b) };
+            let (wl, wh) = widen(wb);
+            let dw = h2f(wb.d);
+            for t in 0..T {
+                let p =
+                    _mm256_add_epi32(_mm256_madd_epi16(wl, xl[t]), _mm256_madd_epi16(wh, xh[t]));
+                acc[r][t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[t]), acc[r][t]);
+            }
+        }
+    }
+    let mut o = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            o[r][t] = hsum(acc[r][t]);
+        }
+    }
+    o
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI; `w.len() >= R*kb`,
+/// `x.len() >= T*kb`.
+// Index loops over the small const-size tile arrays keep them in registers.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn tile_vnni<const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[f32; T]; R] {
+    let bias = _mm256_set1_epi8(i8::MIN);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..kb {
+        let mut xv = [_mm256_setzero_si256(); T];
+        let mut neg = [_mm256_setzero_si256(); T];
+        let mut dx = [0.0f32; T];
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            xv[t] = load32(xb);
+            // 128 * (sum of each 4-byte lane of x), negated: the bias correction.
+            let c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, xv[t]);
+            neg[t] = _mm256_sub_epi32(_mm256_setzero_si256(), c);
+            dx[t] = h2f(xb.d);
+        }
+        for r in 0..R {
+            // SAFETY: `r*kb + b < R*kb <= w.len()` (caller's contract).
+            let wb = unsafe { w.get_unchecked(r * kb + b) };
+            let wu = _mm256_xor_si256(load32(wb), bias);
+            let dw = h2f(wb.d);
+            for t in 0..T {
+                let p = _mm256_dpbusd_epi32(neg[t], wu, xv[t]);
+                acc[r][t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[t]), acc[r][t]);
+            }
+        }
+    }
+    let mut o = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            o[r][t] = hsum(acc[r][t]);
+        }
+    }
+    o
+}

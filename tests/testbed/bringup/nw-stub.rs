@@ -1,0 +1,199 @@
+//! Bring-up stand-in for the normal-world client (until tests/nw-client lands): NS-EL1, MMU off,
+//! entered at 0x40000000 with x0 = boot config. Exercises the SPMC's FF-A interface, measures
+//! direct-message round trips, then ends the run with TESTBED_EXIT (0 = all checks passed).
+//! Built with plain `rustc` by build.sh (no crate of its own).
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+
+const UART: usize = 0x0900_0000;
+const TX: u64 = 0x4100_0000;
+const RX: u64 = 0x4100_1000;
+const SP: u64 = 0x8001;
+const UUID: [u32; 4] = [0x1234_5678, 0x9abc_def0, 0x1122_3344, 0x5566_7788];
+const ROUND_TRIPS: u64 = 2000;
+
+core::arch::global_asm!(
+    ".section .text.entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "  mov x19, x0",
+    "  mov x20, x1",
+    "  mov x1, #(3 << 20)", // CPACR_EL1.FPEN: Rust uses SIMD registers
+    "  msr cpacr_el1, x1",
+    "  adr x1, vectors",
+    "  msr vbar_el1, x1",
+    "  isb",
+    "  ldr x1, =0x40100000",
+    "  mov sp, x1",
+    "  mov x0, x19",
+    "  mov x1, x20",
+    "  bl main",
+    "  b .",
+    ".balign 0x800",
+    "vectors:",
+    ".rept 16",
+    "  .balign 0x80",
+    "  b exception",
+    ".endr",
+    ".ltorg",
+);
+
+struct Uart;
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            // SAFETY: the NS PL011 data register; polling is not needed on QEMU.
+            unsafe { core::ptr::write_volatile(UART as *mut u32, u32::from(b)) };
+        }
+        Ok(())
+    }
+}
+
+macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(Uart, $($t)*); }} }
+
+type Regs = [u64; 18];
+
+fn smc(a: &[u64]) -> Regs {
+    let mut r = [0u64; 18];
+    r[..a.len()].copy_from_slice(a);
+    // SAFETY: an SMCCC call; x0-x17 are the only registers the callee changes.
+    unsafe {
+        core::arch::asm!("smc #0",
+            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
+            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
+            inout("x16") r[16], inout("x17") r[17], options(nostack));
+    }
+    r
+}
+
+fn counter() -> u64 {
+    let v: u64;
+    // SAFETY: CNTHCTL_EL2.EL1PCTEN is set by the testbed.
+    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) v) };
+    v
+}
+fn freq() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTFRQ_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v) };
+    v
+}
+
+const ERROR: u64 = 0x8400_0060;
+const SUCCESS: u64 = 0x8400_0061;
+
+fn err(code: i64) -> (u64, u64) {
+    (ERROR, code as u32 as u64)
+}
+
+struct Checks {
+    passed: u32,
+    failed: u32,
+}
+impl Checks {
+    fn check(&mut self, what: &str, ok: bool, got: &Regs) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            say!("nw-stub: FAIL {what}: x0={:#x} x1={:#x} x2={:#x} x3={:#x}", got[0], got[1], got[2], got[3]);
+        }
+    }
+    fn expect(&mut self, what: &str, got: Regs, want: (u64, u64)) -> Regs {
+        self.check(what, (got[0], got[2]) == want, &got);
+        got
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn main(cfg: u64, cfg_len: u64) -> ! {
+    // SAFETY: the testbed copied `cfg_len` bytes of boot config there.
+    let cfg = unsafe { core::slice::from_raw_parts(cfg as *const u8, cfg_len as usize) };
+    say!("nw-stub: up, boot config {:?}", core::str::from_utf8(cfg).unwrap_or("?"));
+    let mut c = Checks { passed: 0, failed: 0 };
+    let u = UUID.map(u64::from);
+    let (ulo, uhi) = (u[0] | u[1] << 32, u[2] | u[3] << 32);
+
+    let v = smc(&[0x8400_0063, 0x10002]);
+    c.check("VERSION 1.2", v[0] == 0x10002, &v);
+    c.expect("ID_GET", smc(&[0x8400_0069]), (SUCCESS, 0));
+    c.expect("SPM_ID_GET", smc(&[0x8400_0085]), (SUCCESS, 0x8000));
+    c.expect("FEATURES(DIRECT_REQ_32)", smc(&[0x8400_0064, 0x8400_006F]), (SUCCESS, 0));
+    c.expect("FEATURES(MSG_WAIT) from NW", smc(&[0x8400_0064, 0x8400_006B]), err(-1));
+    let v = smc(&[0x8400_0063, 0x10001]);
+    c.check("VERSION change after lock", v[0] as u32 as i32 == -1, &v);
+    c.expect("PARTITION_INFO_GET without RX", smc(&[0x8400_0068, u[0], u[1], u[2], u[3]]), err(-4));
+    c.expect("RXTX_MAP", smc(&[0xC400_0066, TX, RX, 1]), (SUCCESS, 0));
+    c.expect("RXTX_MAP twice", smc(&[0xC400_0066, TX, RX, 1]), err(-6));
+    c.expect("PARTITION_INFO_GET count, nil", smc(&[0x8400_0068, 0, 0, 0, 0, 1]), (SUCCESS, 1));
+    let r = c.expect("PARTITION_INFO_GET by UUID", smc(&[0x8400_0068, u[0], u[1], u[2], u[3]]), (SUCCESS, 1));
+    // SAFETY: the SPMC wrote one descriptor into our RX page.
+    let id = unsafe { core::ptr::read_volatile(RX as *const u16) };
+    c.check("descriptor id 0x8001, size 24", id == 0x8001 && r[3] == 24, &r);
+    c.expect("PARTITION_INFO_GET RX busy", smc(&[0x8400_0068, 0, 0, 0, 0]), err(-4));
+    c.expect("RX_RELEASE", smc(&[0x8400_0065]), (SUCCESS, 0));
+    c.expect("PARTITION_INFO_GET nil", smc(&[0x8400_0068, 0, 0, 0, 0]), (SUCCESS, 1));
+    c.expect("RX_RELEASE", smc(&[0x8400_0065]), (SUCCESS, 0));
+    c.expect("PARTITION_INFO_GET bad UUID", smc(&[0x8400_0068, 1, 2, 3, 4]), err(-2));
+
+    let r = smc(&[0x8400_006F, SP, 0, 41, 1, 2, 3, 4]);
+    c.check("DIRECT_REQ_32 -> RESP_32 x3+1", r[0] == 0x8400_0070 && r[1] == 0x8001_0000 && r[3] == 42 && r[7] == 4, &r);
+    let r = smc(&[0xC400_006F, SP, 0, 1 << 40, 5]);
+    c.check("DIRECT_REQ_64", r[0] == 0xC400_0070 && r[3] == (1 << 40) + 1 && r[4] == 5, &r);
+    let mut req2 = [0u64; 18];
+    req2[..5].copy_from_slice(&[0xC400_008D, SP, ulo, uhi, 100]);
+    req2[17] = 17;
+    let r = smc(&req2);
+    c.check("DIRECT_REQ2 -> RESP2", r[0] == 0xC400_008E && r[4] == 101 && r[17] == 17, &r);
+    c.expect("DIRECT_REQ2 wrong UUID", smc(&[0xC400_008D, SP, 1, 2, 100]), err(-2));
+    c.expect("DIRECT_REQ to unknown 0x8002", smc(&[0x8400_006F, 0x8002, 0, 1]), err(-2));
+    c.expect("DIRECT_REQ w2 MBZ", smc(&[0x8400_006F, SP, 1, 1]), err(-2));
+    c.expect("MSG_WAIT from NW", smc(&[0x8400_006B]), err(-1));
+    c.expect("NOTIFICATION_BIND", smc(&[0x8400_007F]), err(-1));
+    let r = smc(&[0x8200_0000]);
+    c.check("non-FF-A SMC -> SMCCC NOT_SUPPORTED", r[0] == u64::MAX, &r);
+
+    let t0 = counter();
+    let mut ok = true;
+    for i in 0..ROUND_TRIPS {
+        let r = smc(&[0x8400_006F, SP, 0, i]);
+        ok &= r[0] == 0x8400_0070 && r[3] == i + 1;
+    }
+    let dt = counter() - t0;
+    c.check("round trips", ok, &[0; 18]);
+    let us = dt * 1_000_000 / freq();
+    say!(
+        "nw-stub: {ROUND_TRIPS} DIRECT_REQ_32 round trips in {us} us emulated: {} ns each, {} per second",
+        us * 1000 / ROUND_TRIPS,
+        ROUND_TRIPS * 1_000_000 / us.max(1)
+    );
+
+    // Last: make the SP fault, then check that it stays aborted.
+    c.expect("request that faults the SP -> ABORTED", smc(&[0xC400_006F, SP, 0, 0xdead]), err(-8));
+    c.expect("later request -> ABORTED", smc(&[0x8400_006F, SP, 0, 1]), err(-8));
+
+    say!("nw-stub: {} passed, {} failed", c.passed, c.failed);
+    smc(&[0xC200_FF00, u64::from(c.failed != 0)]);
+    loop {}
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn exception() -> ! {
+    let (esr, elr): (u64, u64);
+    // SAFETY: reading EL1 syndrome registers.
+    unsafe { core::arch::asm!("mrs {}, esr_el1", "mrs {}, elr_el1", out(reg) esr, out(reg) elr) };
+    say!("nw-stub: exception ESR={esr:#x} ELR={elr:#x}");
+    smc(&[0xC200_FF00, 2]);
+    loop {}
+}
+
+#[panic_handler]
+fn panic(i: &core::panic::PanicInfo) -> ! {
+    say!("nw-stub: panic {i}");
+    smc(&[0xC200_FF00, 2]);
+    loop {}
+}

@@ -1,0 +1,410 @@
+//! The S-EL2 SPMC runtime: loads the SP package, builds the SP's stage-2, runs the SP's vCPU and
+//! moves FF-A calls between the SP, the normal world (through the monitor) and `spmc::Spmc`.
+
+use testbed_layout::{control, flash, secure_ram, spkg, virt};
+
+use super::asm;
+use super::{Ctx, Global, exit, reg};
+use crate::ffa_abi::{self as abi, Regs};
+use crate::log;
+use crate::manifest::{self, ATTR_NS, SpManifest};
+use crate::spmc::{AbortReason, GuestMem, NwAction, SpAction, SpInfo, SpState, Spmc};
+use crate::stage2::{self, Attrs, MapError, Stage2, Table};
+use crate::{bootinfo, spmc};
+
+/// The SP's package is given this much memory (Hafnium's default `mem_size`).
+const PKG_MEM: u64 = 0x10_0000;
+const SEC_TABLES: usize = 24;
+const NS_TABLES: usize = 24;
+
+static TABLES: Global<[Table; SEC_TABLES + NS_TABLES]> =
+    Global::new([const { Table::EMPTY }; SEC_TABLES + NS_TABLES]);
+static VCPU: Global<Ctx> = Global::new(Ctx::ZERO);
+
+// HCR_EL2 for the SP: stage 2 on (VM), set/way invalidate as clean (SWIO), physical FIQ/IRQ/
+// SError to EL2 (FMO/IMO/AMO), SMC trapped (TSC: the FF-A conduit), AArch64 EL1 (RW),
+// pointer authentication not trapped (APK/API). HVC stays enabled (HCD = 0).
+const HCR_SP: u64 =
+    1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31) | (1 << 40) | (1 << 41);
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+const VMID: u64 = 1;
+
+#[derive(Debug)]
+enum LoadError {
+    NoSlot,
+    Package(spkg::Error),
+    Manifest(manifest::ManifestError),
+    /// load-address or a region lies outside what the testbed can give the SP.
+    Placement(&'static str, u64),
+    Stage2(MapError),
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::NoSlot => write!(f, "no SP package slot in flash"),
+            LoadError::Package(e) => write!(f, "bad SPKG header: {e:?}"),
+            LoadError::Manifest(e) => write!(f, "bad manifest: {e}"),
+            LoadError::Placement(what, a) => write!(f, "{what} {a:#x} not allowed"),
+            LoadError::Stage2(e) => write!(f, "stage-2 mapping failed: {e:?}"),
+        }
+    }
+}
+
+/// Physical memory the SPMC touches on behalf of a caller: NS DRAM and the partitions' secure
+/// RAM only (never the firmware's own RAM, flash or devices).
+struct PhysMem;
+
+fn accessible(pa: u64, len: usize) -> bool {
+    let Some(end) = pa.checked_add(len as u64) else {
+        return false;
+    };
+    let within = |b: u64, s: u64| pa >= b && end <= b + s;
+    within(virt::NS_RAM_BASE, virt::NS_RAM_SIZE)
+        || within(
+            secure_ram::PARTITIONS_BASE,
+            secure_ram::PARTITIONS_END - secure_ram::PARTITIONS_BASE,
+        )
+}
+
+impl GuestMem for PhysMem {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
+        if !accessible(pa, buf.len()) {
+            return false;
+        }
+        // SAFETY: checked to be guest RAM (NS DRAM or partition RAM), which no Rust reference
+        // covers; the guest is not running while the SPMC runs.
+        unsafe { super::read_phys(pa, buf) };
+        true
+    }
+    fn write(&mut self, pa: u64, data: &[u8]) -> bool {
+        if !accessible(pa, data.len()) {
+            return false;
+        }
+        // SAFETY: as for `read`.
+        unsafe { super::write_phys(pa, data) };
+        true
+    }
+}
+
+fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
+    let la = m.load_address;
+    if la % stage2::PAGE != 0
+        || la < secure_ram::PARTITIONS_BASE
+        || la.saturating_add(PKG_MEM) > secure_ram::PARTITIONS_END
+    {
+        return Err(LoadError::Placement("load-address", la));
+    }
+    if m.entrypoint_offset >= PKG_MEM || m.entrypoint_offset % 4 != 0 {
+        return Err(LoadError::Placement(
+            "entrypoint-offset",
+            m.entrypoint_offset,
+        ));
+    }
+    for r in m.regions() {
+        let end = r
+            .pages
+            .checked_mul(stage2::PAGE)
+            .and_then(|s| r.base.checked_add(s))
+            .ok_or(LoadError::Placement("region", r.base))?;
+        let within = |b: u64, e: u64| r.base >= b && end <= e;
+        let ok = if r.device {
+            // Devices of the virt machine below secure RAM, never flash.
+            within(virt::GICD_BASE, virt::SECURE_RAM_BASE)
+        } else if r.attributes & ATTR_NS != 0 {
+            within(virt::NS_RAM_BASE, virt::NS_RAM_BASE + virt::NS_RAM_SIZE)
+        } else {
+            within(secure_ram::PARTITIONS_BASE, secure_ram::PARTITIONS_END)
+        };
+        if !ok || r.base % stage2::PAGE != 0 {
+            return Err(LoadError::Placement("region base-address", r.base));
+        }
+    }
+    Ok(())
+}
+
+/// Validates the package in flash, copies it to its load address, writes the boot info and
+/// builds the SP's two stage-2 IPA spaces. Returns the SP description and the entry registers.
+fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
+    let hdr = super::flash(flash::SP_PKG_OFFSET, flash::SLOT_HEADER_SIZE);
+    let slot = flash::SlotHeader::decode(hdr, flash::SP_PKG_MAX).ok_or(LoadError::NoSlot)?;
+    let pkg = super::flash(
+        flash::SP_PKG_OFFSET + flash::SLOT_HEADER_SIZE,
+        u64::from(slot.len),
+    );
+    let h = spkg::Header::decode(pkg, pkg.len()).map_err(LoadError::Package)?;
+    if pkg.len() as u64 > PKG_MEM {
+        return Err(LoadError::Placement("package size", pkg.len() as u64));
+    }
+    let pm = &pkg[h.pm_offset as usize..(h.pm_offset + h.pm_size) as usize];
+    let m = manifest::parse(pm).map_err(LoadError::Manifest)?;
+    check_placement(&m)?;
+    let id = m.id.unwrap_or(abi::FIRST_SP_ID);
+    if id != abi::FIRST_SP_ID {
+        return Err(LoadError::Placement("partition id", u64::from(id)));
+    }
+
+    let (sec_pool, ns_pool) = tables.split_at_mut(SEC_TABLES);
+    let pa_of = |t: &[Table]| t.as_ptr() as u64;
+    let sec_pa = pa_of(sec_pool);
+    let ns_pa = pa_of(ns_pool);
+    let mut sec = Stage2::new(sec_pool, sec_pa).map_err(LoadError::Stage2)?;
+    let mut ns = Stage2::new(ns_pool, ns_pa).map_err(LoadError::Stage2)?;
+    sec.map(m.load_address, m.load_address, PKG_MEM, Attrs::RWX)
+        .map_err(LoadError::Stage2)?;
+    for r in m.regions() {
+        let attrs = Attrs::from_manifest(r.attributes, r.device);
+        let space = if r.attributes & ATTR_NS != 0 {
+            &mut ns
+        } else {
+            &mut sec
+        };
+        space
+            .map(r.base, r.base, r.pages * stage2::PAGE, attrs)
+            .map_err(LoadError::Stage2)?;
+    }
+
+    // Copy the package and clear the rest of its memory and the secure memory regions.
+    // SAFETY: `check_placement` put [load_address, +1 MiB) inside the partitions' secure RAM,
+    // which nothing else uses; the package is at most 1 MiB.
+    unsafe {
+        super::zero_phys(m.load_address, PKG_MEM);
+        super::write_phys(m.load_address, pkg);
+        for r in m.regions() {
+            if !r.device && r.attributes & ATTR_NS == 0 {
+                super::zero_phys(r.base, r.pages * stage2::PAGE);
+            }
+        }
+    }
+    let mut entry = [0u64; 18];
+    if m.boot_info_manifest {
+        let blob = bootinfo::build(
+            m.ffa_version,
+            m.load_address + u64::from(h.pm_offset),
+            h.pm_offset,
+            h.pm_size,
+        );
+        // The blob overwrites the package header, as Hafnium does; it ends before pm_offset.
+        // SAFETY: inside the package memory checked above.
+        unsafe { super::write_phys(m.load_address, &blob) };
+        if let Some(gp) = m.gp_register_num {
+            entry[gp as usize] = m.load_address;
+        }
+    }
+    // SAFETY: the tables are complete; the SP is not running; VMID 1 is the SP's.
+    unsafe {
+        reg::set_vsttbr_el2(sec.root_pa());
+        reg::set_vstcr_el2(stage2::vtcr(false) & 0xff);
+        reg::set_vttbr_el2(ns.root_pa() | VMID << 48);
+        reg::set_vtcr_el2(stage2::vtcr(true));
+        core::arch::asm!("tlbi vmalls12e1", "dsb sy", "isb", options(nostack));
+    }
+    log!(
+        "testbed: SP {id:#x} loaded at {:#x} (image +{:#x}, {} bytes; {} regions; stage-2 {}+{} tables)",
+        m.load_address,
+        h.img_offset,
+        h.img_size,
+        m.region_count,
+        sec.tables_used(),
+        ns.tables_used()
+    );
+    let info = SpInfo {
+        id,
+        manifest: m,
+        pkg_base: m.load_address,
+        pkg_size: PKG_MEM,
+    };
+    Ok((info, m.load_address + m.entrypoint_offset, entry))
+}
+
+/// Sets up EL2 and EL1 for the SP's first entry (Hafnium's entry state: S-EL1, EL1h, MMU off,
+/// caches off, DAIF masked).
+fn prepare_vcpu(vcpu: &mut Ctx, entry: u64, regs: &Regs) {
+    // SAFETY: the SP has not run yet; these registers only affect EL1 and the SP's traps.
+    unsafe {
+        reg::set_hcr_el2(HCR_SP);
+        reg::set_sctlr_el1(0);
+        reg::set_cpacr_el1(0);
+        reg::set_vbar_el1(0);
+        reg::set_cnthctl_el2(0b11);
+        reg::set_cntvoff_el2(0);
+        reg::set_vpidr_el2(reg::midr());
+        reg::set_vmpidr_el2(1 << 31);
+    }
+    *vcpu = Ctx::ZERO;
+    vcpu.x[..18].copy_from_slice(regs);
+    vcpu.elr = entry;
+    vcpu.spsr = SPSR_EL1H_MASKED;
+}
+
+/// The outcome of running the SP until it needs someone else.
+enum Ran {
+    InitDone,
+    ToNw(Regs),
+    Aborted(Option<Regs>),
+}
+
+fn fail_reason(ec: u64) -> &'static str {
+    match ec {
+        0x20 => "instruction abort (stage-2 fault)",
+        0x24 => "data abort (stage-2 fault)",
+        0x01 => "trapped WFI/WFE",
+        0x00 => "unknown/undefined exception",
+        _ => "unexpected exception",
+    }
+}
+
+fn report_abort(id: u16, reason: AbortReason) {
+    match reason {
+        AbortReason::FfaAbort => log!("testbed: SP {id:x} failed: FFA_ABORT"),
+        AbortReason::FfaError(code) => {
+            log!("testbed: SP {id:x} failed: FFA_ERROR({code}) from the SP")
+        }
+        AbortReason::Exception { esr, far, elr } => log!(
+            "testbed: SP {id:x} failed: {} (ESR={esr:#x} FAR={far:#x} ELR={elr:#x})",
+            fail_reason(esr >> 26)
+        ),
+    }
+}
+
+/// Runs the SP until it finishes init, answers, or fails.
+fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, first_wait: &mut Option<u64>) -> Ran {
+    let id = spmc.sp_ep.id;
+    loop {
+        // SAFETY: `vcpu` holds the SP's complete state (prepared or saved by the last exit);
+        // stage 2 and HCR_EL2 are set up for it.
+        unsafe { asm::el2_run(vcpu) };
+        let esr = reg::esr_el2();
+        let ec = esr >> 26;
+        let call = match (vcpu.exit_kind, ec) {
+            (0, 0x17) => {
+                // A trapped SMC returns to the SMC itself: step over it.
+                vcpu.elr += 4;
+                true
+            }
+            (0, 0x16) => true,
+            _ => false,
+        };
+        if !call {
+            let reason = AbortReason::Exception {
+                esr,
+                far: reg::far_el2(),
+                elr: vcpu.elr,
+            };
+            report_abort(id, reason);
+            let SpAction::Aborted { reply } = spmc.abort(reason) else {
+                unreachable!("abort always yields Aborted")
+            };
+            return Ran::Aborted(reply);
+        }
+        let args = vcpu.regs18();
+        match spmc.sp_call(&args, &mut PhysMem, &mut super::Uart) {
+            SpAction::Resume { regs, ext } => {
+                let n = if ext { 18 } else { 8 };
+                vcpu.x[..n].copy_from_slice(&regs[..n]);
+            }
+            SpAction::InitDone => {
+                let now = reg::cntpct();
+                *first_wait = Some(now);
+                return Ran::InitDone;
+            }
+            SpAction::ToNw(r) => return Ran::ToNw(r),
+            SpAction::Aborted { reply } => {
+                let reason = if args[0] as u32 == abi::ERROR {
+                    AbortReason::FfaError(args[2] as u32 as i32)
+                } else {
+                    AbortReason::FfaAbort
+                };
+                report_abort(id, reason);
+                return Ran::Aborted(reply);
+            }
+        }
+    }
+}
+
+/// Hands `regs` to the normal world through the monitor; returns the normal world's next
+/// FF-A call.
+fn smc_to_nw(regs: &Regs) -> Regs {
+    let mut r = *regs;
+    // SAFETY: the monitor saves and restores this world's complete state around the SMC; only
+    // x0-x17 change, as declared.
+    unsafe {
+        core::arch::asm!(
+            "smc #0",
+            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
+            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
+            inout("x16") r[16], inout("x17") r[17],
+            options(nostack),
+        );
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn spmc_main() -> ! {
+    // SAFETY: single-threaded; the only references to these globals are taken here.
+    let (tables, vcpu, reset) =
+        unsafe { (TABLES.get(), VCPU.get(), *super::el3::RESET_COUNTER.get()) };
+    log!("testbed: SPMC up at S-EL2 (FF-A v1.2)");
+    let mut spmc = match load_sp(tables) {
+        Ok((info, entry, regs)) => {
+            prepare_vcpu(vcpu, entry, &regs);
+            log!(
+                "testbed: entering SP {:#x} at {entry:#x} (S-EL1, x0={:#x})",
+                info.id,
+                regs[0]
+            );
+            let mut s = Spmc::new(Some(info));
+            let mut first_wait = None;
+            match run_sp(&mut s, vcpu, &mut first_wait) {
+                Ran::InitDone => {
+                    let t = first_wait.unwrap_or(0);
+                    log!(
+                        "testbed: SP {:x} ready (first MSG_WAIT) at {} us after reset",
+                        info.id,
+                        super::counter_us(reset, t)
+                    );
+                }
+                Ran::ToNw(_) | Ran::Aborted(_) => {
+                    if s.sp_state != SpState::Aborted {
+                        // A direct response during init has no requester.
+                        report_abort(info.id, AbortReason::FfaAbort);
+                        s.sp_state = SpState::Aborted;
+                    }
+                }
+            }
+            s
+        }
+        Err(e) => {
+            log!("testbed: SP package rejected: {e}");
+            Spmc::new(None)
+        }
+    };
+
+    // Initialisation done: FFA_MSG_WAIT to the SPMD; the normal world's calls come back.
+    let mut ready = [0u64; 18];
+    ready[0] = u64::from(abi::MSG_WAIT);
+    let mut req = smc_to_nw(&ready);
+    let mut first_wait = None;
+    loop {
+        let reply = match spmc.nw_call(&req, &mut PhysMem) {
+            NwAction::Reply(r) => r,
+            NwAction::RunSp(r) => {
+                vcpu.x[..18].copy_from_slice(&r);
+                match run_sp(&mut spmc, vcpu, &mut first_wait) {
+                    Ran::ToNw(r) => r,
+                    Ran::Aborted(Some(r)) => r,
+                    Ran::Aborted(None) | Ran::InitDone => {
+                        log!("testbed: SPMC state machine error: SP left a request unanswered");
+                        exit(control::EXIT_TESTBED_ERROR)
+                    }
+                }
+            }
+        };
+        req = smc_to_nw(&reply);
+    }
+}
+
+const _: () = assert!(spmc::MAILBOX_PAGES == 1);

@@ -1,0 +1,239 @@
+//! Bare-metal parts: reset entry, the EL3 monitor, the S-EL2 SPMC runtime, and the small unsafe
+//! wrappers they stand on (system registers, UART, semihosting, physical memory).
+//!
+//! Runs on one core with every exception masked and the MMU off at EL3 and EL2 (accesses are
+//! Device-nGnRnE; `aarch64-unknown-none` is strict-align, so that is fine). Nothing here runs
+//! concurrently with anything else, which is what makes [`Global`] sound.
+
+use core::cell::UnsafeCell;
+use core::fmt::{self, Write};
+
+use testbed_layout::{control, virt};
+
+mod asm;
+mod el2;
+mod el3;
+
+/// A global the single-threaded, non-reentrant firmware owns outright.
+pub struct Global<T>(UnsafeCell<T>);
+
+// SAFETY: one core, interrupts masked, no reentrancy: never accessed from two contexts at once.
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T> Global<T> {
+    pub const fn new(v: T) -> Self {
+        Global(UnsafeCell::new(v))
+    }
+
+    /// # Safety
+    /// The caller must not hold another reference obtained from this `Global`.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get(&self) -> &mut T {
+        // SAFETY: exclusive access is the caller's duty (see above).
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+/// A CPU context: general registers, exception return state, SIMD, and (for EL3 world switches)
+/// the EL1/EL2 system registers listed in `asm::sysreg_list!`. Layout shared with `asm.rs`.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub x: [u64; 31],
+    /// Which vector the last exit came through: 0 sync, 1 IRQ, 2 FIQ, 3 SError.
+    pub exit_kind: u64,
+    pub elr: u64,
+    pub spsr: u64,
+    /// SCR_EL3 (EL3 contexts only).
+    pub scr: u64,
+    pub fpcr: u64,
+    pub fpsr: u64,
+    _pad: u64,
+    pub q: [u128; 32],
+    pub sys: [u64; asm::SYS_COUNT],
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(Ctx, exit_kind) == 248);
+    assert!(core::mem::offset_of!(Ctx, elr) == 256);
+    assert!(core::mem::offset_of!(Ctx, scr) == 272);
+    assert!(core::mem::offset_of!(Ctx, fpcr) == 280);
+    assert!(core::mem::offset_of!(Ctx, q) == 304);
+    assert!(core::mem::offset_of!(Ctx, sys) == 816);
+};
+
+impl Ctx {
+    pub const ZERO: Ctx = Ctx {
+        x: [0; 31],
+        exit_kind: 0,
+        elr: 0,
+        spsr: 0,
+        scr: 0,
+        fpcr: 0,
+        fpsr: 0,
+        _pad: 0,
+        q: [0; 32],
+        sys: [0; asm::SYS_COUNT],
+    };
+
+    pub fn set(&mut self, r: asm::Sys, v: u64) {
+        self.sys[r as usize] = v;
+    }
+
+    pub fn regs18(&self) -> [u64; 18] {
+        let mut r = [0u64; 18];
+        r.copy_from_slice(&self.x[..18]);
+        r
+    }
+}
+
+/// System-register access, one tiny wrapper per register used outside the context switch.
+macro_rules! sysreg_read {
+    ($read:ident, $name:literal) => {
+        pub fn $read() -> u64 {
+            let v: u64;
+            // SAFETY: reading this register has no side effects at the EL that calls it.
+            unsafe {
+                core::arch::asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack))
+            };
+            v
+        }
+    };
+}
+macro_rules! sysreg_write {
+    ($write:ident, $name:literal) => {
+        /// # Safety
+        /// The caller must know the value is valid for the current state of the machine.
+        pub unsafe fn $write(v: u64) {
+            // SAFETY: the caller's duty (see above).
+            unsafe {
+                core::arch::asm!(concat!("msr ", $name, ", {}"), "isb", in(reg) v, options(nostack))
+            };
+        }
+    };
+}
+pub mod reg {
+    sysreg_read!(cntpct, "cntpct_el0");
+    sysreg_read!(cntfrq, "cntfrq_el0");
+    sysreg_read!(midr, "midr_el1");
+    sysreg_read!(mpidr, "mpidr_el1");
+    sysreg_read!(esr_el3, "esr_el3");
+    sysreg_read!(far_el3, "far_el3");
+    sysreg_read!(esr_el2, "esr_el2");
+    sysreg_read!(far_el2, "far_el2");
+    sysreg_read!(hpfar_el2, "hpfar_el2");
+    sysreg_write!(set_hcr_el2, "hcr_el2");
+    sysreg_write!(set_vtcr_el2, "vtcr_el2");
+    sysreg_write!(set_vttbr_el2, "vttbr_el2");
+    // VSTCR_EL2 / VSTTBR_EL2 (FEAT_SEL2) by encoding: the assembler may not know their names.
+    sysreg_write!(set_vstcr_el2, "S3_4_C2_C6_2");
+    sysreg_write!(set_vsttbr_el2, "S3_4_C2_C6_0");
+    sysreg_write!(set_sctlr_el1, "sctlr_el1");
+    sysreg_write!(set_cpacr_el1, "cpacr_el1");
+    sysreg_write!(set_vbar_el1, "vbar_el1");
+    sysreg_write!(set_cnthctl_el2, "cnthctl_el2");
+    sysreg_write!(set_cntvoff_el2, "cntvoff_el2");
+    sysreg_write!(set_vpidr_el2, "vpidr_el2");
+    sysreg_write!(set_vmpidr_el2, "vmpidr_el2");
+}
+
+/// The secure PL011, written by polling (QEMU needs no setup).
+pub struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                putc(b'\r');
+            }
+            putc(b);
+        }
+        Ok(())
+    }
+}
+
+fn putc(b: u8) {
+    let base = virt::SECURE_UART_BASE as usize;
+    // SAFETY: the secure PL011's FR (+0x18) and DR (+0x0) registers are always mapped (MMU off)
+    // and only this firmware drives the secure UART while it runs.
+    unsafe {
+        while core::ptr::read_volatile((base + 0x18) as *const u32) & (1 << 5) != 0 {}
+        core::ptr::write_volatile(base as *mut u32, u32::from(b));
+    }
+}
+
+#[macro_export]
+macro_rules! log {
+    ($($t:tt)*) => {{
+        use core::fmt::Write as _;
+        let _ = writeln!($crate::arch::Uart, $($t)*);
+    }};
+}
+
+/// Powers QEMU off with `status` via semihosting SYS_EXIT_EXTENDED (QEMU runs with
+/// `-semihosting-config enable=on,target=native`).
+pub fn exit(status: u64) -> ! {
+    // ADP_Stopped_ApplicationExit, then the exit status.
+    let block = [0x2_0026u64, status];
+    // SAFETY: the semihosting trap only reads `block`; if semihosting is off it is an UNDEF
+    // that ends in the fatal-exception path, which loops.
+    unsafe {
+        core::arch::asm!("hlt #0xf000", in("w0") 0x20u32, in("x1") block.as_ptr(), options(nostack));
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Microseconds between two counter readings.
+pub fn counter_us(from: u64, to: u64) -> u64 {
+    let f = reg::cntfrq().max(1);
+    (to.wrapping_sub(from) as u128 * 1_000_000 / u128::from(f)) as u64
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    log!("testbed: panic: {info}");
+    exit(control::EXIT_TESTBED_ERROR)
+}
+
+/// Called by the vectors for an exception taken from the firmware's own EL.
+#[unsafe(no_mangle)]
+extern "C" fn fatal_exception(el: u64, kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    log!(
+        "testbed: fatal exception at EL{el} (kind {kind}): ESR={esr:#x} ELR={elr:#x} FAR={far:#x}"
+    );
+    exit(control::EXIT_TESTBED_ERROR)
+}
+
+/// Copies from a physical address the firmware may read (flash, RAM) into `buf`.
+///
+/// # Safety
+/// `[pa, pa + buf.len())` must be readable memory that nothing else writes meanwhile.
+pub unsafe fn read_phys(pa: u64, buf: &mut [u8]) {
+    // SAFETY: the caller's duty; MMU off, so PA == address.
+    unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// # Safety
+/// `[pa, pa + data.len())` must be writable memory no live Rust reference covers.
+pub unsafe fn write_phys(pa: u64, data: &[u8]) {
+    // SAFETY: the caller's duty; MMU off, so PA == address.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) }
+}
+
+/// # Safety
+/// As for [`write_phys`].
+pub unsafe fn zero_phys(pa: u64, len: u64) {
+    // SAFETY: the caller's duty.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) }
+}
+
+/// A byte slice of secure flash (XIP, read-only, never written while the firmware runs).
+pub fn flash(offset: u64, len: u64) -> &'static [u8] {
+    let len = len.min(virt::SECURE_FLASH_SIZE.saturating_sub(offset));
+    // SAFETY: secure flash is mapped at 0 (MMU off), read-only and immutable during the run;
+    // `len` is clipped to the flash size. Address 0 is never dereferenced as a null reference
+    // because callers only read slots at non-zero offsets.
+    unsafe { core::slice::from_raw_parts(offset as *const u8, len as usize) }
+}

@@ -1,0 +1,331 @@
+//! Stage-2 translation tables for a secure partition (VMSAv8-64, 4 KiB granule, 32-bit IPA,
+//! walk starting at level 1), built page by page so that later issues can change single pages
+//! (LEND/DONATE/RECLAIM) and report what was mapped where.
+//!
+//! One `Stage2` is one IPA space: the SPMC keeps two per SP, the secure one (VSTTBR_EL2) and the
+//! non-secure one (VTTBR_EL2, VTCR_EL2.NSA = 1), as Hafnium does (platform-facts.md sec. 3.3).
+//! Table building is safe and host-tested; only installing the tables (in `arch`) is unsafe.
+
+pub const PAGE: u64 = 0x1000;
+/// IPA space size: T0SZ = 32 (4 GiB) covers secure RAM, devices and the NS DRAM of `virt -m 1024`.
+pub const IPA_BITS: u32 = 32;
+const ENTRIES: usize = 512;
+
+/// One 4 KiB translation table.
+#[repr(C, align(4096))]
+#[derive(Clone)]
+pub struct Table(pub [u64; ENTRIES]);
+
+impl Table {
+    pub const EMPTY: Table = Table([0; ENTRIES]);
+}
+
+/// What a mapping allows and what memory type it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attrs {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    pub device: bool,
+}
+
+impl Attrs {
+    pub const RWX: Attrs = Attrs {
+        read: true,
+        write: true,
+        exec: true,
+        device: false,
+    };
+    pub const DEVICE_RW: Attrs = Attrs {
+        read: true,
+        write: true,
+        exec: false,
+        device: true,
+    };
+
+    /// From an FF-A manifest `attributes` value (0x1 R, 0x2 W, 0x4 X; 0x8 NS is the caller's).
+    pub fn from_manifest(attr: u32, device: bool) -> Attrs {
+        Attrs {
+            read: attr & 1 != 0,
+            write: attr & 2 != 0,
+            exec: attr & 4 != 0 && !device,
+            device,
+        }
+    }
+
+    fn descriptor_bits(self) -> u64 {
+        // MemAttr[5:2] (HCR_EL2.FWB = 0): 0b1111 normal WB inner/outer, 0b0001 Device-nGnRE.
+        let memattr: u64 = if self.device { 0b0001 } else { 0b1111 };
+        let s2ap = u64::from(self.read) | u64::from(self.write) << 1;
+        let sh: u64 = if self.device { 0 } else { 0b11 };
+        // XN[54:53] = 0b10: not executable at EL1 or EL0.
+        let xn: u64 = if self.exec { 0 } else { 0b10 };
+        (memattr << 2) | (s2ap << 6) | (sh << 8) | (1 << 10) | (xn << 53)
+    }
+
+    fn from_descriptor(d: u64) -> Attrs {
+        Attrs {
+            read: d & (1 << 6) != 0,
+            write: d & (1 << 7) != 0,
+            exec: (d >> 53) & 0b11 == 0,
+            device: (d >> 2) & 0b1111 == 0b0001,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The IPA, PA or size is not page aligned.
+    Unaligned { ipa: u64, pa: u64, size: u64 },
+    /// The range reaches past the 4 GiB IPA space or wraps.
+    OutOfRange { ipa: u64, size: u64 },
+    /// A page of the range is already mapped (overlapping regions in a manifest).
+    AlreadyMapped { ipa: u64 },
+    /// The table pool is exhausted.
+    NoTables,
+    /// Unmapping a page that is not mapped.
+    NotMapped { ipa: u64 },
+}
+
+const VALID_TABLE: u64 = 0b11;
+const VALID_PAGE: u64 = 0b11;
+const ADDR_MASK: u64 = 0x0000_FFFF_FFFF_F000;
+
+/// A stage-2 IPA space over a pool of tables. `pool_pa` is the physical address of `pool[0]`
+/// (tables point at each other by PA; the SPMC runs with its MMU off, so PA == its address).
+pub struct Stage2<'a> {
+    pool: &'a mut [Table],
+    pool_pa: u64,
+    used: usize,
+}
+
+impl<'a> Stage2<'a> {
+    /// Takes `pool` (at least one table, the level-1 root) and clears it.
+    pub fn new(pool: &'a mut [Table], pool_pa: u64) -> Result<Self, MapError> {
+        if pool.is_empty() {
+            return Err(MapError::NoTables);
+        }
+        for t in pool.iter_mut() {
+            t.0.fill(0);
+        }
+        Ok(Stage2 {
+            pool,
+            pool_pa,
+            used: 1,
+        })
+    }
+
+    /// PA of the level-1 root table: the base address for VSTTBR_EL2 / VTTBR_EL2.
+    pub fn root_pa(&self) -> u64 {
+        self.pool_pa
+    }
+
+    pub fn tables_used(&self) -> usize {
+        self.used
+    }
+
+    fn index_of(&self, desc: u64) -> usize {
+        ((desc & ADDR_MASK) - self.pool_pa) as usize / PAGE as usize
+    }
+
+    fn check(ipa: u64, pa: u64, size: u64) -> Result<(), MapError> {
+        if !ipa.is_multiple_of(PAGE)
+            || !pa.is_multiple_of(PAGE)
+            || !size.is_multiple_of(PAGE)
+            || size == 0
+        {
+            return Err(MapError::Unaligned { ipa, pa, size });
+        }
+        match ipa.checked_add(size) {
+            Some(end) if end <= 1 << IPA_BITS => Ok(()),
+            _ => Err(MapError::OutOfRange { ipa, size }),
+        }
+    }
+
+    /// Returns the level-3 table for `ipa`, allocating tables on the way if `alloc`.
+    fn l3_for(&mut self, ipa: u64, alloc: bool) -> Result<Option<usize>, MapError> {
+        let mut table = 0usize;
+        for shift in [30u32, 21] {
+            let idx = ((ipa >> shift) & 0x1ff) as usize;
+            let d = self.pool[table].0[idx];
+            if d & 0b11 == VALID_TABLE {
+                table = self.index_of(d);
+                continue;
+            }
+            if !alloc {
+                return Ok(None);
+            }
+            if self.used == self.pool.len() {
+                return Err(MapError::NoTables);
+            }
+            let new = self.used;
+            self.used += 1;
+            self.pool[table].0[idx] = (self.pool_pa + new as u64 * PAGE) | VALID_TABLE;
+            table = new;
+        }
+        Ok(Some(table))
+    }
+
+    /// Maps `size` bytes at `ipa` to `pa` with `attrs`; refuses to overwrite a live mapping.
+    /// On error, pages mapped by this call stay mapped only if the error is `NoTables`; the
+    /// overlap check runs over the whole range first.
+    pub fn map(&mut self, ipa: u64, pa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
+        Self::check(ipa, pa, size)?;
+        for off in (0..size).step_by(PAGE as usize) {
+            if self.lookup(ipa + off).is_some() {
+                return Err(MapError::AlreadyMapped { ipa: ipa + off });
+            }
+        }
+        for off in (0..size).step_by(PAGE as usize) {
+            let a = ipa + off;
+            let t = self.l3_for(a, true)?.ok_or(MapError::NoTables)?;
+            self.pool[t].0[((a >> 12) & 0x1ff) as usize] =
+                ((pa + off) & ADDR_MASK) | attrs.descriptor_bits() | VALID_PAGE;
+        }
+        Ok(())
+    }
+
+    /// Unmaps `size` bytes at `ipa`; every page must be mapped. The caller invalidates the TLB.
+    pub fn unmap(&mut self, ipa: u64, size: u64) -> Result<(), MapError> {
+        Self::check(ipa, 0, size)?;
+        for off in (0..size).step_by(PAGE as usize) {
+            if self.lookup(ipa + off).is_none() {
+                return Err(MapError::NotMapped { ipa: ipa + off });
+            }
+        }
+        for off in (0..size).step_by(PAGE as usize) {
+            let a = ipa + off;
+            if let Ok(Some(t)) = self.l3_for(a, false) {
+                self.pool[t].0[((a >> 12) & 0x1ff) as usize] = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The PA and attributes `ipa` translates to, if mapped.
+    pub fn lookup(&self, ipa: u64) -> Option<(u64, Attrs)> {
+        if ipa >= 1 << IPA_BITS {
+            return None;
+        }
+        let mut table = 0usize;
+        for shift in [30u32, 21] {
+            let d = self.pool[table].0[((ipa >> shift) & 0x1ff) as usize];
+            if d & 0b11 != VALID_TABLE {
+                return None;
+            }
+            table = self.index_of(d);
+        }
+        let d = self.pool[table].0[((ipa >> 12) & 0x1ff) as usize];
+        (d & 0b11 == VALID_PAGE).then(|| {
+            (
+                (d & ADDR_MASK) | (ipa & (PAGE - 1)),
+                Attrs::from_descriptor(d),
+            )
+        })
+    }
+}
+
+/// VTCR_EL2 / VSTCR_EL2 value for these tables: T0SZ = 32, SL0 = 1 (start at level 1), inner and
+/// outer write-back, inner shareable, 4 KiB granule, PS = 32 bits. `ns_ipa_to_ns_pa` sets
+/// VTCR_EL2.NSA (bit 30) so that the NS IPA space reaches NS PAs; NSW (bit 29) stays 0, so NS
+/// table walks are secure like Hafnium's. VSTCR_EL2's SA/SW stay 0 (secure IPA -> secure PA).
+pub const fn vtcr(ns_ipa_to_ns_pa: bool) -> u64 {
+    let t0sz = 64 - IPA_BITS as u64;
+    let base = t0sz | (1 << 6) | (1 << 8) | (1 << 10) | (0b11 << 12) | (1 << 31);
+    if ns_ipa_to_ns_pa {
+        base | (1 << 30)
+    } else {
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec;
+
+    const BASE: u64 = 0x0e10_0000;
+
+    #[test]
+    fn map_lookup_unmap() {
+        let mut pool = vec![Table::EMPTY; 8];
+        let mut s2 = Stage2::new(&mut pool, BASE).unwrap();
+        s2.map(0x0e30_0000, 0x0e30_0000, 0x10_0000, Attrs::RWX)
+            .unwrap();
+        s2.map(0x0904_0000, 0x0904_0000, PAGE, Attrs::DEVICE_RW)
+            .unwrap();
+        assert_eq!(
+            s2.lookup(0x0e30_1234),
+            Some((0x0e30_1234, Attrs::RWX)),
+            "inside the package"
+        );
+        assert_eq!(s2.lookup(0x0904_0008).unwrap().1, Attrs::DEVICE_RW);
+        assert_eq!(s2.lookup(0x0e40_0000), None, "one past the package");
+        assert_eq!(s2.lookup(0x0e2f_f000), None, "one before");
+        // Root + one L2 (both regions are in the first GiB) + L3 for 0x0e2.., 0x0e3.. and 0x09..
+        assert_eq!(s2.tables_used(), 1 + 1 + 2);
+        assert_eq!(
+            s2.map(0x0e3f_f000, 0x0, PAGE, Attrs::RWX),
+            Err(MapError::AlreadyMapped { ipa: 0x0e3f_f000 })
+        );
+        s2.unmap(0x0e30_0000, PAGE).unwrap();
+        assert_eq!(s2.lookup(0x0e30_0000), None);
+        assert!(s2.lookup(0x0e30_1000).is_some());
+        assert_eq!(
+            s2.unmap(0x0e30_0000, PAGE),
+            Err(MapError::NotMapped { ipa: 0x0e30_0000 })
+        );
+    }
+
+    #[test]
+    fn descriptor_bits_follow_the_architecture() {
+        let mut pool = vec![Table::EMPTY; 4];
+        let mut s2 = Stage2::new(&mut pool, BASE).unwrap();
+        let ro = Attrs {
+            read: true,
+            write: false,
+            exec: false,
+            device: false,
+        };
+        s2.map(0x4000_0000, 0x4000_0000, PAGE, ro).unwrap();
+        drop(s2);
+        // Root entry 1 (second GiB) is a table descriptor pointing into the pool.
+        assert_eq!(pool[0].0[1] & 0b11, 0b11);
+        assert_eq!(pool[0].0[1] & ADDR_MASK, BASE + PAGE);
+        let page = pool[2].0[0];
+        assert_eq!(page & ADDR_MASK, 0x4000_0000);
+        assert_eq!((page >> 6) & 0b11, 0b01, "S2AP read-only");
+        assert_eq!((page >> 2) & 0xf, 0xf, "normal write-back");
+        assert_eq!((page >> 10) & 1, 1, "access flag");
+        assert_eq!((page >> 53) & 0b11, 0b10, "execute-never");
+    }
+
+    #[test]
+    fn rejects_bad_ranges_and_runs_out_cleanly() {
+        let mut pool = vec![Table::EMPTY; 2];
+        let mut s2 = Stage2::new(&mut pool, BASE).unwrap();
+        assert!(matches!(
+            s2.map(0x1001, 0x1000, PAGE, Attrs::RWX),
+            Err(MapError::Unaligned { .. })
+        ));
+        assert!(matches!(
+            s2.map(0xffff_f000, 0xffff_f000, 2 * PAGE, Attrs::RWX),
+            Err(MapError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            s2.map(!0xfff, 0, PAGE, Attrs::RWX),
+            Err(MapError::OutOfRange { .. })
+        ));
+        // Needs an L2 and an L3 table but only one is left.
+        assert_eq!(s2.map(0x0, 0x0, PAGE, Attrs::RWX), Err(MapError::NoTables));
+    }
+
+    #[test]
+    fn vtcr_fields() {
+        assert_eq!(vtcr(false) & 0x3f, 32);
+        assert_eq!((vtcr(false) >> 6) & 0b11, 1);
+        assert_eq!(vtcr(true) & (1 << 30), 1 << 30);
+        assert_eq!(vtcr(true) & (1 << 29), 0);
+    }
+}

@@ -289,7 +289,6 @@ mod tests {
             device: false,
         };
         s2.map(0x4000_0000, 0x4000_0000, PAGE, ro).unwrap();
-        drop(s2);
         // Root entry 1 (second GiB) is a table descriptor pointing into the pool.
         assert_eq!(pool[0].0[1] & 0b11, 0b11);
         assert_eq!(pool[0].0[1] & ADDR_MASK, BASE + PAGE);

@@ -89,13 +89,13 @@ impl GuestMem for PhysMem {
 
 fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
     let la = m.load_address;
-    if la % stage2::PAGE != 0
+    if !la.is_multiple_of(stage2::PAGE)
         || la < secure_ram::PARTITIONS_BASE
         || la.saturating_add(PKG_MEM) > secure_ram::PARTITIONS_END
     {
         return Err(LoadError::Placement("load-address", la));
     }
-    if m.entrypoint_offset >= PKG_MEM || m.entrypoint_offset % 4 != 0 {
+    if m.entrypoint_offset >= PKG_MEM || !m.entrypoint_offset.is_multiple_of(4) {
         return Err(LoadError::Placement(
             "entrypoint-offset",
             m.entrypoint_offset,
@@ -116,7 +116,7 @@ fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
         } else {
             within(secure_ram::PARTITIONS_BASE, secure_ram::PARTITIONS_END)
         };
-        if !ok || r.base % stage2::PAGE != 0 {
+        if !ok || !r.base.is_multiple_of(stage2::PAGE) {
             return Err(LoadError::Placement("region base-address", r.base));
         }
     }

@@ -83,13 +83,13 @@ struct Sym {
 
 const NONE: usize = usize::MAX;
 
+/// (left id, right id) -> (rank, merged id).
+pub(super) type MergeMap = BTreeMap<(u32, u32), (u32, u32)>;
+
 /// Parses `"left right"` merge rules into (left id, right id) -> (rank, merged id). Rules whose
 /// parts or result are not tokens can never fire and are dropped; a repeated pair keeps its
 /// first (lowest) rank.
-pub(super) fn build_merges(
-    tok: &Tokenizer,
-    merges: &[String],
-) -> Result<BTreeMap<(u32, u32), (u32, u32)>, TokenizerError> {
+pub(super) fn build_merges(tok: &Tokenizer, merges: &[String]) -> Result<MergeMap, TokenizerError> {
     let mut map = BTreeMap::new();
     let mut joined = String::new();
     for (index, m) in merges.iter().enumerate() {
@@ -134,11 +134,9 @@ impl Tokenizer {
         pre.split(text, chars, |word| {
             mapped.clear();
             mapped.extend(word.bytes().map(byte_to_char));
-            if self.ignore_merges {
-                if let Some(id) = self.token_id(mapped) {
-                    out.push(id);
-                    return;
-                }
+            if let Some(id) = self.token_id(mapped).filter(|_| self.ignore_merges) {
+                out.push(id);
+                return;
             }
             syms.clear();
             let mut buf = [0u8; 4];
@@ -158,10 +156,10 @@ impl Tokenizer {
                 if l == NONE || r == NONE {
                     return;
                 }
-                if let (Some(a), Some(b)) = (syms[l].id, syms[r].id) {
-                    if let Some(&(rank, _)) = self.merges.get(&(a, b)) {
-                        heap.push(Reverse((rank, l, a, b)));
-                    }
+                if let (Some(a), Some(b)) = (syms[l].id, syms[r].id)
+                    && let Some(&(rank, _)) = self.merges.get(&(a, b))
+                {
+                    heap.push(Reverse((rank, l, a, b)));
                 }
             };
             for i in 1..syms.len() {

@@ -14,10 +14,10 @@
 //! every vocabulary inconsistency is rejected when the [`Tokenizer`] is built.
 
 mod bpe;
+mod gguf_vocab;
 pub mod pretok;
 mod spm;
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -137,7 +137,7 @@ pub struct Tokenizer {
     /// SPM: the `<0xXX>` token of each byte.
     byte_tokens: [Option<u32>; 256],
     /// BPE: (left, right) -> (rank, merged).
-    merges: BTreeMap<(u32, u32), (u32, u32)>,
+    merges: bpe::MergeMap,
     ignore_merges: bool,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -263,7 +263,7 @@ impl Tokenizer {
             specials,
             user_defined,
             byte_tokens,
-            merges: BTreeMap::new(),
+            merges: bpe::MergeMap::new(),
             ignore_merges: matches!(kind, Kind::Bpe(PreTokenizer::Llama3)),
             bos,
             eos,

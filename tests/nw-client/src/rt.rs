@@ -1,0 +1,217 @@
+//! Bare-metal side of the client: entry, UART, FF-A conduit with the SIMD probe, exit.
+
+use aarch64_paging::descriptor::El1Attributes as A;
+use aarch64_rt::{
+    ExceptionHandlers, InitialPagetable, RegisterStateRef, entry, exception_handlers,
+    initial_pagetable,
+};
+use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
+use core::{fmt::Write, panic::PanicInfo, ptr::NonNull};
+use ffa::{Conduit, Endpoint, REG_COUNT, Regs, Smc};
+use nw_client::{Env, scenarios};
+use testbed_layout::{control, flash, ns_ram, virt};
+
+entry!(main, 8);
+exception_handlers!(Exceptions);
+
+// First GiB: devices (the NS UART); second GiB: NS DRAM (image, stack, boot config).
+initial_pagetable!({
+    let mut idmap = [0; 512];
+    idmap[0] = A::VALID
+        .union(A::ATTRIBUTE_INDEX_0)
+        .union(A::ACCESSED)
+        .union(A::UXN)
+        .union(A::PXN)
+        .bits();
+    idmap[1] = A::VALID
+        .union(A::ATTRIBUTE_INDEX_1)
+        .union(A::INNER_SHAREABLE)
+        .union(A::ACCESSED)
+        .bits()
+        | 0x4000_0000;
+    InitialPagetable(idmap)
+});
+
+const _: () = assert!(virt::NS_UART_BASE < 0x4000_0000);
+const _: () = assert!(ns_ram::CLIENT_BASE >= 0x4000_0000 && ns_ram::BOOT_CONFIG < 0x8000_0000);
+
+fn uart() -> Uart<'static> {
+    // SAFETY: the NS PL011 is mapped as device memory by the initial map; the client is single
+    // threaded and each writer finishes its line before the next is made.
+    Uart::new(unsafe {
+        UniqueMmioPointer::new(NonNull::new_unchecked(
+            virt::NS_UART_BASE as usize as *mut PL011Registers,
+        ))
+    })
+}
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+static mut TX: Page = Page([0; 4096]);
+static mut RX: Page = Page([0; 4096]);
+
+struct Machine {
+    ep: Endpoint<Smc>,
+}
+
+impl Env for Machine {
+    type C = Smc;
+
+    fn ep(&mut self) -> &mut Endpoint<Smc> {
+        &mut self.ep
+    }
+
+    fn rxtx(&self) -> (u64, u64) {
+        (&raw const TX as u64, &raw const RX as u64)
+    }
+
+    fn read_rx(&self, out: &mut [u8]) {
+        let rx = &raw const RX as *const u8;
+        for (i, o) in out.iter_mut().take(4096).enumerate() {
+            // SAFETY: RX is a static page; the partition manager writes it between calls, so
+            // it is read volatile, within its 4096 bytes.
+            *o = unsafe { rx.add(i).read_volatile() };
+        }
+    }
+
+    fn call_with_simd(&mut self, regs: Regs, pattern: &[u8; 512]) -> Option<(Regs, [u8; 512])> {
+        let mut r = regs;
+        let mut after = [0u8; 512];
+        // SAFETY: loads v0-v31 from `pattern`, makes one SMC (SMCCC v1.2: x0-x17 in/out), and
+        // stores v0-v31 into `after`; both buffers are 512 bytes. Every vector register is
+        // declared clobbered, the pointers live in registers outside x0-x17.
+        unsafe {
+            core::arch::asm!(
+                "ld1 {{v0.16b-v3.16b}}, [{p}], #64",
+                "ld1 {{v4.16b-v7.16b}}, [{p}], #64",
+                "ld1 {{v8.16b-v11.16b}}, [{p}], #64",
+                "ld1 {{v12.16b-v15.16b}}, [{p}], #64",
+                "ld1 {{v16.16b-v19.16b}}, [{p}], #64",
+                "ld1 {{v20.16b-v23.16b}}, [{p}], #64",
+                "ld1 {{v24.16b-v27.16b}}, [{p}], #64",
+                "ld1 {{v28.16b-v31.16b}}, [{p}], #64",
+                "smc #0",
+                "st1 {{v0.16b-v3.16b}}, [{q}], #64",
+                "st1 {{v4.16b-v7.16b}}, [{q}], #64",
+                "st1 {{v8.16b-v11.16b}}, [{q}], #64",
+                "st1 {{v12.16b-v15.16b}}, [{q}], #64",
+                "st1 {{v16.16b-v19.16b}}, [{q}], #64",
+                "st1 {{v20.16b-v23.16b}}, [{q}], #64",
+                "st1 {{v24.16b-v27.16b}}, [{q}], #64",
+                "st1 {{v28.16b-v31.16b}}, [{q}], #64",
+                p = inout(reg) pattern.as_ptr() => _,
+                q = inout(reg) after.as_mut_ptr() => _,
+                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
+                inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
+                inout("x16") r[16], inout("x17") r[17],
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+                out("v6") _, out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                out("v12") _, out("v13") _, out("v14") _, out("v15") _, out("v16") _,
+                out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _,
+                out("v22") _, out("v23") _, out("v24") _, out("v25") _, out("v26") _,
+                out("v27") _, out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack),
+            );
+        }
+        Some((r, after))
+    }
+}
+
+/// Reads `scenario=` from the boot configuration block at `addr`.
+fn scenario_name(addr: u64) -> Result<&'static str, &'static str> {
+    if addr != ns_ram::BOOT_CONFIG {
+        return Err("x0 is not the boot configuration block");
+    }
+    // SAFETY: the testbed copies the block (header + payload, at most BOOT_CONFIG_MAX bytes)
+    // to BOOT_CONFIG in NS DRAM, which the initial map covers; nothing writes it afterwards.
+    let block =
+        unsafe { core::slice::from_raw_parts(addr as *const u8, flash::BOOT_CONFIG_MAX as usize) };
+    let header = flash::SlotHeader::decode(block, flash::BOOT_CONFIG_MAX)
+        .ok_or("no valid slot header in the boot configuration")?;
+    let start = flash::SLOT_HEADER_SIZE as usize;
+    let payload = block
+        .get(start..start + header.len as usize)
+        .ok_or("boot configuration longer than its slot")?;
+    flash::BootConfig::get(payload, "scenario").ok_or("no `scenario=` in the boot configuration")
+}
+
+fn exit(status: u64) -> ! {
+    let mut regs = [0u64; REG_COUNT];
+    regs[0] = u64::from(control::TESTBED_EXIT);
+    regs[1] = status;
+    Smc.call(regs);
+    // If the testbed did not power off: PSCI SYSTEM_OFF, then wait.
+    regs = [0; REG_COUNT];
+    regs[0] = u64::from(control::PSCI_SYSTEM_OFF);
+    Smc.call(regs);
+    loop {
+        // SAFETY: WFI only waits.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    let mut out = uart();
+    let name = match scenario_name(boot_config) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed");
+            exit(control::EXIT_FAIL)
+        }
+    };
+    let _ = writeln!(out, "nw-client: scenario {name}");
+    let mut m = Machine {
+        ep: Endpoint::new(Smc),
+    };
+    let (_, failed) = scenarios::run(name, &mut m, &mut out);
+    exit(if failed == 0 {
+        control::EXIT_PASS
+    } else {
+        control::EXIT_FAIL
+    })
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    let _ = writeln!(uart(), "FAIL client_panic: {info}\n0 passed, 1 failed");
+    exit(control::EXIT_FAIL)
+}
+
+/// Any exception in the client is a failed run: report it and power off.
+fn fatal(kind: &str, state: &RegisterStateRef) -> ! {
+    let (esr, far): (u64, u64);
+    // SAFETY: reading ESR_EL1/FAR_EL1 has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, esr_el1", "mrs {}, far_el1", out(reg) esr, out(reg) far,
+            options(nomem, nostack, preserves_flags));
+    }
+    let _ = writeln!(
+        uart(),
+        "FAIL client_exception: {kind}: ESR {esr:#x} FAR {far:#x} ELR {:#x}\n0 passed, 1 failed",
+        state.elr
+    );
+    exit(control::EXIT_FAIL)
+}
+
+struct Exceptions;
+
+impl ExceptionHandlers for Exceptions {
+    extern "C" fn sync_current(state: RegisterStateRef) {
+        fatal("synchronous exception", &state)
+    }
+
+    extern "C" fn irq_current(state: RegisterStateRef) {
+        fatal("IRQ", &state)
+    }
+
+    extern "C" fn fiq_current(state: RegisterStateRef) {
+        fatal("FIQ", &state)
+    }
+
+    extern "C" fn serror_current(state: RegisterStateRef) {
+        fatal("SError", &state)
+    }
+}

@@ -1,5 +1,5 @@
 //! Bring-up stand-in for the normal-world client (until tests/nw-client lands): NS-EL1, MMU off,
-//! entered at 0x40000000 with x0 = boot config. Exercises the SPMC's FF-A interface, measures
+//! entered at 0x40000000 with x0 = the boot-config block. Exercises the SPMC's FF-A interface, measures
 //! direct-message round trips, then ends the run with TESTBED_EXIT (0 = all checks passed).
 //! Built with plain `rustc` by build.sh (no crate of its own).
 #![no_std]
@@ -19,7 +19,6 @@ core::arch::global_asm!(
     ".global _start",
     "_start:",
     "  mov x19, x0",
-    "  mov x20, x1",
     "  mov x1, #(3 << 20)", // CPACR_EL1.FPEN: Rust uses SIMD registers
     "  msr cpacr_el1, x1",
     "  adr x1, vectors",
@@ -28,7 +27,6 @@ core::arch::global_asm!(
     "  ldr x1, =0x40100000",
     "  mov sp, x1",
     "  mov x0, x19",
-    "  mov x1, x20",
     "  bl main",
     "  b .",
     ".balign 0x800",
@@ -110,9 +108,12 @@ impl Checks {
 }
 
 #[unsafe(no_mangle)]
-extern "C" fn main(cfg: u64, cfg_len: u64) -> ! {
-    // SAFETY: the testbed copied `cfg_len` bytes of boot config there.
-    let cfg = unsafe { core::slice::from_raw_parts(cfg as *const u8, cfg_len as usize) };
+extern "C" fn main(cfg: u64) -> ! {
+    // SAFETY: the testbed copied the boot-config block (16-byte slot header, then the text) there.
+    let cfg = unsafe {
+        let len = core::ptr::read_volatile((cfg + 4) as *const u32) as usize;
+        core::slice::from_raw_parts((cfg + 16) as *const u8, len.min(0x1000))
+    };
     say!("nw-stub: up, boot config {:?}", core::str::from_utf8(cfg).unwrap_or("?"));
     let mut c = Checks { passed: 0, failed: 0 };
     let u = UUID.map(u64::from);

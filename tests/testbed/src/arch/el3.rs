@@ -116,17 +116,26 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
     }
 }
 
-/// Copies a flash slot's payload to `dst`; returns its length.
-fn load_slot(offset: u64, max: u64, dst: u64, what: &str) -> u64 {
+/// Copies a flash slot to `dst`: its payload, or with `with_header` the whole block (header then
+/// payload). Returns the payload length.
+fn load_slot(offset: u64, max: u64, dst: u64, with_header: bool, what: &str) -> u64 {
     let hdr = super::flash(offset, flash::SLOT_HEADER_SIZE);
     let Some(h) = flash::SlotHeader::decode(hdr, max) else {
         log!("testbed: no valid {what} slot in flash at {offset:#x}");
         exit(control::EXIT_TESTBED_ERROR)
     };
-    let payload = super::flash(offset + flash::SLOT_HEADER_SIZE, u64::from(h.len));
-    // SAFETY: `dst` is NS DRAM reserved for this payload by testbed-layout (client image area or
-    // boot-config block), sized above `max`; nothing references it.
-    unsafe { super::write_phys(dst, payload) };
+    let skip = if with_header {
+        0
+    } else {
+        flash::SLOT_HEADER_SIZE
+    };
+    let block = super::flash(
+        offset + skip,
+        flash::SLOT_HEADER_SIZE + u64::from(h.len) - skip,
+    );
+    // SAFETY: `dst` is NS DRAM reserved for this block by testbed-layout (client image area or
+    // boot-config block), and `decode` checked the block fits in `max`; nothing references it.
+    unsafe { super::write_phys(dst, block) };
     u64::from(h.len)
 }
 
@@ -135,23 +144,22 @@ fn start_nw(ns: &mut Ctx) {
         flash::NW_IMAGE_OFFSET,
         flash::NW_IMAGE_MAX,
         ns_ram::CLIENT_BASE,
+        false,
         "normal-world image",
     );
     let cfg = load_slot(
         flash::BOOT_CONFIG_OFFSET,
         flash::BOOT_CONFIG_MAX,
         ns_ram::BOOT_CONFIG,
+        true,
         "boot-config",
     );
-    // NUL-terminate the boot config for clients that read it as a C string.
-    // SAFETY: BOOT_CONFIG_MAX (4 KiB) fits in the 64 KiB block at BOOT_CONFIG.
-    unsafe { super::write_phys(ns_ram::BOOT_CONFIG + cfg, &[0]) };
     log!(
         "testbed: entering the normal world at {:#x} (NS-EL1, image {len} bytes, boot config {cfg} bytes)",
         ns_ram::CLIENT_BASE
     );
+    // x0: the boot configuration block (slot header, then `key=value` lines).
     ns.x[0] = ns_ram::BOOT_CONFIG;
-    ns.x[1] = cfg;
     ns.elr = ns_ram::CLIENT_BASE;
     ns.spsr = SPSR_EL1H;
     ns.scr = SCR_COMMON | SCR_NS;

@@ -9,6 +9,8 @@
 //!   and how to decode FFA_VERSION's reply);
 //! - [`partition_info`]: partition info descriptors and the GET_REGS reply;
 //! - [`boot_info`]: a hostile-safe parser and a builder for the boot-info blob;
+//! - `memory` (feature `alloc`): memory transaction, retrieve and relinquish descriptors,
+//!   builder and hostile-safe parser, fragment assembly;
 //! - [`Conduit`] (`Smc`, `Hvc` on aarch64; [`fake::ScriptedConduit`] for host tests) and
 //!   the [`Endpoint`] call layer.
 //!
@@ -23,8 +25,9 @@
 //!   with a narrower wire range is a validated newtype ([`Version`], [`RxTxPageCount`],
 //!   [`ConsoleLogChars`]) and `to_regs` is total.
 //!
-//! The crate is `no_std`, has no dependencies, and contains one `unsafe` block (the
-//! SMC/HVC instruction).
+//! The crate is `no_std` (the `memory` module and the `fake` conduit need `alloc`, behind
+//! the `alloc` / `fake` features), has no dependencies, and contains one `unsafe` block
+//! (the SMC/HVC instruction).
 #![cfg_attr(not(test), no_std)]
 
 pub mod boot_info;
@@ -35,6 +38,8 @@ mod error;
 pub mod fake;
 mod func_id;
 pub mod interface;
+#[cfg(any(test, feature = "alloc"))]
+pub mod memory;
 pub mod partition_info;
 mod uuid;
 mod version;

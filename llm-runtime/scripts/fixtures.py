@@ -16,6 +16,7 @@ Needs: torch transformers gguf sentencepiece numpy llama-cpp-python==0.3.36 (the
 Output (per model NAME): NAME-f32.gguf, NAME-q8_0.gguf, NAME-hf.f32 (transformers logits),
 NAME-llamacpp-q8_0.f32 (llama.cpp logits); raw little-endian f32, [tokens, vocab] per prompt,
 prompts concatenated in manifest order. manifest.json lists configs, prompts and token ids.
+tokens.bin: u32 n_prompts, then per prompt u32 len + u32 token ids.
 quant_cases.bin: u32 n_blocks, f32[n_blocks*32] input, then gguf-py's Q8_0 bytes [n_blocks*34].
 """
 
@@ -140,7 +141,7 @@ def build_hf(spec):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
             elif "q_proj" in n or "k_proj" in n:
                 # Large enough that attention is sharp, so RoPE mistakes show in the logits.
-                p.copy_(torch.randn(p.shape, generator=g) * 0.25)
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
             elif "lm_head" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
             else:
@@ -385,6 +386,11 @@ def main():
         manifest["models"].append(entry)
 
     (args.out / "quant_cases.bin").write_bytes(quant_cases())
+    # Prompt token ids for the Rust tests: u32 n_prompts, then per prompt u32 len + u32 ids.
+    toks = struct.pack("<I", len(prompts_ids))
+    for ids in prompts_ids:
+        toks += struct.pack(f"<I{len(ids)}I", len(ids), *ids)
+    (args.out / "tokens.bin").write_bytes(toks)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     total = sum(p.stat().st_size for p in args.out.iterdir())
     print(f"fixtures in {args.out}: {total} bytes")

@@ -72,11 +72,7 @@ pub enum GgufError {
     /// A ggml type code this reader cannot size.
     UnknownTensorType { tensor: usize, code: u32 },
     /// A block-quantized tensor whose row length is not a multiple of the block size.
-    RowNotBlockMultiple {
-        tensor: usize,
-        ne0: u64,
-        block: u64,
-    },
+    RowNotBlockMultiple { tensor: usize, ne0: u64, block: u64 },
     /// A tensor offset that is not a multiple of the alignment.
     MisalignedOffset { tensor: usize, offset: u64 },
     /// A tensor's bytes reach past the end of the file.
@@ -95,7 +91,10 @@ impl fmt::Display for GgufError {
         use GgufError::*;
         match *self {
             Truncated { offset, needed } => {
-                write!(f, "file truncated: {needed} bytes needed at offset {offset}")
+                write!(
+                    f,
+                    "file truncated: {needed} bytes needed at offset {offset}"
+                )
             }
             BadMagic(m) => write!(f, "not a GGUF file (magic {m:02x?})"),
             UnsupportedVersion(v) => write!(f, "GGUF version {v} unsupported (need 3)"),
@@ -103,7 +102,10 @@ impl fmt::Display for GgufError {
                 what,
                 offset,
                 count,
-            } => write!(f, "{what} count {count} at offset {offset} exceeds the file"),
+            } => write!(
+                f,
+                "{what} count {count} at offset {offset} exceeds the file"
+            ),
             InvalidUtf8 { offset } => write!(f, "string at offset {offset} is not UTF-8"),
             UnknownValueType { offset, code } => {
                 write!(f, "unknown metadata value type {code} at offset {offset}")
@@ -116,7 +118,9 @@ impl fmt::Display for GgufError {
                 write!(f, "tensor #{tensor}: name length {len} not in 1..=64")
             }
             DuplicateTensor { tensor } => write!(f, "tensor #{tensor}: duplicate name"),
-            BadDims { tensor, n_dims } => write!(f, "tensor #{tensor}: n_dims {n_dims} not in 1..=4"),
+            BadDims { tensor, n_dims } => {
+                write!(f, "tensor #{tensor}: n_dims {n_dims} not in 1..=4")
+            }
             BadShape { tensor } => write!(f, "tensor #{tensor}: zero or overflowing shape"),
             UnknownTensorType { tensor, code } => {
                 write!(f, "tensor #{tensor}: unknown ggml type {code}")
@@ -378,23 +382,23 @@ impl TensorType {
             0 => return Some(TensorType::F32),
             1 => return Some(TensorType::F16),
             8 => return Some(TensorType::Q8_0),
-            2 => (32, 18),   // Q4_0
-            3 => (32, 20),   // Q4_1
-            6 => (32, 22),   // Q5_0
-            7 => (32, 24),   // Q5_1
-            9 => (32, 36),   // Q8_1
-            10 => (256, 84), // Q2_K
+            2 => (32, 18),    // Q4_0
+            3 => (32, 20),    // Q4_1
+            6 => (32, 22),    // Q5_0
+            7 => (32, 24),    // Q5_1
+            9 => (32, 36),    // Q8_1
+            10 => (256, 84),  // Q2_K
             11 => (256, 110), // Q3_K
             12 => (256, 144), // Q4_K
             13 => (256, 176), // Q5_K
             14 => (256, 210), // Q6_K
             15 => (256, 292), // Q8_K
-            24 => (1, 1),    // I8
-            25 => (1, 2),    // I16
-            26 => (1, 4),    // I32
-            27 => (1, 8),    // I64
-            28 => (1, 8),    // F64
-            30 => (1, 2),    // BF16
+            24 => (1, 1),     // I8
+            25 => (1, 2),     // I16
+            26 => (1, 4),     // I32
+            27 => (1, 8),     // I64
+            28 => (1, 8),     // F64
+            30 => (1, 2),     // BF16
             _ => return None,
         };
         Some(TensorType::Other {
@@ -507,7 +511,10 @@ impl fmt::Display for ViewError {
                 write!(f, "tensor has ggml type {found}, expected {expected}")
             }
             ViewError::Misaligned { addr, align } => {
-                write!(f, "tensor data at {addr:#x} not {align}-byte aligned in memory")
+                write!(
+                    f,
+                    "tensor data at {addr:#x} not {align}-byte aligned in memory"
+                )
             }
             ViewError::BadLength { len, elem } => {
                 write!(f, "tensor data length {len} not a multiple of {elem}")
@@ -535,10 +542,10 @@ fn cast_slice<T: Plain>(bytes: &[u8]) -> Result<&[T], ViewError> {
     let size = core::mem::size_of::<T>();
     let align = core::mem::align_of::<T>();
     let addr = bytes.as_ptr() as usize;
-    if addr % align != 0 {
+    if !addr.is_multiple_of(align) {
         return Err(ViewError::Misaligned { addr, align });
     }
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(ViewError::BadLength {
             len: bytes.len(),
             elem: size,
@@ -653,13 +660,16 @@ impl<'a> Gguf<'a> {
                 *d = cur.u64()?;
             }
             let code = cur.u32()?;
-            let ty = TensorType::from_code(code)
-                .ok_or(GgufError::UnknownTensorType { tensor, code })?;
+            let ty =
+                TensorType::from_code(code).ok_or(GgufError::UnknownTensorType { tensor, code })?;
             let offset = cur.u64()?;
 
             let n_el = ne
                 .iter()
-                .try_fold(1u64, |acc, &d| if d == 0 { None } else { acc.checked_mul(d) })
+                .try_fold(
+                    1u64,
+                    |acc, &d| if d == 0 { None } else { acc.checked_mul(d) },
+                )
                 .ok_or(GgufError::BadShape { tensor })?;
             // Also keep the element count within i64, as ggml does.
             if n_el > i64::MAX as u64 {
@@ -867,8 +877,8 @@ fn read_value<'a>(cur: &mut Cursor<'a>, ty: ValueType, depth: u32) -> Result<Val
                 return Err(GgufError::ArrayTooDeep { offset: at });
             }
             let code = cur.u32()?;
-            let elem =
-                ValueType::from_code(code).ok_or(GgufError::UnknownValueType { offset: at, code })?;
+            let elem = ValueType::from_code(code)
+                .ok_or(GgufError::UnknownValueType { offset: at, code })?;
             let count_at = cur.pos;
             let count = cur.u64()?;
             // Every element takes at least one byte (strings and arrays take more).

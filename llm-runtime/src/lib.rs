@@ -12,3 +12,4 @@ pub mod sampler;
 pub mod tokenizer;
 pub mod gguf;
 pub mod gguf_write;
+pub mod model;

@@ -1,9 +1,7 @@
 //! GGUF reader: round trips, the committed gguf-py fixtures, every specific rejection, and
 //! fuzz-style truncation/corruption sweeps (which must return errors, never panic).
 
-use llm_runtime::gguf::{
-    Gguf, GgufError, ParseOptions, TensorType, Value, ValueType, ViewError,
-};
+use llm_runtime::gguf::{Gguf, GgufError, ParseOptions, TensorType, Value, ValueType, ViewError};
 use llm_runtime::gguf_write::GgufWriter;
 use llm_runtime::kernels::BlockQ8_0;
 
@@ -119,9 +117,15 @@ fn round_trip_every_value_and_tensor_type() {
         let i: Vec<_> = g.get("i32s").unwrap().as_array().unwrap().iter().collect();
         assert_eq!(i, [Value::I32(3), Value::I32(-4), Value::I32(5)]);
         let nested = g.get("nested").and_then(|v| v.as_array()).expect("nested");
-        let inner: Vec<_> = nested.iter().map(|v| v.as_array().expect("inner")).collect();
+        let inner: Vec<_> = nested
+            .iter()
+            .map(|v| v.as_array().expect("inner"))
+            .collect();
         assert_eq!(inner.len(), 2);
-        assert_eq!(inner[0].iter().collect::<Vec<_>>(), [Value::U8(1), Value::U8(2)]);
+        assert_eq!(
+            inner[0].iter().collect::<Vec<_>>(),
+            [Value::U8(1), Value::U8(2)]
+        );
         assert!(inner[1].is_empty());
 
         let a = g.tensor("a.f32").expect("a");
@@ -129,8 +133,18 @@ fn round_trip_every_value_and_tensor_type() {
         let av = a.as_f32().expect("f32 view");
         assert_eq!(av.len(), 64);
         assert_eq!(av[5], 5.0 * 0.25 - 3.0);
-        assert_eq!(a.as_q8_0(), Err(ViewError::WrongType { expected: 8, found: 0 }));
-        let b = g.tensor("b.f16").expect("b").as_f16_bits().expect("f16 view");
+        assert_eq!(
+            a.as_q8_0(),
+            Err(ViewError::WrongType {
+                expected: 8,
+                found: 0
+            })
+        );
+        let b = g
+            .tensor("b.f16")
+            .expect("b")
+            .as_f16_bits()
+            .expect("f16 view");
         assert_eq!(half::f16::from_bits(b[47]).to_f32(), 47.0);
         let c = g.tensor("c.q8_0").expect("c");
         assert_eq!(c.data.len(), 4 * 34);
@@ -155,8 +169,14 @@ fn reads_gguf_py_fixtures() {
         let g = Gguf::parse(as_bytes(&buf, bytes.len())).expect(name);
         assert_eq!(g.alignment, align, "{name}");
         assert_eq!(g.get("general.architecture"), Some(Value::String("llama")));
-        assert_eq!(g.get("llama.embedding_length").and_then(|v| v.as_u64()), Some(64));
-        let toks = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).expect("tokens");
+        assert_eq!(
+            g.get("llama.embedding_length").and_then(|v| v.as_u64()),
+            Some(64)
+        );
+        let toks = g
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.as_array())
+            .expect("tokens");
         assert_eq!(toks.iter().count(), toks.len());
         let q = g.tensor("blk.0.attn_q.weight").expect("attn_q");
         assert_eq!((q.ne, q.ty), ([64, 64, 1, 1], ty));
@@ -164,7 +184,10 @@ fn reads_gguf_py_fixtures() {
         assert_eq!(norm.ty, TensorType::F32, "norms stay F32");
         // Last tensor ends within the file; data offset is aligned.
         assert_eq!(g.data_offset % align as usize, 0);
-        let end = g.tensors().iter().map(|t| g.data_offset + t.offset as usize + t.data.len());
+        let end = g
+            .tensors()
+            .iter()
+            .map(|t| g.data_offset + t.offset as usize + t.data.len());
         assert!(end.max().unwrap() <= bytes.len());
     }
 }
@@ -203,28 +226,55 @@ fn err(b: &[u8]) -> GgufError {
 
 #[test]
 fn rejects_each_malformation_with_its_own_error() {
-    assert_eq!(err(b"GGU"), GgufError::Truncated { offset: 0, needed: 4 });
+    assert_eq!(
+        err(b"GGU"),
+        GgufError::Truncated {
+            offset: 0,
+            needed: 4
+        }
+    );
     assert_eq!(err(b"GGML\x03\0\0\0"), GgufError::BadMagic(*b"GGML"));
     let mut v2 = header(0, 0);
     v2[4] = 2;
     assert_eq!(err(&v2), GgufError::UnsupportedVersion(2));
 
     // Counts that cannot fit in the file.
-    assert!(matches!(err(&header(0, u64::MAX)), GgufError::CountTooLarge { what: "metadata", .. }));
-    assert!(matches!(err(&header(1 << 40, 0)), GgufError::CountTooLarge { what: "tensor", .. }));
+    assert!(matches!(
+        err(&header(0, u64::MAX)),
+        GgufError::CountTooLarge {
+            what: "metadata",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(&header(1 << 40, 0)),
+        GgufError::CountTooLarge { what: "tensor", .. }
+    ));
 
     // A string longer than the file.
     let mut b = header(0, 1);
     b.extend_from_slice(&u64::MAX.to_le_bytes());
     b.extend_from_slice(&[0; 16]);
-    assert_eq!(err(&b), GgufError::Truncated { offset: 32, needed: usize::MAX });
+    assert_eq!(
+        err(&b),
+        GgufError::Truncated {
+            offset: 32,
+            needed: usize::MAX
+        }
+    );
 
     // Unknown value type.
     let mut b = header(0, 1);
     put_str(&mut b, b"k");
     b.extend_from_slice(&13u32.to_le_bytes());
     b.extend_from_slice(&[0; 8]);
-    assert_eq!(err(&b), GgufError::UnknownValueType { offset: b.len() - 12, code: 13 });
+    assert_eq!(
+        err(&b),
+        GgufError::UnknownValueType {
+            offset: b.len() - 12,
+            code: 13
+        }
+    );
 
     // Invalid UTF-8 key.
     let mut b = header(0, 1);
@@ -239,7 +289,13 @@ fn rejects_each_malformation_with_its_own_error() {
     b.extend_from_slice(&9u32.to_le_bytes());
     b.extend_from_slice(&4u32.to_le_bytes());
     b.extend_from_slice(&(1u64 << 62).to_le_bytes());
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "array element", .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge {
+            what: "array element",
+            ..
+        }
+    ));
     let mut b = header(0, 1);
     put_str(&mut b, b"deep");
     b.extend_from_slice(&9u32.to_le_bytes());
@@ -269,15 +325,36 @@ fn rejects_each_malformation_with_its_own_error() {
         pad(&mut b, 32, data);
         b
     };
-    assert_eq!(err(&one("", &[4], 0, 0, 16)), GgufError::BadTensorName { tensor: 0, len: 0 });
+    assert_eq!(
+        err(&one("", &[4], 0, 0, 16)),
+        GgufError::BadTensorName { tensor: 0, len: 0 }
+    );
     assert_eq!(
         err(&one(&"x".repeat(65), &[4], 0, 0, 16)),
         GgufError::BadTensorName { tensor: 0, len: 65 }
     );
-    assert_eq!(err(&one("t", &[1, 1, 1, 1, 1], 0, 0, 16)), GgufError::BadDims { tensor: 0, n_dims: 5 });
-    assert_eq!(err(&one("t", &[], 0, 0, 16)), GgufError::BadDims { tensor: 0, n_dims: 0 });
-    assert_eq!(err(&one("t", &[4, 0], 0, 0, 16)), GgufError::BadShape { tensor: 0 });
-    assert_eq!(err(&one("t", &[1 << 32, 1 << 32], 0, 0, 16)), GgufError::BadShape { tensor: 0 });
+    assert_eq!(
+        err(&one("t", &[1, 1, 1, 1, 1], 0, 0, 16)),
+        GgufError::BadDims {
+            tensor: 0,
+            n_dims: 5
+        }
+    );
+    assert_eq!(
+        err(&one("t", &[], 0, 0, 16)),
+        GgufError::BadDims {
+            tensor: 0,
+            n_dims: 0
+        }
+    );
+    assert_eq!(
+        err(&one("t", &[4, 0], 0, 0, 16)),
+        GgufError::BadShape { tensor: 0 }
+    );
+    assert_eq!(
+        err(&one("t", &[1 << 32, 1 << 32], 0, 0, 16)),
+        GgufError::BadShape { tensor: 0 }
+    );
     assert_eq!(
         err(&one("t", &[1 << 62, 2], 0, 0, 16)),
         GgufError::BadShape { tensor: 0 },
@@ -288,24 +365,53 @@ fn rejects_each_malformation_with_its_own_error() {
         GgufError::BadShape { tensor: 0 },
         "byte size overflows u64"
     );
-    assert_eq!(err(&one("t", &[4], 99, 0, 16)), GgufError::UnknownTensorType { tensor: 0, code: 99 });
+    assert_eq!(
+        err(&one("t", &[4], 99, 0, 16)),
+        GgufError::UnknownTensorType {
+            tensor: 0,
+            code: 99
+        }
+    );
     assert_eq!(
         err(&one("t", &[48], 8, 0, 64)),
-        GgufError::RowNotBlockMultiple { tensor: 0, ne0: 48, block: 32 }
+        GgufError::RowNotBlockMultiple {
+            tensor: 0,
+            ne0: 48,
+            block: 32
+        }
     );
-    assert_eq!(err(&one("t", &[4], 0, 8, 64)), GgufError::MisalignedOffset { tensor: 0, offset: 8 });
+    assert_eq!(
+        err(&one("t", &[4], 0, 8, 64)),
+        GgufError::MisalignedOffset {
+            tensor: 0,
+            offset: 8
+        }
+    );
     assert_eq!(
         err(&one("t", &[4], 0, 32, 40)),
-        GgufError::TensorOutOfBounds { tensor: 0, offset: 32, size: 16, data_len: 40 }
+        GgufError::TensorOutOfBounds {
+            tensor: 0,
+            offset: 32,
+            size: 16,
+            data_len: 40
+        }
     );
     assert_eq!(
         err(&one("t", &[8], 0, 1 << 63, 40)),
-        GgufError::TensorOutOfBounds { tensor: 0, offset: 1 << 63, size: 32, data_len: 40 }
+        GgufError::TensorOutOfBounds {
+            tensor: 0,
+            offset: 1 << 63,
+            size: 32,
+            data_len: 40
+        }
     );
     // Tensor infos end but the data section is missing entirely.
     let mut b = header(1, 0);
     tensor_info(&mut b, "t", &[4], 0, 0);
-    assert!(matches!(err(&b), GgufError::Truncated { .. } | GgufError::TensorOutOfBounds { .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::Truncated { .. } | GgufError::TensorOutOfBounds { .. }
+    ));
 
     // Two tensors: duplicate name, overlap.
     let two = |n2: &str, off2: u64| {
@@ -316,7 +422,13 @@ fn rejects_each_malformation_with_its_own_error() {
         b
     };
     assert_eq!(err(&two("a", 64)), GgufError::DuplicateTensor { tensor: 1 });
-    assert_eq!(err(&two("b", 32)), GgufError::TensorsOverlap { first: 0, second: 1 });
+    assert_eq!(
+        err(&two("b", 32)),
+        GgufError::TensorsOverlap {
+            first: 0,
+            second: 1
+        }
+    );
     assert!(Gguf::parse(&two("b", 64)).is_ok());
 }
 
@@ -344,11 +456,19 @@ fn ignoring_general_alignment_reads_the_wrong_bytes() {
     let bytes = as_bytes(&buf, bytes.len());
     let good = Gguf::parse(bytes).expect("parse");
     assert_eq!(good.alignment, 256);
-    let bad = Gguf::parse_with(bytes, ParseOptions { ignore_alignment_key: true });
+    let bad = Gguf::parse_with(
+        bytes,
+        ParseOptions {
+            ignore_alignment_key: true,
+        },
+    );
     match bad {
         Err(_) => {}
         Ok(bad) => {
-            assert_ne!(bad.data_offset, good.data_offset, "fixture must tell the two apart");
+            assert_ne!(
+                bad.data_offset, good.data_offset,
+                "fixture must tell the two apart"
+            );
             let (a, b) = (
                 good.tensor("token_embd.weight").unwrap().data,
                 bad.tensor("token_embd.weight").unwrap().data,
@@ -398,7 +518,11 @@ fn every_truncation_is_an_error() {
         // Only the zero padding after the last tensor may be cut.
         let last_end = {
             let g = Gguf::parse(&bytes).unwrap();
-            g.tensors().iter().map(|t| g.data_offset + t.offset as usize + t.data.len()).max().unwrap()
+            g.tensors()
+                .iter()
+                .map(|t| g.data_offset + t.offset as usize + t.data.len())
+                .max()
+                .unwrap()
         };
         let r = Gguf::parse(&bytes[..len]);
         if len < last_end {
@@ -410,7 +534,10 @@ fn every_truncation_is_an_error() {
     let mut rng = Rng(7);
     for _ in 0..300 {
         let len = (rng.next() % big.len() as u64) as usize;
-        assert!(Gguf::parse(&big[..len]).is_err(), "prefix of {len} bytes accepted");
+        assert!(
+            Gguf::parse(&big[..len]).is_err(),
+            "prefix of {len} bytes accepted"
+        );
     }
 }
 

@@ -54,8 +54,11 @@ static HEAP: LockedHeap<32> = LockedHeap::empty();
 const FFA_VERSION: Version = Version::V1_2;
 
 // ---------------------------------------------------------------------------------------------
-// Logging: FFA_CONSOLE_LOG (after FFA_VERSION) and the secure UART (when the manifest grants it).
+// Logging.
 
+/// Log lines go to FFA_CONSOLE_LOG once FFA_VERSION has succeeded; the secure UART (if the
+/// manifest grants one) takes over when the partition manager refuses CONSOLE_LOG, so a line is
+/// never printed twice.
 struct Console {
     ffa: bool,
     uart: Option<Uart<'static>>,
@@ -65,25 +68,29 @@ struct Console {
 
 impl Console {
     fn flush(&mut self) {
-        if self.len == 0 {
-            return;
-        }
+        let chunk = &self.line[..self.len];
         if self.ffa
-            && let Some(chars) = ConsoleLogChars::new32(&self.line[..self.len])
+            && let Some(chars) = ConsoleLogChars::new32(chunk)
+            && ep().call(&Interface::ConsoleLog { chars }).is_err()
         {
-            let _ = ep().call(&Interface::ConsoleLog { chars });
+            self.ffa = false;
+        }
+        if !self.ffa
+            && let Some(u) = self.uart.as_mut()
+        {
+            for &b in chunk {
+                if b == b'\n' {
+                    while u.is_tx_fifo_full() {}
+                    u.write_word(b'\r');
+                }
+                while u.is_tx_fifo_full() {}
+                u.write_word(b);
+            }
         }
         self.len = 0;
     }
 
     fn put(&mut self, b: u8) {
-        if let Some(u) = self.uart.as_mut() {
-            if b == b'\n' {
-                u.write_word(b'\r');
-            }
-            while u.is_tx_fifo_full() {}
-            u.write_word(b);
-        }
         self.line[self.len] = b;
         self.len += 1;
         if b == b'\n' || self.len == self.line.len() {
@@ -313,7 +320,10 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             ))
         };
         CONSOLE.lock().uart = Some(Uart::new(regs));
-        log::info!("secure UART at {:#x}", u.base);
+        log::info!(
+            "secure UART at {:#x} (if FFA_CONSOLE_LOG is refused)",
+            u.base
+        );
     }
 
     let id = ep()
@@ -333,7 +343,10 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         manifest.heap.size
     );
 
-    let mut msg = Messaging::new(Service::new(BUILD_ID, req2, true), id);
+    let service = Service::new(BUILD_ID, req2, true);
+    #[cfg(feature = "fault-injection")]
+    let service = service.with_fault_injection(inject_fault);
+    let mut msg = Messaging::new(service, id);
     let mut call = messaging::msg_wait();
     loop {
         let regs = Smc.call(call.to_regs());
@@ -418,4 +431,20 @@ fn panic(info: &PanicInfo) -> ! {
         None => log::error!("panic: {}", info.message()),
     }
     abort(FfaError::Aborted)
+}
+
+/// Fails on purpose (feature `fault-injection`, test builds only).
+#[cfg(feature = "fault-injection")]
+fn inject_fault(kind: flexserve_proto::FaultKind) -> ! {
+    match kind {
+        flexserve_proto::FaultKind::Panic => panic!("fault injection: panic requested"),
+        flexserve_proto::FaultKind::DataAbort => {
+            // The first pages are never mapped by the runtime map (see memmap::plan).
+            // SAFETY: not memory-safe on purpose: the load faults before it reads anything, and
+            // the exception handler ends the SP.
+            let v =
+                unsafe { core::ptr::read_volatile(core::ptr::without_provenance::<u64>(0x1000)) };
+            panic!("load from an unmapped address returned {v:#x}")
+        }
+    }
 }

@@ -3,9 +3,12 @@
 //! normal world sends.
 
 use flexserve_proto::{
-    DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, Info, MAX_PAYLOAD_REGS, PROTOCOL_VERSION,
-    ProtoError, Request, Response, SERVICE_UUID, Width, caps,
+    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, Info, MAX_PAYLOAD_REGS,
+    PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, Width, caps,
 };
+
+/// Makes the SP fail in the requested way (test builds with the `fault-injection` feature).
+pub type FaultHook = fn(FaultKind) -> !;
 
 /// Reply payload registers (unused ones are zero).
 pub type Reply = [u64; MAX_PAYLOAD_REGS];
@@ -19,6 +22,7 @@ pub struct Service {
     rejected: u64,
     capabilities: u64,
     build_id: u32,
+    fault_hook: Option<FaultHook>,
 }
 
 impl Service {
@@ -37,7 +41,15 @@ impl Service {
             rejected: 0,
             capabilities,
             build_id,
+            fault_hook: None,
         }
+    }
+
+    /// Serves `fault` requests by calling `hook` (test builds only).
+    pub fn with_fault_injection(mut self, hook: FaultHook) -> Self {
+        self.fault_hook = Some(hook);
+        self.capabilities |= caps::FAULT_INJECTION;
+        self
     }
 
     pub fn served(&self) -> u64 {
@@ -71,6 +83,16 @@ impl Service {
                 log::warn!("rejected request {:x?}: {e:?}", payload.first());
                 Response::error(e)
             }
+            Ok(Request::Fault { kind }) => match self.fault_hook {
+                Some(hook) => {
+                    log::warn!("fault injection: {kind:?} requested");
+                    hook(kind)
+                }
+                None => {
+                    self.rejected += 1;
+                    Response::error(ProtoError::Unsupported(Command::Fault))
+                }
+            },
             Ok(req) => {
                 self.served = self.served.wrapping_add(1);
                 match req {
@@ -84,6 +106,8 @@ impl Service {
                         capabilities: self.capabilities,
                         sp_version: crate::SP_VERSION,
                     }),
+                    // Handled above.
+                    Request::Fault { .. } => Response::error(ProtoError::Internal),
                 }
             }
         };
@@ -176,6 +200,28 @@ mod tests {
                 payload: &[5, 0, 0]
             }
         );
+    }
+
+    #[test]
+    fn fault_is_unsupported_unless_enabled() {
+        let mut s = Service::new(1, false, false);
+        let r = s.handle_direct(&[Command::Fault as u64, 1, 0, 0, 0], Width::W64);
+        assert_eq!(
+            &r[..2],
+            &[Status::Unsupported as u64, Command::Fault as u64]
+        );
+        assert_eq!(s.served(), 0);
+    }
+
+    fn hook(kind: FaultKind) -> ! {
+        panic!("injected {kind:?}")
+    }
+
+    #[test]
+    #[should_panic(expected = "injected Panic")]
+    fn fault_calls_the_hook_when_enabled() {
+        let mut s = Service::new(1, false, false).with_fault_injection(hook);
+        s.handle_direct(&[Command::Fault as u64, 1, 0, 0, 0], Width::W64);
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub enum Command {
     Ping = 1,
     /// Describe the SP: reply `[OK, PROTOCOL_VERSION, build id, capabilities, sp version]`.
     Info = 2,
+    /// Test builds only (SP feature `fault-injection`, capability [`caps::FAULT_INJECTION`]):
+    /// `[FAULT, kind]` makes the SP fail on purpose, to test that its failure reaches the
+    /// partition manager. Other builds reply `Unsupported`.
+    Fault = 0xf000,
 }
 
 impl Command {
@@ -97,6 +101,27 @@ impl Command {
         match id {
             1 => Some(Command::Ping),
             2 => Some(Command::Info),
+            0xf000 => Some(Command::Fault),
+            _ => None,
+        }
+    }
+}
+
+/// How a `fault` request makes the SP fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FaultKind {
+    /// A Rust panic (message and location in the log, then FFA_ABORT).
+    Panic = 1,
+    /// A load from an unmapped address (exception vector, register dump, then FFA_ABORT).
+    DataAbort = 2,
+}
+
+impl FaultKind {
+    pub fn from_u64(v: u64) -> Option<Self> {
+        match v {
+            1 => Some(FaultKind::Panic),
+            2 => Some(FaultKind::DataAbort),
             _ => None,
         }
     }
@@ -110,6 +135,8 @@ pub mod caps {
     pub const DIRECT_REQ2: u64 = 1 << 2;
     /// The SP writes its log to FFA_CONSOLE_LOG.
     pub const CONSOLE_LOG: u64 = 1 << 3;
+    /// A test build that serves `fault` requests.
+    pub const FAULT_INJECTION: u64 = 1 << 4;
 }
 
 /// Reply status (response register 0). Errors say what was wrong with the request.
@@ -209,6 +236,7 @@ pub enum DecodeError {
 pub enum Request<'a> {
     Ping { payload: &'a [u64] },
     Info,
+    Fault { kind: FaultKind },
 }
 
 const CMD_ID_MASK: u64 = 0xffff;
@@ -240,6 +268,16 @@ impl<'a> Request<'a> {
                 }
                 Ok(Request::Info)
             }
+            Command::Fault => {
+                let kind = regs
+                    .get(1)
+                    .and_then(|k| FaultKind::from_u64(k & width.mask()))
+                    .ok_or(ProtoError::Malformed { index: 1 })?;
+                if let Some(i) = regs[2..].iter().position(|r| r & width.mask() != 0) {
+                    return Err(ProtoError::Malformed { index: i + 2 });
+                }
+                Ok(Request::Fault { kind })
+            }
         }
     }
 
@@ -248,6 +286,7 @@ impl<'a> Request<'a> {
         let need = match self {
             Request::Ping { payload } => 2 + payload.len(),
             Request::Info => 1,
+            Request::Fault { .. } => 2,
         };
         if out.len() < need {
             return Err(EncodeError::NoRoom {
@@ -262,6 +301,10 @@ impl<'a> Request<'a> {
                 out[2..need].copy_from_slice(payload);
             }
             Request::Info => out[0] = Command::Info as u64,
+            Request::Fault { kind } => {
+                out[0] = Command::Fault as u64;
+                out[1] = *kind as u64;
+            }
         }
         check_width(out, width)
     }
@@ -360,6 +403,8 @@ impl<'a> Response<'a> {
                 capabilities: reg(3)?,
                 sp_version: reg(4)? as u32,
             })),
+            // A fault request never gets a successful reply.
+            Command::Fault => Err(DecodeError::BadStatus(word)),
         }
     }
 }
@@ -487,6 +532,35 @@ mod tests {
         assert_eq!(
             Response::decode(&[0, 1], Width::W64, Command::Info),
             Err(DecodeError::TooShort { regs: 2 })
+        );
+    }
+
+    #[test]
+    fn fault_requests() {
+        let mut regs = [0u64; DIRECT_PAYLOAD_REGS];
+        Request::Fault {
+            kind: FaultKind::DataAbort,
+        }
+        .encode(&mut regs, Width::W32)
+        .unwrap();
+        assert_eq!(regs, [0xf000, 2, 0, 0, 0]);
+        assert_eq!(
+            Request::decode(&regs, Width::W32),
+            Ok(Request::Fault {
+                kind: FaultKind::DataAbort
+            })
+        );
+        assert_eq!(
+            Request::decode(&[0xf000, 3, 0, 0, 0], Width::W64),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+        assert_eq!(
+            Request::decode(&[0xf000], Width::W64),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+        assert_eq!(
+            Request::decode(&[0xf000, 1, 0, 4, 0], Width::W64),
+            Err(ProtoError::Malformed { index: 3 })
         );
     }
 

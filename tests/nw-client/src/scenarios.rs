@@ -15,15 +15,15 @@ use ffa::{
     PartitionInfo, PartitionProperties, REG_COUNT, RxTxPageCount, Uuid, Version,
 };
 use flexserve_proto::{
-    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, PROTOCOL_VERSION, Request, Response,
-    SERVICE_UUID, Status, Width, caps,
+    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, PROTOCOL_VERSION, Request,
+    Response, SERVICE_UUID, Status, Width, caps,
 };
 
 /// The FF-A version the client is written for.
 pub const FFA_VERSION: Version = Version::V1_2;
 
 /// Scenario names, for the registry and error messages.
-pub const NAMES: &[&str] = &["messaging", "demo"];
+pub const NAMES: &[&str] = &["messaging", "demo", "sp-panic", "sp-data-abort"];
 
 /// Runs scenario `name`, printing check lines and the summary. Returns (passed, failed).
 pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
@@ -31,6 +31,9 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
     match name {
         "messaging" => messaging(&mut Ctx::new(env), &mut r),
         "demo" => demo(&mut Ctx::new(env), &mut r),
+        // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
+        "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
+        "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),
         _ => {
             r.check(
                 "scenario",
@@ -543,6 +546,56 @@ fn simd_preserved<E: Env>(c: &mut Ctx<'_, E>) -> CheckResult {
         );
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// SP failure: the partition manager must see it and keep answering (ABORTED), not hang.
+
+fn sp_fault<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>, kind: FaultKind) {
+    r.check("version.v1_2", {
+        match c.env.ep().version(FFA_VERSION) {
+            Ok(v) if FFA_VERSION.is_compatible_with(v) => Ok(()),
+            other => Err(crate::report::Fail::new(format_args!("{other:?}"))),
+        }
+    });
+    if !setup(c, r) {
+        return;
+    }
+    discovery(c, r);
+    if c.sp.is_none() {
+        return;
+    }
+    r.check("fault.capability", {
+        match c.direct(&[Command::Info as u64, 0, 0, 0, 0], Width::W64) {
+            Ok(reply) => match Response::decode(&reply, Width::W64, Command::Info) {
+                Ok(Response::Info(i)) if i.capabilities & caps::FAULT_INJECTION != 0 => Ok(()),
+                other => Err(crate::report::Fail::new(format_args!(
+                    "SP built without fault-injection: {other:?}"
+                ))),
+            },
+            Err(e) => Err(crate::report::Fail::new(format_args!("{e:?}"))),
+        }
+    });
+    r.check("fault.ping_before", c.ping(&[1, 2, 3], Width::W64));
+    let mut req = [0u64; DIRECT_PAYLOAD_REGS];
+    let _ = (Request::Fault { kind }).encode(&mut req, Width::W64);
+    r.check("fault.request_reports_aborted", {
+        match c.direct(&req, Width::W64) {
+            Err(Error::Ffa(FfaError::Aborted)) => Ok(()),
+            other => Err(crate::report::Fail::new(format_args!(
+                "{kind:?}: {other:x?}, expected ABORTED"
+            ))),
+        }
+    });
+    r.check("fault.sp_stays_down", {
+        let args = [Command::Ping as u64, 0, 4, 5, 6];
+        match c.direct(&args, Width::W64) {
+            Err(Error::Ffa(FfaError::Aborted)) => Ok(()),
+            other => Err(crate::report::Fail::new(format_args!(
+                "ping after the failure: {other:x?}, expected ABORTED"
+            ))),
+        }
+    });
 }
 
 // ------------------------------------------------------------------------------------------

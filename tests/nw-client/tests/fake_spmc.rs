@@ -18,6 +18,8 @@ const SP_ID: u16 = 0x8001;
 
 struct FakeSpmc {
     sp: Messaging,
+    /// The SP panicked; every later request gets ABORTED (as Hafnium and the testbed do).
+    aborted: bool,
     rx: Rc<RefCell<[u8; 4096]>>,
     /// DIRECT_REQ2 receipt declared (the manifest's messaging-method bit 9).
     req2: bool,
@@ -41,9 +43,16 @@ fn success(w2: u32, w3: u32) -> Regs {
 
 impl FakeSpmc {
     fn forward_to_sp(&mut self, regs: &Regs) -> Regs {
-        match self.sp.step(regs) {
-            Next::Call(reply) => reply.to_regs(),
-            Next::GiveUp => error(FfaError::Aborted),
+        if self.aborted {
+            return error(FfaError::Aborted);
+        }
+        let sp = &mut self.sp;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sp.step(regs))) {
+            Ok(Next::Call(reply)) => reply.to_regs(),
+            Ok(Next::GiveUp) | Err(_) => {
+                self.aborted = true;
+                error(FfaError::Aborted)
+            }
         }
     }
 }
@@ -86,7 +95,9 @@ impl Conduit for FakeSpmc {
                 PartitionInfo::pack_all(&[info], &mut self.rx.borrow_mut()[..]).unwrap();
                 success(1, PartitionInfo::SIZE as u32)
             }
-            Interface::MsgSendDirectReq { dst_id, .. } if dst_id == SP_ID => self.forward_to_sp(&regs),
+            Interface::MsgSendDirectReq { dst_id, .. } if dst_id == SP_ID => {
+                self.forward_to_sp(&regs)
+            }
             Interface::MsgSendDirectReq2 { dst_id, .. } if dst_id == SP_ID => {
                 if !self.req2 {
                     return error(FfaError::NotSupported);
@@ -128,16 +139,25 @@ impl Env for HostEnv {
     }
 }
 
-fn env(req2: bool) -> HostEnv {
+fn fault(kind: flexserve_proto::FaultKind) -> ! {
+    panic!("injected {kind:?}")
+}
+
+fn env_with(service: Service, req2: bool) -> HostEnv {
     let rx = Rc::new(RefCell::new([0u8; 4096]));
     HostEnv {
         ep: Endpoint::new(FakeSpmc {
-            sp: Messaging::new(Service::new(0x1234, req2, true), SP_ID),
+            sp: Messaging::new(service, SP_ID),
+            aborted: false,
             rx: rx.clone(),
             req2,
         }),
         rx,
     }
+}
+
+fn env(req2: bool) -> HostEnv {
+    env_with(Service::new(0x1234, req2, true), req2)
 }
 
 fn run(name: &str, req2: bool) -> (String, u32, u32) {
@@ -181,4 +201,25 @@ fn demo_passes_and_unknown_scenario_fails() {
         out.starts_with("FAIL scenario: unknown scenario `nonesuch`"),
         "{out}"
     );
+}
+
+#[test]
+fn sp_failure_scenarios() {
+    // Without fault injection the SP refuses and stays up: the checks fail with reasons.
+    let mut out = String::new();
+    let (_, failed) = scenarios::run("sp-panic", &mut env(true), &mut out);
+    assert!(
+        out.contains("FAIL fault.capability: SP built without fault-injection"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL fault.request_reports_aborted"), "{out}");
+    assert_eq!(failed, 3, "{out}");
+
+    let mut out = String::new();
+    let service = Service::new(0x1234, true, true).with_fault_injection(fault);
+    let (passed, failed) = scenarios::run("sp-panic", &mut env_with(service, true), &mut out);
+    print!("{out}");
+    assert_eq!(failed, 0, "{out}");
+    assert!(out.contains("PASS fault.request_reports_aborted\nPASS fault.sp_stays_down\n"));
+    assert!(passed >= 9);
 }

@@ -714,6 +714,9 @@ struct RunState {
     value_cache: Vec<f32>,
     /// RoPE inverse frequencies `[rope_dim / 2]`.
     inv_freq: Vec<f32>,
+    /// cos/sin of each batch position's angles `[B, rope_dim / 2]`, computed once per pass.
+    rope_cos: Vec<f32>,
+    rope_sin: Vec<f32>,
 }
 
 fn buffer<T: Clone>(n: usize, v: T) -> Result<Vec<T>, ModelError> {
@@ -801,6 +804,8 @@ impl Model {
             key_cache: buffer(cache, 0.0)?,
             value_cache: buffer(cache, 0.0)?,
             inv_freq,
+            rope_cos: buffer(big(b, half)?, 0.0)?,
+            rope_sin: buffer(big(b, half)?, 0.0)?,
         };
         Ok(Model {
             cfg,
@@ -851,7 +856,9 @@ impl Model {
             + s.hb2.len()
             + s.att.len()
             + s.logits.len()
-            + s.inv_freq.len())
+            + s.inv_freq.len()
+            + s.rope_cos.len()
+            + s.rope_sin.len())
             * f
             + core::mem::size_of_val(s.xq.as_slice());
         MemoryReport {
@@ -897,8 +904,25 @@ impl Model {
             });
         }
         let dim = self.cfg.dim;
-        for (row, &t) in self.s.x.chunks_exact_mut(dim).zip(tokens) {
+        let s = &mut self.s;
+        for (row, &t) in s.x.chunks_exact_mut(dim).zip(tokens) {
             g.token_embd.row_f32(t as usize, row);
+        }
+        // The rotation angles depend only on the position: once per pass, not per layer/head.
+        let half = s.inv_freq.len();
+        if half > 0 {
+            let rows = s
+                .rope_cos
+                .chunks_exact_mut(half)
+                .zip(s.rope_sin.chunks_exact_mut(half));
+            for (t, (cos, sin)) in rows.take(n).enumerate() {
+                let p = (pos + t) as f32;
+                for ((c, sn), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&s.inv_freq) {
+                    let angle = p * f;
+                    *c = libm::cosf(angle);
+                    *sn = libm::sinf(angle);
+                }
+            }
         }
         // Positions from `pos` on are about to be overwritten.
         self.filled = pos;
@@ -931,16 +955,21 @@ impl Model {
         {
             rmsnorm(xb, x, w.attn_norm, cfg.norm_eps);
         }
-        matmul(k, &w.wq, &s.xb, &mut s.xq, n, &mut s.q)?;
-        matmul(k, &w.wk, &s.xb, &mut s.xq, n, &mut s.k)?;
-        matmul(k, &w.wv, &s.xb, &mut s.xq, n, &mut s.v)?;
+        prepare(k, &[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, n)?;
+        product(k, &w.wq, &s.xb, &s.xq, n, &mut s.q)?;
+        product(k, &w.wk, &s.xb, &s.xq, n, &mut s.k)?;
+        product(k, &w.wv, &s.xb, &s.xq, n, &mut s.v)?;
+        let half = s.inv_freq.len();
         for t in 0..n {
-            let pos = pos0 + t;
+            let (cos, sin) = (
+                &s.rope_cos[t * half..(t + 1) * half],
+                &s.rope_sin[t * half..(t + 1) * half],
+            );
             for head in s.q[t * dim..(t + 1) * dim].chunks_exact_mut(hd) {
-                rope(head, pos, &s.inv_freq, cfg.quirks.rope);
+                rope(head, cos, sin, cfg.quirks.rope);
             }
             for head in s.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                rope(head, pos, &s.inv_freq, cfg.quirks.rope);
+                rope(head, cos, sin, cfg.quirks.rope);
             }
         }
         let layer_off = l * self.opts.seq_len * kv_dim;
@@ -970,7 +999,8 @@ impl Model {
                 }
             }
         }
-        matmul(k, &w.wo, &s.xb2, &mut s.xq, n, &mut s.xb)?;
+        prepare(k, &[&w.wo], &s.xb2, &mut s.xq, n)?;
+        product(k, &w.wo, &s.xb2, &s.xq, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
         }
@@ -983,12 +1013,14 @@ impl Model {
         {
             rmsnorm(xb, x, w.ffn_norm, cfg.norm_eps);
         }
-        matmul(k, &w.w_gate, &s.xb, &mut s.xq, n, &mut s.hb)?;
-        matmul(k, &w.w_up, &s.xb, &mut s.xq, n, &mut s.hb2)?;
+        prepare(k, &[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, n)?;
+        product(k, &w.w_gate, &s.xb, &s.xq, n, &mut s.hb)?;
+        product(k, &w.w_up, &s.xb, &s.xq, n, &mut s.hb2)?;
         for (g, u) in s.hb.iter_mut().zip(&s.hb2).take(n * hidden) {
             *g = silu(*g) * *u;
         }
-        matmul(k, &w.w_down, &s.hb, &mut s.xq, n, &mut s.xb)?;
+        prepare(k, &[&w.w_down], &s.hb, &mut s.xq, n)?;
+        product(k, &w.w_down, &s.hb, &s.xq, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
         }
@@ -1022,14 +1054,8 @@ impl Model {
         {
             rmsnorm(xb, x, g.output_norm, self.cfg.norm_eps);
         }
-        matmul(
-            &self.kernels,
-            &g.output,
-            &s.xb,
-            &mut s.xq,
-            rows,
-            &mut s.logits,
-        )?;
+        prepare(&self.kernels, &[&g.output], &s.xb, &mut s.xq, rows)?;
+        product(&self.kernels, &g.output, &s.xb, &s.xq, rows, &mut s.logits)?;
         self.filled = self.pos0 + n;
         self.stage = Stage::Embed;
         Ok(&self.s.logits[..rows * vocab])
@@ -1084,13 +1110,39 @@ impl Model {
     }
 }
 
-/// `y[t, :] = W x[t, :]` for `n` rows of `x` (`[n, cols]`) into `y` (`[n, rows]`). Q8_0 weights
-/// quantize the activations first (into `xq`), as llama.cpp does; F32/F16 stay in f32.
-fn matmul(
+/// Quantizes `n` rows of `x` (`[n, cols]`) into `xq` if any of `ws` (which all take inputs of
+/// width `cols`) is Q8_0: llama.cpp quantizes activations per 32-block before each Q8_0 product,
+/// and products sharing an input can share the quantized copy.
+fn prepare(
+    k: &Kernels,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    xq: &mut [BlockQ8_0],
+    n: usize,
+) -> Result<(), ModelError> {
+    let Some(w) = ws.iter().find(|w| matches!(w.data, MatData::Q8_0(_))) else {
+        return Ok(());
+    };
+    let shape = |what| ModelError::WeightsMismatch { what };
+    let cols = w.cols;
+    if ws.iter().any(|o| o.cols != cols) {
+        return Err(shape("input widths differ"));
+    }
+    let x = x.get(..n * cols).ok_or(shape("activation buffer"))?;
+    let xq = xq
+        .get_mut(..n * (cols / QK8_0))
+        .ok_or(shape("quantized buffer"))?;
+    k.quantize(x, xq)?;
+    Ok(())
+}
+
+/// `y[t, :] = W x[t, :]` for `n` rows of `x` (`[n, cols]`) into `y` (`[n, rows]`). For Q8_0
+/// weights `xq` must hold `x` quantized by [`prepare`]; F32/F16 weights use `x` in f32.
+fn product(
     k: &Kernels,
     w: &Matrix<'_>,
     x: &[f32],
-    xq: &mut [BlockQ8_0],
+    xq: &[BlockQ8_0],
     n: usize,
     y: &mut [f32],
 ) -> Result<(), ModelError> {
@@ -1100,9 +1152,9 @@ fn matmul(
     let y = y.get_mut(..n * rows).ok_or(shape("output buffer"))?;
     match w.data {
         MatData::Q8_0(wb) => {
-            let kb = cols / QK8_0;
-            let xq = xq.get_mut(..n * kb).ok_or(shape("quantized buffer"))?;
-            k.quantize(x, xq)?;
+            let xq = xq
+                .get(..n * (cols / QK8_0))
+                .ok_or(shape("quantized buffer"))?;
             if n == 1 {
                 k.matvec(wb, xq, y)?;
             } else {
@@ -1160,19 +1212,17 @@ fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Rotates one head's vector by position `pos`.
-fn rope(v: &mut [f32], pos: usize, inv_freq: &[f32], style: RopeStyle) {
-    let half = inv_freq.len();
-    for (i, &f) in inv_freq.iter().enumerate() {
-        let angle = pos as f32 * f;
-        let (sin, cos) = (libm::sinf(angle), libm::cosf(angle));
+/// Rotates one head's vector by the angles whose cos/sin are given (one per pair).
+fn rope(v: &mut [f32], cos: &[f32], sin: &[f32], style: RopeStyle) {
+    let half = cos.len();
+    for (i, (&c, &s)) in cos.iter().zip(sin).enumerate() {
         let (a, b) = match style {
             RopeStyle::Pairwise => (2 * i, 2 * i + 1),
             RopeStyle::RotateHalf => (i, i + half),
         };
         if let (Some(&x0), Some(&x1)) = (v.get(a), v.get(b)) {
-            v[a] = x0 * cos - x1 * sin;
-            v[b] = x0 * sin + x1 * cos;
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
         }
     }
 }

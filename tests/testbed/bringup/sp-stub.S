@@ -65,6 +65,8 @@ req2:
 	cmp	x4, x9
 	b.eq	fault
 	add	x4, x4, #1
+	mov	x2, #0			/* x2-x3 MBZ in DIRECT_RESP2 */
+	mov	x3, #0
 	ldr	x0, =0xc400008e		/* DIRECT_RESP2 */
 	smc	#0
 	b	serve

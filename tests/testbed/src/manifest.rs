@@ -3,7 +3,7 @@
 
 use fdt::{Fdt, node::FdtNode};
 
-use crate::ffa_abi::Uuid;
+use ffa::Uuid;
 
 pub const MAX_UUIDS: usize = 4;
 pub const MAX_REGIONS: usize = 16;
@@ -137,9 +137,11 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
     }
     let mut uuids = [Uuid::NIL; MAX_UUIDS];
     for (u, chunk) in uuids.iter_mut().zip(v.chunks_exact(16)) {
-        for (w, c) in u.0.iter_mut().zip(chunk.chunks_exact(4)) {
+        let mut cells = [0u32; 4];
+        for (w, c) in cells.iter_mut().zip(chunk.chunks_exact(4)) {
             *w = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
         }
+        *u = Uuid::from_cells(cells);
         if u.is_nil() {
             return Err(ManifestError::BadValue("uuid", 0));
         }
@@ -267,7 +269,12 @@ mod tests {
         let m = parse(GOOD).unwrap();
         assert_eq!(
             m.uuids(),
-            &[Uuid([0x1234_5678, 0x9abc_def0, 0x1122_3344, 0x5566_7788])]
+            &[Uuid::from_cells([
+                0x1234_5678,
+                0x9abc_def0,
+                0x1122_3344,
+                0x5566_7788
+            ])]
         );
         assert_eq!(m.id, Some(0x8001));
         assert_eq!(m.ffa_version, 0x10002);

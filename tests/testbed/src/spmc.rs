@@ -1,16 +1,28 @@
 //! The SPMC's FF-A state machine: what the normal world and the secure partition may call, in
 //! which state, and with which answer. Pure logic over registers and a guest-memory trait, so it
 //! runs under host `cargo test`; `arch::el2` moves registers between it and the SP's vCPU.
+//! Decoding (including the spec's MBZ checks) and encoding are the `ffa` crate's.
 //!
 //! Follows FF-A v1.2 (DEN0077A) and, where the spec leaves room, Hafnium (`src/api.c`): version
-//! lock after the first other call, FEATURES(MEM_RETRIEVE_REQ) input bit 1, REQ2 UUID check,
-//! DENIED for a messaging method the receiver does not declare, BUSY for a receiver that is not
-//! waiting, `[8001 0] ` console prefix, ABORTED once the SP has failed.
+//! lock after the first other call, FFA_RXTX_MAP_64 only, FEATURES(MEM_RETRIEVE_REQ) input
+//! bit 1, REQ2 UUID check (nil matches any), DENIED for a messaging method the receiver does not
+//! declare, BUSY for a receiver that is not waiting, RETRY for a PARTITION_INFO_GET_REGS tag,
+//! `[8001 0] ` console prefix, ABORTED once the SP has failed.
 
 use core::fmt::Write;
 
-use crate::ffa_abi::{self as abi, FfaError, Regs, Uuid};
+use ffa::{
+    DirectMsgArgs, FfaError, FuncId, Interface as Call, PartitionInfo, PartitionInfoRegs,
+    PartitionProperties as Props, Regs, RxTxAddr, SuccessArgs, Uuid, Version,
+};
+
 use crate::manifest::{self, SpManifest};
+
+/// The FF-A version the testbed SPMC implements.
+pub const SPMC_VERSION: Version = Version::V1_2;
+/// Endpoint IDs (Hafnium `vm_ids.h`): the NW OS without a hypervisor, the first SP.
+pub const NW_ID: u16 = 0;
+pub const FIRST_SP_ID: u16 = 0x8001;
 
 /// Guest physical memory as the SPMC sees it (IPA == PA for the SP; the NW has no stage-2).
 pub trait GuestMem {
@@ -21,13 +33,17 @@ pub trait GuestMem {
 }
 
 /// RX/TX buffer size: one 4 KiB page each (Hafnium's HF_MAILBOX_SIZE).
-pub const MAILBOX_PAGES: u64 = 1;
+pub const MAILBOX_PAGES: u32 = 1;
 const PAGE: u64 = 0x1000;
-const INFO_DESC_SIZE_V1_1: usize = 24;
+/// FF-A v1.0 partition info descriptors stop after the properties (no UUID).
 const INFO_DESC_SIZE_V1_0: usize = 8;
-/// Partition properties bit 8: AArch64 execution state (v1.1+).
-const PROP_AARCH64: u32 = 1 << 8;
 const CONSOLE_LINE: usize = 256;
+
+/// Whether an SMC function ID (w0) is an FF-A call (0x60-0xFF of the standard secure service
+/// range, SMC32 or SMC64), i.e. one the monitor forwards to the SPMC.
+pub fn is_ffa_fid(w0: u32) -> bool {
+    (w0 & 0xBFFF_FF00) == 0x8400_0000 && (w0 & 0xFF) >= 0x60
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mailbox {
@@ -41,14 +57,14 @@ pub struct Mailbox {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub id: u16,
-    pub version: u32,
+    pub version: Version,
     /// Set by the first FF-A call other than FFA_VERSION.
     pub version_locked: bool,
     pub mailbox: Option<Mailbox>,
 }
 
 impl Endpoint {
-    fn new(id: u16, version: u32) -> Self {
+    fn new(id: u16, version: Version) -> Self {
         Endpoint {
             id,
             version,
@@ -60,12 +76,11 @@ impl Endpoint {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReqKind {
-    Req32,
-    Req64,
-    Req2,
+    Direct,
+    Direct2,
 }
 
-/// The SP's run state (FF-A "partition runtime model" for a UP S-EL1 SP).
+/// The SP's run state (FF-A partition runtime model for a UP S-EL1 SP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpState {
     /// Running its initialisation, until the first FFA_MSG_WAIT.
@@ -89,7 +104,7 @@ pub struct SpInfo {
 }
 
 impl SpInfo {
-    /// Whether `[pa, pa + len)` is secure normal memory of this SP (for its RX/TX buffers).
+    /// Whether `[pa, pa + len)` is secure normal RW memory of this SP (for its RX/TX buffers).
     fn owns(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else {
             return false;
@@ -104,17 +119,17 @@ impl SpInfo {
             })
     }
 
-    fn properties(&self, caller_version: u32) -> u32 {
+    fn properties(&self, caller_version: Version) -> Props {
         use manifest::msg;
         let m = self.manifest.messaging_method;
-        let mut p = m & (msg::DIRECT_REQ_RECV | msg::DIRECT_REQ_SEND | msg::INDIRECT);
-        if caller_version >= abi::version(1, 1) {
-            p |= PROP_AARCH64;
+        let mut p = Props::AARCH64 | (m & (msg::DIRECT_REQ_RECV | msg::DIRECT_REQ_SEND));
+        if caller_version >= Version::V1_1 {
+            p |= m & msg::INDIRECT;
         }
-        if caller_version >= abi::version(1, 2) {
+        if caller_version >= Version::V1_2 {
             p |= m & (msg::DIRECT_REQ2_RECV | msg::DIRECT_REQ2_SEND);
         }
-        p
+        Props(p)
     }
 }
 
@@ -134,6 +149,19 @@ pub enum NwAction {
     RunSp(Regs),
 }
 
+/// Why the SP was marked aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortReason {
+    /// FFA_ABORT (Hafnium, FF-A v1.3) with its w2 code.
+    FfaAbort(u32),
+    /// FFA_ERROR from the SP with this code.
+    FfaError(i32),
+    /// A direct response while nobody is waiting for one, at initialisation.
+    ResponseDuringInit,
+    /// An exception the SPMC took from the SP (stage-2 fault, unknown trap).
+    Exception { esr: u64, far: u64, elr: u64 },
+}
+
 /// What the SPMC does after a call from the SP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpAction {
@@ -144,18 +172,30 @@ pub enum SpAction {
     /// Deliver a response to the normal world; the SP is waiting again.
     ToNw(Regs),
     /// The SP failed; `reply` is what the normal world gets if it was waiting for the SP.
-    Aborted { reply: Option<Regs> },
+    Aborted {
+        reason: AbortReason,
+        reply: Option<Regs>,
+    },
 }
 
-/// Why the SP was marked aborted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AbortReason {
-    /// FFA_ABORT (Hafnium, FF-A v1.3).
-    FfaAbort,
-    /// FFA_ERROR from the SP (init failure) with this code.
-    FfaError(i32),
-    /// An exception the SPMC took from the SP (data/instruction abort, unknown trap).
-    Exception { esr: u64, far: u64, elr: u64 },
+fn error(e: FfaError) -> Regs {
+    Call::Error {
+        target_info: 0,
+        code: e,
+    }
+    .to_regs()
+}
+
+fn success(w2: u32) -> Regs {
+    Call::Success {
+        target_info: 0,
+        args: SuccessArgs::w2(w2),
+    }
+    .to_regs()
+}
+
+fn resume(regs: Regs) -> SpAction {
+    SpAction::Resume { regs, ext: false }
 }
 
 pub struct Spmc {
@@ -173,32 +213,19 @@ pub const NW_RAM: (u64, u64) = (
     testbed_layout::virt::NS_RAM_SIZE,
 );
 
-fn w(r: &Regs, i: usize) -> u32 {
-    r[i] as u32
-}
-
-fn is_smc32(fid: u32) -> bool {
-    fid & 0x4000_0000 == 0
-}
-
-fn success64(r: Regs) -> Regs {
-    let mut r = r;
-    r[0] = u64::from(abi::SUCCESS_64);
-    r
-}
-
 impl Spmc {
     /// An SPMC with the SP described by `sp` (None: no usable SP package; requests to 0x8001
     /// are then answered INVALID_PARAMETERS).
     pub fn new(sp: Option<SpInfo>) -> Self {
-        let (id, version) = sp.map_or((abi::FIRST_SP_ID, abi::SPMC_VERSION), |s| {
-            (s.id, s.manifest.ffa_version)
+        let (id, version) = sp.map_or((FIRST_SP_ID, SPMC_VERSION), |s| {
+            let v = Version::from_u32(s.manifest.ffa_version).unwrap_or(SPMC_VERSION);
+            (s.id, v)
         });
         Spmc {
             sp,
             sp_state: SpState::Init,
             sp_ep: Endpoint::new(id, version),
-            nw_ep: Endpoint::new(abi::NW_ID, abi::SPMC_VERSION),
+            nw_ep: Endpoint::new(NW_ID, SPMC_VERSION),
             console: [0; CONSOLE_LINE],
             console_len: 0,
         }
@@ -213,101 +240,91 @@ impl Spmc {
 
     // ---- calls common to both worlds --------------------------------------------------------
 
-    fn version(&mut self, c: Caller, r: &Regs) -> Regs {
-        let req = w(r, 1);
+    /// FFA_VERSION: the reply is a bare version word (or -1) in w0, not FFA_SUCCESS/ERROR.
+    fn version(&mut self, c: Caller, w1: u32) -> Regs {
         let ep = self.ep(c);
-        let mut out = [0u64; 18];
-        let compatible =
-            req >> 16 == abi::SPMC_VERSION >> 16 && (req & 0xffff) <= (abi::SPMC_VERSION & 0xffff);
-        if req & 0x8000_0000 != 0 || !compatible || (ep.version_locked && req != ep.version) {
-            out[0] = FfaError::NotSupported as i32 as u32 as u64;
-            return out;
+        let mut not_supported = [0u64; 18];
+        not_supported[0] = FfaError::NotSupported.to_u32().into();
+        let Ok(req) = Version::from_u32(w1) else {
+            return not_supported;
+        };
+        if !req.is_compatible_with(SPMC_VERSION) || (ep.version_locked && req != ep.version) {
+            return not_supported;
         }
         ep.version = req;
-        out[0] = u64::from(abi::SPMC_VERSION);
-        out
+        Call::VersionOut {
+            output: SPMC_VERSION,
+        }
+        .to_regs()
     }
 
-    fn features(&mut self, c: Caller, r: &Regs) -> Regs {
-        let id = w(r, 1);
-        let input = w(r, 2);
-        if id & 0x8000_0000 == 0 {
-            // Feature IDs (NPI, MEI, SRI, notifications): the testbed has no interrupts or
-            // notifications. Bits [30:8] and the input property MBZ; either way NOT_SUPPORTED.
-            return abi::error(FfaError::NotSupported);
-        }
-        let common = [
-            abi::ERROR,
-            abi::SUCCESS_32,
-            abi::SUCCESS_64,
-            abi::VERSION,
-            abi::FEATURES,
-            abi::RX_RELEASE,
-            abi::RXTX_MAP_32,
-            abi::RXTX_UNMAP,
-            abi::PARTITION_INFO_GET,
-            abi::PARTITION_INFO_GET_REGS,
-            abi::ID_GET,
-            abi::SPM_ID_GET,
-        ];
-        let nw_only = [abi::DIRECT_REQ_32, abi::DIRECT_REQ_64, abi::DIRECT_REQ2];
-        let sp_only = [
-            abi::MSG_WAIT,
-            abi::DIRECT_RESP_32,
-            abi::DIRECT_RESP_64,
-            abi::DIRECT_RESP2,
-            abi::CONSOLE_LOG_32,
-            abi::CONSOLE_LOG_64,
-            abi::ABORT_32,
-            abi::ABORT_64,
-        ];
+    fn features(&mut self, c: Caller, id: u32, input: u32) -> Regs {
+        use FuncId as F;
+        // Feature IDs (bit 31 clear: NPI, MEI, SRI, notifications): the testbed has neither
+        // interrupts nor notifications.
+        let Some(f) = FuncId::from_u32(id).filter(|_| id & 0x8000_0000 != 0) else {
+            return error(FfaError::NotSupported);
+        };
         let version = self.ep(c).version;
-        match id {
-            abi::RXTX_MAP_64 => {
+        let supported = match f {
+            F::RxTxMap64 => {
                 // Minimum buffer 4 KiB; v1.2 callers also learn the maximum page count.
-                let max = if version >= abi::version(1, 2) {
-                    MAILBOX_PAGES as u32
+                let max = if version >= Version::V1_2 {
+                    MAILBOX_PAGES
                 } else {
                     0
                 };
-                abi::success32(max << 16)
+                return success(max << 16);
             }
-            abi::MEM_RETRIEVE_REQ_32 | abi::MEM_RETRIEVE_REQ_64 if c == Caller::Sp => {
+            F::MemRetrieveReq32 | F::MemRetrieveReq64 if c == Caller::Sp => {
                 // Hafnium: a v1.1+ caller must set input bit 1 (NS-bit support).
-                if version >= abi::version(1, 1) && input & 0b10 == 0 {
-                    return abi::error(FfaError::NotSupported);
+                if version >= Version::V1_1 && input & 0b10 == 0 {
+                    return error(FfaError::NotSupported);
                 }
                 // Buffer support (bit 0), NS bit (bit 1), hypervisor retrieve (bit 2).
-                abi::success32(0b111)
+                return success(0b111);
             }
-            _ if common.contains(&id)
-                || (c == Caller::Nw && nw_only.contains(&id))
-                || (c == Caller::Sp && sp_only.contains(&id)) =>
-            {
-                abi::success32(0)
-            }
-            _ => abi::error(FfaError::NotSupported),
+            F::Error
+            | F::Success32
+            | F::Success64
+            | F::Version
+            | F::Features
+            | F::RxRelease
+            | F::RxTxUnmap
+            | F::PartitionInfoGet
+            | F::PartitionInfoGetRegs
+            | F::IdGet
+            | F::SpmIdGet => true,
+            F::MsgSendDirectReq32 | F::MsgSendDirectReq64 | F::MsgSendDirectReq2 => c == Caller::Nw,
+            F::MsgWait
+            | F::MsgSendDirectResp32
+            | F::MsgSendDirectResp64
+            | F::MsgSendDirectResp2
+            | F::ConsoleLog32
+            | F::ConsoleLog64
+            | F::Abort32
+            | F::Abort64 => c == Caller::Sp,
+            _ => false,
+        };
+        if supported {
+            success(0)
+        } else {
+            error(FfaError::NotSupported)
         }
     }
 
-    fn rxtx_map(&mut self, c: Caller, r: &Regs) -> Regs {
-        let fid = w(r, 0);
-        let (tx, rx) = if is_smc32(fid) {
-            (u64::from(w(r, 1)), u64::from(w(r, 2)))
-        } else {
-            (r[1], r[2])
-        };
-        let count = w(r, 3);
-        if count >> 6 != 0 {
-            return abi::error(FfaError::InvalidParameters);
-        }
-        let count = u64::from(count);
-        let size = count * PAGE;
-        if count != MAILBOX_PAGES || tx == 0 || rx == 0 || tx % PAGE != 0 || rx % PAGE != 0 {
-            return abi::error(FfaError::InvalidParameters);
+    fn rxtx_map(&mut self, c: Caller, tx: u64, rx: u64, count: u32) -> Regs {
+        let size = u64::from(count) * PAGE;
+        if count != MAILBOX_PAGES
+            || tx == 0
+            || rx == 0
+            || !tx.is_multiple_of(PAGE)
+            || !rx.is_multiple_of(PAGE)
+        {
+            return error(FfaError::InvalidParameters);
         }
         if tx < rx.saturating_add(size) && rx < tx.saturating_add(size) {
-            return abi::error(FfaError::InvalidParameters);
+            return error(FfaError::InvalidParameters);
         }
         let allowed = |a: u64| match c {
             Caller::Nw => {
@@ -318,203 +335,227 @@ impl Spmc {
             Caller::Sp => self.sp.is_some_and(|s| s.owns(a, size)),
         };
         if !allowed(tx) || !allowed(rx) {
-            return abi::error(FfaError::InvalidParameters);
+            return error(FfaError::InvalidParameters);
         }
         let ep = self.ep(c);
         if ep.mailbox.is_some() {
-            return abi::error(FfaError::Denied);
+            return error(FfaError::Denied);
         }
         ep.mailbox = Some(Mailbox {
             tx,
             rx,
             rx_full: false,
         });
-        abi::success32(0)
+        success(0)
     }
 
-    fn rxtx_unmap(&mut self, c: Caller, r: &Regs) -> Regs {
-        let a = w(r, 1);
+    fn rxtx_unmap(&mut self, c: Caller, id: u16) -> Regs {
         let ep = self.ep(c);
-        let id = (a >> 16) as u16;
-        if a & 0xffff != 0 || (id != 0 && id != ep.id) {
-            return abi::error(FfaError::InvalidParameters);
+        if id != 0 && id != ep.id {
+            return error(FfaError::InvalidParameters);
         }
         if ep.mailbox.take().is_none() {
-            return abi::error(FfaError::InvalidParameters);
+            return error(FfaError::InvalidParameters);
         }
-        abi::success32(0)
+        success(0)
     }
 
-    fn rx_release(&mut self, c: Caller, r: &Regs) -> Regs {
+    fn rx_release(&mut self, c: Caller, id: u16) -> Regs {
         let ep = self.ep(c);
-        let id = w(r, 1) as u16;
-        if w(r, 1) >> 16 != 0 || (id != 0 && id != ep.id) {
-            return abi::error(FfaError::InvalidParameters);
+        if id != 0 && id != ep.id {
+            return error(FfaError::InvalidParameters);
         }
         match ep.mailbox.as_mut() {
             Some(m) if m.rx_full => {
                 m.rx_full = false;
-                abi::success32(0)
+                success(0)
             }
-            _ => abi::error(FfaError::Denied),
+            _ => error(FfaError::Denied),
         }
     }
 
-    /// The partitions matching `uuid` (nil: all, one entry per UUID as Hafnium lists them), as
-    /// (id, exec ctx count, properties, uuid-to-report).
-    fn matching(&self, uuid: Uuid, caller_version: u32) -> ([(u16, u16, u32, Uuid); 4], usize) {
-        let mut out = [(0u16, 0u16, 0u32, Uuid::NIL); 4];
+    /// The partitions matching `uuid` (nil: all, one entry per UUID for v1.2+ callers, as
+    /// Hafnium lists them; the UUID field is filled only for a nil query).
+    fn matching(&self, uuid: Uuid, caller: Version) -> ([PartitionInfo; 4], usize) {
+        let mut out = [PartitionInfo::default(); 4];
         let mut n = 0;
         if let Some(sp) = &self.sp {
-            let props = sp.properties(caller_version);
-            let count = sp.manifest.exec_ctx_count;
-            if uuid.is_nil() {
-                for u in sp.manifest.uuids() {
-                    out[n] = (sp.id, count, props, *u);
+            let base = PartitionInfo {
+                id: sp.id,
+                exec_ctx_count: sp.manifest.exec_ctx_count,
+                properties: sp.properties(caller),
+                uuid: Uuid::NIL,
+            };
+            for u in sp.manifest.uuids() {
+                if uuid.is_nil() {
+                    out[n] = PartitionInfo { uuid: *u, ..base };
                     n += 1;
+                    if caller < Version::V1_2 {
+                        break;
+                    }
+                } else if *u == uuid {
+                    out[0] = base;
+                    n = 1;
+                    break;
                 }
-            } else if sp.manifest.uuids().contains(&uuid) {
-                out[0] = (sp.id, count, props, Uuid::NIL);
-                n = 1;
             }
         }
         (out, n)
     }
 
-    fn partition_info_get(&mut self, c: Caller, r: &Regs, mem: &mut dyn GuestMem) -> Regs {
-        let uuid = Uuid::from_w1_w4(r);
-        let flags = w(r, 5);
-        if flags & !1 != 0 {
-            return abi::error(FfaError::InvalidParameters);
-        }
+    fn partition_info_get(
+        &mut self,
+        c: Caller,
+        uuid: Uuid,
+        count_only: bool,
+        mem: &mut dyn GuestMem,
+    ) -> Regs {
         let version = self.ep(c).version;
         let (list, n) = self.matching(uuid, version);
         if n == 0 {
-            return abi::error(FfaError::InvalidParameters);
+            return error(FfaError::InvalidParameters);
         }
-        if flags & 1 != 0 {
-            return abi::success32(0).map_with(|o| o[2] = n as u64);
+        if count_only {
+            return success(n as u32);
         }
-        let desc = if version >= abi::version(1, 1) {
-            INFO_DESC_SIZE_V1_1
+        let Some(mb) = self.ep(c).mailbox else {
+            return error(FfaError::Busy);
+        };
+        if mb.rx_full {
+            return error(FfaError::Busy);
+        }
+        let mut buf = [0u8; 4 * PartitionInfo::SIZE];
+        let desc = if version >= Version::V1_1 {
+            PartitionInfo::SIZE
         } else {
             INFO_DESC_SIZE_V1_0
         };
-        let Some(mb) = self.ep(c).mailbox else {
-            return abi::error(FfaError::Busy);
-        };
-        if mb.rx_full {
-            return abi::error(FfaError::Busy);
-        }
-        let mut buf = [0u8; 4 * INFO_DESC_SIZE_V1_1];
-        for (i, (id, count, props, u)) in list[..n].iter().enumerate() {
-            let d = &mut buf[i * desc..(i + 1) * desc];
-            d[0..2].copy_from_slice(&id.to_le_bytes());
-            d[2..4].copy_from_slice(&count.to_le_bytes());
-            d[4..8].copy_from_slice(&props.to_le_bytes());
-            if desc == INFO_DESC_SIZE_V1_1 {
-                d[8..24].copy_from_slice(&u.to_bytes());
-            }
+        for (d, info) in buf.chunks_exact_mut(desc).zip(&list[..n]) {
+            d.copy_from_slice(&info.to_bytes()[..desc]);
         }
         if !mem.write(mb.rx, &buf[..n * desc]) {
-            return abi::error(FfaError::Aborted);
+            return error(FfaError::Aborted);
         }
         if let Some(m) = self.ep(c).mailbox.as_mut() {
             m.rx_full = true;
         }
-        let mut out = abi::success32(n as u32);
+        let mut out = success(n as u32);
         out[3] = desc as u64;
         out
     }
 
-    fn partition_info_get_regs(&mut self, c: Caller, r: &Regs) -> Regs {
-        let uuid = Uuid::from_u64_pair(r[1], r[2]);
-        let start = (r[3] & 0xffff) as usize;
-        let tag = (r[3] >> 16) & 0xffff;
-        if r[3] >> 32 != 0 || tag != 0 {
-            return abi::error(FfaError::InvalidParameters);
+    fn partition_info_get_regs(&mut self, c: Caller, uuid: Uuid, start: u16, tag: u16) -> Regs {
+        if tag != 0 {
+            return error(FfaError::Retry);
         }
         let version = self.ep(c).version;
         let (list, n) = self.matching(uuid, version);
-        if n == 0 || start >= n {
-            return abi::error(FfaError::InvalidParameters);
+        match PartitionInfoRegs::for_range(&list[..n], start, 0) {
+            Some(r) => Call::Success {
+                target_info: 0,
+                args: r.to_success_args(),
+            }
+            .to_regs(),
+            None => error(FfaError::InvalidParameters),
         }
-        let mut out = [0u64; 18];
-        let mut cur = start;
-        for (slot, (id, count, props, u)) in list[start..n].iter().enumerate().take(5) {
-            let (lo, hi) = u.to_u64_pair();
-            out[3 + 3 * slot] = u64::from(*id) | u64::from(*count) << 16 | u64::from(*props) << 32;
-            out[4 + 3 * slot] = lo;
-            out[5 + 3 * slot] = hi;
-            cur = start + slot;
-        }
-        out[2] = (n as u64 - 1) | (cur as u64) << 16 | (INFO_DESC_SIZE_V1_1 as u64) << 48;
-        success64(out)
     }
 
-    /// Calls both worlds may make; None if `fid` is not one of them.
-    fn common(&mut self, c: Caller, r: &Regs, mem: &mut dyn GuestMem) -> Option<Regs> {
-        let fid = w(r, 0);
-        Some(match fid {
-            abi::FEATURES => self.features(c, r),
-            abi::ID_GET => abi::success32(u32::from(self.ep(c).id)),
-            abi::SPM_ID_GET => abi::success32(u32::from(abi::SPMC_ID)),
-            abi::RXTX_MAP_32 | abi::RXTX_MAP_64 => self.rxtx_map(c, r),
-            abi::RXTX_UNMAP => self.rxtx_unmap(c, r),
-            abi::RX_RELEASE => self.rx_release(c, r),
-            abi::PARTITION_INFO_GET => self.partition_info_get(c, r, mem),
-            abi::PARTITION_INFO_GET_REGS => self.partition_info_get_regs(c, r),
+    /// Calls both worlds may make; None if `call` is not one of them.
+    fn common(&mut self, c: Caller, call: &Call, mem: &mut dyn GuestMem) -> Option<Regs> {
+        Some(match *call {
+            Call::Features {
+                feature_id,
+                input_properties,
+            } => self.features(c, feature_id, input_properties),
+            Call::IdGet => success(u32::from(self.ep(c).id)),
+            Call::SpmIdGet => success(u32::from(ffa::SPMC_ID)),
+            Call::RxTxMap {
+                addr: RxTxAddr::Addr64 { tx, rx },
+                page_count,
+            } => self.rxtx_map(c, tx, rx, page_count.get()),
+            Call::RxTxUnmap { id } => self.rxtx_unmap(c, id),
+            Call::RxRelease { vm_id } => self.rx_release(c, vm_id),
+            Call::PartitionInfoGet { uuid, flags } => {
+                self.partition_info_get(c, uuid, flags.count_only, mem)
+            }
+            Call::PartitionInfoGetRegs {
+                uuid,
+                start_index,
+                tag,
+            } => self.partition_info_get_regs(c, uuid, start_index, tag),
             _ => return None,
         })
+    }
+
+    /// The version word of an FFA_VERSION call, which is answered before any decoding.
+    fn version_call(r: &Regs) -> Option<u32> {
+        (r[0] as u32 == FuncId::Version as u32).then_some(r[1] as u32)
     }
 
     // ---- normal world -----------------------------------------------------------------------
 
     /// Handles an FF-A call from the normal world (x0-x17 as the NW passed them).
     pub fn nw_call(&mut self, r: &Regs, mem: &mut dyn GuestMem) -> NwAction {
-        let fid = w(r, 0);
-        if fid == abi::VERSION && r[0] >> 32 == 0 {
-            return NwAction::Reply(self.version(Caller::Nw, r));
+        if let Some(w1) = Self::version_call(r) {
+            return NwAction::Reply(self.version(Caller::Nw, w1));
         }
         self.nw_ep.version_locked = true;
-        if r[0] >> 32 != 0 {
-            return NwAction::Reply(abi::error(FfaError::NotSupported));
-        }
-        if let Some(out) = self.common(Caller::Nw, r, mem) {
+        let call = match Call::from_regs(r) {
+            Ok(c) => c,
+            Err(e) => return NwAction::Reply(error(e.into())),
+        };
+        if let Some(out) = self.common(Caller::Nw, &call, mem) {
             return NwAction::Reply(out);
         }
-        match fid {
-            abi::DIRECT_REQ_32 => self.direct_req(r, ReqKind::Req32),
-            abi::DIRECT_REQ_64 => self.direct_req(r, ReqKind::Req64),
-            abi::DIRECT_REQ2 => self.direct_req(r, ReqKind::Req2),
-            _ => NwAction::Reply(abi::error(FfaError::NotSupported)),
+        match call {
+            Call::MsgSendDirectReq { .. } | Call::MsgSendDirectReq2 { .. } => {
+                self.direct_req(&call)
+            }
+            _ => NwAction::Reply(error(FfaError::NotSupported)),
         }
     }
 
-    fn direct_req(&mut self, r: &Regs, kind: ReqKind) -> NwAction {
+    fn direct_req(&mut self, call: &Call) -> NwAction {
         use manifest::msg;
-        let reply = |e| NwAction::Reply(abi::error(e));
-        let ids = w(r, 1);
-        let (sender, receiver) = ((ids >> 16) as u16, ids as u16);
-        if kind != ReqKind::Req2 && (w(r, 2) != 0 || (kind == ReqKind::Req64 && r[2] != 0)) {
-            // w2 MBZ for partition messages; framework messages are not accepted from the NW.
+        let reply = |e| NwAction::Reply(error(e));
+        let (src, dst, kind, uuid) = match *call {
+            Call::MsgSendDirectReq {
+                src_id,
+                dst_id,
+                args,
+            } => {
+                if matches!(
+                    args,
+                    DirectMsgArgs::Framework32 { .. } | DirectMsgArgs::Framework64 { .. }
+                ) {
+                    // The testbed SPMC sends no framework messages and accepts none.
+                    return reply(FfaError::InvalidParameters);
+                }
+                (src_id, dst_id, ReqKind::Direct, None)
+            }
+            Call::MsgSendDirectReq2 {
+                src_id,
+                dst_id,
+                uuid,
+                ..
+            } => (src_id, dst_id, ReqKind::Direct2, Some(uuid)),
+            _ => return reply(FfaError::NotSupported),
+        };
+        if src != self.nw_ep.id {
             return reply(FfaError::InvalidParameters);
         }
-        if sender & 0x8000 != 0 || sender != self.nw_ep.id {
-            return reply(FfaError::InvalidParameters);
-        }
-        let Some(sp) = self.sp.filter(|s| s.id == receiver) else {
+        let Some(sp) = self.sp.filter(|s| s.id == dst) else {
             return reply(FfaError::InvalidParameters);
         };
-        if kind == ReqKind::Req2 {
-            let u = Uuid::from_u64_pair(r[2], r[3]);
-            if !u.is_nil() && !sp.manifest.uuids().contains(&u) {
-                return reply(FfaError::InvalidParameters);
-            }
+        if let Some(u) = uuid
+            && !u.is_nil()
+            && !sp.manifest.uuids().contains(&u)
+        {
+            return reply(FfaError::InvalidParameters);
         }
         let needed = match kind {
-            ReqKind::Req2 => msg::DIRECT_REQ2_RECV,
-            _ => msg::DIRECT_REQ_RECV,
+            ReqKind::Direct2 => msg::DIRECT_REQ2_RECV,
+            ReqKind::Direct => msg::DIRECT_REQ_RECV,
         };
         if sp.manifest.messaging_method & needed == 0 {
             return reply(FfaError::Denied);
@@ -524,19 +565,10 @@ impl Spmc {
             SpState::Aborted => return reply(FfaError::Aborted),
             SpState::Init | SpState::Running { .. } => return reply(FfaError::Busy),
         }
-        self.sp_state = SpState::Running { from: sender, kind };
-        let mut out = *r;
-        match kind {
-            ReqKind::Req32 => {
-                for x in out.iter_mut() {
-                    *x &= 0xffff_ffff;
-                }
-                out[8..].fill(0);
-            }
-            ReqKind::Req64 => out[8..].fill(0),
-            ReqKind::Req2 => {}
-        }
-        NwAction::RunSp(out)
+        self.sp_state = SpState::Running { from: src, kind };
+        // Re-encoding drops what the call does not carry (upper halves of SMC32 registers,
+        // x8-x17 of DIRECT_REQ), as Hafnium's `api_ffa_dir_msg_value` does.
+        NwAction::RunSp(call.to_regs())
     }
 
     // ---- secure partition -------------------------------------------------------------------
@@ -549,137 +581,107 @@ impl Spmc {
         mem: &mut dyn GuestMem,
         console: &mut dyn Write,
     ) -> SpAction {
-        let resume = |regs| SpAction::Resume { regs, ext: false };
-        let fid = w(r, 0);
         if self.sp_state == SpState::Aborted {
-            // Not reachable from a well-behaved runtime (an aborted SP is not run again).
-            return SpAction::Aborted { reply: None };
+            // Not reachable from the runtime, which never resumes an aborted SP.
+            return self.abort(AbortReason::FfaAbort(0));
         }
-        if fid == abi::VERSION && r[0] >> 32 == 0 {
-            return resume(self.version(Caller::Sp, r));
+        if let Some(w1) = Self::version_call(r) {
+            return resume(self.version(Caller::Sp, w1));
         }
         self.sp_ep.version_locked = true;
-        if r[0] >> 32 != 0 {
-            return resume(abi::error(FfaError::NotSupported));
+        if r[0] as u32 == FuncId::Error as u32 {
+            // Whatever its code, FFA_ERROR from an SP (at init: it could not start) ends it.
+            return self.abort(AbortReason::FfaError(r[2] as u32 as i32));
         }
-        if let Some(out) = self.common(Caller::Sp, r, mem) {
+        let call = match Call::from_regs(r) {
+            Ok(c) => c,
+            Err(e) => return resume(error(e.into())),
+        };
+        if let Some(out) = self.common(Caller::Sp, &call, mem) {
             return resume(out);
         }
-        match fid {
-            abi::CONSOLE_LOG_32 | abi::CONSOLE_LOG_64 => resume(self.console_log(r, console)),
-            abi::MSG_WAIT => {
-                if w(r, 1) != 0 || w(r, 2) & !1 != 0 {
-                    return resume(abi::error(FfaError::InvalidParameters));
-                }
-                match self.sp_state {
-                    SpState::Init => {
-                        self.sp_state = SpState::Waiting;
-                        SpAction::InitDone
-                    }
-                    _ => resume(abi::error(FfaError::Denied)),
-                }
+        match call {
+            Call::ConsoleLog { chars } => {
+                self.console_write(chars.as_bytes(), console);
+                resume(success(0))
             }
-            abi::DIRECT_RESP_32 | abi::DIRECT_RESP_64 | abi::DIRECT_RESP2 => self.direct_resp(r),
-            abi::DIRECT_REQ_32 | abi::DIRECT_REQ_64 | abi::DIRECT_REQ2 => {
-                // SP-to-SP only, and there is one SP: no valid destination.
-                resume(abi::error(FfaError::InvalidParameters))
+            Call::MsgWait { .. } => match self.sp_state {
+                SpState::Init => {
+                    self.sp_state = SpState::Waiting;
+                    SpAction::InitDone
+                }
+                _ => resume(error(FfaError::Denied)),
+            },
+            Call::MsgSendDirectResp { .. } | Call::MsgSendDirectResp2 { .. } => {
+                self.direct_resp(&call)
             }
-            abi::ABORT_32 | abi::ABORT_64 => self.abort(AbortReason::FfaAbort),
-            abi::ERROR => self.abort(AbortReason::FfaError(w(r, 2) as i32)),
-            _ => resume(abi::error(FfaError::NotSupported)),
+            // SP-to-SP only, and there is one SP: no valid destination.
+            Call::MsgSendDirectReq { .. } | Call::MsgSendDirectReq2 { .. } => {
+                resume(error(FfaError::InvalidParameters))
+            }
+            Call::Abort { code } => self.abort(AbortReason::FfaAbort(code)),
+            _ => resume(error(FfaError::NotSupported)),
         }
     }
 
-    fn direct_resp(&mut self, r: &Regs) -> SpAction {
-        let fid = w(r, 0);
-        let resume = |e| SpAction::Resume {
-            regs: abi::error(e),
-            ext: false,
-        };
+    fn direct_resp(&mut self, call: &Call) -> SpAction {
+        let fail = |e| resume(error(e));
         let SpState::Running { from, kind } = self.sp_state else {
-            return resume(FfaError::Denied);
+            if self.sp_state == SpState::Init {
+                return self.abort(AbortReason::ResponseDuringInit);
+            }
+            return fail(FfaError::Denied);
         };
-        let ids = w(r, 1);
-        if (ids >> 16) as u16 != self.sp_ep.id || ids as u16 != from {
-            return resume(FfaError::InvalidParameters);
+        let (src, dst, is2) = match *call {
+            Call::MsgSendDirectResp {
+                src_id,
+                dst_id,
+                args,
+            } => {
+                if matches!(
+                    args,
+                    DirectMsgArgs::Framework32 { .. } | DirectMsgArgs::Framework64 { .. }
+                ) {
+                    return fail(FfaError::InvalidParameters);
+                }
+                (src_id, dst_id, false)
+            }
+            Call::MsgSendDirectResp2 { src_id, dst_id, .. } => (src_id, dst_id, true),
+            _ => return fail(FfaError::NotSupported),
+        };
+        if src != self.sp_ep.id || dst != from {
+            return fail(FfaError::InvalidParameters);
         }
-        if (fid == abi::DIRECT_RESP2) != (kind == ReqKind::Req2) {
-            return resume(FfaError::Denied);
-        }
-        let mut out = *r;
-        match fid {
-            abi::DIRECT_RESP_32 => {
-                if w(r, 2) != 0 {
-                    return resume(FfaError::InvalidParameters);
-                }
-                for x in out.iter_mut() {
-                    *x &= 0xffff_ffff;
-                }
-                out[8..].fill(0);
-            }
-            abi::DIRECT_RESP_64 => {
-                if r[2] != 0 {
-                    return resume(FfaError::InvalidParameters);
-                }
-                out[8..].fill(0);
-            }
-            _ => {
-                out[2] = 0;
-                out[3] = 0;
-            }
+        if is2 != (kind == ReqKind::Direct2) {
+            return fail(FfaError::Denied);
         }
         self.sp_state = SpState::Waiting;
-        SpAction::ToNw(out)
+        SpAction::ToNw(call.to_regs())
     }
 
     /// Marks the SP aborted (FFA_ABORT, FFA_ERROR, or an exception the runtime took).
-    pub fn abort(&mut self, _reason: AbortReason) -> SpAction {
+    pub fn abort(&mut self, reason: AbortReason) -> SpAction {
         let was = self.sp_state;
         self.sp_state = SpState::Aborted;
         SpAction::Aborted {
-            reply: matches!(was, SpState::Running { .. }).then(|| abi::error(FfaError::Aborted)),
+            reason,
+            reply: matches!(was, SpState::Running { .. }).then(|| error(FfaError::Aborted)),
         }
     }
 
-    fn console_log(&mut self, r: &Regs, console: &mut dyn Write) -> Regs {
-        let fid = w(r, 0);
-        let count = w(r, 1) as usize;
-        let (regs, width) = if fid == abi::CONSOLE_LOG_32 {
-            (6, 4)
-        } else {
-            (16, 8)
-        };
-        if count == 0 || count > regs * width {
-            return abi::error(FfaError::InvalidParameters);
-        }
-        for i in 0..count {
-            let byte = (r[2 + i / width] >> (8 * (i % width))) as u8;
-            if byte == b'\n' || self.console_len == CONSOLE_LINE {
-                self.flush_console(console);
+    fn console_write(&mut self, bytes: &[u8], console: &mut dyn Write) {
+        for &b in bytes {
+            if b == b'\n' || self.console_len == CONSOLE_LINE {
+                let line = &self.console[..self.console_len];
+                let text = core::str::from_utf8(line).unwrap_or("<non-UTF-8 console line>");
+                let _ = writeln!(console, "[{:x} 0] {}", self.sp_ep.id, text);
+                self.console_len = 0;
             }
-            if byte != b'\n' {
-                self.console[self.console_len] = byte;
+            if b != b'\n' {
+                self.console[self.console_len] = b;
                 self.console_len += 1;
             }
         }
-        abi::success32(0)
-    }
-
-    fn flush_console(&mut self, console: &mut dyn Write) {
-        let line = &self.console[..self.console_len];
-        let text = core::str::from_utf8(line).unwrap_or("<non-UTF-8 console line>");
-        let _ = writeln!(console, "[{:x} 0] {}", self.sp_ep.id, text);
-        self.console_len = 0;
-    }
-}
-
-trait MapWith {
-    fn map_with(self, f: impl FnOnce(&mut Self)) -> Self;
-}
-impl MapWith for Regs {
-    fn map_with(mut self, f: impl FnOnce(&mut Self)) -> Self {
-        f(&mut self);
-        self
     }
 }
 
@@ -688,13 +690,15 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::manifest::{Region, SpManifest};
+    use FuncId as F;
     use std::string::String;
     use std::vec::Vec;
 
-    const UUID: Uuid = Uuid([0x1234_5678, 0x9abc_def0, 0x1122_3344, 0x5566_7788]);
-    const OTHER: Uuid = Uuid([1, 2, 3, 4]);
+    const CELLS: [u32; 4] = [0x1234_5678, 0x9abc_def0, 0x1122_3344, 0x5566_7788];
+    const UUID: Uuid = Uuid::from_cells(CELLS);
     const NW_TX: u64 = 0x4010_0000;
     const NW_RX: u64 = 0x4010_1000;
+    const SUCCESS32: u64 = F::Success32 as u64;
 
     struct Mem {
         base: u64,
@@ -726,10 +730,12 @@ mod tests {
         }
     }
 
-    fn manifest(messaging: u32) -> SpManifest {
+    fn manifest(messaging: u32, uuids: &[Uuid]) -> SpManifest {
+        let mut u = [Uuid::NIL; manifest::MAX_UUIDS];
+        u[..uuids.len()].copy_from_slice(uuids);
         SpManifest {
-            uuids: [UUID, Uuid::NIL, Uuid::NIL, Uuid::NIL],
-            uuid_count: 1,
+            uuids: u,
+            uuid_count: uuids.len(),
             id: Some(0x8001),
             ffa_version: 0x10002,
             exec_ctx_count: 1,
@@ -748,10 +754,10 @@ mod tests {
         }
     }
 
-    fn spmc(messaging: u32) -> Spmc {
+    fn spmc_with(messaging: u32, uuids: &[Uuid]) -> Spmc {
         let mut s = Spmc::new(Some(SpInfo {
             id: 0x8001,
-            manifest: manifest(messaging),
+            manifest: manifest(messaging, uuids),
             pkg_base: 0x0e30_0000,
             pkg_size: 0x10_0000,
         }));
@@ -759,9 +765,13 @@ mod tests {
         s
     }
 
-    fn call(fid: u32, args: &[u64]) -> Regs {
+    fn spmc(messaging: u32) -> Spmc {
+        spmc_with(messaging, &[UUID])
+    }
+
+    fn call(fid: FuncId, args: &[u64]) -> Regs {
         let mut r = [0u64; 18];
-        r[0] = u64::from(fid);
+        r[0] = u64::from(fid as u32);
         r[1..=args.len()].copy_from_slice(args);
         r
     }
@@ -777,94 +787,103 @@ mod tests {
         s.sp_call(&r, &mut mem(), &mut String::new())
     }
 
+    fn sp_reply(s: &mut Spmc, r: Regs) -> Regs {
+        match sp(s, r) {
+            SpAction::Resume { regs, .. } => regs,
+            other => panic!("expected the SP to be resumed, got {other:?}"),
+        }
+    }
+
+    /// The FF-A error code of an FFA_ERROR reply.
     fn err(r: &Regs) -> Option<i32> {
-        abi::error_code(r)
+        (r[0] as u32 == F::Error as u32).then_some(r[2] as u32 as i32)
+    }
+
+    #[test]
+    fn ffa_range() {
+        assert!(is_ffa_fid(F::Version as u32));
+        assert!(is_ffa_fid(F::MsgSendDirectReq2 as u32));
+        assert!(is_ffa_fid(0x8400_00FF));
+        assert!(!is_ffa_fid(0x8400_0008), "PSCI SYSTEM_OFF");
+        assert!(!is_ffa_fid(0xC200_FF00), "testbed exit");
+        assert!(!is_ffa_fid(0x8400_0100));
+        assert!(!is_ffa_fid(0x8500_0063));
     }
 
     #[test]
     fn version_negotiation_and_lock() {
         let mut s = spmc(0x203);
-        assert_eq!(nw(&mut s, call(abi::VERSION, &[0x10001]))[0], 0x10002);
-        assert_eq!(s.nw_ep.version, 0x10001);
+        assert_eq!(nw(&mut s, call(F::Version, &[0x10001]))[0], 0x10002);
+        assert_eq!(s.nw_ep.version, Version::V1_1);
         // Still renegotiable before any other call.
-        assert_eq!(nw(&mut s, call(abi::VERSION, &[0x10002]))[0], 0x10002);
+        assert_eq!(nw(&mut s, call(F::Version, &[0x10002]))[0], 0x10002);
+        for bad in [0x2_0000, 0x1_0003, 0x8001_0002] {
+            assert_eq!(
+                nw(&mut s, call(F::Version, &[bad]))[0] as u32 as i32,
+                -1,
+                "{bad:#x}"
+            );
+        }
+        nw(&mut s, call(F::IdGet, &[]));
+        assert_eq!(nw(&mut s, call(F::Version, &[0x10002]))[0], 0x10002);
         assert_eq!(
-            nw(&mut s, call(abi::VERSION, &[0x2_0000]))[0] as u32 as i32,
-            -1
-        );
-        assert_eq!(
-            nw(&mut s, call(abi::VERSION, &[0x1_0003]))[0] as u32 as i32,
-            -1
-        );
-        assert_eq!(
-            nw(&mut s, call(abi::VERSION, &[0x8001_0002]))[0] as u32 as i32,
-            -1
-        );
-        nw(&mut s, call(abi::ID_GET, &[]));
-        assert_eq!(nw(&mut s, call(abi::VERSION, &[0x10002]))[0], 0x10002);
-        assert_eq!(
-            nw(&mut s, call(abi::VERSION, &[0x10001]))[0] as u32 as i32,
+            nw(&mut s, call(F::Version, &[0x10001]))[0] as u32 as i32,
             -1,
             "locked after ID_GET"
         );
         // The SP's lock is its own.
-        let SpAction::Resume { regs, .. } = sp(&mut s, call(abi::VERSION, &[0x10001])) else {
-            panic!()
-        };
-        assert_eq!(regs[0], 0x10002);
+        assert_eq!(sp_reply(&mut s, call(F::Version, &[0x10001]))[0], 0x10002);
     }
 
     #[test]
     fn ids_and_features() {
         let mut s = spmc(0x203);
-        let id = nw(&mut s, call(abi::ID_GET, &[]));
-        assert_eq!((id[0] as u32, id[2]), (abi::SUCCESS_32, 0));
-        let SpAction::Resume { regs, .. } = sp(&mut s, call(abi::ID_GET, &[])) else {
-            panic!()
-        };
-        assert_eq!(regs[2], 0x8001);
-        let SpAction::Resume { regs, .. } = sp(&mut s, call(abi::SPM_ID_GET, &[])) else {
-            panic!()
-        };
-        assert_eq!(regs[2], 0x8000);
-        let f = |s: &mut Spmc, c: Caller, id: u32, input: u64| {
-            let r = call(abi::FEATURES, &[u64::from(id), input]);
+        let id = nw(&mut s, call(F::IdGet, &[]));
+        assert_eq!((id[0], id[2]), (SUCCESS32, 0));
+        assert_eq!(sp_reply(&mut s, call(F::IdGet, &[]))[2], 0x8001);
+        assert_eq!(sp_reply(&mut s, call(F::SpmIdGet, &[]))[2], 0x8000);
+        assert_eq!(err(&nw(&mut s, call(F::IdGet, &[1]))), Some(-2), "w1 MBZ");
+        let feat = |s: &mut Spmc, c: Caller, id: u32, input: u64| {
+            let r = call(F::Features, &[u64::from(id), input]);
             match c {
                 Caller::Nw => nw(s, r),
-                Caller::Sp => match sp(s, r) {
-                    SpAction::Resume { regs, .. } => regs,
-                    other => panic!("{other:?}"),
-                },
+                Caller::Sp => sp_reply(s, r),
             }
         };
+        let req32 = F::MsgSendDirectReq32 as u32;
+        assert_eq!(feat(&mut s, Caller::Nw, req32, 0)[0], SUCCESS32);
+        assert_eq!(err(&feat(&mut s, Caller::Sp, req32, 0)), Some(-1));
         assert_eq!(
-            f(&mut s, Caller::Nw, abi::DIRECT_REQ_32, 0)[0] as u32,
-            abi::SUCCESS_32
-        );
-        assert_eq!(err(&f(&mut s, Caller::Nw, abi::MSG_WAIT, 0)), Some(-1));
-        assert_eq!(
-            f(&mut s, Caller::Sp, abi::MSG_WAIT, 0)[0] as u32,
-            abi::SUCCESS_32
-        );
-        assert_eq!(
-            err(&f(&mut s, Caller::Sp, abi::MEM_RETRIEVE_REQ_32, 0)),
+            err(&feat(&mut s, Caller::Nw, F::MsgWait as u32, 0)),
             Some(-1)
         );
-        let ok = f(&mut s, Caller::Sp, abi::MEM_RETRIEVE_REQ_32, 0b10);
-        assert_eq!((ok[0] as u32, ok[2]), (abi::SUCCESS_32, 0b111));
+        assert_eq!(feat(&mut s, Caller::Sp, F::MsgWait as u32, 0)[0], SUCCESS32);
+        let retrieve = F::MemRetrieveReq64 as u32;
         assert_eq!(
-            err(&f(&mut s, Caller::Nw, 0x1, 0)),
+            err(&feat(&mut s, Caller::Sp, retrieve, 0)),
+            Some(-1),
+            "bit 1 rule"
+        );
+        let ok = feat(&mut s, Caller::Sp, retrieve, 0b10);
+        assert_eq!((ok[0], ok[2]), (SUCCESS32, 0b111));
+        assert_eq!(err(&feat(&mut s, Caller::Nw, retrieve, 0b10)), Some(-1));
+        assert_eq!(
+            err(&feat(&mut s, Caller::Nw, 0x1, 0)),
             Some(-1),
             "feature ID NPI"
         );
-        assert_eq!(err(&f(&mut s, Caller::Nw, 0x8400_00FE, 0)), Some(-1));
-        assert_eq!(f(&mut s, Caller::Nw, abi::RXTX_MAP_64, 0)[2], 1 << 16);
+        assert_eq!(err(&feat(&mut s, Caller::Nw, 0x8400_00FE, 0)), Some(-1));
+        assert_eq!(
+            err(&feat(&mut s, Caller::Nw, F::RxTxMap32 as u32, 0)),
+            Some(-1)
+        );
+        assert_eq!(feat(&mut s, Caller::Nw, F::RxTxMap64 as u32, 0)[2], 1 << 16);
     }
 
     #[test]
     fn rxtx_map_checks() {
         let mut s = spmc(0x203);
-        let map = |tx, rx, n| call(abi::RXTX_MAP_64, &[tx, rx, n]);
+        let map = |tx, rx, n| call(F::RxTxMap64, &[tx, rx, n]);
         assert_eq!(
             err(&nw(&mut s, map(NW_TX, NW_RX, 2))),
             Some(-2),
@@ -882,60 +901,60 @@ mod tests {
             Some(-2),
             "MBZ"
         );
-        assert_eq!(nw(&mut s, map(NW_TX, NW_RX, 1))[0] as u32, abi::SUCCESS_32);
+        let map32 = call(F::RxTxMap32, &[NW_TX, NW_RX, 1]);
+        assert_eq!(
+            err(&nw(&mut s, map32)),
+            Some(-1),
+            "Hafnium: RXTX_MAP_64 only"
+        );
+        assert_eq!(nw(&mut s, map(NW_TX, NW_RX, 1))[0], SUCCESS32);
         assert_eq!(
             err(&nw(&mut s, map(NW_TX, NW_RX, 1))),
             Some(-6),
             "mapped twice"
         );
-        assert_eq!(err(&nw(&mut s, call(abi::RXTX_UNMAP, &[1]))), Some(-2));
+        assert_eq!(err(&nw(&mut s, call(F::RxTxUnmap, &[1]))), Some(-2), "MBZ");
         assert_eq!(
-            nw(&mut s, call(abi::RXTX_UNMAP, &[0]))[0] as u32,
-            abi::SUCCESS_32
+            err(&nw(&mut s, call(F::RxTxUnmap, &[5 << 16]))),
+            Some(-2),
+            "not mine"
         );
-        assert_eq!(err(&nw(&mut s, call(abi::RXTX_UNMAP, &[0]))), Some(-2));
+        assert_eq!(nw(&mut s, call(F::RxTxUnmap, &[0]))[0], SUCCESS32);
+        assert_eq!(err(&nw(&mut s, call(F::RxTxUnmap, &[0]))), Some(-2));
         // The SP's buffers must be its own secure memory.
-        let SpAction::Resume { regs, .. } = sp(&mut s, map(NW_TX, NW_RX, 1)) else {
-            panic!()
-        };
-        assert_eq!(err(&regs), Some(-2));
-        let SpAction::Resume { regs, .. } = sp(&mut s, map(0x0e3f_0000, 0x0e3f_1000, 1)) else {
-            panic!()
-        };
-        assert_eq!(regs[0] as u32, abi::SUCCESS_32);
+        assert_eq!(err(&sp_reply(&mut s, map(NW_TX, NW_RX, 1))), Some(-2));
+        let ok = sp_reply(&mut s, map(0x0e3f_0000, 0x0e3f_1000, 1));
+        assert_eq!(ok[0], SUCCESS32);
     }
 
     #[test]
     fn partition_info_get_by_uuid_nil_and_count() {
         let mut s = spmc(0x203);
-        let (lo, hi) = UUID.to_u64_pair();
         let by = |u: Uuid, flags: u64| {
-            let w = u.0.map(u64::from);
-            call(abi::PARTITION_INFO_GET, &[w[0], w[1], w[2], w[3], flags])
+            let w = u.to_cells().map(u64::from);
+            call(F::PartitionInfoGet, &[w[0], w[1], w[2], w[3], flags])
         };
         assert_eq!(err(&nw(&mut s, by(UUID, 0))), Some(-4), "no RX buffer yet");
         let count = nw(&mut s, by(Uuid::NIL, 1));
-        assert_eq!((count[0] as u32, count[2]), (abi::SUCCESS_32, 1));
-        assert_eq!(err(&nw(&mut s, by(OTHER, 1))), Some(-2));
+        assert_eq!((count[0], count[2]), (SUCCESS32, 1));
+        assert_eq!(
+            err(&nw(&mut s, by(Uuid::from_cells([1, 2, 3, 4]), 1))),
+            Some(-2)
+        );
         assert_eq!(err(&nw(&mut s, by(UUID, 2))), Some(-2), "flags MBZ");
-        nw(&mut s, call(abi::RXTX_MAP_64, &[NW_TX, NW_RX, 1]));
+        nw(&mut s, call(F::RxTxMap64, &[NW_TX, NW_RX, 1]));
         let mut m = mem();
         let NwAction::Reply(r) = s.nw_call(&by(Uuid::NIL, 0), &mut m) else {
             panic!()
         };
-        assert_eq!((r[0] as u32, r[2], r[3]), (abi::SUCCESS_32, 1, 24));
-        let d = &m.bytes[0x1000..0x1000 + 24];
-        assert_eq!(u16::from_le_bytes([d[0], d[1]]), 0x8001);
-        assert_eq!(u16::from_le_bytes([d[2], d[3]]), 1);
-        let props = u32::from_le_bytes(d[4..8].try_into().unwrap());
-        assert_eq!(props, 0x203 | PROP_AARCH64);
-        assert_eq!(&d[8..24], &UUID.to_bytes(), "nil query reports the UUID");
+        assert_eq!((r[0], r[2], r[3]), (SUCCESS32, 1, 24));
+        let d = PartitionInfo::from_bytes(m.bytes[0x1000..0x1018].try_into().unwrap());
+        assert_eq!((d.id, d.exec_ctx_count), (0x8001, 1));
+        assert_eq!(d.properties.0, 0x203 | Props::AARCH64);
+        assert_eq!(d.uuid, UUID, "a nil query reports the UUID");
         assert_eq!(err(&nw(&mut s, by(UUID, 0))), Some(-4), "RX still full");
-        assert_eq!(
-            nw(&mut s, call(abi::RX_RELEASE, &[]))[0] as u32,
-            abi::SUCCESS_32
-        );
-        assert_eq!(err(&nw(&mut s, call(abi::RX_RELEASE, &[]))), Some(-6));
+        assert_eq!(nw(&mut s, call(F::RxRelease, &[]))[0], SUCCESS32);
+        assert_eq!(err(&nw(&mut s, call(F::RxRelease, &[]))), Some(-6));
         let mut m = mem();
         let NwAction::Reply(r) = s.nw_call(&by(UUID, 0), &mut m) else {
             panic!()
@@ -946,134 +965,157 @@ mod tests {
             &[0u8; 16],
             "UUID MBZ for a UUID query"
         );
-        // _REGS form.
-        let r = nw(&mut s, call(abi::PARTITION_INFO_GET_REGS, &[lo, hi, 0]));
-        assert_eq!(r[0] as u32, abi::SUCCESS_64);
+    }
+
+    #[test]
+    fn partition_info_versions_and_uuids() {
+        let other = Uuid::from_cells([1, 2, 3, 4]);
+        let mut s = spmc_with(0x203, &[UUID, other]);
+        nw(&mut s, call(F::Version, &[0x10000]));
+        nw(&mut s, call(F::RxTxMap64, &[NW_TX, NW_RX, 1]));
+        let mut m = mem();
+        let NwAction::Reply(r) = s.nw_call(&call(F::PartitionInfoGet, &[0, 0, 0, 0, 0]), &mut m)
+        else {
+            panic!()
+        };
+        assert_eq!((r[2], r[3]), (1, 8), "v1.0: one 8-byte entry per partition");
+        assert_eq!(&m.bytes[0x1000..0x1002], &[0x01, 0x80]);
+        let mut s = spmc_with(0x203, &[UUID, other]);
+        let count = nw(&mut s, call(F::PartitionInfoGet, &[0, 0, 0, 0, 1]));
+        assert_eq!(count[2], 2, "v1.2: one entry per UUID");
+        let (lo, hi) = other.to_u64_pair();
+        let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[lo, hi, 0]));
+        assert_eq!(r[0], F::Success64 as u64);
         assert_eq!(r[2] & 0xffff, 0, "last index");
-        assert_eq!(r[2] >> 48, 24);
+        assert_eq!(r[2] >> 48, 24, "descriptor size");
         assert_eq!(r[3] & 0xffff, 0x8001);
-        assert_eq!(
-            err(&nw(
-                &mut s,
-                call(abi::PARTITION_INFO_GET_REGS, &[lo, hi, 1])
-            )),
-            Some(-2),
-            "start index past the end"
-        );
+        assert_eq!((r[4], r[5]), (0, 0), "UUID only for a nil query");
+        let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[0, 0, 1]));
+        assert_eq!((r[2] & 0xffff, (r[2] >> 16) & 0xffff), (1, 1));
+        assert_eq!((r[4], r[5]), (lo, hi));
+        let past = call(F::PartitionInfoGetRegs, &[0, 0, 2]);
+        assert_eq!(err(&nw(&mut s, past)), Some(-2), "start index past the end");
+        let tag = call(F::PartitionInfoGetRegs, &[0, 0, 1 << 16]);
+        assert_eq!(err(&nw(&mut s, tag)), Some(-7), "tags: RETRY");
     }
 
     #[test]
     fn direct_request_round_trip_and_errors() {
         let mut s = spmc(0x203);
-        let req = call(abi::DIRECT_REQ_32, &[0x8001, 0, 0x1_0000_0007, 8]);
+        let req = call(F::MsgSendDirectReq32, &[0x8001, 0, 0x1_0000_0007, 8]);
         let NwAction::RunSp(to_sp) = s.nw_call(&req, &mut mem()) else {
             panic!()
         };
-        assert_eq!(to_sp[3], 7, "32-bit call: upper halves dropped");
         assert_eq!(
-            nw(&mut s, call(abi::DIRECT_REQ_32, &[0x8001])),
-            abi::error(FfaError::Busy)
+            (to_sp[1], to_sp[3], to_sp[4]),
+            (0x8001, 7, 8),
+            "SMC32: w registers"
         );
-        // Wrong receiver in the response, then the right one.
-        let SpAction::Resume { regs, .. } =
-            sp(&mut s, call(abi::DIRECT_RESP_32, &[0x8001_0005, 0, 8]))
-        else {
-            panic!()
-        };
-        assert_eq!(err(&regs), Some(-2));
-        let SpAction::Resume { regs, .. } = sp(&mut s, call(abi::DIRECT_RESP2, &[0x8001_0000]))
-        else {
-            panic!()
-        };
-        assert_eq!(err(&regs), Some(-6), "RESP2 for a REQ");
-        let SpAction::ToNw(resp) = sp(&mut s, call(abi::DIRECT_RESP_32, &[0x8001_0000, 0, 8]))
-        else {
+        let again = call(F::MsgSendDirectReq32, &[0x8001]);
+        assert_eq!(err(&nw(&mut s, again)), Some(-4), "SP busy");
+        let resp = |ids: u64, fid| call(fid, &[ids, 0, 8]);
+        let wrong_dst = resp(0x8001_0005, F::MsgSendDirectResp32);
+        assert_eq!(err(&sp_reply(&mut s, wrong_dst)), Some(-2));
+        let resp2 = call(F::MsgSendDirectResp2, &[0x8001_0000, 0, 0, 8]);
+        assert_eq!(err(&sp_reply(&mut s, resp2)), Some(-6), "RESP2 for a REQ");
+        let SpAction::ToNw(out) = sp(&mut s, resp(0x8001_0000, F::MsgSendDirectResp32)) else {
             panic!()
         };
         assert_eq!(
-            (resp[0] as u32, resp[1], resp[3]),
-            (abi::DIRECT_RESP_32, 0x8001_0000, 8)
+            (out[0], out[1], out[3]),
+            (F::MsgSendDirectResp32 as u64, 0x8001_0000, 8)
         );
         assert_eq!(s.sp_state, SpState::Waiting);
-        let SpAction::Resume { regs, .. } = sp(&mut s, call(abi::DIRECT_RESP_32, &[0x8001_0000]))
-        else {
-            panic!()
-        };
-        assert_eq!(err(&regs), Some(-6), "no request pending");
+        let late = resp(0x8001_0000, F::MsgSendDirectResp32);
+        assert_eq!(err(&sp_reply(&mut s, late)), Some(-6), "no request pending");
         for (r, e) in [
-            (call(abi::DIRECT_REQ_32, &[0x8002]), -2),
-            (call(abi::DIRECT_REQ_32, &[0x0005_8001]), -2),
-            (call(abi::DIRECT_REQ_64, &[0x8001, 1]), -2),
-            (call(abi::DIRECT_REQ2, &[0x8001, 5, 6]), -2),
-            (call(abi::MSG_WAIT, &[]), -1),
-            (call(abi::YIELD, &[]), -1),
-            (call(abi::MEM_RETRIEVE_REQ_32, &[]), -1),
+            (call(F::MsgSendDirectReq32, &[0x8002, 0, 1]), -2),
+            (call(F::MsgSendDirectReq32, &[0x0005_8001]), -2),
+            (call(F::MsgSendDirectReq64, &[0x8001, 1]), -2),
+            (call(F::MsgSendDirectReq64, &[0x8001, 1 << 31 | 1]), -2),
+            (call(F::MsgSendDirectReq2, &[0x8001, 5, 6]), -2),
+            (call(F::MsgWait, &[]), -1),
+            (call(F::Yield, &[]), -1),
+            (call(F::MemShare64, &[]), -1),
+            (call(F::MemRetrieveReq32, &[]), -1),
         ] {
             assert_eq!(err(&nw(&mut s, r)), Some(e), "{r:x?}");
         }
+        let mut unknown = [0u64; 18];
+        unknown[0] = 0x8400_00F0;
+        assert_eq!(err(&nw(&mut s, unknown)), Some(-1));
     }
 
     #[test]
     fn req2_uuid_and_messaging_method() {
         let (lo, hi) = UUID.to_u64_pair();
         let mut s = spmc(0x003);
-        assert_eq!(
-            err(&nw(&mut s, call(abi::DIRECT_REQ2, &[0x8001, lo, hi]))),
-            Some(-6),
-            "no bit 9"
-        );
+        let req2 = call(F::MsgSendDirectReq2, &[0x8001, lo, hi]);
+        assert_eq!(err(&nw(&mut s, req2)), Some(-6), "no bit 9: DENIED");
         let mut s = spmc(0x200);
-        assert_eq!(
-            err(&nw(&mut s, call(abi::DIRECT_REQ_64, &[0x8001]))),
-            Some(-6),
-            "no bit 0"
-        );
-        let mut req = call(abi::DIRECT_REQ2, &[0x8001, lo, hi, 4]);
+        let req = call(F::MsgSendDirectReq64, &[0x8001]);
+        assert_eq!(err(&nw(&mut s, req)), Some(-6), "no bit 0: DENIED");
+        let mut req = call(F::MsgSendDirectReq2, &[0x8001, lo, hi, 4]);
         req[17] = 17;
         let NwAction::RunSp(to_sp) = s.nw_call(&req, &mut mem()) else {
             panic!()
         };
-        assert_eq!(to_sp[17], 17, "x4-x17 payload delivered");
-        let mut resp = call(abi::DIRECT_RESP2, &[0x8001_0000, 9, 9, 40]);
+        assert_eq!((to_sp[2], to_sp[17]), (lo, 17), "UUID and x4-x17 delivered");
+        let mut resp = call(F::MsgSendDirectResp2, &[0x8001_0000, 0, 0, 40]);
         resp[17] = 170;
         let SpAction::ToNw(out) = sp(&mut s, resp) else {
             panic!()
         };
-        assert_eq!((out[2], out[3], out[4], out[17]), (0, 0, 40, 170));
+        assert_eq!((out[4], out[17]), (40, 170));
+        let bad = call(F::MsgSendDirectResp2, &[0x8001_0000, 1]);
+        s.sp_state = SpState::Running {
+            from: 0,
+            kind: ReqKind::Direct2,
+        };
+        assert_eq!(err(&sp_reply(&mut s, bad)), Some(-2), "RESP2 x2 MBZ");
+        s.sp_state = SpState::Waiting;
         // Nil UUID matches any of the SP's UUIDs (Hafnium `ffa_uuid_find`).
-        assert!(matches!(
-            s.nw_call(&call(abi::DIRECT_REQ2, &[0x8001, 0, 0]), &mut mem()),
-            NwAction::RunSp(_)
-        ));
+        let nil = call(F::MsgSendDirectReq2, &[0x8001, 0, 0]);
+        assert!(matches!(s.nw_call(&nil, &mut mem()), NwAction::RunSp(_)));
     }
 
     #[test]
     fn abort_answers_pending_and_later_requests() {
         let mut s = spmc(0x203);
-        let NwAction::RunSp(_) = s.nw_call(&call(abi::DIRECT_REQ_64, &[0x8001]), &mut mem()) else {
-            panic!()
-        };
-        let a = s.abort(AbortReason::Exception {
+        let req = call(F::MsgSendDirectReq64, &[0x8001]);
+        assert!(matches!(s.nw_call(&req, &mut mem()), NwAction::RunSp(_)));
+        let reason = AbortReason::Exception {
             esr: 0x9600_0000,
             far: 0,
             elr: 0,
-        });
+        };
         assert_eq!(
-            a,
+            s.abort(reason),
             SpAction::Aborted {
-                reply: Some(abi::error(FfaError::Aborted))
+                reason,
+                reply: Some(error(FfaError::Aborted))
             }
         );
-        assert_eq!(
-            err(&nw(&mut s, call(abi::DIRECT_REQ_64, &[0x8001]))),
-            Some(-8)
-        );
-        // At init, FFA_ERROR aborts with no one to answer.
+        assert_eq!(err(&nw(&mut s, req)), Some(-8));
+        // At init, FFA_ERROR aborts with no one to answer, whatever its code.
         let mut s = spmc(0x203);
         s.sp_state = SpState::Init;
         assert_eq!(
-            sp(&mut s, call(abi::ERROR, &[0, 0xffff_fffe])),
-            SpAction::Aborted { reply: None }
+            sp(&mut s, call(F::Error, &[0, 0xffff_ff00])),
+            SpAction::Aborted {
+                reason: AbortReason::FfaError(-256),
+                reply: None
+            }
+        );
+        // FFA_ABORT while handling a request answers the requester.
+        let mut s = spmc(0x203);
+        assert!(matches!(s.nw_call(&req, &mut mem()), NwAction::RunSp(_)));
+        assert_eq!(
+            sp(&mut s, call(F::Abort32, &[0, 7])),
+            SpAction::Aborted {
+                reason: AbortReason::FfaAbort(7),
+                reply: Some(error(FfaError::Aborted))
+            }
         );
     }
 
@@ -1083,30 +1125,19 @@ mod tests {
         s.sp_state = SpState::Init;
         let mut out = String::new();
         let mut log = |s: &mut Spmc, text: &[u8]| {
-            let mut r = call(abi::CONSOLE_LOG_64, &[text.len() as u64]);
-            for (i, b) in text.iter().enumerate() {
-                r[2 + i / 8] |= u64::from(*b) << (8 * (i % 8));
-            }
-            s.sp_call(&r, &mut mem(), &mut out)
+            let c = Call::ConsoleLog {
+                chars: ffa::ConsoleLogChars::new64(text).unwrap(),
+            };
+            s.sp_call(&c.to_regs(), &mut mem(), &mut out)
         };
         log(&mut s, b"hello ");
         log(&mut s, b"world\nsecond");
-        assert_eq!(
-            sp(&mut s, call(abi::CONSOLE_LOG_32, &[25])),
-            SpAction::Resume {
-                regs: abi::error(FfaError::InvalidParameters),
-                ext: false
-            }
-        );
+        let too_long = call(F::ConsoleLog32, &[25]);
+        assert_eq!(err(&sp_reply(&mut s, too_long)), Some(-2));
         assert_eq!(out, "[8001 0] hello world\n");
-        assert_eq!(
-            sp(&mut s, call(abi::MSG_WAIT, &[0, 2])),
-            SpAction::Resume {
-                regs: abi::error(FfaError::InvalidParameters),
-                ext: false
-            }
-        );
-        assert_eq!(sp(&mut s, call(abi::MSG_WAIT, &[])), SpAction::InitDone);
+        let flags = call(F::MsgWait, &[0, 2]);
+        assert_eq!(err(&sp_reply(&mut s, flags)), Some(-2), "flags MBZ");
+        assert_eq!(sp(&mut s, call(F::MsgWait, &[])), SpAction::InitDone);
         assert_eq!(s.sp_state, SpState::Waiting);
     }
 }

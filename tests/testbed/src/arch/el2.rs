@@ -5,12 +5,13 @@ use testbed_layout::{control, flash, secure_ram, spkg, virt};
 
 use super::asm;
 use super::{Ctx, Global, exit, reg};
-use crate::ffa_abi::{self as abi, Regs};
+use ffa::boot_info::{self, BootInfoDesc};
+use ffa::{FuncId, Regs, Version};
+
 use crate::log;
 use crate::manifest::{self, ATTR_NS, SpManifest};
-use crate::spmc::{AbortReason, GuestMem, NwAction, SpAction, SpInfo, SpState, Spmc};
+use crate::spmc::{self, AbortReason, GuestMem, NwAction, SpAction, SpInfo, SpState, Spmc};
 use crate::stage2::{self, Attrs, MapError, Stage2, Table};
-use crate::{bootinfo, spmc};
 
 /// The SP's package is given this much memory (Hafnium's default `mem_size`).
 const PKG_MEM: u64 = 0x10_0000;
@@ -139,8 +140,8 @@ fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
     let pm = &pkg[h.pm_offset as usize..(h.pm_offset + h.pm_size) as usize];
     let m = manifest::parse(pm).map_err(LoadError::Manifest)?;
     check_placement(&m)?;
-    let id = m.id.unwrap_or(abi::FIRST_SP_ID);
-    if id != abi::FIRST_SP_ID {
+    let id = m.id.unwrap_or(spmc::FIRST_SP_ID);
+    if id != spmc::FIRST_SP_ID {
         return Err(LoadError::Placement("partition id", u64::from(id)));
     }
 
@@ -178,15 +179,17 @@ fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
     }
     let mut entry = [0u64; 18];
     if m.boot_info_manifest {
-        let blob = bootinfo::build(
-            m.ffa_version,
-            m.load_address + u64::from(h.pm_offset),
-            h.pm_offset,
-            h.pm_size,
-        );
+        // One descriptor, the manifest FDT; the header's blob size spans up to the end of the
+        // manifest, as Hafnium writes it (platform-facts.md sec. 4.4).
+        let mut blob = [0u8; boot_info::HEADER_SIZE + boot_info::DESC_SIZE];
+        let desc = BootInfoDesc::manifest_fdt(m.load_address + u64::from(h.pm_offset), h.pm_size);
+        let version = Version::from_u32(m.ffa_version)
+            .map_err(|_| LoadError::Placement("ffa-version", u64::from(m.ffa_version)))?;
+        let len = boot_info::build(&mut blob, version, &[desc], Some(h.pm_offset + h.pm_size))
+            .map_err(|_| LoadError::Placement("boot info", 0))?;
         // The blob overwrites the package header, as Hafnium does; it ends before pm_offset.
         // SAFETY: inside the package memory checked above.
-        unsafe { super::write_phys(m.load_address, &blob) };
+        unsafe { super::write_phys(m.load_address, &blob[..len]) };
         if let Some(gp) = m.gp_register_num {
             entry[gp as usize] = m.load_address;
         }
@@ -256,9 +259,14 @@ fn fail_reason(ec: u64) -> &'static str {
 
 fn report_abort(id: u16, reason: AbortReason) {
     match reason {
-        AbortReason::FfaAbort => log!("testbed: SP {id:x} failed: FFA_ABORT"),
+        AbortReason::FfaAbort(code) => {
+            log!("testbed: SP {id:x} failed: FFA_ABORT (code {code:#x})")
+        }
         AbortReason::FfaError(code) => {
             log!("testbed: SP {id:x} failed: FFA_ERROR({code}) from the SP")
+        }
+        AbortReason::ResponseDuringInit => {
+            log!("testbed: SP {id:x} failed: direct response during initialisation")
         }
         AbortReason::Exception { esr, far, elr } => log!(
             "testbed: SP {id:x} failed: {} (ESR={esr:#x} FAR={far:#x} ELR={elr:#x})",
@@ -292,8 +300,9 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, first_wait: &mut Option<u64>) -> Ran 
                 elr: vcpu.elr,
             };
             report_abort(id, reason);
-            let SpAction::Aborted { reply } = spmc.abort(reason) else {
-                unreachable!("abort always yields Aborted")
+            let reply = match spmc.abort(reason) {
+                SpAction::Aborted { reply, .. } => reply,
+                _ => None,
             };
             return Ran::Aborted(reply);
         }
@@ -309,12 +318,7 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, first_wait: &mut Option<u64>) -> Ran 
                 return Ran::InitDone;
             }
             SpAction::ToNw(r) => return Ran::ToNw(r),
-            SpAction::Aborted { reply } => {
-                let reason = if args[0] as u32 == abi::ERROR {
-                    AbortReason::FfaError(args[2] as u32 as i32)
-                } else {
-                    AbortReason::FfaAbort
-                };
+            SpAction::Aborted { reason, reply } => {
                 report_abort(id, reason);
                 return Ran::Aborted(reply);
             }
@@ -368,11 +372,8 @@ extern "C" fn spmc_main() -> ! {
                     );
                 }
                 Ran::ToNw(_) | Ran::Aborted(_) => {
-                    if s.sp_state != SpState::Aborted {
-                        // A direct response during init has no requester.
-                        report_abort(info.id, AbortReason::FfaAbort);
-                        s.sp_state = SpState::Aborted;
-                    }
+                    // The SP failed during init (reported); requests get ABORTED.
+                    debug_assert_eq!(s.sp_state, SpState::Aborted);
                 }
             }
             s
@@ -385,7 +386,7 @@ extern "C" fn spmc_main() -> ! {
 
     // Initialisation done: FFA_MSG_WAIT to the SPMD; the normal world's calls come back.
     let mut ready = [0u64; 18];
-    ready[0] = u64::from(abi::MSG_WAIT);
+    ready[0] = u64::from(FuncId::MsgWait as u32);
     let mut req = smc_to_nw(&ready);
     let mut first_wait = None;
     loop {

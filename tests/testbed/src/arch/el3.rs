@@ -6,8 +6,8 @@ use testbed_layout::{control, flash, ns_ram};
 
 use super::asm::{self, Sys};
 use super::{Ctx, Global, exit, reg};
-use crate::ffa_abi;
 use crate::log;
+use crate::spmc::is_ffa_fid;
 
 const SECURE: usize = 0;
 const NS: usize = 1;
@@ -86,7 +86,8 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
             exit(control::EXIT_TESTBED_ERROR);
         }
         if cur == NS {
-            let fid = c.x[0];
+            // SMCCC: the function ID is w0.
+            let fid = c.x[0] & 0xffff_ffff;
             match fid {
                 f if f == u64::from(control::PSCI_SYSTEM_OFF) => {
                     log!("testbed: PSCI SYSTEM_OFF from the normal world");
@@ -96,7 +97,7 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
                     log!("testbed: normal world exits with status {}", c.x[1]);
                     exit(c.x[1])
                 }
-                f if ffa_abi::is_ffa(f) => {
+                f if is_ffa_fid(f as u32) => {
                     let args = c.regs18();
                     ctx[SECURE].x[..18].copy_from_slice(&args);
                     cur = SECURE;

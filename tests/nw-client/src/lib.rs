@@ -26,4 +26,10 @@ pub trait Env {
     /// reply registers and v0-v31 as they were after the call; `None` where the build cannot
     /// load vector registers around the call (host fakes).
     fn call_with_simd(&mut self, regs: Regs, pattern: &[u8; 512]) -> Option<(Regs, [u8; 512])>;
+
+    /// A monotonic counter and its frequency in Hz (the generic timer), for information lines
+    /// only; `None` where there is none.
+    fn counter(&self) -> Option<(u64, u64)> {
+        None
+    }
 }

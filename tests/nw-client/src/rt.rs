@@ -118,6 +118,17 @@ impl Env for Machine {
         }
         Some((r, after))
     }
+
+    fn counter(&self) -> Option<(u64, u64)> {
+        let (count, freq): (u64, u64);
+        // SAFETY: reading the virtual counter and its frequency has no side effects; both are
+        // accessible at EL1.
+        unsafe {
+            core::arch::asm!("isb", "mrs {}, cntvct_el0", "mrs {}, cntfrq_el0",
+                out(reg) count, out(reg) freq, options(nomem, nostack, preserves_flags));
+        }
+        Some((count, freq))
+    }
 }
 
 /// Reads `scenario=` from the boot configuration block at `addr`.

@@ -356,7 +356,18 @@ fn messaging<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     );
     r.check("ping.req2", ping_req2(c));
     r.check("ping.req2_unknown_service", ping_req2_unknown(c));
+    let start = c.env.counter();
     r.check("ping.round_trips_1000", round_trips(c, 1000));
+    if let (Some((t0, hz)), Some((t1, _))) = (start, c.env.counter())
+        && hz != 0
+    {
+        let us = (t1.wrapping_sub(t0) as u128 * 1_000_000 / hz as u128) as u64;
+        r.note(format_args!(
+            "1000 DIRECT_REQ_64 round trips: {} us, {} us each (guest time)",
+            us,
+            us / 1000
+        ));
+    }
     r.check("info", info(c));
     r.check("sp.unknown_command", unknown_command(c));
     r.check("sp.malformed_then_good", malformed_then_good(c));

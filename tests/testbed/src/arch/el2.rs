@@ -1,20 +1,18 @@
 //! The S-EL2 SPMC runtime: loads the SP package, builds the SP's stage-2, runs the SP's vCPU and
 //! moves FF-A calls between the SP, the normal world (through the monitor) and `spmc::Spmc`.
 
-use testbed_layout::{control, flash, secure_ram, spkg, virt};
+use testbed_layout::{control, flash, secure_ram, virt};
 
 use super::asm;
 use super::{Ctx, Global, exit, reg};
-use ffa::boot_info::{self, BootInfoDesc};
-use ffa::{FuncId, Regs, Version};
+use ffa::{FuncId, Regs};
 
+use crate::loader::{self, LoadError, PKG_MEM};
 use crate::log;
-use crate::manifest::{self, ATTR_NS, SpManifest};
+use crate::manifest::ATTR_NS;
 use crate::spmc::{self, AbortReason, GuestMem, NwAction, SpAction, SpInfo, SpState, Spmc};
-use crate::stage2::{self, Attrs, MapError, Stage2, Table};
+use crate::stage2::{self, Stage2, Table};
 
-/// The SP's package is given this much memory (Hafnium's default `mem_size`).
-const PKG_MEM: u64 = 0x10_0000;
 const SEC_TABLES: usize = 24;
 const NS_TABLES: usize = 24;
 
@@ -29,28 +27,6 @@ const HCR_SP: u64 =
     1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31) | (1 << 40) | (1 << 41);
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
 const VMID: u64 = 1;
-
-#[derive(Debug)]
-enum LoadError {
-    NoSlot,
-    Package(spkg::Error),
-    Manifest(manifest::ManifestError),
-    /// load-address or a region lies outside what the testbed can give the SP.
-    Placement(&'static str, u64),
-    Stage2(MapError),
-}
-
-impl core::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LoadError::NoSlot => write!(f, "no SP package slot in flash"),
-            LoadError::Package(e) => write!(f, "bad SPKG header: {e:?}"),
-            LoadError::Manifest(e) => write!(f, "bad manifest: {e}"),
-            LoadError::Placement(what, a) => write!(f, "{what} {a:#x} not allowed"),
-            LoadError::Stage2(e) => write!(f, "stage-2 mapping failed: {e:?}"),
-        }
-    }
-}
 
 /// Physical memory the SPMC touches on behalf of a caller: NS DRAM and the partitions' secure
 /// RAM only (never the firmware's own RAM, flash or devices).
@@ -88,42 +64,6 @@ impl GuestMem for PhysMem {
     }
 }
 
-fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
-    let la = m.load_address;
-    if !la.is_multiple_of(stage2::PAGE)
-        || la < secure_ram::PARTITIONS_BASE
-        || la.saturating_add(PKG_MEM) > secure_ram::PARTITIONS_END
-    {
-        return Err(LoadError::Placement("load-address", la));
-    }
-    if m.entrypoint_offset >= PKG_MEM || !m.entrypoint_offset.is_multiple_of(4) {
-        return Err(LoadError::Placement(
-            "entrypoint-offset",
-            m.entrypoint_offset,
-        ));
-    }
-    for r in m.regions() {
-        let end = r
-            .pages
-            .checked_mul(stage2::PAGE)
-            .and_then(|s| r.base.checked_add(s))
-            .ok_or(LoadError::Placement("region", r.base))?;
-        let within = |b: u64, e: u64| r.base >= b && end <= e;
-        let ok = if r.device {
-            // Devices of the virt machine below secure RAM, never flash.
-            within(virt::GICD_BASE, virt::SECURE_RAM_BASE)
-        } else if r.attributes & ATTR_NS != 0 {
-            within(virt::NS_RAM_BASE, virt::NS_RAM_BASE + virt::NS_RAM_SIZE)
-        } else {
-            within(secure_ram::PARTITIONS_BASE, secure_ram::PARTITIONS_END)
-        };
-        if !ok || !r.base.is_multiple_of(stage2::PAGE) {
-            return Err(LoadError::Placement("region base-address", r.base));
-        }
-    }
-    Ok(())
-}
-
 /// Validates the package in flash, copies it to its load address, writes the boot info and
 /// builds the SP's two stage-2 IPA spaces. Returns the SP description and the entry registers.
 fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
@@ -133,41 +73,22 @@ fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
         flash::SP_PKG_OFFSET + flash::SLOT_HEADER_SIZE,
         u64::from(slot.len),
     );
-    let h = spkg::Header::decode(pkg, pkg.len()).map_err(LoadError::Package)?;
-    if pkg.len() as u64 > PKG_MEM {
-        return Err(LoadError::Placement("package size", pkg.len() as u64));
-    }
-    let pm = &pkg[h.pm_offset as usize..(h.pm_offset + h.pm_size) as usize];
-    let m = manifest::parse(pm).map_err(LoadError::Manifest)?;
-    check_placement(&m)?;
-    let id = m.id.unwrap_or(spmc::FIRST_SP_ID);
-    if id != spmc::FIRST_SP_ID {
-        return Err(LoadError::Placement("partition id", u64::from(id)));
-    }
+    let p = loader::validate(pkg)?;
+    let m = p.manifest;
 
     let (sec_pool, ns_pool) = tables.split_at_mut(SEC_TABLES);
     let pa_of = |t: &[Table]| t.as_ptr() as u64;
-    let sec_pa = pa_of(sec_pool);
-    let ns_pa = pa_of(ns_pool);
+    let (sec_pa, ns_pa) = (pa_of(sec_pool), pa_of(ns_pool));
     let mut sec = Stage2::new(sec_pool, sec_pa).map_err(LoadError::Stage2)?;
     let mut ns = Stage2::new(ns_pool, ns_pa).map_err(LoadError::Stage2)?;
-    sec.map(m.load_address, m.load_address, PKG_MEM, Attrs::RWX)
-        .map_err(LoadError::Stage2)?;
-    for r in m.regions() {
-        let attrs = Attrs::from_manifest(r.attributes, r.device);
-        let space = if r.attributes & ATTR_NS != 0 {
-            &mut ns
-        } else {
-            &mut sec
-        };
-        space
-            .map(r.base, r.base, r.pages * stage2::PAGE, attrs)
-            .map_err(LoadError::Stage2)?;
-    }
+    loader::build_stage2(&m, &mut sec, &mut ns)?;
+    let blob = loader::boot_info(&p)?;
 
     // Copy the package and clear the rest of its memory and the secure memory regions.
-    // SAFETY: `check_placement` put [load_address, +1 MiB) inside the partitions' secure RAM,
-    // which nothing else uses; the package is at most 1 MiB.
+    // SAFETY: `validate` put [load_address, +1 MiB) and every secure memory region inside the
+    // partitions' secure RAM, which nothing else uses; the package is at most 1 MiB; the
+    // boot-info blob ends before pm_offset, so it overwrites only the package header, as in
+    // Hafnium.
     unsafe {
         super::zero_phys(m.load_address, PKG_MEM);
         super::write_phys(m.load_address, pkg);
@@ -176,22 +97,8 @@ fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
                 super::zero_phys(r.base, r.pages * stage2::PAGE);
             }
         }
-    }
-    let mut entry = [0u64; 18];
-    if m.boot_info_manifest {
-        // One descriptor, the manifest FDT; the header's blob size spans up to the end of the
-        // manifest, as Hafnium writes it (platform-facts.md sec. 4.4).
-        let mut blob = [0u8; boot_info::HEADER_SIZE + boot_info::DESC_SIZE];
-        let desc = BootInfoDesc::manifest_fdt(m.load_address + u64::from(h.pm_offset), h.pm_size);
-        let version = Version::from_u32(m.ffa_version)
-            .map_err(|_| LoadError::Placement("ffa-version", u64::from(m.ffa_version)))?;
-        let len = boot_info::build(&mut blob, version, &[desc], Some(h.pm_offset + h.pm_size))
-            .map_err(|_| LoadError::Placement("boot info", 0))?;
-        // The blob overwrites the package header, as Hafnium does; it ends before pm_offset.
-        // SAFETY: inside the package memory checked above.
-        unsafe { super::write_phys(m.load_address, &blob[..len]) };
-        if let Some(gp) = m.gp_register_num {
-            entry[gp as usize] = m.load_address;
+        if let Some(b) = blob {
+            super::write_phys(m.load_address, &b);
         }
     }
     // SAFETY: the tables are complete; the SP is not running; VMID 1 is the SP's.
@@ -203,21 +110,23 @@ fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
         core::arch::asm!("tlbi vmalls12e1", "dsb sy", "isb", options(nostack));
     }
     log!(
-        "testbed: SP {id:#x} loaded at {:#x} (image +{:#x}, {} bytes; {} regions; stage-2 {}+{} tables)",
+        "testbed: SP {:#x} loaded at {:#x} (image +{:#x}, {} bytes; {} regions; stage-2 {}+{} tables)",
+        p.id,
         m.load_address,
-        h.img_offset,
-        h.img_size,
+        p.header.img_offset,
+        p.header.img_size,
         m.region_count,
         sec.tables_used(),
         ns.tables_used()
     );
     let info = SpInfo {
-        id,
+        id: p.id,
         manifest: m,
         pkg_base: m.load_address,
         pkg_size: PKG_MEM,
     };
-    Ok((info, m.load_address + m.entrypoint_offset, entry))
+    let (pc, regs) = loader::entry(&p);
+    Ok((info, pc, regs))
 }
 
 /// Sets up EL2 and EL1 for the SP's first entry (Hafnium's entry state: S-EL1, EL1h, MMU off,
@@ -351,7 +260,10 @@ extern "C" fn spmc_main() -> ! {
     // SAFETY: single-threaded; the only references to these globals are taken here.
     let (tables, vcpu, reset) =
         unsafe { (TABLES.get(), VCPU.get(), *super::el3::RESET_COUNTER.get()) };
-    log!("testbed: SPMC up at S-EL2 (FF-A v1.2)");
+    log!(
+        "testbed: SPMC up at S-EL2 (FF-A v1.2), {} us after reset",
+        super::counter_us(reset, reg::cntpct())
+    );
     let mut spmc = match load_sp(tables) {
         Ok((info, entry, regs)) => {
             prepare_vcpu(vcpu, entry, &regs);

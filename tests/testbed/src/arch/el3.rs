@@ -48,9 +48,10 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
     let (ctx, reset) = unsafe { (CTX.get(), RESET_COUNTER.get()) };
     *reset = reset_counter;
     log!(
-        "testbed: EL3 monitor up (MIDR {:#x}, CNTFRQ {} Hz)",
+        "testbed: EL3 monitor up (MIDR {:#x}, CNTFRQ {} Hz, counter at reset {})",
         reg::midr(),
-        reg::cntfrq()
+        reg::cntfrq(),
+        reset_counter
     );
 
     let s = &mut ctx[SECURE];

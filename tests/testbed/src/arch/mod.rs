@@ -222,11 +222,17 @@ pub unsafe fn write_phys(pa: u64, data: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) }
 }
 
+/// Zeroes `[pa, pa + len)` with 64-bit stores (`pa` and `len` 8-byte aligned). A plain
+/// `write_bytes` becomes a byte-wise memset under strict alignment, 8x slower under TCG.
+///
 /// # Safety
-/// As for [`write_phys`].
+/// As for [`write_phys`]; `pa` must be 8-byte aligned.
 pub unsafe fn zero_phys(pa: u64, len: u64) {
-    // SAFETY: the caller's duty.
-    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) }
+    let p = pa as *mut u64;
+    for i in 0..(len / 8) as usize {
+        // SAFETY: the caller's duty; `p + i` stays inside the range.
+        unsafe { p.add(i).write_volatile(0) };
+    }
 }
 
 /// A byte slice of secure flash (XIP, read-only, never written while the firmware runs).

@@ -54,8 +54,11 @@ impl Intent {
 pub struct ImageLayout {
     pub text: Range<u64>,
     pub rodata: Range<u64>,
-    /// .data, .bss and the boot stack.
+    /// .data and .bss.
     pub data: Range<u64>,
+    /// The boot stack. Its lowest page is left unmapped as a guard: an overflow faults (and
+    /// the fault is handled on the separate exception stack) instead of overwriting .bss.
+    pub stack: Range<u64>,
 }
 
 /// One planned mapping.
@@ -104,10 +107,14 @@ pub fn plan(
         ("text", &image.text),
         ("rodata", &image.rodata),
         ("data", &image.data),
+        ("stack", &image.stack),
     ] {
         if !aligned(r) || r.start > r.end {
             return Err(PlanError::BadImageRange(name));
         }
+    }
+    if image.stack.end - image.stack.start < 2 * PAGE_SIZE {
+        return Err(PlanError::BadImageRange("stack"));
     }
     let mut maps = alloc::vec![
         Mapping {
@@ -123,6 +130,11 @@ pub fn plan(
         Mapping {
             name: "data",
             range: image.data.clone(),
+            intent: Intent::Data,
+        },
+        Mapping {
+            name: "stack",
+            range: image.stack.start + PAGE_SIZE..image.stack.end,
             intent: Intent::Data,
         },
         Mapping {
@@ -204,7 +216,8 @@ mod tests {
         ImageLayout {
             text: 0xe30_4000..0xe30_8000,
             rodata: 0xe30_8000..0xe30_a000,
-            data: 0xe30_a000..0xe32_0000,
+            data: 0xe30_a000..0xe31_0000,
+            stack: 0xe31_0000..0xe32_0000,
         }
     }
 
@@ -230,8 +243,13 @@ mod tests {
         assert!(text.contains(A::READ_ONLY) && !text.contains(A::PXN));
         let ro = flags_at(&idmap, 0xe30_9000).unwrap();
         assert!(ro.contains(A::READ_ONLY | A::PXN));
-        let data = flags_at(&idmap, 0xe31_f000).unwrap();
+        let data = flags_at(&idmap, 0xe30_f000).unwrap();
         assert!(!data.contains(A::READ_ONLY) && data.contains(A::PXN));
+        let stack_top = flags_at(&idmap, 0xe31_f000).unwrap();
+        assert_eq!(stack_top, data);
+        // The stack's guard page.
+        assert_eq!(flags_at(&idmap, 0xe31_0000), None);
+        assert!(flags_at(&idmap, 0xe31_1000).is_some());
         let heap = flags_at(&idmap, 0xebf_f000).unwrap();
         // A 2 MiB block or a page: either way exactly the data attributes.
         assert_eq!(heap - A::TABLE_OR_PAGE, Intent::Data.attributes());
@@ -262,10 +280,16 @@ mod tests {
     #[test]
     fn rejects_overlaps_and_misalignment() {
         let mut m = manifest(false);
-        m.heap.base = 0xe31_0000;
+        m.heap.base = 0xe30_f000;
         assert_eq!(
             plan(&image(), 0xe30_0000..0xe30_0040, 0xe30_1000..0xe30_1100, &m),
             Err(PlanError::Overlap("data", "heap"))
+        );
+        let mut img = image();
+        img.stack.start = img.stack.end - PAGE_SIZE;
+        assert_eq!(
+            plan(&img, 0..1, 0..1, &manifest(false)),
+            Err(PlanError::BadImageRange("stack"))
         );
         let mut img = image();
         img.text.end = 0xe30_7ff0;

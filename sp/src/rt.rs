@@ -180,27 +180,55 @@ unsafe extern "C" {
     static text_begin: u8;
     static rodata_begin: u8;
     static data_begin: u8;
+    static boot_stack_begin: u8;
     static boot_stack_end: u8;
 }
 
 fn image_layout() -> ImageLayout {
     let a = |s: *const u8| s as u64;
     // Only the addresses of the linker symbols are taken, never their contents.
-    let (t, r, d, e) = (
+    let (t, r, d, s, e) = (
         a(&raw const text_begin),
         a(&raw const rodata_begin),
         a(&raw const data_begin),
+        a(&raw const boot_stack_begin),
         a(&raw const boot_stack_end),
     );
     ImageLayout {
         text: t..r,
         rodata: r..d,
-        data: d..e,
+        // .bss ends below the page-aligned stack; the gap is padding.
+        data: d..s,
+        stack: s..e,
     }
 }
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
+
+/// The stack exception handlers run on (SP_EL1); `main` runs on the boot stack through SP_EL0,
+/// so a fault on the boot stack (e.g. hitting its guard page) can still be reported.
+static mut EXCEPTION_STACK: [Page; 4] = [const { Page([0; 4096]) }; 4];
+
+/// Moves the running code from SP_EL1 to SP_EL0 (same stack, same value) and points SP_EL1 at
+/// the exception stack.
+fn split_stacks() {
+    let top = (&raw mut EXCEPTION_STACK) as u64 + size_of::<[Page; 4]>() as u64;
+    // SAFETY: no memory is accessed between the moves; afterwards `sp` has the same value as
+    // before (now held in SP_EL0), so the compiler's view of the stack is unchanged. SP_EL1 gets
+    // a stack nothing else uses; exceptions taken at EL1 switch to it.
+    unsafe {
+        core::arch::asm!(
+            "mov {cur}, sp",
+            "mov sp, {top}",
+            "msr spsel, #0",
+            "mov sp, {cur}",
+            cur = out(reg) _,
+            top = in(reg) top,
+            options(nomem, preserves_flags),
+        );
+    }
+}
 
 /// RX and TX buffers (one page each) handed to the SPMC by FFA_RXTX_MAP.
 static mut RX_BUFFER: Page = Page([0; 4096]);
@@ -239,6 +267,7 @@ unsafe fn switch_page_table(root: u64) {
 }
 
 fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    split_stacks();
     // FFA_VERSION first: the version locks after any other FF-A call (CONSOLE_LOG included).
     let spmc_version = match ep().version(FFA_VERSION) {
         Ok(v) if FFA_VERSION.is_compatible_with(v) => v,
@@ -438,6 +467,18 @@ fn panic(info: &PanicInfo) -> ! {
 fn inject_fault(kind: flexserve_proto::FaultKind) -> ! {
     match kind {
         flexserve_proto::FaultKind::Panic => panic!("fault injection: panic requested"),
+        flexserve_proto::FaultKind::StackOverflow => {
+            fn recurse(depth: u64) -> u64 {
+                // Never true within any stack; keeps the recursion formally bounded.
+                if depth == u64::MAX {
+                    return 0;
+                }
+                let frame = core::hint::black_box([depth; 64]);
+                recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+            }
+            let v = recurse(0);
+            panic!("unbounded recursion returned {v}")
+        }
         flexserve_proto::FaultKind::DataAbort => {
             // The first pages are never mapped by the runtime map (see memmap::plan).
             // SAFETY: not memory-safe on purpose: the load faults before it reads anything, and

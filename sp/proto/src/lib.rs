@@ -115,6 +115,8 @@ pub enum FaultKind {
     Panic = 1,
     /// A load from an unmapped address (exception vector, register dump, then FFA_ABORT).
     DataAbort = 2,
+    /// Unbounded recursion into the boot stack's guard page (reported from the exception stack).
+    StackOverflow = 3,
 }
 
 impl FaultKind {
@@ -122,6 +124,7 @@ impl FaultKind {
         match v {
             1 => Some(FaultKind::Panic),
             2 => Some(FaultKind::DataAbort),
+            3 => Some(FaultKind::StackOverflow),
             _ => None,
         }
     }
@@ -551,7 +554,7 @@ mod tests {
             })
         );
         assert_eq!(
-            Request::decode(&[0xf000, 3, 0, 0, 0], Width::W64),
+            Request::decode(&[0xf000, 4, 0, 0, 0], Width::W64),
             Err(ProtoError::Malformed { index: 1 })
         );
         assert_eq!(

@@ -23,7 +23,13 @@ use flexserve_proto::{
 pub const FFA_VERSION: Version = Version::V1_2;
 
 /// Scenario names, for the registry and error messages.
-pub const NAMES: &[&str] = &["messaging", "demo", "sp-panic", "sp-data-abort"];
+pub const NAMES: &[&str] = &[
+    "messaging",
+    "demo",
+    "sp-panic",
+    "sp-data-abort",
+    "sp-stack-overflow",
+];
 
 /// Runs scenario `name`, printing check lines and the summary. Returns (passed, failed).
 pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
@@ -34,6 +40,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
         "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),
+        "sp-stack-overflow" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::StackOverflow),
         _ => {
             r.check(
                 "scenario",

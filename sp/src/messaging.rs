@@ -287,6 +287,49 @@ mod tests {
         assert_eq!(m.step(&r), Next::Call(msg_wait()));
     }
 
+    /// Whatever the registers hold, `step` returns, and a direct request (by function ID) is
+    /// answered to the sender named in w1.
+    #[test]
+    fn random_registers_always_get_an_answer() {
+        let mut m = m();
+        let mut st = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            st ^= st >> 12;
+            st ^= st << 25;
+            st ^= st >> 27;
+            st.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let direct = [
+            FuncId::MsgSendDirectReq32,
+            FuncId::MsgSendDirectReq64,
+            FuncId::MsgSendDirectReq2,
+        ];
+        for i in 0..100_000u32 {
+            let mut r: Regs = core::array::from_fn(|_| {
+                let v = next();
+                if v & 1 == 0 { v >> 61 } else { v }
+            });
+            let f = direct[(i % 3) as usize];
+            if i % 4 != 3 {
+                r[0] = f as u64;
+            }
+            let sender = (r[1] >> 16) as u16;
+            match m.step(&r) {
+                Next::Call(Interface::MsgSendDirectResp { dst_id, src_id, .. })
+                | Next::Call(Interface::MsgSendDirectResp2 { dst_id, src_id, .. }) => {
+                    assert_eq!((src_id, dst_id), (SP, sender), "{r:x?}");
+                }
+                Next::Call(other) => {
+                    assert!(
+                        !direct.iter().any(|&d| d as u64 == r[0]),
+                        "direct request {r:x?} answered with {other:?}"
+                    );
+                }
+                Next::GiveUp => panic!("gave up on {r:x?}"),
+            }
+        }
+    }
+
     #[test]
     fn errors_go_back_to_waiting_then_give_up() {
         let mut m = m();

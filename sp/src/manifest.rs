@@ -130,6 +130,12 @@ fn find_child<'b, 'a>(fdt: &'b Fdt<'a>, parent: &str, name: &str) -> Option<FdtN
 }
 
 impl SpManifest {
+    /// Whether the SPMC delivers FFA_MSG_SEND_DIRECT_REQ2 (messaging-method uses the partition
+    /// properties bits: Hafnium `FFA_PARTITION_DIRECT_REQ2_RECV`).
+    pub fn receives_direct_req2(&self) -> bool {
+        self.messaging_method & ffa::PartitionProperties::DIRECT_REQ2_RECV != 0
+    }
+
     /// Parses and validates the manifest DTB.
     pub fn parse(dtb: &[u8]) -> Result<Self, ManifestError> {
         let fdt = Fdt::new(dtb).map_err(|_| ManifestError::NotDtb)?;
@@ -234,7 +240,7 @@ mod tests {
             assert_eq!(m.load_address, load, "{platform}");
             assert_eq!(m.entrypoint_offset, 0x4000, "{platform}");
             assert_eq!(m.execution_ctx_count, ctx, "{platform}");
-            assert_eq!(m.messaging_method & (1 << 9) != 0, req2, "{platform}");
+            assert_eq!(m.receives_direct_req2(), req2, "{platform}");
             assert_eq!(m.uart.map(|u| u.base), uart, "{platform}");
             // The heap lies outside the 1 MiB package.
             assert!(

@@ -365,7 +365,7 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     {
         boot_failed(BootError::RxTxMap(e));
     }
-    let req2 = manifest.messaging_method & (1 << 9) != 0;
+    let req2 = manifest.receives_direct_req2();
     log::info!(
         "partition {id:#06x}: heap {:#x}+{:#x}, RX/TX {rx:#x}/{tx:#x}, REQ2 {req2}; waiting",
         manifest.heap.base,

@@ -173,8 +173,11 @@ extern "C" fn main(cfg: u64) -> ! {
         ROUND_TRIPS * 1_000_000 / us.max(1)
     );
 
-    // Last: make the SP fault, then check that it stays aborted.
-    c.expect("request that faults the SP -> ABORTED", smc(&[0xC400_006F, SP, 0, 0xdead]), err(-8));
+    // Last: make the SP fail (stage-2 fault, or FFA_ABORT with scenario=sp-abort), then check
+    // that it stays aborted.
+    let abort = core::str::from_utf8(cfg).is_ok_and(|t| t.contains("scenario=sp-abort"));
+    let trigger = if abort { 0xab047 } else { 0xdead };
+    c.expect("request that fails the SP -> ABORTED", smc(&[0xC400_006F, SP, 0, trigger]), err(-8));
     c.expect("later request -> ABORTED", smc(&[0x8400_006F, SP, 0, 1]), err(-8));
 
     say!("nw-stub: {} passed, {} failed", c.passed, c.failed);

@@ -31,7 +31,7 @@ _start:
 	mov	x5, #0
 	mov	x6, #0
 	mov	x7, #0
-	smc	#0
+	hvc	#0			/* the HVC conduit works too (Hafnium takes both) */
 	ldr	x0, =0x8400006b		/* FFA_MSG_WAIT */
 	mov	x1, #0
 	mov	x2, #0

@@ -39,6 +39,9 @@ const PAGE: u64 = 0x1000;
 const INFO_DESC_SIZE_V1_0: usize = 8;
 const CONSOLE_LINE: usize = 256;
 
+/// SMCCC's return value for an unknown function ID.
+pub const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
+
 /// Whether an SMC function ID (w0) is an FF-A call (0x60-0xFF of the standard secure service
 /// range, SMC32 or SMC64), i.e. one the monitor forwards to the SPMC.
 pub fn is_ffa_fid(w0: u32) -> bool {
@@ -588,6 +591,13 @@ impl Spmc {
         if let Some(w1) = Self::version_call(r) {
             return resume(self.version(Caller::Sp, w1));
         }
+        if !is_ffa_fid(r[0] as u32) {
+            // Not an FF-A call (PSCI, SMCCC_VERSION, ...): SMCCC "unknown function", x0 = -1,
+            // the other registers as they were.
+            let mut out = *r;
+            out[0] = SMCCC_NOT_SUPPORTED;
+            return resume(out);
+        }
         self.sp_ep.version_locked = true;
         if r[0] as u32 == FuncId::Error as u32 {
             // Whatever its code, FFA_ERROR from an SP (at init: it could not start) ends it.
@@ -808,6 +818,16 @@ mod tests {
         assert!(!is_ffa_fid(0xC200_FF00), "testbed exit");
         assert!(!is_ffa_fid(0x8400_0100));
         assert!(!is_ffa_fid(0x8500_0063));
+    }
+
+    #[test]
+    fn non_ffa_smc_from_the_sp_is_unknown_to_smccc() {
+        let mut s = spmc(0x203);
+        let mut psci = [0u64; 18];
+        psci[..3].copy_from_slice(&[0x8400_0000, 7, 8]);
+        let out = sp_reply(&mut s, psci);
+        assert_eq!(out[..3], [u64::MAX, 7, 8]);
+        assert!(!s.sp_ep.version_locked, "not an FF-A call");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use testbed_layout::{control, flash, ns_ram};
 use super::asm::{self, Sys};
 use super::{Ctx, Global, exit, reg};
 use crate::log;
-use crate::spmc::is_ffa_fid;
+use crate::spmc::{SMCCC_NOT_SUPPORTED, is_ffa_fid};
 
 const SECURE: usize = 0;
 const NS: usize = 1;
@@ -38,8 +38,6 @@ const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
 const CPTR_EL2_DEFAULT: u64 = 0x33ff;
 /// HCR_EL2.RW: EL1 is AArch64. APK/API: pointer authentication not trapped.
 const HCR_NS_EL1: u64 = (1 << 31) | (1 << 40) | (1 << 41);
-
-const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
 
 #[unsafe(no_mangle)]
 extern "C" fn el3_main(reset_counter: u64) -> ! {

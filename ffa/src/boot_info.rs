@@ -5,9 +5,9 @@
 //! - header, 32 bytes: signature u32 = 0x0FFA @0, version u32 @4, blob size u32 @8,
 //!   descriptor size u32 @12 (32), descriptor count u32 @16, array offset u32 @20,
 //!   reserved u64 @24;
-//! - descriptors, 32 bytes each: name [u8; 16] @0, type u8 @16 (bit 7 = impdef, [6:0] ID:
-//!   0 = FDT, 1 = HOB), reserved u8 @17, flags u16 @18 ([1:0] name format: 0 = string,
-//!   1 = UUID; [3:2] content format: 0 = address, 1 = value), size u32 @20, contents u64 @24.
+//! - descriptors, 32 bytes each: name [u8; 16] @0, type u8 @16 (bit 7 = impdef, \[6:0\] ID:
+//!   0 = FDT, 1 = HOB), reserved u8 @17, flags u16 @18 (\[1:0\] name format: 0 = string,
+//!   1 = UUID; \[3:2\] content format: 0 = address, 1 = value), size u32 @20, contents u64 @24.
 //!
 //! Hafnium (research/platform-facts.md sec. 4.4) writes version 0x10002, desc size 0x20,
 //! count 1, array offset 0x20, and a blob size that runs to the end of the manifest
@@ -140,7 +140,7 @@ pub enum BootInfoType {
     Hob,
     /// Another standard ID (reserved by the spec).
     OtherStd(u8),
-    /// Implementation-defined, ID in [6:0].
+    /// Implementation-defined, ID in \[6:0\].
     ImpDef(u8),
 }
 
@@ -167,7 +167,7 @@ impl BootInfoType {
     }
 }
 
-/// Descriptor name (flags [1:0]).
+/// Descriptor name (flags \[1:0\]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootInfoName {
     /// NUL-padded string of up to 16 bytes.
@@ -176,7 +176,7 @@ pub enum BootInfoName {
     Uuid(crate::Uuid),
 }
 
-/// Descriptor contents (flags [3:2]).
+/// Descriptor contents (flags \[3:2\]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootInfoContents {
     /// Address of `size` bytes of data.

@@ -80,11 +80,11 @@ pub enum DecodeError {
     UnknownErrorCode(i32),
     /// A version word with bit 31 set (MBZ), in the call or the reply.
     InvalidVersion(u32),
-    /// `FFA_RXTX_MAP` page count outside 1..=63 (w3[5:0]).
+    /// `FFA_RXTX_MAP` page count outside 1..=63 (w3\[5:0\]).
     InvalidPageCount(u32),
     /// `FFA_CONSOLE_LOG` character count larger than the registers hold (24 / 128).
     InvalidCharCount(u64),
-    /// Direct-message flags use bits other than 31 (framework) and [7:0] (type), or a
+    /// Direct-message flags use bits other than 31 (framework) and \[7:0\] (type), or a
     /// message type without the framework bit.
     InvalidDirectMsgFlags(u32),
     /// A flags word has bits set that this version of FF-A does not define.

@@ -54,7 +54,7 @@ impl SuccessArgs {
 
 /// Payload and kind of a direct message (FFA_MSG_SEND_DIRECT_REQ/RESP).
 ///
-/// w2 (flags): bit 31 = framework message, [7:0] its type; every other bit MBZ, and [7:0]
+/// w2 (flags): bit 31 = framework message, \[7:0\] its type; every other bit MBZ, and \[7:0\]
 /// MBZ for partition messages. Payload: w3-w7 (32-bit) or x3-x7 (64-bit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DirectMsgArgs {
@@ -120,7 +120,7 @@ pub enum RxTxAddr {
     Addr64 { tx: u64, rx: u64 },
 }
 
-/// FFA_RXTX_MAP page count: w3[5:0], 1..=63 4 KiB pages.
+/// FFA_RXTX_MAP page count: w3\[5:0\], 1..=63 4 KiB pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RxTxPageCount(u8);
 
@@ -209,7 +209,7 @@ pub enum EntryPoint {
 pub struct Handle(pub u64);
 
 impl Handle {
-    /// Bits [63:62] = 0b01: allocated by the SPMC (FF-A v1.2 sec. 10.10.2).
+    /// Bits \[63:62\] = 0b01: allocated by the SPMC (FF-A v1.2 sec. 10.10.2).
     pub const ALLOCATOR_SPMC: u64 = 1 << 63;
 
     pub const fn from_halves(lo: u32, hi: u32) -> Self {
@@ -300,23 +300,23 @@ pub enum Interface {
         feature_id: u32,
         input_properties: u32,
     },
-    /// FFA_RX_ACQUIRE: w1[15:0] VM ID (hypervisor only; else 0).
+    /// FFA_RX_ACQUIRE: w1\[15:0\] VM ID (hypervisor only; else 0).
     RxAcquire { vm_id: PartitionId },
-    /// FFA_RX_RELEASE: w1[15:0] VM ID (hypervisor only; else 0).
+    /// FFA_RX_RELEASE: w1\[15:0\] VM ID (hypervisor only; else 0).
     RxRelease { vm_id: PartitionId },
-    /// FFA_RXTX_MAP_32/64: x1 TX, x2 RX, w3[5:0] page count.
+    /// FFA_RXTX_MAP_32/64: x1 TX, x2 RX, w3\[5:0\] page count.
     RxTxMap {
         addr: RxTxAddr,
         page_count: RxTxPageCount,
     },
-    /// FFA_RXTX_UNMAP: w1[31:16] endpoint ID (hypervisor only; else 0).
+    /// FFA_RXTX_UNMAP: w1\[31:16\] endpoint ID (hypervisor only; else 0).
     RxTxUnmap { id: PartitionId },
     /// FFA_PARTITION_INFO_GET: w1-w4 UUID (cells), w5 flags.
     PartitionInfoGet {
         uuid: Uuid,
         flags: PartitionInfoGetFlags,
     },
-    /// FFA_PARTITION_INFO_GET_REGS: x1/x2 UUID (lo/hi), x3[15:0] start index, [31:16] tag.
+    /// FFA_PARTITION_INFO_GET_REGS: x1/x2 UUID (lo/hi), x3\[15:0\] start index, \[31:16\] tag.
     PartitionInfoGetRegs {
         uuid: Uuid,
         start_index: u16,
@@ -330,14 +330,14 @@ pub enum Interface {
     MsgWait { flags: MsgWaitFlags },
     /// FFA_YIELD.
     Yield,
-    /// FFA_RUN: w1 = target[31:16] | vCPU[15:0].
+    /// FFA_RUN: w1 = target\[31:16\] | vCPU\[15:0\].
     Run {
         target_id: PartitionId,
         vcpu_id: u16,
     },
     /// FFA_NORMAL_WORLD_RESUME.
     NormalWorldResume,
-    /// FFA_MSG_SEND_DIRECT_REQ_32/64: w1 = src[31:16] | dst[15:0].
+    /// FFA_MSG_SEND_DIRECT_REQ_32/64: w1 = src\[31:16\] | dst\[15:0\].
     MsgSendDirectReq {
         src_id: PartitionId,
         dst_id: PartitionId,
@@ -384,13 +384,13 @@ pub enum Interface {
     MemRelinquish,
     /// FFA_MEM_RECLAIM: w1/w2 handle, w3 flags.
     MemReclaim { handle: Handle, flags: ReclaimFlags },
-    /// FFA_MEM_FRAG_RX: w1/w2 handle, w3 offset, w4[31:16] endpoint (hypervisor; else 0).
+    /// FFA_MEM_FRAG_RX: w1/w2 handle, w3 offset, w4\[31:16\] endpoint (hypervisor; else 0).
     MemFragRx {
         handle: Handle,
         frag_offset: u32,
         endpoint_id: PartitionId,
     },
-    /// FFA_MEM_FRAG_TX: w1/w2 handle, w3 fragment length, w4[31:16] endpoint.
+    /// FFA_MEM_FRAG_TX: w1/w2 handle, w3 fragment length, w4\[31:16\] endpoint.
     MemFragTx {
         handle: Handle,
         frag_len: u32,

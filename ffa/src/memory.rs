@@ -79,7 +79,7 @@ impl EmadSize {
     }
 }
 
-/// Shareability, attributes [1:0].
+/// Shareability, attributes \[1:0\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shareability {
     NonShareable = 0b00,
@@ -87,14 +87,14 @@ pub enum Shareability {
     Inner = 0b11,
 }
 
-/// Cacheability of normal memory, attributes [3:2].
+/// Cacheability of normal memory, attributes \[3:2\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cacheability {
     NonCacheable = 0b01,
     WriteBack = 0b11,
 }
 
-/// Device memory type, attributes [3:2].
+/// Device memory type, attributes \[3:2\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceType {
     NGnRnE = 0b00,
@@ -103,12 +103,12 @@ pub enum DeviceType {
     GRE = 0b11,
 }
 
-/// Memory type, attributes [5:4] with the fields that depend on it.
+/// Memory type, attributes \[5:4\] with the fields that depend on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemType {
-    /// 0b00: not specified ([3:0] MBZ).
+    /// 0b00: not specified (\[3:0\] MBZ).
     Unspecified,
-    /// 0b01: device memory ([1:0] MBZ).
+    /// 0b01: device memory (\[1:0\] MBZ).
     Device(DeviceType),
     /// 0b10: normal memory.
     Normal {
@@ -187,7 +187,7 @@ impl MemRegionAttributes {
     }
 }
 
-/// Data access permission, permissions [1:0].
+/// Data access permission, permissions \[1:0\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataAccess {
     NotSpecified = 0b00,
@@ -195,7 +195,7 @@ pub enum DataAccess {
     ReadWrite = 0b10,
 }
 
-/// Instruction access permission, permissions [3:2].
+/// Instruction access permission, permissions \[3:2\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstructionAccess {
     NotSpecified = 0b00,
@@ -289,7 +289,7 @@ impl MemRange {
     }
 }
 
-/// Memory transaction type, flags [4:3].
+/// Memory transaction type, flags \[4:3\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransactionType {
     /// 0b00: not specified (retrieve request: the relayer uses the handle's type).
@@ -310,10 +310,10 @@ impl MemFlags {
     pub const TIME_SLICING: u32 = 1 << 1;
     /// Bit 2 (retrieve): zero memory after relinquish.
     pub const ZERO_AFTER_RELINQUISH: u32 = 1 << 2;
-    /// Bits [4:3] (retrieve): transaction type.
+    /// Bits \[4:3\] (retrieve): transaction type.
     pub const TYPE_SHIFT: u32 = 3;
     pub const TYPE_MASK: u32 = 3 << 3;
-    /// Bits [8:5] (retrieve request): address range alignment hint; bit 9: hint valid.
+    /// Bits \[8:5\] (retrieve request): address range alignment hint; bit 9: hint valid.
     pub const ALIGNMENT_HINT_MASK: u32 = 0xF << 5;
     pub const ALIGNMENT_HINT_VALID: u32 = 1 << 9;
     /// Bit 10 (retrieve request, v1.2): bypass the multiple-borrower check.
@@ -528,6 +528,74 @@ pub struct MemTransaction {
 }
 
 impl MemTransaction {
+    /// The retrieve request a borrower sends for `handle` (Hafnium's expected form: one
+    /// EMAD for `receiver`, composite offset 0, no ranges). `tx_type` must match the send
+    /// (or be `Unspecified`); for a single-borrower lend/donate Hafnium requires an
+    /// instruction access (e.g. `NotExecutable`). Attributes are left unspecified so the
+    /// SPMC supplies them. Use `EmadSize::for_version(declared)`.
+    pub fn retrieve_request(
+        handle: Handle,
+        sender_id: PartitionId,
+        receiver: MemAccessPerm,
+        tx_type: TransactionType,
+        tag: u64,
+        emad_size: EmadSize,
+    ) -> Self {
+        Self {
+            sender_id,
+            attributes: MemRegionAttributes {
+                mem_type: MemType::Unspecified,
+                ns: false,
+            },
+            flags: MemFlags(0).with_type(tx_type),
+            handle,
+            tag,
+            emad_size,
+            receivers: alloc::vec![Emad::new(receiver)],
+            ranges: Vec::new(),
+        }
+    }
+
+    /// The retrieve response an SPMC returns for the stored send descriptor `sent`: the
+    /// sender's attributes (plus NS if the memory stays non-secure for the borrower), the
+    /// sender's flags with the transaction type, one EMAD with the granted permissions,
+    /// and all ranges, in the borrower's EMAD size.
+    pub fn retrieve_response(
+        sent: &MemTransaction,
+        handle: Handle,
+        tx_type: TransactionType,
+        granted: MemAccessPerm,
+        ns: bool,
+        emad_size: EmadSize,
+    ) -> Self {
+        let impdef = sent
+            .receivers
+            .iter()
+            .find(|e| e.perm.endpoint_id == granted.endpoint_id)
+            .map_or([0; 2], |e| e.impdef);
+        Self {
+            sender_id: sent.sender_id,
+            attributes: MemRegionAttributes {
+                mem_type: sent.attributes.mem_type,
+                ns,
+            },
+            flags: MemFlags(sent.flags.0 & allowed_flags(DescKind::RetrieveResp))
+                .with_type(tx_type),
+            handle,
+            tag: sent.tag,
+            emad_size,
+            receivers: alloc::vec![Emad {
+                perm: granted,
+                impdef: if emad_size == EmadSize::V1_2 {
+                    impdef
+                } else {
+                    [0; 2]
+                },
+            }],
+            ranges: sent.ranges.clone(),
+        }
+    }
+
     /// Total pages over all ranges.
     pub fn total_pages(&self) -> u64 {
         self.ranges.iter().map(|r| u64::from(r.page_count)).sum()

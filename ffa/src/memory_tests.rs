@@ -60,6 +60,53 @@ fn retrieve_req(emad_size: EmadSize) -> MemTransaction {
 }
 
 #[test]
+fn spmc_flow_send_retrieve_response() {
+    // NWd lends; the SPMC parses it (sender must be the caller), the SP builds a retrieve
+    // request, the SPMC parses that and answers; the SP parses the answer.
+    let sent = lend(EmadSize::V1_1).to_vec(LEND).unwrap();
+    let opts = ParseOptions {
+        expected_sender: Some(NWD),
+        emad_size: None,
+    };
+    let stored = MemTransaction::parse(&sent, LEND, opts).unwrap();
+    let handle = Handle(0x8000_0000_0000_0007);
+    let granted = MemAccessPerm {
+        endpoint_id: SP,
+        data_access: DataAccess::ReadWrite,
+        instruction_access: InstructionAccess::NotExecutable,
+        non_retrieval_borrower: false,
+    };
+    let req = MemTransaction::retrieve_request(
+        handle,
+        NWD,
+        granted,
+        TransactionType::Lend,
+        0,
+        EmadSize::for_version(crate::Version::V1_2),
+    );
+    let req_bytes = req.to_vec(DescKind::RetrieveReq).unwrap();
+    assert_eq!(req_bytes.len(), 80);
+    let got_req = parse(&req_bytes, DescKind::RetrieveReq).unwrap();
+    assert_eq!(got_req.flags.transaction_type(), TransactionType::Lend);
+    let resp = MemTransaction::retrieve_response(
+        &stored,
+        got_req.handle,
+        TransactionType::Lend,
+        granted,
+        true,
+        got_req.emad_size,
+    );
+    let resp_bytes = resp.to_vec(DescKind::RetrieveResp).unwrap();
+    let got = parse(&resp_bytes, DescKind::RetrieveResp).unwrap();
+    assert_eq!(got.ranges, stored.ranges);
+    assert_eq!(got.emad_size, EmadSize::V1_2);
+    assert!(got.attributes.ns);
+    assert_eq!(got.flags.transaction_type(), TransactionType::Lend);
+    assert!(got.flags.contains(MemFlags::ZERO_MEMORY));
+    assert_eq!(got.receivers, vec![Emad::new(granted)]);
+}
+
+#[test]
 fn attributes_encoding() {
     assert_eq!(MemRegionAttributes::NORMAL_WB_INNER.to_u16(), 0x2F);
     let ns = MemRegionAttributes {

@@ -5,10 +5,10 @@
 //! buffer and replies FFA_SUCCESS_32 with w2 = count, w3 = descriptor size (24). With flag
 //! bit 0 set it writes nothing and w3 is 0.
 //!
-//! PARTITION_INFO_GET_REGS replies FFA_SUCCESS_64 with x2 = last index [15:0] | current
-//! index [31:16] | UUID info tag [47:32] | descriptor size [63:48], then up to five
-//! descriptors in x3-x17, three registers each: id [15:0] | exec contexts [31:16] |
-//! properties [63:32], UUID lo, UUID hi (Hafnium `ffa_partition_info_regs_get_part_info`).
+//! PARTITION_INFO_GET_REGS replies FFA_SUCCESS_64 with x2 = last index \[15:0\] | current
+//! index \[31:16\] | UUID info tag \[47:32\] | descriptor size \[63:48\], then up to five
+//! descriptors in x3-x17, three registers each: id \[15:0\] | exec contexts \[31:16\] |
+//! properties \[63:32\], UUID lo, UUID hi (Hafnium `ffa_partition_info_regs_get_part_info`).
 
 use crate::{PartitionId, SuccessArgs, Uuid};
 
@@ -21,7 +21,7 @@ impl PartitionProperties {
     pub const DIRECT_REQ_SEND: u32 = 1 << 1;
     pub const INDIRECT_MSG: u32 = 1 << 2;
     pub const NOTIFICATIONS: u32 = 1 << 3;
-    /// [5:4] partition ID type: 0 = PE endpoint, 1 = SEPID independent, 2 = SEPID
+    /// \[5:4\] partition ID type: 0 = PE endpoint, 1 = SEPID independent, 2 = SEPID
     /// dependent, 3 = auxiliary.
     pub const ID_TYPE_SHIFT: u32 = 4;
     pub const VM_CREATED_MSG: u32 = 1 << 6;

@@ -1,4 +1,4 @@
-//! FF-A version word: bit 31 MBZ, major [30:16], minor [15:0] (FF-A v1.2 sec. 13.2).
+//! FF-A version word: bit 31 MBZ, major \[30:16\], minor \[15:0\] (FF-A v1.2 sec. 13.2).
 
 use core::fmt;
 

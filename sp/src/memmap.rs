@@ -11,8 +11,7 @@ use aarch64_paging::{
     idmap::IdMap,
     paging::{El1And0, MemoryRegion},
 };
-use alloc::vec::Vec;
-use core::ops::Range;
+use core::ops::{Deref, Range};
 
 /// The translation regime's root level: level 1 covers 512 GiB (TCR_EL1.T0SZ = 25).
 pub const ROOT_LEVEL: usize = 1;
@@ -93,14 +92,34 @@ fn region(r: &Region) -> Range<u64> {
     r.base..r.end()
 }
 
+/// The most mappings a plan holds.
+pub const MAX_MAPPINGS: usize = 8;
+
+/// A checked plan. It needs no heap, so it can be made (and the heap checked against the image)
+/// before the heap exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    maps: [Mapping; MAX_MAPPINGS],
+    len: usize,
+}
+
+impl Deref for Plan {
+    type Target = [Mapping];
+
+    fn deref(&self) -> &[Mapping] {
+        &self.maps[..self.len]
+    }
+}
+
 /// Plans the runtime map: the image by section, the boot-info blob and the manifest read-only,
-/// the heap, and the secure UART if the manifest grants it.
+/// the heap, and the secure UART if the manifest grants it. Rejects a heap or device region that
+/// overlaps the image or each other.
 pub fn plan(
     image: &ImageLayout,
     boot_info: Range<u64>,
     manifest_dtb: Range<u64>,
     manifest: &SpManifest,
-) -> Result<Vec<Mapping>, PlanError> {
+) -> Result<Plan, PlanError> {
     let aligned =
         |r: &Range<u64>| r.start.is_multiple_of(PAGE_SIZE) && r.end.is_multiple_of(PAGE_SIZE);
     for (name, r) in [
@@ -116,50 +135,42 @@ pub fn plan(
     if image.stack.end - image.stack.start < 2 * PAGE_SIZE {
         return Err(PlanError::BadImageRange("stack"));
     }
-    let mut maps = alloc::vec![
-        Mapping {
-            name: "text",
-            range: image.text.clone(),
-            intent: Intent::Code,
-        },
-        Mapping {
-            name: "rodata",
-            range: image.rodata.clone(),
-            intent: Intent::ReadOnly,
-        },
-        Mapping {
-            name: "data",
-            range: image.data.clone(),
-            intent: Intent::Data,
-        },
-        Mapping {
-            name: "stack",
-            range: image.stack.start + PAGE_SIZE..image.stack.end,
-            intent: Intent::Data,
-        },
-        Mapping {
-            name: "boot-info",
-            range: page_round(boot_info),
-            intent: Intent::ReadOnly,
-        },
-        Mapping {
-            name: "manifest",
-            range: page_round(manifest_dtb),
-            intent: Intent::ReadOnly,
-        },
-        Mapping {
-            name: "heap",
-            range: region(&manifest.heap),
-            intent: Intent::Data,
-        },
+    let image_and_heap = [
+        ("text", image.text.clone(), Intent::Code),
+        ("rodata", image.rodata.clone(), Intent::ReadOnly),
+        ("data", image.data.clone(), Intent::Data),
+        (
+            "stack",
+            image.stack.start + PAGE_SIZE..image.stack.end,
+            Intent::Data,
+        ),
+        ("boot-info", page_round(boot_info), Intent::ReadOnly),
+        ("manifest", page_round(manifest_dtb), Intent::ReadOnly),
+        ("heap", region(&manifest.heap), Intent::Data),
     ];
-    if let Some(u) = &manifest.uart {
-        maps.push(Mapping {
-            name: "uart",
-            range: region(u),
-            intent: Intent::Device,
-        });
+    let uart = manifest.uart.map(|u| ("uart", region(&u), Intent::Device));
+    let mut plan = Plan {
+        maps: core::array::from_fn(|_| Mapping {
+            name: "",
+            range: 0..0,
+            intent: Intent::ReadOnly,
+        }),
+        len: 0,
+    };
+    // 7 + 1 entries: always fits MAX_MAPPINGS.
+    for (slot, (name, range, intent)) in plan
+        .maps
+        .iter_mut()
+        .zip(image_and_heap.into_iter().chain(uart))
+    {
+        *slot = Mapping {
+            name,
+            range,
+            intent,
+        };
+        plan.len += 1;
     }
+    let maps = &plan[..];
     for (i, a) in maps.iter().enumerate() {
         for b in &maps[i + 1..] {
             // Boot info and manifest may share a page; both are read-only.
@@ -171,7 +182,7 @@ pub fn plan(
             }
         }
     }
-    Ok(maps)
+    Ok(plan)
 }
 
 /// Builds the identity map for a plan (page tables come from the global allocator).

@@ -47,6 +47,9 @@ initial_pagetable!({
     InitialPagetable(idmap)
 });
 
+/// What the initial map covers: the heap must lie below, since it holds the runtime page table.
+const INITIAL_MAP_END: u64 = 1 << 30;
+
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 
@@ -149,6 +152,8 @@ enum BootError {
     NoManifest,
     Manifest(flexserve_sp::manifest::ManifestError),
     Plan(memmap::PlanError),
+    /// The heap must be below INITIAL_MAP_END (the runtime page table is built in it).
+    HeapAboveInitialMap(u64),
     IdGet(ffa::Error),
     RxTxMap(ffa::Error),
 }
@@ -307,14 +312,7 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let dtb = unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size as usize) };
     let manifest = SpManifest::parse(dtb).unwrap_or_else(|e| boot_failed(BootError::Manifest(e)));
 
-    // Heap: the manifest's region, mapped by the initial map until the runtime map takes over.
-    // SAFETY: the manifest grants this range to the SP alone; nothing else uses it.
-    unsafe {
-        HEAP.lock()
-            .init(manifest.heap.base as usize, manifest.heap.size as usize);
-    }
-
-    // Runtime map by intent; the initial 1 GiB block goes away.
+    // Runtime map by intent, checked (heap clear of the image) before the heap is touched.
     let maps = memmap::plan(
         &image_layout(),
         boot_info..boot_info + u64::from(header.blob_size),
@@ -322,15 +320,28 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         &manifest,
     )
     .unwrap_or_else(|e| boot_failed(BootError::Plan(e)));
+
+    // Heap: the manifest's region, mapped by the initial map until the runtime map takes over.
+    if manifest.heap.end() > INITIAL_MAP_END {
+        boot_failed(BootError::HeapAboveInitialMap(manifest.heap.end()));
+    }
+    // SAFETY: the manifest grants this range to the SP alone, and the plan checked that it is
+    // clear of the image, boot info and manifest; nothing else uses it.
+    unsafe {
+        HEAP.lock()
+            .init(manifest.heap.base as usize, manifest.heap.size as usize);
+    }
+
+    // The initial 1 GiB block goes away.
     let idmap = alloc::boxed::Box::leak(alloc::boxed::Box::new(
         memmap::build(&maps).unwrap_or_else(|e| boot_failed(BootError::Plan(e))),
     ));
     idmap.mark_active();
-    // SAFETY: `maps` covers the image (code, rodata, data+bss+stack), the boot info, the manifest
-    // and the heap with the same memory types as the initial map; the table is leaked, so it
-    // lives forever.
+    // SAFETY: `maps` covers the image (code, rodata, data and bss, the stack above its guard
+    // page), the boot info, the manifest and the heap with the same memory types as the initial
+    // map; the table is leaked, so it lives forever.
     unsafe { switch_page_table(idmap.root_address().0 as u64) };
-    for m in &maps {
+    for m in maps.iter() {
         log::info!(
             "map {:<9} {:#010x}..{:#010x} {:?}",
             m.name,

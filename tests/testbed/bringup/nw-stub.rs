@@ -114,6 +114,8 @@ extern "C" fn main(cfg: u64) -> ! {
         let len = core::ptr::read_volatile((cfg + 4) as *const u32) as usize;
         core::slice::from_raw_parts((cfg + 16) as *const u8, len.min(0x1000))
     };
+    // SAFETY: UARTCR of the NS PL011: UARTEN | TXE | RXE.
+    unsafe { core::ptr::write_volatile((UART + 0x30) as *mut u32, 0x301) };
     say!("nw-stub: up, boot config {:?}", core::str::from_utf8(cfg).unwrap_or("?"));
     let mut c = Checks { passed: 0, failed: 0 };
     let u = UUID.map(u64::from);

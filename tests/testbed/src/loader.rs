@@ -134,8 +134,12 @@ pub fn build_stage2<'t>(
         } else {
             &mut *sec
         };
+        let size = r
+            .pages
+            .checked_mul(PAGE)
+            .ok_or(LoadError::Placement("region size", r.pages))?;
         space
-            .map(r.base, r.base, r.pages * PAGE, attrs)
+            .map(r.base, r.base, size, attrs)
             .map_err(LoadError::Stage2)?;
     }
     Ok(())

@@ -45,6 +45,7 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
     // the SPMC (the only other user) runs only inside el3_run below.
     let (ctx, reset) = unsafe { (CTX.get(), RESET_COUNTER.get()) };
     *reset = reset_counter;
+    super::uart_init();
     log!(
         "testbed: EL3 monitor up (MIDR {:#x}, CNTFRQ {} Hz, counter at reset {})",
         reg::midr(),

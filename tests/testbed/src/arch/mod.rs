@@ -152,6 +152,13 @@ impl Write for Uart {
     }
 }
 
+/// Enables the secure PL011 (UARTCR: UARTEN, TXE, RXE); QEMU ignores baud settings.
+pub fn uart_init() {
+    let base = virt::SECURE_UART_BASE as usize;
+    // SAFETY: UARTCR (+0x30) of the secure PL011, which only this firmware drives.
+    unsafe { core::ptr::write_volatile((base + 0x30) as *mut u32, 0x301) };
+}
+
 fn putc(b: u8) {
     let base = virt::SECURE_UART_BASE as usize;
     // SAFETY: the secure PL011's FR (+0x18) and DR (+0x0) registers are always mapped (MMU off)

@@ -495,3 +495,31 @@ mod tests {
         assert!(BootInfo::parse(&good[..0x1285]).is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+        /// Random edits of a valid blob never panic the parser, and an accepted blob's
+        /// descriptors are all readable.
+        #[test]
+        fn parse_never_panics(
+            edits in proptest::collection::vec((0usize..96, any::<u8>()), 0..6),
+            cut in 0usize..=96,
+        ) {
+            let mut b = [0u8; 96];
+            let d = BootInfoDesc::manifest_fdt(0x1000, 0x20);
+            build(&mut b, Version::V1_2, &[d, d], None).unwrap();
+            for (i, v) in edits {
+                b[i] = v;
+            }
+            if let Ok(bi) = BootInfo::parse(&b[..cut]) {
+                prop_assert_eq!(bi.descriptors().count() as u32, bi.header.desc_count);
+            }
+        }
+    }
+}

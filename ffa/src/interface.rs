@@ -368,7 +368,7 @@ pub enum Interface {
     SecondaryEpRegister { entrypoint: EntryPoint },
     /// Hafnium's FFA_ABORT_32. Hafnium reads no argument; this crate puts an
     /// implementation-defined code in w2 (like FFA_ERROR) and ignores w1-w7 on decode
-    /// except w2.
+    /// except w2. FFA_ABORT_64 is a known [`FuncId`] but decodes as unknown here.
     Abort { code: u32 },
     /// FFA_MEM_DONATE_32/64.
     MemDonate(MemOpArgs),
@@ -693,7 +693,7 @@ impl Interface {
                     },
                 }
             }
-            F::Abort32 | F::Abort64 => Self::Abort { code: r.w(2) },
+            F::Abort32 => Self::Abort { code: r.w(2) },
             F::MemDonate32 | F::MemDonate64 => Self::MemDonate(r.mem_op()?),
             F::MemLend32 | F::MemLend64 => Self::MemLend(r.mem_op()?),
             F::MemShare32 | F::MemShare64 => Self::MemShare(r.mem_op()?),
@@ -738,7 +738,8 @@ impl Interface {
                     }
                 }
             }
-            F::MemOpPause | F::MemOpResume | F::MsgSend2 | F::El3IntrHandle => {
+            // Known IDs this crate does not model (FFA_ABORT_64: SPs use the 32-bit form).
+            F::MemOpPause | F::MemOpResume | F::MsgSend2 | F::El3IntrHandle | F::Abort64 => {
                 return Err(DecodeError::UnknownFunction(w0));
             }
         })

@@ -691,3 +691,41 @@ fn decode_error_maps_to_ffa_error() {
         FfaError::InvalidParameters
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// x0 is a known function ID most of the time (so decoding goes deep), x1-x17 are
+    /// random but often small or zero (so MBZ checks pass sometimes).
+    fn arb_regs() -> impl Strategy<Value = Regs> {
+        let w0 = prop_oneof![
+            4 => prop::sample::select(FuncId::ALL).prop_map(|f| f as u32 as u64),
+            1 => any::<u64>(),
+        ];
+        let reg = prop_oneof![3 => Just(0u64), 2 => 0u64..256, 2 => any::<u64>()];
+        (w0, prop::array::uniform17(reg)).prop_map(|(w0, rest)| {
+            let mut r = [0u64; 18];
+            r[0] = w0;
+            r[1..].copy_from_slice(&rest);
+            r
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn decode_never_panics_and_round_trips(regs in arb_regs()) {
+            if let Ok(i) = Interface::from_regs(&regs) {
+                prop_assert_eq!(Interface::from_regs(&i.to_regs()), Ok(i));
+                prop_assert_eq!(i.func_id() as u32, regs[0] as u32);
+            }
+            if let Ok(i @ Interface::VersionOut { .. }) =
+                Interface::decode_reply(FuncId::Version, &regs)
+            {
+                prop_assert_eq!(Interface::decode_reply(FuncId::Version, &i.to_regs()), Ok(i));
+            }
+        }
+    }
+}

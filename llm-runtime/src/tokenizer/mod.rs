@@ -468,8 +468,17 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder for a whole text: SPM's leading space prefix is dropped.
     pub fn new() -> StreamDecoder {
         StreamDecoder::default()
+    }
+
+    /// A decoder for text that continues a prompt: every space is kept.
+    pub fn continuing() -> StreamDecoder {
+        StreamDecoder {
+            pending: Vec::new(),
+            started: true,
+        }
     }
 
     /// Feeds `id`; appends whatever text is complete to `out`.

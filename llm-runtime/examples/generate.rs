@@ -1,0 +1,182 @@
+//! Runs a GGUF llama model on the host, without the secure world.
+//!
+//! ```text
+//! cargo run -p llm-runtime --release --example generate -- \
+//!     [--model M.gguf] [--prompt P] [--n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
+//!     [--threads T] [--raw]
+//! ```
+//! The default model is the committed `models/fortunes-q8_0.gguf`. `--temp 0` (the default) is
+//! greedy. Text goes to stdout as it is produced; timings go to stderr.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use llm_runtime::gguf::Gguf;
+use llm_runtime::kernels::Kernels;
+use llm_runtime::model::{self, Model, ModelOptions};
+use llm_runtime::sampler::{Sampler, SamplerConfig};
+use llm_runtime::tokenizer::{StreamDecoder, Tokenizer};
+
+const USAGE: &str = "usage: generate [--model M.gguf] [--prompt P] [--n N] [--temp T] \
+[--top-k K] [--top-p P] [--seed S] [--threads T] [--raw]";
+
+struct Args {
+    model: String,
+    prompt: String,
+    n: usize,
+    sampling: SamplerConfig,
+    threads: usize,
+    /// Print the prompt's and the output's token ids too.
+    raw: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        model: concat!(env!("CARGO_MANIFEST_DIR"), "/models/fortunes-q8_0.gguf").into(),
+        prompt: "The meaning of life is".into(),
+        n: 64,
+        sampling: SamplerConfig::default(),
+        threads: 1,
+        raw: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--raw" {
+            a.raw = true;
+            continue;
+        }
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {v}: {e}");
+        match flag.as_str() {
+            "--model" | "-m" => a.model = v,
+            "--prompt" | "-p" => a.prompt = v,
+            "--n" | "-n" => a.n = v.parse().map_err(|e| bad(&e))?,
+            "--temp" => a.sampling.temperature = v.parse().map_err(|e| bad(&e))?,
+            "--top-k" => a.sampling.top_k = v.parse().map_err(|e| bad(&e))?,
+            "--top-p" => a.sampling.top_p = v.parse().map_err(|e| bad(&e))?,
+            "--seed" => a.sampling.seed = v.parse().map_err(|e| bad(&e))?,
+            "--threads" | "-t" => a.threads = v.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+/// The file in 8-byte-aligned storage (tensor views need their element alignment), and its
+/// length in bytes.
+fn read_aligned(path: &str) -> Result<(Vec<u64>, usize), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let words = bytes
+        .chunks(8)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_ne_bytes(w)
+        })
+        .collect();
+    Ok((words, bytes.len()))
+}
+
+fn run(a: &Args) -> Result<(), String> {
+    let (storage, len) = read_aligned(&a.model)?;
+    // SAFETY: `storage` holds `len.div_ceil(8)` initialised u64s, so its first `len` bytes are
+    // initialised and in bounds; u8 has no alignment or validity requirements, and the slice
+    // borrows `storage`, which outlives it.
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(storage.as_ptr().cast::<u8>(), len) };
+    let g = Gguf::parse(bytes).map_err(|e| format!("{}: {e}", a.model))?;
+    let tok = Tokenizer::from_gguf(&g).map_err(|e| format!("tokenizer: {e}"))?;
+    let (cfg, w) = model::load(&g).map_err(|e| format!("model: {e}"))?;
+    let kernels = Kernels::detect().with_threads(a.threads);
+    eprintln!(
+        "model {}: {} params, kernels {}",
+        a.model,
+        cfg.n_params(),
+        kernels.describe()
+    );
+    let opts = ModelOptions::for_config(&cfg);
+    let mut m = Model::new(cfg, opts, kernels).map_err(|e| format!("model: {e}"))?;
+    let mut sampler = Sampler::new(a.sampling, tok.n_tokens()).map_err(|e| format!("{e:?}"))?;
+
+    let ids = tok.encode(&a.prompt, true, false);
+    if ids.len() + a.n > opts.seq_len {
+        return Err(format!(
+            "prompt ({} tokens) + {} new tokens exceed the context ({})",
+            ids.len(),
+            a.n,
+            opts.seq_len
+        ));
+    }
+    if a.raw {
+        eprintln!("prompt ids {ids:?}");
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", a.prompt);
+    let _ = out.flush();
+
+    let t0 = Instant::now();
+    let logits = m
+        .prefill(&w, &ids, 0)
+        .map_err(|e| format!("prefill: {e}"))?;
+    let vocab = tok.n_tokens();
+    let mut next = sampler
+        .sample(&logits[logits.len() - vocab..])
+        .map_err(|e| format!("{e:?}"))?;
+    let t_prefill = t0.elapsed();
+
+    let t1 = Instant::now();
+    // The prompt was printed already: keep the space the first new token may start with.
+    let mut dec = StreamDecoder::continuing();
+    let mut text = String::new();
+    let mut generated = Vec::new();
+    let mut pos = ids.len();
+    loop {
+        if tok.is_end_of_generation(next) || generated.len() == a.n {
+            break;
+        }
+        generated.push(next);
+        text.clear();
+        dec.push(&tok, next, &mut text);
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        if generated.len() == a.n {
+            break;
+        }
+        let logits = m
+            .forward(&w, next, pos)
+            .map_err(|e| format!("decode: {e}"))?;
+        pos += 1;
+        next = sampler.sample(logits).map_err(|e| format!("{e:?}"))?;
+    }
+    text.clear();
+    dec.finish(&mut text);
+    let _ = writeln!(out, "{text}");
+    let t_decode = t1.elapsed();
+    if a.raw {
+        eprintln!("output ids {generated:?}");
+    }
+    let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    eprintln!(
+        "prefill {} tokens {:.1} tok/s, decode {} tokens {:.1} tok/s",
+        ids.len(),
+        rate(ids.len(), t_prefill),
+        generated.len(),
+        rate(generated.len().saturating_sub(1), t_decode)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(|a| run(&a)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

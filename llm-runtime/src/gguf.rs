@@ -905,3 +905,58 @@ fn read_value<'a>(cur: &mut Cursor<'a>, ty: ValueType, depth: u32) -> Result<Val
         }
     })
 }
+
+/// Owned file bytes at 8-byte alignment, so typed tensor views ([`TensorInfo::as_f32`],
+/// [`TensorInfo::as_q8_0`]) always work. A `Vec<u8>` only promises 1-byte alignment.
+#[derive(Clone, Debug, Default)]
+pub struct AlignedBuf {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes.
+    pub fn zeroed(len: usize) -> Self {
+        AlignedBuf {
+            words: alloc::vec![0u64; len.div_ceil(8)],
+            len,
+        }
+    }
+
+    /// A copy of `bytes`.
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        let mut b = Self::zeroed(bytes.len());
+        b.as_bytes_mut().copy_from_slice(bytes);
+        b
+    }
+
+    /// Reads a whole file.
+    #[cfg(feature = "std")]
+    pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let len = usize::try_from(f.metadata()?.len()).map_err(std::io::Error::other)?;
+        let mut b = Self::zeroed(len);
+        f.read_exact(b.as_bytes_mut())?;
+        Ok(b)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `words` holds `len.div_ceil(8) * 8 >= len` initialized bytes; u8 has
+        // alignment 1 and accepts any value; the slice borrows `self`.
+        unsafe { core::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_bytes`, and `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}

@@ -577,3 +577,20 @@ fn corrupted_files_never_panic() {
     // Many mutations land in string contents or values and stay valid; many do not.
     assert!(accepted > 0 && accepted < total, "{accepted}/{total}");
 }
+
+#[test]
+fn aligned_buf_keeps_views_working() {
+    use llm_runtime::gguf::AlignedBuf;
+    let bytes = sample(Some(64));
+    let b = AlignedBuf::from_slice(&bytes);
+    assert_eq!(b.as_bytes(), bytes.as_slice());
+    assert_eq!(b.as_bytes().as_ptr() as usize % 8, 0);
+    let g = Gguf::parse(b.as_bytes()).unwrap();
+    assert!(g.tensor("a.f32").unwrap().as_f32().is_ok());
+    let path = std::env::temp_dir().join("oracle-gguf-aligned-buf.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let r = AlignedBuf::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(r.as_bytes(), bytes.as_slice());
+    assert!(AlignedBuf::zeroed(0).is_empty());
+}

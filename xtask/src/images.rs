@@ -152,11 +152,21 @@ pub struct SpPackage {
     pub image_size: usize,
 }
 
-/// Builds the SP for `platform`, compiles its manifest and writes the SPKG.
-pub fn build_sp(platform: Platform) -> Result<SpPackage> {
-    let elf = cargo_build_bare("flexserve-sp", "flexserve-sp", Some(platform.name()))?;
+/// Builds the SP for `platform` (with `extra_features`, e.g. the test-only `fault-injection`),
+/// compiles its manifest and writes the SPKG.
+pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage> {
+    let features = core::iter::once(platform.name())
+        .chain(extra_features.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    let elf = cargo_build_bare("flexserve-sp", "flexserve-sp", Some(&features))?;
     let (image, load) = elf_to_bin(&elf)?;
-    let dir = out_dir(platform.name());
+    let variant = if extra_features.is_empty() {
+        platform.name().to_string()
+    } else {
+        format!("{}+{}", platform.name(), extra_features.join("+"))
+    };
+    let dir = out_dir(&variant);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dts_path = root()
         .join("fvp")
@@ -211,8 +221,8 @@ pub fn build_sp(platform: Platform) -> Result<SpPackage> {
 }
 
 /// Builds everything the QEMU testbed boots and writes a flash image for one scenario.
-pub fn build_flash(scenario: &str, model: Option<&Path>) -> Result<PathBuf> {
-    let sp = build_sp(Platform::Qemu)?;
+pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -> Result<PathBuf> {
+    let sp = build_sp(Platform::Qemu, sp_features)?;
     let testbed = cargo_build_bare("testbed", "testbed", None)?;
     let client = cargo_build_bare("nw-client", "nw-client", None)?;
     let (testbed_bin, testbed_base) = elf_to_bin(&testbed)?;

@@ -19,18 +19,44 @@ use std::time::{Duration, Instant};
 pub type Result<T> = std::result::Result<T, String>;
 
 /// A QEMU scenario `cargo xtask test` runs.
-struct Scenario {
-    name: &'static str,
+#[derive(Clone, Copy)]
+struct Scenario<'a> {
+    name: &'a str,
+    /// Extra `flexserve-sp` features the scenario needs.
+    sp_features: &'static [&'static str],
     /// The scenario makes the SP fail on purpose.
     expect_sp_failure: bool,
     timeout_s: u64,
 }
 
-const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "messaging",
-    expect_sp_failure: false,
-    timeout_s: 300,
-}];
+impl<'a> Scenario<'a> {
+    const fn new(name: &'a str) -> Self {
+        Scenario {
+            name,
+            sp_features: &[],
+            expect_sp_failure: false,
+            timeout_s: 300,
+        }
+    }
+
+    /// A scenario that makes the SP fail (panic, fault) and checks the testbed and client see it.
+    const fn sp_fault(name: &'a str) -> Self {
+        Scenario {
+            name,
+            sp_features: &["fault-injection"],
+            expect_sp_failure: true,
+            timeout_s: 120,
+        }
+    }
+}
+
+const SCENARIOS: &[Scenario<'static>] = &[
+    Scenario::new("messaging"),
+    Scenario::new("demo"),
+    Scenario::sp_fault("sp-panic"),
+    Scenario::sp_fault("sp-data-abort"),
+    Scenario::sp_fault("sp-stack-overflow"),
+];
 
 /// The aarch64 CPU models the NEON kernels are tested on, and the kernel paths each must select.
 const AARCH64_CPUS: &[(&str, &str)] = &[
@@ -76,7 +102,7 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 fn cmd_run(args: &[String]) -> Result<()> {
     deps::ensure()?;
     let model = flag(args, "--model").map(PathBuf::from);
-    let flash = images::build_flash("demo", model.as_deref())?;
+    let flash = images::build_flash("demo", &[], model.as_deref())?;
     eprintln!(
         "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at NS-EL1)"
     );
@@ -87,16 +113,22 @@ fn cmd_run(args: &[String]) -> Result<()> {
 fn cmd_scenario(args: &[String]) -> Result<()> {
     let name = args.first().ok_or("usage: cargo xtask scenario NAME")?;
     deps::ensure()?;
-    let sc = SCENARIOS.iter().find(|s| s.name == name);
-    run_scenario(
-        name,
-        sc.is_some_and(|s| s.expect_sp_failure),
-        sc.map_or(300, |s| s.timeout_s),
-    )
+    let unknown = Scenario::new("");
+    let sc = SCENARIOS
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or(&unknown);
+    run_scenario(&Scenario { name, ..*sc })
 }
 
-fn run_scenario(name: &str, expect_sp_failure: bool, timeout_s: u64) -> Result<()> {
-    let flash = images::build_flash(name, None)?;
+fn run_scenario(sc: &Scenario) -> Result<()> {
+    let Scenario {
+        name,
+        sp_features,
+        expect_sp_failure,
+        timeout_s,
+    } = *sc;
+    let flash = images::build_flash(name, sp_features, None)?;
     eprintln!("xtask: scenario {name}");
     let t = Instant::now();
     let out = qemu::run(&flash, Duration::from_secs(timeout_s), true)?;
@@ -122,7 +154,7 @@ fn cmd_build(args: &[String]) -> Result<()> {
         Some(p) => vec![images::Platform::parse(p)?],
     };
     for p in platforms {
-        let sp = images::build_sp(p)?;
+        let sp = images::build_sp(p, &[])?;
         eprintln!(
             "xtask: {}: SP image {} bytes -> {}",
             p.name(),
@@ -224,15 +256,13 @@ fn cmd_test(args: &[String]) -> Result<()> {
     if want("packages") {
         for p in images::Platform::ALL {
             timed(&format!("SP package ({})", p.name()), &mut || {
-                images::build_sp(p).map(|_| ())
+                images::build_sp(p, &[]).map(|_| ())
             })?;
         }
     }
     if want("scenarios") {
         for s in SCENARIOS {
-            timed(&format!("scenario {}", s.name), &mut || {
-                run_scenario(s.name, s.expect_sp_failure, s.timeout_s)
-            })?;
+            timed(&format!("scenario {}", s.name), &mut || run_scenario(s))?;
         }
     }
     eprintln!("xtask: test steps:");

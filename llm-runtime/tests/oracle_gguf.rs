@@ -1,7 +1,9 @@
 //! GGUF reader: round trips, the committed gguf-py fixtures, every specific rejection, and
 //! fuzz-style truncation/corruption sweeps (which must return errors, never panic).
 
-use llm_runtime::gguf::{Gguf, GgufError, ParseOptions, TensorType, Value, ValueType, ViewError};
+use llm_runtime::gguf::{
+    AlignedBuf, Gguf, GgufError, ParseOptions, TensorType, Value, ValueType, ViewError,
+};
 use llm_runtime::gguf_write::GgufWriter;
 use llm_runtime::kernels::BlockQ8_0;
 
@@ -12,18 +14,12 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// Copies bytes into an 8-byte-aligned buffer (a `Vec<u8>` promises only 1-byte alignment),
 /// so typed tensor views work.
-fn aligned(bytes: &[u8]) -> Vec<u64> {
-    let mut v = vec![0u64; bytes.len().div_ceil(8)];
-    for (i, b) in bytes.iter().enumerate() {
-        v[i / 8] |= u64::from(*b) << (8 * (i % 8));
-    }
-    v
+fn aligned(bytes: &[u8]) -> AlignedBuf {
+    AlignedBuf::from_slice(bytes)
 }
 
-fn as_bytes(v: &[u64], len: usize) -> &[u8] {
-    // SAFETY: u64 storage viewed as bytes: any bit pattern is a valid u8, alignment 1 holds,
-    // and `len` is within the allocation (callers pass the original length).
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), len) }
+fn as_bytes(v: &AlignedBuf, len: usize) -> &[u8] {
+    &v.as_bytes()[..len]
 }
 
 fn q8_bytes(blocks: &[BlockQ8_0]) -> Vec<u8> {
@@ -514,16 +510,16 @@ fn walk(g: &Gguf<'_>) -> usize {
 fn every_truncation_is_an_error() {
     let bytes = sample(Some(64));
     assert!(Gguf::parse(&bytes).is_ok());
+    // Only the zero padding after the last tensor may be cut.
+    let last_end = {
+        let g = Gguf::parse(&bytes).unwrap();
+        g.tensors()
+            .iter()
+            .map(|t| g.data_offset + t.offset as usize + t.data.len())
+            .max()
+            .unwrap()
+    };
     for len in 0..bytes.len() {
-        // Only the zero padding after the last tensor may be cut.
-        let last_end = {
-            let g = Gguf::parse(&bytes).unwrap();
-            g.tensors()
-                .iter()
-                .map(|t| g.data_offset + t.offset as usize + t.data.len())
-                .max()
-                .unwrap()
-        };
         let r = Gguf::parse(&bytes[..len]);
         if len < last_end {
             assert!(r.is_err(), "prefix of {len} bytes accepted");
@@ -580,7 +576,6 @@ fn corrupted_files_never_panic() {
 
 #[test]
 fn aligned_buf_keeps_views_working() {
-    use llm_runtime::gguf::AlignedBuf;
     let bytes = sample(Some(64));
     let b = AlignedBuf::from_slice(&bytes);
     assert_eq!(b.as_bytes(), bytes.as_slice());

@@ -615,8 +615,14 @@ impl Spmc {
                 self.console_write(chars.as_bytes(), console);
                 resume(success(0))
             }
-            Call::MsgWait { .. } => match self.sp_state {
+            Call::MsgWait { flags } => match self.sp_state {
                 SpState::Init => {
+                    // MSG_WAIT hands the RX buffer back unless the caller keeps it (v1.2).
+                    if !flags.retain_rx_buffer
+                        && let Some(m) = self.sp_ep.mailbox.as_mut()
+                    {
+                        m.rx_full = false;
+                    }
                     self.sp_state = SpState::Waiting;
                     SpAction::InitDone
                 }
@@ -1157,7 +1163,22 @@ mod tests {
         assert_eq!(out, "[8001 0] hello world\n");
         let flags = call(F::MsgWait, &[0, 2]);
         assert_eq!(err(&sp_reply(&mut s, flags)), Some(-2), "flags MBZ");
+        // The SP fills its RX with partition info, then waits: the RX goes back to the SPMC.
+        sp_reply(&mut s, call(F::RxTxMap64, &[0x0e3f_0000, 0x0e3f_1000, 1]));
+        let mut m = Mem {
+            base: 0x0e3f_0000,
+            bytes: std::vec![0; 0x2000],
+        };
+        let info = call(F::PartitionInfoGet, &[0, 0, 0, 0, 0]);
+        assert!(matches!(
+            s.sp_call(&info, &mut m, &mut String::new()),
+            SpAction::Resume { .. }
+        ));
+        assert_eq!(s.sp_ep.mailbox.map(|m| m.rx_full), Some(true));
         assert_eq!(sp(&mut s, call(F::MsgWait, &[])), SpAction::InitDone);
         assert_eq!(s.sp_state, SpState::Waiting);
+        assert_eq!(s.sp_ep.mailbox.map(|m| m.rx_full), Some(false));
+        let again = call(F::MsgWait, &[]);
+        assert_eq!(err(&sp_reply(&mut s, again)), Some(-6), "only at init here");
     }
 }

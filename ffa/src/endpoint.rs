@@ -20,6 +20,11 @@ pub enum Error {
     UnexpectedReply { request: FuncId, reply: FuncId },
     /// A reply whose payload is inconsistent (e.g. PARTITION_INFO_GET_REGS indices).
     BadPartitionInfo(PartitionInfoError),
+    /// A memory descriptor could not be built, or the one received is malformed.
+    #[cfg(any(test, feature = "alloc"))]
+    Mem(crate::memory::MemError),
+    /// The caller's RX/TX buffer accessor refused (data does not fit, or bad length).
+    Buffer { needed: usize, size: usize },
 }
 
 impl From<DecodeError> for Error {
@@ -43,6 +48,11 @@ impl core::fmt::Display for Error {
                 write!(f, "unexpected reply {reply:?} to {request:?}")
             }
             Self::BadPartitionInfo(e) => write!(f, "bad partition info: {e:?}"),
+            #[cfg(any(test, feature = "alloc"))]
+            Self::Mem(e) => write!(f, "memory descriptor: {e}"),
+            Self::Buffer { needed, size } => {
+                write!(f, "{needed} bytes do not fit the {size}-byte RX/TX buffer")
+            }
         }
     }
 }
@@ -336,7 +346,7 @@ impl<C: Conduit> Endpoint<C> {
         }
     }
 
-    fn mem_send(&mut self, req: Interface) -> Result<MemSendReply, Error> {
+    fn mem_send_call(&mut self, req: Interface) -> Result<MemSendReply, Error> {
         match self.call(&req)? {
             Interface::Success { args, .. } => Ok(MemSendReply::Done(success_handle(&args))),
             Interface::MemFragRx {
@@ -356,23 +366,23 @@ impl<C: Conduit> Endpoint<C> {
 
     /// FFA_MEM_SHARE (descriptor already written to TX or `args.buf`).
     pub fn mem_share(&mut self, args: MemOpArgs) -> Result<MemSendReply, Error> {
-        self.mem_send(Interface::MemShare(args))
+        self.mem_send_call(Interface::MemShare(args))
     }
 
     /// FFA_MEM_LEND.
     pub fn mem_lend(&mut self, args: MemOpArgs) -> Result<MemSendReply, Error> {
-        self.mem_send(Interface::MemLend(args))
+        self.mem_send_call(Interface::MemLend(args))
     }
 
     /// FFA_MEM_DONATE.
     pub fn mem_donate(&mut self, args: MemOpArgs) -> Result<MemSendReply, Error> {
-        self.mem_send(Interface::MemDonate(args))
+        self.mem_send_call(Interface::MemDonate(args))
     }
 
     /// FFA_MEM_FRAG_TX: send the next fragment of a memory send; the reply is again
     /// FRAG_RX (more wanted) or SUCCESS (done).
     pub fn mem_frag_tx(&mut self, handle: Handle, frag_len: u32) -> Result<MemSendReply, Error> {
-        self.mem_send(Interface::MemFragTx {
+        self.mem_send_call(Interface::MemFragTx {
             handle,
             frag_len,
             endpoint_id: 0,
@@ -422,6 +432,149 @@ impl<C: Conduit> Endpoint<C> {
         self.call_success(&Interface::MemReclaim { handle, flags })
             .map(drop)
     }
+}
+
+/// Access to this endpoint's mapped RX/TX buffers for the multi-call memory flows. The
+/// buffers are shared with the partition manager, so the implementation copies with
+/// volatile or otherwise non-elided accesses and never hands out references into them.
+pub trait RxTxBuffers {
+    /// Size of each buffer in bytes.
+    fn size(&self) -> usize;
+    /// Copy `data` to the start of the TX buffer (`data.len() <= size()`).
+    fn write_tx(&mut self, data: &[u8]);
+    /// Copy the first `out.len()` bytes of the RX buffer (`<= size()`) into `out`.
+    fn read_rx(&mut self, out: &mut [u8]);
+}
+
+#[cfg(any(test, feature = "alloc"))]
+mod mem_flows {
+    extern crate alloc;
+
+    use super::*;
+    use crate::memory::{
+        DescKind, FragmentAssembler, MemError, MemTransaction, ParseOptions, SendKind,
+        plan_fragments,
+    };
+    use crate::{MemOpBuf, memory::COMPOSITE_HEADER_SIZE};
+
+    impl From<MemError> for Error {
+        fn from(e: MemError) -> Self {
+            Self::Mem(e)
+        }
+    }
+
+    impl<C: Conduit> Endpoint<C> {
+        /// FFA_MEM_SHARE / LEND / DONATE of `desc` through the TX buffer, fragmenting with
+        /// FFA_MEM_FRAG_TX when it does not fit one buffer. Returns the handle.
+        pub fn mem_send(
+            &mut self,
+            kind: SendKind,
+            desc: &MemTransaction,
+            bufs: &mut impl RxTxBuffers,
+        ) -> Result<Handle, Error> {
+            let dk = DescKind::Send(kind);
+            let bytes = desc.to_vec(dk)?;
+            let total = u32::try_from(bytes.len()).map_err(|_| MemError::TooLarge)?;
+            let size = bufs.size();
+            let ranges_start = TRANSACTION_HEAD + desc.receivers.len() * desc.emad_size.bytes();
+            let mut plan = plan_fragments(bytes.len(), ranges_start + COMPOSITE_HEADER_SIZE, size)
+                .map_err(|_| Error::Buffer {
+                    needed: ranges_start + COMPOSITE_HEADER_SIZE,
+                    size,
+                })?;
+            let Some((_, first)) = plan.next() else {
+                return Err(MemError::TooLarge.into());
+            };
+            bufs.write_tx(&bytes[..first]);
+            let args = MemOpArgs {
+                total_len: total,
+                frag_len: first as u32,
+                buf: MemOpBuf::Tx32,
+            };
+            let mut reply = match kind {
+                SendKind::Share => self.mem_share(args),
+                SendKind::Lend => self.mem_lend(args),
+                SendKind::Donate => self.mem_donate(args),
+            }?;
+            loop {
+                match reply {
+                    MemSendReply::Done(h) => return Ok(h),
+                    MemSendReply::FragRx { handle, offset } => {
+                        // The SPMC names the offset it wants; it must be one we planned.
+                        let Some((o, len)) = plan.next() else {
+                            return Err(Error::UnexpectedReply {
+                                request: FuncId::MemFragTx,
+                                reply: FuncId::MemFragRx,
+                            });
+                        };
+                        if o != offset as usize {
+                            return Err(Error::UnexpectedReply {
+                                request: FuncId::MemFragTx,
+                                reply: FuncId::MemFragRx,
+                            });
+                        }
+                        bufs.write_tx(&bytes[o..o + len]);
+                        reply = self.mem_frag_tx(handle, len as u32)?;
+                    }
+                }
+            }
+        }
+
+        /// FFA_MEM_RETRIEVE_REQ of `req` (see [`MemTransaction::retrieve_request`]) through
+        /// the TX buffer; collects the response from the RX buffer (FFA_MEM_FRAG_RX for
+        /// each further fragment, FFA_RX_RELEASE after each read), then parses it as
+        /// hostile input. `max_total` bounds the response size the SPMC may announce.
+        pub fn mem_retrieve(
+            &mut self,
+            req: &MemTransaction,
+            bufs: &mut impl RxTxBuffers,
+            max_total: usize,
+        ) -> Result<MemTransaction, Error> {
+            let bytes = req.to_vec(DescKind::RetrieveReq)?;
+            let size = bufs.size();
+            if bytes.len() > size {
+                return Err(Error::Buffer {
+                    needed: bytes.len(),
+                    size,
+                });
+            }
+            bufs.write_tx(&bytes);
+            let len = bytes.len() as u32;
+            let (total, frag) = self.mem_retrieve_req(MemOpArgs {
+                total_len: len,
+                frag_len: len,
+                buf: MemOpBuf::Tx32,
+            })?;
+            let mut chunk = alloc::vec![0u8; size];
+            let first = chunk.get_mut(..frag as usize).ok_or(Error::Buffer {
+                needed: frag as usize,
+                size,
+            })?;
+            bufs.read_rx(first);
+            // Release RX before judging the data, so a bad response does not keep it.
+            let asm = FragmentAssembler::new(total, first, max_total);
+            self.rx_release()?;
+            let mut asm = asm?;
+            while !asm.is_complete() {
+                let offset = asm.received() as u32;
+                let n = self.mem_frag_rx(req.handle, offset)? as usize;
+                let part = chunk
+                    .get_mut(..n)
+                    .ok_or(Error::Buffer { needed: n, size })?;
+                bufs.read_rx(part);
+                self.rx_release()?;
+                asm.push(part)?;
+            }
+            let whole = asm.finish()?;
+            let opts = ParseOptions {
+                expected_sender: Some(req.sender_id),
+                emad_size: None,
+            };
+            Ok(MemTransaction::parse(&whole, DescKind::RetrieveResp, opts)?)
+        }
+    }
+
+    const TRANSACTION_HEAD: usize = crate::memory::TRANSACTION_HEADER_SIZE;
 }
 
 #[cfg(test)]
@@ -847,6 +1000,229 @@ mod tests {
         );
         assert_eq!(ep.abort(3), Error::Ffa(FfaError::NotSupported));
         ep.conduit().assert_done();
+    }
+
+    /// RX/TX buffers for the memory flows: TX writes are recorded, RX reads pop prepared
+    /// contents.
+    struct Bufs {
+        size: usize,
+        tx: std::vec::Vec<std::vec::Vec<u8>>,
+        rx: std::collections::VecDeque<std::vec::Vec<u8>>,
+    }
+
+    impl RxTxBuffers for Bufs {
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn write_tx(&mut self, data: &[u8]) {
+            assert!(data.len() <= self.size);
+            self.tx.push(data.to_vec());
+        }
+        fn read_rx(&mut self, out: &mut [u8]) {
+            let next = self
+                .rx
+                .pop_front()
+                .expect("RX read without prepared content");
+            assert_eq!(out.len(), next.len(), "RX read length");
+            out.copy_from_slice(&next);
+        }
+    }
+
+    fn many_ranges(n: u64) -> crate::memory::MemTransaction {
+        use crate::memory::*;
+        MemTransaction {
+            sender_id: 0,
+            attributes: MemRegionAttributes::NORMAL_WB_INNER,
+            flags: MemFlags(0),
+            handle: Handle(0),
+            tag: 0,
+            emad_size: EmadSize::V1_2,
+            receivers: std::vec![Emad::new(MemAccessPerm {
+                endpoint_id: 0x8001,
+                data_access: DataAccess::ReadWrite,
+                instruction_access: InstructionAccess::NotSpecified,
+                non_retrieval_borrower: false,
+            })],
+            ranges: (0..n)
+                .map(|i| MemRange {
+                    address: 0x4000_0000 + i * 0x2000,
+                    page_count: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn mem_send_fragments_through_tx() {
+        use crate::memory::{DescKind, SendKind};
+        let desc = many_ranges(300); // 4896 bytes: two 4 KiB fragments
+        let bytes = desc.to_vec(DescKind::Send(SendKind::Lend)).unwrap();
+        let h = Handle(0x8000_0000_0000_0009);
+        let (lo, hi) = h.halves();
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::MemLend(MemOpArgs {
+                    total_len: 4896,
+                    frag_len: 4096,
+                    buf: crate::MemOpBuf::Tx32,
+                }),
+                Interface::MemFragRx {
+                    handle: h,
+                    frag_offset: 4096,
+                    endpoint_id: 0,
+                },
+            )
+            .expect(
+                Interface::MemFragTx {
+                    handle: h,
+                    frag_len: 800,
+                    endpoint_id: 0,
+                },
+                Interface::Success {
+                    target_info: 0,
+                    args: SuccessArgs::Args32([lo, hi, 0, 0, 0, 0]),
+                },
+            );
+        let mut bufs = Bufs {
+            size: 4096,
+            tx: std::vec![],
+            rx: Default::default(),
+        };
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(ep.mem_send(SendKind::Lend, &desc, &mut bufs), Ok(h));
+        assert_eq!(bufs.tx.concat(), bytes);
+        ep.conduit().assert_done();
+
+        // An SPMC asking for an offset we did not plan is an error, not a wrong send.
+        let fake = ScriptedConduit::new().expect(
+            Interface::MemShare(MemOpArgs {
+                total_len: 4896,
+                frag_len: 4096,
+                buf: crate::MemOpBuf::Tx32,
+            }),
+            Interface::MemFragRx {
+                handle: h,
+                frag_offset: 100,
+                endpoint_id: 0,
+            },
+        );
+        let mut ep = Endpoint::new(fake);
+        assert!(matches!(
+            ep.mem_send(SendKind::Share, &desc, &mut bufs),
+            Err(Error::UnexpectedReply { .. })
+        ));
+    }
+
+    #[test]
+    fn mem_retrieve_collects_fragments() {
+        use crate::memory::*;
+        let h = Handle(0x8000_0000_0000_0009);
+        let perm = MemAccessPerm {
+            endpoint_id: 0x8001,
+            data_access: DataAccess::ReadWrite,
+            instruction_access: InstructionAccess::NotExecutable,
+            non_retrieval_borrower: false,
+        };
+        let req =
+            MemTransaction::retrieve_request(h, 0, perm, TransactionType::Lend, 0, EmadSize::V1_2);
+        let sent = many_ranges(300);
+        let resp = MemTransaction::retrieve_response(
+            &sent,
+            h,
+            TransactionType::Lend,
+            perm,
+            true,
+            EmadSize::V1_2,
+        );
+        let rb = resp.to_vec(DescKind::RetrieveResp).unwrap();
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::MemRetrieveReq(MemOpArgs {
+                    total_len: 80,
+                    frag_len: 80,
+                    buf: crate::MemOpBuf::Tx32,
+                }),
+                Interface::MemRetrieveResp {
+                    total_len: 4896,
+                    frag_len: 4096,
+                },
+            )
+            .expect(Interface::RxRelease { vm_id: 0 }, ok(0))
+            .expect(
+                Interface::MemFragRx {
+                    handle: h,
+                    frag_offset: 4096,
+                    endpoint_id: 0,
+                },
+                Interface::MemFragTx {
+                    handle: h,
+                    frag_len: 800,
+                    endpoint_id: 0,
+                },
+            )
+            .expect(Interface::RxRelease { vm_id: 0 }, ok(0));
+        let mut bufs = Bufs {
+            size: 4096,
+            tx: std::vec![],
+            rx: [rb[..4096].to_vec(), rb[4096..].to_vec()].into(),
+        };
+        let mut ep = Endpoint::new(fake);
+        let got = ep.mem_retrieve(&req, &mut bufs, 1 << 20).unwrap();
+        assert_eq!(got, resp);
+        assert_eq!(
+            bufs.tx,
+            std::vec![req.to_vec(DescKind::RetrieveReq).unwrap()]
+        );
+        ep.conduit().assert_done();
+
+        // A hostile response: RX is still released, the defect is reported.
+        let mut bad = rb[..4096].to_vec();
+        bad[40] = 1; // reserved header byte
+        let fake = ScriptedConduit::new()
+            .expect(
+                Interface::MemRetrieveReq(MemOpArgs {
+                    total_len: 80,
+                    frag_len: 80,
+                    buf: crate::MemOpBuf::Tx32,
+                }),
+                Interface::MemRetrieveResp {
+                    total_len: 4096,
+                    frag_len: 4096,
+                },
+            )
+            .expect(Interface::RxRelease { vm_id: 0 }, ok(0));
+        let mut bufs = Bufs {
+            size: 4096,
+            tx: std::vec![],
+            rx: [bad].into(),
+        };
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.mem_retrieve(&req, &mut bufs, 1 << 20),
+            Err(Error::Mem(MemError::ReservedNotZero { offset: 40 }))
+        );
+        ep.conduit().assert_done();
+
+        // A fragment length larger than the RX buffer.
+        let fake = ScriptedConduit::new().expect(
+            Interface::MemRetrieveReq(MemOpArgs {
+                total_len: 80,
+                frag_len: 80,
+                buf: crate::MemOpBuf::Tx32,
+            }),
+            Interface::MemRetrieveResp {
+                total_len: 8192,
+                frag_len: 8192,
+            },
+        );
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.mem_retrieve(&req, &mut bufs, 1 << 20),
+            Err(Error::Buffer {
+                needed: 8192,
+                size: 4096
+            })
+        );
     }
 
     #[test]

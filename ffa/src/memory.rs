@@ -420,6 +420,9 @@ pub enum MemError {
     /// A retrieve request longer than its header and EMADs (Hafnium requires the exact
     /// length).
     LengthMismatch { expected: u64, actual: usize },
+    /// A fragment after the first that is empty, longer than what remains, or not whole
+    /// 16-byte constituent ranges.
+    BadFragment { len: usize, remaining: usize },
 }
 
 impl MemError {
@@ -1054,9 +1057,9 @@ impl FragmentAssembler {
     pub fn push(&mut self, frag: &[u8]) -> Result<bool, MemError> {
         let remaining = self.total - self.buf.len();
         if frag.is_empty() || frag.len() > remaining || !frag.len().is_multiple_of(RANGE_SIZE) {
-            return Err(MemError::Truncated {
-                needed: remaining as u64,
-                available: frag.len(),
+            return Err(MemError::BadFragment {
+                len: frag.len(),
+                remaining,
             });
         }
         self.buf.extend_from_slice(frag);

@@ -587,7 +587,14 @@ fn fragments_plan_and_reassemble() {
     );
     assert!(FragmentAssembler::new(5, &b[..10], 1 << 20).is_err());
     let mut asm = FragmentAssembler::new(b.len() as u32, &b[..4096], 1 << 20).unwrap();
-    assert!(asm.push(&b[4096..4100]).is_err(), "not whole ranges");
+    assert_eq!(
+        asm.push(&b[4096..4100]),
+        Err(MemError::BadFragment {
+            len: 4,
+            remaining: 800
+        }),
+        "not whole ranges"
+    );
     assert!(asm.push(&b[..]).is_err(), "more than remains");
     assert!(asm.push(&[]).is_err());
     assert!(asm.finish().is_err(), "incomplete");

@@ -12,6 +12,9 @@ fuzz_target!(|regs: [u64; 18]| {
     }
     // A version reply is a bare w0 (or -1, which decodes as FFA_ERROR(NOT_SUPPORTED)).
     if let Ok(i @ Interface::VersionOut { .. }) = Interface::decode_reply(FuncId::Version, &regs) {
-        assert_eq!(Interface::decode_reply(FuncId::Version, &i.to_regs()), Ok(i));
+        assert_eq!(
+            Interface::decode_reply(FuncId::Version, &i.to_regs()),
+            Ok(i)
+        );
     }
 });

@@ -98,7 +98,13 @@ impl Checks {
             self.passed += 1;
         } else {
             self.failed += 1;
-            say!("nw-stub: FAIL {what}: x0={:#x} x1={:#x} x2={:#x} x3={:#x}", got[0], got[1], got[2], got[3]);
+            say!(
+                "nw-stub: FAIL {what}: x0={:#x} x1={:#x} x2={:#x} x3={:#x}",
+                got[0],
+                got[1],
+                got[2],
+                got[3]
+            );
         }
     }
     fn expect(&mut self, what: &str, got: Regs, want: (u64, u64)) -> Regs {
@@ -116,8 +122,14 @@ extern "C" fn main(cfg: u64) -> ! {
     };
     // SAFETY: UARTCR of the NS PL011: UARTEN | TXE | RXE.
     unsafe { core::ptr::write_volatile((UART + 0x30) as *mut u32, 0x301) };
-    say!("nw-stub: up, boot config {:?}", core::str::from_utf8(cfg).unwrap_or("?"));
-    let mut c = Checks { passed: 0, failed: 0 };
+    say!(
+        "nw-stub: up, boot config {:?}",
+        core::str::from_utf8(cfg).unwrap_or("?")
+    );
+    let mut c = Checks {
+        passed: 0,
+        failed: 0,
+    };
     let u = UUID.map(u64::from);
     let (ulo, uhi) = (u[0] | u[1] << 32, u[2] | u[3] << 32);
 
@@ -125,35 +137,91 @@ extern "C" fn main(cfg: u64) -> ! {
     c.check("VERSION 1.2", v[0] == 0x10002, &v);
     c.expect("ID_GET", smc(&[0x8400_0069]), (SUCCESS, 0));
     c.expect("SPM_ID_GET", smc(&[0x8400_0085]), (SUCCESS, 0x8000));
-    c.expect("FEATURES(DIRECT_REQ_32)", smc(&[0x8400_0064, 0x8400_006F]), (SUCCESS, 0));
-    c.expect("FEATURES(MSG_WAIT) from NW", smc(&[0x8400_0064, 0x8400_006B]), err(-1));
+    c.expect(
+        "FEATURES(DIRECT_REQ_32)",
+        smc(&[0x8400_0064, 0x8400_006F]),
+        (SUCCESS, 0),
+    );
+    c.expect(
+        "FEATURES(MSG_WAIT) from NW",
+        smc(&[0x8400_0064, 0x8400_006B]),
+        err(-1),
+    );
     let v = smc(&[0x8400_0063, 0x10001]);
     c.check("VERSION change after lock", v[0] as u32 as i32 == -1, &v);
-    c.expect("PARTITION_INFO_GET without RX", smc(&[0x8400_0068, u[0], u[1], u[2], u[3]]), err(-4));
+    c.expect(
+        "PARTITION_INFO_GET without RX",
+        smc(&[0x8400_0068, u[0], u[1], u[2], u[3]]),
+        err(-4),
+    );
     c.expect("RXTX_MAP", smc(&[0xC400_0066, TX, RX, 1]), (SUCCESS, 0));
     c.expect("RXTX_MAP twice", smc(&[0xC400_0066, TX, RX, 1]), err(-6));
-    c.expect("PARTITION_INFO_GET count, nil", smc(&[0x8400_0068, 0, 0, 0, 0, 1]), (SUCCESS, 1));
-    let r = c.expect("PARTITION_INFO_GET by UUID", smc(&[0x8400_0068, u[0], u[1], u[2], u[3]]), (SUCCESS, 1));
+    c.expect(
+        "PARTITION_INFO_GET count, nil",
+        smc(&[0x8400_0068, 0, 0, 0, 0, 1]),
+        (SUCCESS, 1),
+    );
+    let r = c.expect(
+        "PARTITION_INFO_GET by UUID",
+        smc(&[0x8400_0068, u[0], u[1], u[2], u[3]]),
+        (SUCCESS, 1),
+    );
     // SAFETY: the SPMC wrote one descriptor into our RX page.
     let id = unsafe { core::ptr::read_volatile(RX as *const u16) };
-    c.check("descriptor id 0x8001, size 24", id == 0x8001 && r[3] == 24, &r);
-    c.expect("PARTITION_INFO_GET RX busy", smc(&[0x8400_0068, 0, 0, 0, 0]), err(-4));
+    c.check(
+        "descriptor id 0x8001, size 24",
+        id == 0x8001 && r[3] == 24,
+        &r,
+    );
+    c.expect(
+        "PARTITION_INFO_GET RX busy",
+        smc(&[0x8400_0068, 0, 0, 0, 0]),
+        err(-4),
+    );
     c.expect("RX_RELEASE", smc(&[0x8400_0065]), (SUCCESS, 0));
-    c.expect("PARTITION_INFO_GET nil", smc(&[0x8400_0068, 0, 0, 0, 0]), (SUCCESS, 1));
+    c.expect(
+        "PARTITION_INFO_GET nil",
+        smc(&[0x8400_0068, 0, 0, 0, 0]),
+        (SUCCESS, 1),
+    );
     c.expect("RX_RELEASE", smc(&[0x8400_0065]), (SUCCESS, 0));
-    c.expect("PARTITION_INFO_GET bad UUID", smc(&[0x8400_0068, 1, 2, 3, 4]), err(-2));
+    c.expect(
+        "PARTITION_INFO_GET bad UUID",
+        smc(&[0x8400_0068, 1, 2, 3, 4]),
+        err(-2),
+    );
 
     let r = smc(&[0x8400_006F, SP, 0, 41, 1, 2, 3, 4]);
-    c.check("DIRECT_REQ_32 -> RESP_32 x3+1", r[0] == 0x8400_0070 && r[1] == 0x8001_0000 && r[3] == 42 && r[7] == 4, &r);
+    c.check(
+        "DIRECT_REQ_32 -> RESP_32 x3+1",
+        r[0] == 0x8400_0070 && r[1] == 0x8001_0000 && r[3] == 42 && r[7] == 4,
+        &r,
+    );
     let r = smc(&[0xC400_006F, SP, 0, 1 << 40, 5]);
-    c.check("DIRECT_REQ_64", r[0] == 0xC400_0070 && r[3] == (1 << 40) + 1 && r[4] == 5, &r);
+    c.check(
+        "DIRECT_REQ_64",
+        r[0] == 0xC400_0070 && r[3] == (1 << 40) + 1 && r[4] == 5,
+        &r,
+    );
     let mut req2 = [0u64; 18];
     req2[..5].copy_from_slice(&[0xC400_008D, SP, ulo, uhi, 100]);
     req2[17] = 17;
     let r = smc(&req2);
-    c.check("DIRECT_REQ2 -> RESP2", r[0] == 0xC400_008E && r[4] == 101 && r[17] == 17, &r);
-    c.expect("DIRECT_REQ2 wrong UUID", smc(&[0xC400_008D, SP, 1, 2, 100]), err(-2));
-    c.expect("DIRECT_REQ to unknown 0x8002", smc(&[0x8400_006F, 0x8002, 0, 1]), err(-2));
+    c.check(
+        "DIRECT_REQ2 -> RESP2",
+        r[0] == 0xC400_008E && r[4] == 101 && r[17] == 17,
+        &r,
+    );
+    c.expect(
+        "DIRECT_REQ2 wrong UUID",
+        smc(&[0xC400_008D, SP, 1, 2, 100]),
+        err(-2),
+    );
+    c.expect(
+        "DIRECT_REQ to unknown 0x8002",
+        smc(&[0x8400_006F, 0x8002, 0, 1]),
+        err(-2),
+    );
     c.expect("DIRECT_REQ w2 MBZ", smc(&[0x8400_006F, SP, 1, 1]), err(-2));
     c.expect("MSG_WAIT from NW", smc(&[0x8400_006B]), err(-1));
     c.expect("NOTIFICATION_BIND", smc(&[0x8400_007F]), err(-1));
@@ -179,8 +247,16 @@ extern "C" fn main(cfg: u64) -> ! {
     // that it stays aborted.
     let abort = core::str::from_utf8(cfg).is_ok_and(|t| t.contains("scenario=sp-abort"));
     let trigger = if abort { 0xab047 } else { 0xdead };
-    c.expect("request that fails the SP -> ABORTED", smc(&[0xC400_006F, SP, 0, trigger]), err(-8));
-    c.expect("later request -> ABORTED", smc(&[0x8400_006F, SP, 0, 1]), err(-8));
+    c.expect(
+        "request that fails the SP -> ABORTED",
+        smc(&[0xC400_006F, SP, 0, trigger]),
+        err(-8),
+    );
+    c.expect(
+        "later request -> ABORTED",
+        smc(&[0x8400_006F, SP, 0, 1]),
+        err(-8),
+    );
 
     say!("nw-stub: {} passed, {} failed", c.passed, c.failed);
     smc(&[0xC200_FF00, u64::from(c.failed != 0)]);

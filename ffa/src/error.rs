@@ -93,10 +93,11 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The FF-A error an SPMC or endpoint returns for this malformed call: an unknown
-    /// function is `NOT_SUPPORTED`, every other defect `INVALID_PARAMETERS`.
+    /// function, or an FFA_VERSION input with bit 31 set (FF-A v1.2 sec. 13.2), is
+    /// `NOT_SUPPORTED`; every other defect `INVALID_PARAMETERS`.
     pub const fn to_ffa_error(self) -> FfaError {
         match self {
-            Self::UnknownFunction(_) => FfaError::NotSupported,
+            Self::UnknownFunction(_) | Self::InvalidVersion(_) => FfaError::NotSupported,
             _ => FfaError::InvalidParameters,
         }
     }

@@ -690,6 +690,10 @@ fn decode_error_maps_to_ffa_error() {
         FfaError::from(DecodeError::InvalidPageCount(0)),
         FfaError::InvalidParameters
     );
+    assert_eq!(
+        DecodeError::InvalidVersion(0x8001_0002).to_ffa_error(),
+        FfaError::NotSupported
+    );
 }
 
 mod props {

@@ -205,11 +205,13 @@ extern "C" fn main(cfg: u64) -> ! {
     );
     let mut req2 = [0u64; 18];
     req2[..5].copy_from_slice(&[0xC400_008D, SP, ulo, uhi, 100]);
-    req2[17] = 17;
+    for (i, x) in req2.iter_mut().enumerate().skip(5) {
+        *x = i as u64;
+    }
     let r = smc(&req2);
     c.check(
         "DIRECT_REQ2 -> RESP2",
-        r[0] == 0xC400_008E && r[4] == 101 && r[17] == 17,
+        r[0] == 0xC400_008E && r[4] == 101 && (5..18).all(|i| r[i] == i as u64),
         &r,
     );
     c.expect(

@@ -37,14 +37,25 @@ _start:
 	mov	x2, #0
 	smc	#0
 serve:
-	/* x1: sender[31:16] | receiver[15:0] -> swap for the response. */
-	lsr	x9, x1, #16
-	and	x9, x9, #0xffff
-	and	x10, x1, #0xffff
-	orr	x1, x9, x10, lsl #16
-	ldr	x9, =0xc400008d		/* DIRECT_REQ2 */
-	cmp	x0, x9
+	/* x1: sender[31:16] | receiver[15:0] -> swap for the response (x2 is scratch: MBZ in
+	 * DIRECT_REQ/RESP, UUID in REQ2 and MBZ in RESP2). */
+	ubfx	x2, x1, #16, #16
+	lsl	x1, x1, #16
+	and	x1, x1, #0xffff0000
+	orr	x1, x1, x2
+	ldr	x2, =0xc400008d		/* DIRECT_REQ2 */
+	cmp	x0, x2
 	b.eq	req2
+	/* Hafnium: x8-x17 must be zero in a v1.2 DIRECT_RESP; x9 is scratch below. */
+	mov	x8, #0
+	mov	x10, #0
+	mov	x11, #0
+	mov	x12, #0
+	mov	x13, #0
+	mov	x14, #0
+	mov	x15, #0
+	mov	x16, #0
+	mov	x17, #0
 	ldr	x9, =0xdead
 	cmp	x3, x9
 	b.eq	fault
@@ -58,13 +69,14 @@ serve:
 	ldr	x0, =0x84000070
 	ldr	x9, =0xc4000070
 	csel	x0, x0, x9, eq
+	mov	x9, #0
 	smc	#0
 	b	serve
 req2:
-	ldr	x9, =0xdead
-	cmp	x4, x9
+	ldr	x2, =0xdead
+	cmp	x4, x2
 	b.eq	fault
-	add	x4, x4, #1
+	add	x4, x4, #1		/* x5-x17 echoed unchanged */
 	mov	x2, #0			/* x2-x3 MBZ in DIRECT_RESP2 */
 	mov	x3, #0
 	ldr	x0, =0xc400008e		/* DIRECT_RESP2 */

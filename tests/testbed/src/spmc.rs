@@ -159,8 +159,6 @@ pub enum AbortReason {
     FfaAbort(u32),
     /// FFA_ERROR from the SP with this code.
     FfaError(i32),
-    /// A direct response while nobody is waiting for one, at initialisation.
-    ResponseDuringInit,
     /// An exception the SPMC took from the SP (stage-2 fault, unknown trap).
     Exception { esr: u64, far: u64, elr: u64 },
 }
@@ -629,7 +627,7 @@ impl Spmc {
                 _ => resume(error(FfaError::Denied)),
             },
             Call::MsgSendDirectResp { .. } | Call::MsgSendDirectResp2 { .. } => {
-                self.direct_resp(&call)
+                self.direct_resp(&call, r)
             }
             // SP-to-SP only, and there is one SP: no valid destination.
             Call::MsgSendDirectReq { .. } | Call::MsgSendDirectReq2 { .. } => {
@@ -640,14 +638,11 @@ impl Spmc {
         }
     }
 
-    fn direct_resp(&mut self, call: &Call) -> SpAction {
+    /// DIRECT_RESP(2) from the SP, checked in Hafnium's order: arguments (INVALID_PARAMETERS:
+    /// w2 MBZ, x8-x17 zero for a v1.2+ DIRECT_RESP, own ID as sender), then state (DENIED: no
+    /// request pending, RESP/RESP2 not matching REQ/REQ2), then the requester as receiver.
+    fn direct_resp(&mut self, call: &Call, r: &Regs) -> SpAction {
         let fail = |e| resume(error(e));
-        let SpState::Running { from, kind } = self.sp_state else {
-            if self.sp_state == SpState::Init {
-                return self.abort(AbortReason::ResponseDuringInit);
-            }
-            return fail(FfaError::Denied);
-        };
         let (src, dst, is2) = match *call {
             Call::MsgSendDirectResp {
                 src_id,
@@ -658,6 +653,10 @@ impl Spmc {
                     args,
                     DirectMsgArgs::Framework32 { .. } | DirectMsgArgs::Framework64 { .. }
                 ) {
+                    // No framework request is ever sent to the SP.
+                    return fail(FfaError::Denied);
+                }
+                if self.sp_ep.version >= Version::V1_2 && r[8..].iter().any(|&x| x != 0) {
                     return fail(FfaError::InvalidParameters);
                 }
                 (src_id, dst_id, false)
@@ -665,11 +664,17 @@ impl Spmc {
             Call::MsgSendDirectResp2 { src_id, dst_id, .. } => (src_id, dst_id, true),
             _ => return fail(FfaError::NotSupported),
         };
-        if src != self.sp_ep.id || dst != from {
+        if src != self.sp_ep.id {
             return fail(FfaError::InvalidParameters);
         }
+        let SpState::Running { from, kind } = self.sp_state else {
+            return fail(FfaError::Denied);
+        };
         if is2 != (kind == ReqKind::Direct2) {
             return fail(FfaError::Denied);
+        }
+        if dst != from {
+            return fail(FfaError::InvalidParameters);
         }
         self.sp_state = SpState::Waiting;
         SpAction::ToNw(call.to_regs())
@@ -1054,6 +1059,24 @@ mod tests {
         assert_eq!(s.sp_state, SpState::Waiting);
         let late = resp(0x8001_0000, F::MsgSendDirectResp32);
         assert_eq!(err(&sp_reply(&mut s, late)), Some(-6), "no request pending");
+        let bad_src = resp(0x8002_0000, F::MsgSendDirectResp32);
+        assert_eq!(
+            err(&sp_reply(&mut s, bad_src)),
+            Some(-2),
+            "arguments before state"
+        );
+        // Hafnium: x8-x17 must be zero in a v1.2 caller's DIRECT_RESP (not in RESP2).
+        let NwAction::RunSp(_) = s.nw_call(&req, &mut mem()) else {
+            panic!()
+        };
+        let mut dirty = resp(0x8001_0000, F::MsgSendDirectResp64);
+        dirty[9] = 1;
+        assert_eq!(err(&sp_reply(&mut s, dirty)), Some(-2), "x9 not zero");
+        s.sp_ep.version = Version::V1_1;
+        assert!(
+            matches!(sp(&mut s, dirty), SpAction::ToNw(_)),
+            "v1.1: x8-x17 ignored"
+        );
         for (r, e) in [
             (call(F::MsgSendDirectReq32, &[0x8002, 0, 1]), -2),
             (call(F::MsgSendDirectReq32, &[0x0005_8001]), -2),

@@ -175,9 +175,6 @@ fn report_abort(id: u16, reason: AbortReason) {
         AbortReason::FfaError(code) => {
             log!("testbed: SP {id:x} failed: FFA_ERROR({code}) from the SP")
         }
-        AbortReason::ResponseDuringInit => {
-            log!("testbed: SP {id:x} failed: direct response during initialisation")
-        }
         AbortReason::Exception { esr, far, elr } => log!(
             "testbed: SP {id:x} failed: {} (ESR={esr:#x} FAR={far:#x} ELR={elr:#x})",
             fail_reason(esr >> 26)

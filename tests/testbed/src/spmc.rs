@@ -107,7 +107,8 @@ pub struct SpInfo {
 }
 
 impl SpInfo {
-    /// Whether `[pa, pa + len)` is secure normal RW memory of this SP (for its RX/TX buffers).
+    /// Whether `[pa, pa + len)` is normal RW memory of this SP (for its RX/TX buffers): its
+    /// package or an RW memory region, secure or NS (Hafnium takes any RW mapping).
     fn owns(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else {
             return false;
@@ -116,7 +117,6 @@ impl SpInfo {
         inside(self.pkg_base, self.pkg_size)
             || self.manifest.regions().iter().any(|r| {
                 !r.device
-                    && r.attributes & manifest::ATTR_NS == 0
                     && r.attributes & 0x3 == 0x3
                     && inside(r.base, r.pages.saturating_mul(PAGE))
             })
@@ -956,6 +956,26 @@ mod tests {
         assert_eq!(err(&sp_reply(&mut s, map(NW_TX, NW_RX, 1))), Some(-2));
         let ok = sp_reply(&mut s, map(0x0e3f_0000, 0x0e3f_1000, 1));
         assert_eq!(ok[0], SUCCESS32);
+        // An RW memory region of the SP, even an NS one, holds buffers; an RO one does not.
+        let mut s = spmc(0x203);
+        let sp_info = s.sp.as_mut().unwrap();
+        sp_info.manifest.regions[0] = Region {
+            base: 0x4200_0000,
+            pages: 2,
+            attributes: 0xb,
+            device: false,
+        };
+        sp_info.manifest.regions[1] = Region {
+            base: 0x4300_0000,
+            pages: 2,
+            attributes: 0x9,
+            device: false,
+        };
+        sp_info.manifest.region_count = 2;
+        let ro = map(0x4300_0000, 0x4300_1000, 1);
+        assert_eq!(err(&sp_reply(&mut s, ro)), Some(-2), "read-only region");
+        let ns = map(0x4200_0000, 0x4200_1000, 1);
+        assert_eq!(sp_reply(&mut s, ns)[0], SUCCESS32);
     }
 
     #[test]

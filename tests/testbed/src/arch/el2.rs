@@ -183,7 +183,7 @@ fn report_abort(id: u16, reason: AbortReason) {
 }
 
 /// Runs the SP until it finishes init, answers, or fails.
-fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, first_wait: &mut Option<u64>) -> Ran {
+fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx) -> Ran {
     let id = spmc.sp_ep.id;
     loop {
         // SAFETY: `vcpu` holds the SP's complete state (prepared or saved by the last exit);
@@ -238,11 +238,7 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, first_wait: &mut Option<u64>) -> Ran 
                 let n = if ext { 18 } else { 8 };
                 vcpu.x[..n].copy_from_slice(&regs[..n]);
             }
-            SpAction::InitDone => {
-                let now = reg::cntpct();
-                *first_wait = Some(now);
-                return Ran::InitDone;
-            }
+            SpAction::InitDone => return Ran::InitDone,
             SpAction::ToNw(r) => return Ran::ToNw(r),
             SpAction::Aborted { reason, reply } => {
                 report_abort(id, reason);
@@ -290,10 +286,9 @@ extern "C" fn spmc_main() -> ! {
                 regs[0]
             );
             let mut s = Spmc::new(Some(info));
-            let mut first_wait = None;
-            match run_sp(&mut s, vcpu, &mut first_wait) {
+            match run_sp(&mut s, vcpu) {
                 Ran::InitDone => {
-                    let t = first_wait.unwrap_or(0);
+                    let t = reg::cntpct();
                     log!(
                         "testbed: SP {:x} ready (first MSG_WAIT) at {} us after reset",
                         info.id,
@@ -317,13 +312,12 @@ extern "C" fn spmc_main() -> ! {
     let mut ready = [0u64; 18];
     ready[0] = u64::from(FuncId::MsgWait as u32);
     let mut req = smc_to_nw(&ready);
-    let mut first_wait = None;
     loop {
         let reply = match spmc.nw_call(&req, &mut PhysMem) {
             NwAction::Reply(r) => r,
             NwAction::RunSp(r) => {
                 vcpu.x[..18].copy_from_slice(&r);
-                match run_sp(&mut spmc, vcpu, &mut first_wait) {
+                match run_sp(&mut spmc, vcpu) {
                     Ran::ToNw(r) => r,
                     Ran::Aborted(Some(r)) => r,
                     Ran::Aborted(None) | Ran::InitDone => {

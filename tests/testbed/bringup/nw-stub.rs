@@ -93,13 +93,15 @@ struct Checks {
     failed: u32,
 }
 impl Checks {
+    /// One `PASS name` / `FAIL name: registers` line per check, as xtask's verdict reads them.
     fn check(&mut self, what: &str, ok: bool, got: &Regs) {
         if ok {
             self.passed += 1;
+            say!("PASS {what}");
         } else {
             self.failed += 1;
             say!(
-                "nw-stub: FAIL {what}: x0={:#x} x1={:#x} x2={:#x} x3={:#x}",
+                "FAIL {what}: x0={:#x} x1={:#x} x2={:#x} x3={:#x}",
                 got[0],
                 got[1],
                 got[2],
@@ -260,7 +262,7 @@ extern "C" fn main(cfg: u64) -> ! {
         err(-8),
     );
 
-    say!("nw-stub: {} passed, {} failed", c.passed, c.failed);
+    say!("{} passed, {} failed", c.passed, c.failed);
     smc(&[0xC200_FF00, u64::from(c.failed != 0)]);
     loop {}
 }

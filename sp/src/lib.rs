@@ -6,6 +6,8 @@
 //! - [`memmap`]: what the runtime page table maps, by intent, and the page table built from it.
 //! - [`messaging`]: the FF-A message loop as a step function (registers in, next call out).
 //! - [`service`]: the FlexServe command dispatcher (`flexserve-proto` requests in, replies out).
+//! - [`shmem`]: memory regions retrieved from FF-A memory transactions, mapped and accessed
+//!   through checked views.
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
@@ -14,6 +16,7 @@ pub mod manifest;
 pub mod memmap;
 pub mod messaging;
 pub mod service;
+pub mod shmem;
 
 /// The build id reported by `info` (first 8 hex digits of the commit, 0 if unknown).
 pub const BUILD_ID: u32 = parse_hex_u32(env!("FLEXSERVE_BUILD_ID"));

@@ -5,11 +5,12 @@
 //! index 0 = Device-nGnRE, index 1 = Normal inner/outer write-back read/write-allocate.
 
 use crate::manifest::{PAGE_SIZE, Region, SpManifest};
+use crate::shmem::Access;
 use aarch64_paging::{
     MapError,
     descriptor::El1Attributes as A,
     idmap::IdMap,
-    paging::{El1And0, MemoryRegion},
+    paging::{Constraints, El1And0, MemoryRegion},
 };
 use core::ops::{Deref, Range};
 
@@ -45,6 +46,45 @@ impl Intent {
             Intent::NsShared => normal | A::NS | xn,
         }
     }
+}
+
+/// Attributes of a retrieved memory region: normal write-back (the only normal type in the
+/// MAIR), never executable, NS and read-only as the retrieve response says.
+pub fn shared_attributes(access: Access) -> A {
+    let mut a =
+        A::VALID | A::ACCESSED | A::ATTRIBUTE_INDEX_1 | A::INNER_SHAREABLE | A::PXN | A::UXN;
+    if access.ns {
+        a |= A::NS;
+    }
+    if !access.writable {
+        a |= A::READ_ONLY;
+    }
+    a
+}
+
+/// Maps a retrieved range into the live table with pages only (no blocks), so that each region
+/// can later be unmapped on its own without splitting a live block (break-before-make).
+pub fn map_shared(
+    idmap: &mut IdMap<El1And0>,
+    range: Range<u64>,
+    access: Access,
+) -> Result<(), MapError> {
+    let r = MemoryRegion::new(range.start as usize, range.end as usize);
+    idmap.map_range_with_constraints(
+        &r,
+        shared_attributes(access),
+        Constraints::NO_BLOCK_MAPPINGS,
+    )
+}
+
+/// Unmaps a range mapped by [`map_shared`]. On a live table aarch64-paging invalidates the TLB
+/// entry of every page it clears (TLBI VAAE1IS, then DSB ISH) before returning; empty subtables
+/// are freed afterwards, so map/unmap cycles do not grow the heap.
+pub fn unmap_shared(idmap: &mut IdMap<El1And0>, range: Range<u64>) -> Result<(), MapError> {
+    let r = MemoryRegion::new(range.start as usize, range.end as usize);
+    idmap.map_range_with_constraints(&r, A::empty(), Constraints::NO_BLOCK_MAPPINGS)?;
+    idmap.compact_subtables();
+    Ok(())
 }
 
 /// Where the linker put the image's parts (all page aligned: aarch64-rt's image.ld aligns
@@ -272,6 +312,64 @@ mod tests {
         assert_eq!(flags_at(&idmap, 0xe32_0000), None);
         assert_eq!(flags_at(&idmap, 0xec0_0000), None);
         assert_eq!(flags_at(&idmap, 0x4000_0000), None);
+    }
+
+    #[test]
+    fn shared_ranges_map_by_page_and_unmap_alone() {
+        let maps = plan(
+            &image(),
+            0xe30_0000..0xe30_0040,
+            0xe30_1000..0xe30_1100,
+            &manifest(false),
+        )
+        .unwrap();
+        let mut idmap = build(&maps).unwrap();
+        let rw_ns = Access {
+            ns: true,
+            writable: true,
+        };
+        // 2 MiB aligned: would be a block without the constraint.
+        map_shared(&mut idmap, 0x4820_0000..0x4840_0000, rw_ns).unwrap();
+        map_shared(
+            &mut idmap,
+            0x4840_0000..0x4840_1000,
+            Access {
+                ns: true,
+                writable: false,
+            },
+        )
+        .unwrap();
+        let f = flags_at(&idmap, 0x4830_0000).unwrap();
+        assert!(f.contains(A::NS | A::PXN | A::UXN | A::TABLE_OR_PAGE));
+        assert!(!f.contains(A::READ_ONLY));
+        assert!(
+            flags_at(&idmap, 0x4840_0000)
+                .unwrap()
+                .contains(A::READ_ONLY | A::NS)
+        );
+        // A secure region gets no NS bit.
+        map_shared(
+            &mut idmap,
+            0x4900_0000..0x4900_1000,
+            Access {
+                ns: false,
+                writable: true,
+            },
+        )
+        .unwrap();
+        assert!(!flags_at(&idmap, 0x4900_0000).unwrap().contains(A::NS));
+        // Unmapping one range leaves its neighbour and the SP's own memory alone.
+        unmap_shared(&mut idmap, 0x4820_0000..0x4840_0000).unwrap();
+        assert_eq!(flags_at(&idmap, 0x4820_0000), None);
+        assert_eq!(flags_at(&idmap, 0x483f_f000), None);
+        assert!(flags_at(&idmap, 0x4840_0000).is_some());
+        assert!(flags_at(&idmap, 0xe30_4000).is_some());
+        // The same pages can be mapped again (cycles).
+        for _ in 0..50 {
+            map_shared(&mut idmap, 0x4820_0000..0x4820_2000, rw_ns).unwrap();
+            unmap_shared(&mut idmap, 0x4820_0000..0x4820_2000).unwrap();
+        }
+        assert_eq!(flags_at(&idmap, 0x4820_1000), None);
     }
 
     #[test]

@@ -100,11 +100,11 @@ impl Messaging {
         let reply = match args {
             DirectMsgArgs::Args32(a) => {
                 let p = a.map(u64::from);
-                let r = self.service.handle_direct(&p, Width::W32);
+                let r = self.service.handle_direct(src, &p, Width::W32);
                 DirectMsgArgs::Args32(first5(&r).map(|v| v as u32))
             }
             DirectMsgArgs::Args64(a) => {
-                let r = self.service.handle_direct(&a, Width::W64);
+                let r = self.service.handle_direct(src, &a, Width::W64);
                 DirectMsgArgs::Args64(first5(&r))
             }
             DirectMsgArgs::Framework32 { msg_type, .. }
@@ -135,7 +135,7 @@ impl Messaging {
         if dst != self.id {
             log::warn!("direct request 2 for {dst:#x} delivered to {:#x}", self.id);
         }
-        let r = self.service.handle_direct2(uuid.as_bytes(), &args.0);
+        let r = self.service.handle_direct2(src, uuid.as_bytes(), &args.0);
         let mut out = [0u64; 14];
         out.copy_from_slice(&r[..14]);
         Interface::MsgSendDirectResp2 {

@@ -8,20 +8,26 @@
 //! (CPACR_EL1.FPEN), zeroes BSS, sets the boot stack and VBAR_EL1, and passes x0-x3 to `main`.
 
 use aarch64_paging::descriptor::El1Attributes as A;
+use aarch64_paging::{idmap::IdMap, paging::El1And0};
 use aarch64_rt::{
     ExceptionHandlers, InitialPagetable, RegisterStateRef, entry, exception_handlers,
     initial_pagetable,
 };
+use alloc::{boxed::Box, vec, vec::Vec};
 use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
 use buddy_system_allocator::LockedHeap;
+use core::ops::Range;
 use core::{
     fmt::{self, Write},
     panic::PanicInfo,
     ptr::NonNull,
 };
 use ffa::{
-    Conduit, ConsoleLogChars, Endpoint, FfaError, Interface, RxTxPageCount, Smc, Version,
+    Conduit, ConsoleLogChars, Endpoint, FfaError, FuncId, Handle, Interface, PartitionId,
+    RxTxPageCount, Smc, Version,
     boot_info::{self, BootInfo, BootInfoHeader},
+    endpoint::RxTxBuffers,
+    memory::{MemRelinquishDesc, MemTransaction},
 };
 use flexserve_sp::{
     BUILD_ID,
@@ -29,6 +35,7 @@ use flexserve_sp::{
     memmap::{self, ImageLayout},
     messaging::{self, Messaging, Next},
     service::Service,
+    shmem::{self, Access, MapFail, MemPlatform, SharedMemory},
 };
 use spin::mutex::SpinMutex;
 
@@ -239,6 +246,105 @@ fn split_stacks() {
 static mut RX_BUFFER: Page = Page([0; 4096]);
 static mut TX_BUFFER: Page = Page([0; 4096]);
 
+const BUFFER_SIZE: usize = 4096;
+
+/// The RX/TX pages as the `ffa` memory flows see them: copied with volatile accesses, since the
+/// SPMC writes RX and reads TX between calls.
+struct Buffers;
+
+impl RxTxBuffers for Buffers {
+    fn size(&self) -> usize {
+        BUFFER_SIZE
+    }
+
+    fn write_tx(&mut self, data: &[u8]) {
+        let tx = (&raw mut TX_BUFFER).cast::<u8>();
+        for (i, &b) in data.iter().take(BUFFER_SIZE).enumerate() {
+            // SAFETY: TX_BUFFER is a static page of BUFFER_SIZE bytes; i < BUFFER_SIZE. Only
+            // this loop and the SPMC (between calls) touch it.
+            unsafe { tx.add(i).write_volatile(b) };
+        }
+    }
+
+    fn read_rx(&mut self, out: &mut [u8]) {
+        let rx = (&raw const RX_BUFFER).cast::<u8>();
+        for (i, o) in out.iter_mut().take(BUFFER_SIZE).enumerate() {
+            // SAFETY: RX_BUFFER is a static page of BUFFER_SIZE bytes; i < BUFFER_SIZE.
+            *o = unsafe { rx.add(i).read_volatile() };
+        }
+    }
+}
+
+/// The memory service's machine side: FF-A calls over SMC, the runtime page table, and copies
+/// to and from mapped shared memory.
+struct SpMemory {
+    id: PartitionId,
+    idmap: &'static mut IdMap<El1And0>,
+    mapped_pages: u64,
+}
+
+fn pages(r: &Range<u64>) -> u64 {
+    (r.end - r.start) / ffa::PAGE_SIZE as u64
+}
+
+impl MemPlatform for SpMemory {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+        ep().mem_retrieve(req, &mut Buffers, shmem::MAX_RESPONSE)
+    }
+
+    fn relinquish(&mut self, handle: Handle) -> Result<(), ffa::Error> {
+        let desc = MemRelinquishDesc {
+            handle,
+            flags: 0,
+            endpoints: vec![self.id],
+        };
+        let mut bytes = [0u8; 32];
+        let n = desc.encode(&mut bytes)?;
+        Buffers.write_tx(&bytes[..n]);
+        ep().mem_relinquish()
+    }
+
+    fn map(&mut self, range: Range<u64>, access: Access) -> Result<(), MapFail> {
+        memmap::map_shared(self.idmap, range.clone(), access).map_err(|e| {
+            log::warn!("map {:#x}..{:#x}: {e}", range.start, range.end);
+            MapFail::Refused
+        })?;
+        self.mapped_pages += pages(&range);
+        Ok(())
+    }
+
+    fn unmap(&mut self, range: Range<u64>) -> Result<(), MapFail> {
+        memmap::unmap_shared(self.idmap, range.clone()).map_err(|e| {
+            log::error!("unmap {:#x}..{:#x}: {e}", range.start, range.end);
+            MapFail::Refused
+        })?;
+        self.mapped_pages = self.mapped_pages.saturating_sub(pages(&range));
+        Ok(())
+    }
+
+    fn mapped_pages(&self) -> u64 {
+        self.mapped_pages
+    }
+
+    fn read(&self, pa: u64, out: &mut [u8]) {
+        let src = pa as usize as *const u8;
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: `SharedMemory` passes only addresses inside a checked span of a region it
+            // holds, and holds only regions whose ranges it mapped here; the owner may change
+            // the bytes at any time, hence volatile reads.
+            *o = unsafe { src.add(i).read_volatile() };
+        }
+    }
+
+    fn write(&mut self, pa: u64, data: &[u8]) {
+        let dst = pa as usize as *mut u8;
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: as in `read`, and `SharedMemory` writes only regions mapped writable.
+            unsafe { dst.add(i).write_volatile(b) };
+        }
+    }
+}
+
 /// Switches TTBR0_EL1 to `root` (same MAIR/TCR as the initial map): MMU off around the switch so
 /// that no stale TLB entry of the initial 1 GiB block is mixed with the new page entries.
 ///
@@ -376,6 +482,26 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     {
         boot_failed(BootError::RxTxMap(e));
     }
+    // Hafnium answers NOT_SUPPORTED unless a v1.1+ caller sets input bit 1 (NS-bit support).
+    let memory = match ep().features(FuncId::MemRetrieveReq32 as u32, 1 << 1) {
+        Ok(_) => {
+            let reserved: Vec<Range<u64>> = maps.iter().map(|m| m.range.clone()).collect();
+            let platform = SpMemory {
+                id,
+                idmap,
+                mapped_pages: 0,
+            };
+            Some(SharedMemory::new(
+                Box::new(platform) as Box<dyn MemPlatform>,
+                id,
+                reserved,
+            ))
+        }
+        Err(e) => {
+            log::warn!("FFA_FEATURES(MEM_RETRIEVE_REQ): {e}; no memory service");
+            None
+        }
+    };
     let req2 = manifest.receives_direct_req2();
     log::info!(
         "partition {id:#06x}: heap {:#x}+{:#x}, RX/TX {rx:#x}/{tx:#x}, REQ2 {req2}; waiting",
@@ -383,7 +509,10 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         manifest.heap.size
     );
 
-    let service = Service::new(BUILD_ID, req2, true);
+    let mut service = Service::new(BUILD_ID, req2, true);
+    if let Some(m) = memory {
+        service = service.with_memory(m);
+    }
     #[cfg(feature = "fault-injection")]
     let service = service.with_fault_injection(inject_fault);
     let mut msg = Messaging::new(service, id);

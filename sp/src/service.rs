@@ -2,10 +2,17 @@
 //! registers and writes the reply. Every input gets a reply; nothing here can panic on what the
 //! normal world sends.
 
+use crate::shmem::{MemPlatform, SharedMemory};
+use alloc::boxed::Box;
+use ffa::{PartitionId, memory::TransactionType};
 use flexserve_proto::{
     Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, Info, MAX_PAYLOAD_REGS,
     PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, Width, caps,
 };
+
+/// The memory service with the platform behind a trait object (SMCs and the runtime page table
+/// on the target, fakes in tests).
+pub type Memory = SharedMemory<Box<dyn MemPlatform>>;
 
 /// Makes the SP fail in the requested way (test builds with the `fault-injection` feature).
 pub type FaultHook = fn(FaultKind) -> !;
@@ -14,7 +21,6 @@ pub type FaultHook = fn(FaultKind) -> !;
 pub type Reply = [u64; MAX_PAYLOAD_REGS];
 
 /// The dispatcher's state.
-#[derive(Debug)]
 pub struct Service {
     /// Well-formed requests served so far (ping replies carry it).
     served: u64,
@@ -23,6 +29,18 @@ pub struct Service {
     capabilities: u64,
     build_id: u32,
     fault_hook: Option<FaultHook>,
+    memory: Option<Memory>,
+}
+
+impl core::fmt::Debug for Service {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Service")
+            .field("served", &self.served)
+            .field("rejected", &self.rejected)
+            .field("capabilities", &self.capabilities)
+            .field("memory", &self.memory.as_ref().map(|m| m.stats()))
+            .finish()
+    }
 }
 
 impl Service {
@@ -42,7 +60,19 @@ impl Service {
             capabilities,
             build_id,
             fault_hook: None,
+            memory: None,
         }
+    }
+
+    /// Serves the `Mem*` commands with `memory`.
+    pub fn with_memory(mut self, memory: Memory) -> Self {
+        self.memory = Some(memory);
+        self.capabilities |= caps::MEMORY;
+        self
+    }
+
+    pub fn memory(&self) -> Option<&Memory> {
+        self.memory.as_ref()
     }
 
     /// Serves `fault` requests by calling `hook` (test builds only).
@@ -60,23 +90,84 @@ impl Service {
         self.rejected
     }
 
-    /// Handles a DIRECT_REQ payload (x3-x7; `width` from the 32- or 64-bit function ID).
-    pub fn handle_direct(&mut self, payload: &[u64], width: Width) -> Reply {
+    /// Handles a DIRECT_REQ payload (x3-x7; `width` from the 32- or 64-bit function ID) from
+    /// endpoint `sender` (the owner of any memory the request names).
+    pub fn handle_direct(&mut self, sender: PartitionId, payload: &[u64], width: Width) -> Reply {
         let n = payload.len().min(DIRECT_PAYLOAD_REGS);
-        self.handle(&payload[..n], width, DIRECT_PAYLOAD_REGS)
+        self.handle(sender, &payload[..n], width, DIRECT_PAYLOAD_REGS)
     }
 
     /// Handles a DIRECT_REQ2 payload (x4-x17) addressed to `uuid` (16 bytes, RFC 4122 order).
-    pub fn handle_direct2(&mut self, uuid: &[u8; 16], payload: &[u64]) -> Reply {
+    pub fn handle_direct2(
+        &mut self,
+        sender: PartitionId,
+        uuid: &[u8; 16],
+        payload: &[u64],
+    ) -> Reply {
         if *uuid != SERVICE_UUID {
             self.rejected += 1;
             return encode(Response::error(ProtoError::UnknownService), Width::W64, 2);
         }
         let n = payload.len().min(DIRECT2_PAYLOAD_REGS);
-        self.handle(&payload[..n], Width::W64, DIRECT2_PAYLOAD_REGS)
+        self.handle(sender, &payload[..n], Width::W64, DIRECT2_PAYLOAD_REGS)
     }
 
-    fn handle(&mut self, payload: &[u64], width: Width, regs: usize) -> Reply {
+    /// A memory command; `Unsupported` if this SP has no memory service.
+    fn memory_request(
+        &mut self,
+        sender: PartitionId,
+        req: &Request<'_>,
+    ) -> Result<Response<'static>, ProtoError> {
+        let Some(m) = self.memory.as_mut() else {
+            let cmd = match req {
+                Request::MemRetrieve { .. } => Command::MemRetrieve,
+                Request::MemChecksum { .. } => Command::MemChecksum,
+                Request::MemFill { .. } => Command::MemFill,
+                Request::MemRelease { .. } => Command::MemRelease,
+                Request::MemStats => Command::MemStats,
+                _ => Command::MemRelinquishHandle,
+            };
+            return Err(ProtoError::Unsupported(cmd));
+        };
+        Ok(match *req {
+            Request::MemRetrieve { handle, tx_type } => {
+                let t = match tx_type {
+                    1 => TransactionType::Share,
+                    2 => TransactionType::Lend,
+                    3 => TransactionType::Donate,
+                    _ => TransactionType::Unspecified,
+                };
+                Response::MemRegion(m.retrieve(sender, handle, t)?)
+            }
+            Request::MemChecksum {
+                region,
+                offset,
+                len,
+            } => Response::Checksum(m.checksum(region, offset, len)?),
+            Request::MemFill {
+                region,
+                offset,
+                len,
+                pattern,
+            } => {
+                m.fill(region, offset, len, pattern)?;
+                Response::Done
+            }
+            Request::MemRelease { region } => {
+                m.release(region)?;
+                Response::Done
+            }
+            Request::MemStats => Response::MemStats(m.stats()),
+            Request::MemRelinquishHandle { handle } => {
+                m.relinquish_unheld(handle)?;
+                Response::Done
+            }
+            // Only memory requests are passed here.
+            _ => return Err(ProtoError::Internal),
+        })
+    }
+
+    fn handle(&mut self, sender: PartitionId, payload: &[u64], width: Width, regs: usize) -> Reply {
         let response = match Request::decode(payload, width) {
             Err(e) => {
                 self.rejected += 1;
@@ -93,6 +184,24 @@ impl Service {
                     Response::error(ProtoError::Unsupported(Command::Fault))
                 }
             },
+            Ok(
+                req @ (Request::MemRetrieve { .. }
+                | Request::MemChecksum { .. }
+                | Request::MemFill { .. }
+                | Request::MemRelease { .. }
+                | Request::MemStats
+                | Request::MemRelinquishHandle { .. }),
+            ) => match self.memory_request(sender, &req) {
+                Ok(r) => {
+                    self.served = self.served.wrapping_add(1);
+                    r
+                }
+                Err(e) => {
+                    self.rejected += 1;
+                    log::warn!("memory request {req:x?} refused: {e:?}");
+                    Response::error(e)
+                }
+            },
             Ok(req) => {
                 self.served = self.served.wrapping_add(1);
                 match req {
@@ -107,7 +216,7 @@ impl Service {
                         sp_version: crate::SP_VERSION,
                     }),
                     // Handled above.
-                    Request::Fault { .. } => Response::error(ProtoError::Internal),
+                    _ => Response::error(ProtoError::Internal),
                 }
             }
         };
@@ -145,7 +254,7 @@ mod tests {
         let mut s = Service::new(0xabcd, true, true);
         for i in 1..=1000u64 {
             let p = [i, !i & 0xffff_ffff, 7];
-            let r = s.handle_direct(&ping(&p, Width::W32), Width::W32);
+            let r = s.handle_direct(0, &ping(&p, Width::W32), Width::W32);
             assert_eq!(
                 Response::decode(&r[..DIRECT_PAYLOAD_REGS], Width::W32, Command::Ping).unwrap(),
                 Response::Ping {
@@ -165,7 +274,7 @@ mod tests {
         Request::Ping { payload: &p }
             .encode(&mut regs, Width::W64)
             .unwrap();
-        let r = s.handle_direct2(&SERVICE_UUID, &regs);
+        let r = s.handle_direct2(0, &SERVICE_UUID, &regs);
         assert_eq!(
             Response::decode(&r[..14], Width::W64, Command::Ping).unwrap(),
             Response::Ping {
@@ -173,7 +282,7 @@ mod tests {
                 payload: &p
             }
         );
-        let r = s.handle_direct2(&[0u8; 16], &regs);
+        let r = s.handle_direct2(0, &[0u8; 16], &regs);
         assert_eq!(r[0], Status::UnknownService as u64);
         assert_eq!(s.served(), 1);
         assert_eq!(s.rejected(), 1);
@@ -188,11 +297,14 @@ mod tests {
             [1, 1, 0, 0, 0],
             [0, 0, 0, 0, 0],
         ] {
-            let r = s.handle_direct(&bad, Width::W64);
+            let r = s.handle_direct(0, &bad, Width::W64);
             assert_ne!(r[0], Status::Ok as u64, "{bad:x?}");
         }
-        assert_eq!(s.handle_direct(&[], Width::W64)[0], Status::TooShort as u64);
-        let r = s.handle_direct(&ping(&[5], Width::W64), Width::W64);
+        assert_eq!(
+            s.handle_direct(0, &[], Width::W64)[0],
+            Status::TooShort as u64
+        );
+        let r = s.handle_direct(0, &ping(&[5], Width::W64), Width::W64);
         assert_eq!(
             Response::decode(&r[..DIRECT_PAYLOAD_REGS], Width::W64, Command::Ping).unwrap(),
             Response::Ping {
@@ -205,7 +317,7 @@ mod tests {
     #[test]
     fn fault_is_unsupported_unless_enabled() {
         let mut s = Service::new(1, false, false);
-        let r = s.handle_direct(&[Command::Fault as u64, 1, 0, 0, 0], Width::W64);
+        let r = s.handle_direct(0, &[Command::Fault as u64, 1, 0, 0, 0], Width::W64);
         assert_eq!(
             &r[..2],
             &[Status::Unsupported as u64, Command::Fault as u64]
@@ -221,13 +333,13 @@ mod tests {
     #[should_panic(expected = "injected Panic")]
     fn fault_calls_the_hook_when_enabled() {
         let mut s = Service::new(1, false, false).with_fault_injection(hook);
-        s.handle_direct(&[Command::Fault as u64, 1, 0, 0, 0], Width::W64);
+        s.handle_direct(0, &[Command::Fault as u64, 1, 0, 0, 0], Width::W64);
     }
 
     #[test]
     fn info_reports_capabilities() {
         let mut s = Service::new(0x1234_5678, false, true);
-        let r = s.handle_direct(&[Command::Info as u64, 0, 0, 0, 0], Width::W32);
+        let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W32);
         let Response::Info(i) = Response::decode(&r, Width::W32, Command::Info).unwrap() else {
             panic!("not info: {r:x?}");
         };

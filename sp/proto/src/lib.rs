@@ -90,6 +90,27 @@ pub enum Command {
     Ping = 1,
     /// Describe the SP: reply `[OK, PROTOCOL_VERSION, build id, capabilities, sp version]`.
     Info = 2,
+    /// Retrieve a memory transaction the sender of this request made to the SP, map it and hold
+    /// it: request `[MEM_RETRIEVE, handle lo, handle hi, transaction type]` (type 0 = as the
+    /// handle says, 1 share, 2 lend, 3 donate), reply `[OK, region, pages, ranges, flags]`
+    /// ([`RegionInfo`]).
+    MemRetrieve = 0x10,
+    /// `[MEM_CHECKSUM, region, offset, len]` -> `[OK, checksum]`: [`Checksum`] (FNV-1a, 32-bit)
+    /// of `len` bytes at `offset` in the region.
+    MemChecksum = 0x11,
+    /// `[MEM_FILL, region, offset, len, pattern]` -> `[OK]`: byte `o` of the region becomes
+    /// [`pattern_byte`]`(pattern, o)` for `o` in `offset..offset + len`.
+    MemFill = 0x12,
+    /// `[MEM_RELEASE, region]` -> `[OK]`: unmap the region (with TLB invalidation) and
+    /// relinquish it to the partition manager; the owner may then reclaim it.
+    MemRelease = 0x13,
+    /// `[MEM_STATS]` -> `[OK, live regions, mapped pages, retrieves, relinquishes]`
+    /// ([`MemStats`]): what the SP holds now and has done so far (leak checks).
+    MemStats = 0x14,
+    /// `[MEM_RELINQUISH_HANDLE, handle lo, handle hi]` -> `[OK]`: FFA_MEM_RELINQUISH for a handle
+    /// the SP does *not* hold (a probe of the partition manager's checks, e.g. a relinquish
+    /// after release). A handle the SP holds is refused with `Malformed` (use `MemRelease`).
+    MemRelinquishHandle = 0x15,
     /// Test builds only (SP feature `fault-injection`, capability [`caps::FAULT_INJECTION`]):
     /// `[FAULT, kind]` makes the SP fail on purpose, to test that its failure reaches the
     /// partition manager. Other builds reply `Unsupported`.
@@ -101,6 +122,12 @@ impl Command {
         match id {
             1 => Some(Command::Ping),
             2 => Some(Command::Info),
+            0x10 => Some(Command::MemRetrieve),
+            0x11 => Some(Command::MemChecksum),
+            0x12 => Some(Command::MemFill),
+            0x13 => Some(Command::MemRelease),
+            0x14 => Some(Command::MemStats),
+            0x15 => Some(Command::MemRelinquishHandle),
             0xf000 => Some(Command::Fault),
             _ => None,
         }
@@ -140,6 +167,113 @@ pub mod caps {
     pub const CONSOLE_LOG: u64 = 1 << 3;
     /// A test build that serves `fault` requests.
     pub const FAULT_INJECTION: u64 = 1 << 4;
+    /// The SP retrieves and serves FF-A memory transactions (the `Mem*` commands).
+    pub const MEMORY: u64 = 1 << 5;
+}
+
+/// The checksum `MemChecksum` replies with: 32-bit FNV-1a over the bytes, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checksum(u32);
+
+impl Checksum {
+    pub const fn new() -> Self {
+        Checksum(0x811c_9dc5)
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+
+    pub const fn value(self) -> u32 {
+        self.0
+    }
+
+    pub fn of(bytes: &[u8]) -> u32 {
+        let mut c = Self::new();
+        c.update(bytes);
+        c.value()
+    }
+}
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The byte `MemFill` writes at region offset `offset`: the pattern's little-endian bytes in
+/// turn, plus the word index, so a byte written at the wrong place shows.
+pub const fn pattern_byte(pattern: u32, offset: u32) -> u8 {
+    pattern.to_le_bytes()[(offset % 4) as usize].wrapping_add((offset / 4) as u8)
+}
+
+/// Flag bits of [`RegionInfo::flags`].
+pub mod region_flags {
+    /// The SP maps the region non-secure (the retrieve response's NS attribute).
+    pub const NS: u32 = 1 << 0;
+    /// The SP may write the region.
+    pub const WRITABLE: u32 = 1 << 1;
+    /// Bits [3:2]: the transaction type (1 share, 2 lend, 3 donate).
+    pub const TYPE_SHIFT: u32 = 2;
+    pub const TYPE_MASK: u32 = 3 << TYPE_SHIFT;
+}
+
+/// The `MemRetrieve` reply: the SP's name for the region and what it got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// The SP's region id (never 0), used by the other `Mem*` commands.
+    pub region: u32,
+    pub pages: u32,
+    pub ranges: u32,
+    /// [`region_flags`] bits.
+    pub flags: u32,
+}
+
+/// The `MemStats` reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemStats {
+    /// Regions retrieved and not yet released.
+    pub live_regions: u32,
+    /// Pages mapped in the SP's stage-1 for them (counted by the page-table layer, not by the
+    /// region table, so the two can be compared).
+    pub mapped_pages: u32,
+    /// Successful retrieves and relinquishes since start-up (wrapping).
+    pub retrieves: u32,
+    pub relinquishes: u32,
+}
+
+/// Why the SP refused a region the partition manager handed it (`RegionRejected` detail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RejectReason {
+    /// The retrieve response does not parse or does not describe the requested transaction.
+    BadDescriptor = 1,
+    /// The memory type or cacheability is one the SP does not map (device, non-cacheable).
+    UnsupportedAttributes = 2,
+    /// A range overlaps the SP's own memory or a region it already holds.
+    Overlap = 3,
+    /// More pages or ranges than the SP accepts in one region.
+    TooLarge = 4,
+    /// The page-table layer refused to map a range.
+    MapFailed = 5,
+    /// The data access granted is not read or read-write.
+    NoAccess = 6,
+}
+
+impl RejectReason {
+    pub fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            1 => Self::BadDescriptor,
+            2 => Self::UnsupportedAttributes,
+            3 => Self::Overlap,
+            4 => Self::TooLarge,
+            5 => Self::MapFailed,
+            6 => Self::NoAccess,
+            _ => return None,
+        })
+    }
 }
 
 /// Reply status (response register 0). Errors say what was wrong with the request.
@@ -160,6 +294,17 @@ pub enum Status {
     Unsupported = 5,
     /// The SP failed for a reason of its own (not the client's).
     Internal = 6,
+    /// No region with this id is held; detail = the id.
+    NoSuchRegion = 7,
+    /// offset + len lies outside the region; detail = the register index of `len`.
+    OutOfBounds = 8,
+    /// The partition manager refused an FF-A call the command needed; detail = the FF-A error
+    /// code as a 32-bit two's complement value (e.g. 0xfffffffe = INVALID_PARAMETERS).
+    FfaError = 9,
+    /// The SP refused the memory it was handed; detail = a [`RejectReason`].
+    RegionRejected = 10,
+    /// The SP holds as many regions as it can; detail = that number.
+    NoRoom = 11,
 }
 
 impl Status {
@@ -172,6 +317,11 @@ impl Status {
             4 => Status::UnknownService,
             5 => Status::Unsupported,
             6 => Status::Internal,
+            7 => Status::NoSuchRegion,
+            8 => Status::OutOfBounds,
+            9 => Status::FfaError,
+            10 => Status::RegionRejected,
+            11 => Status::NoRoom,
             _ => return None,
         })
     }
@@ -191,6 +341,15 @@ pub enum ProtoError {
     UnknownService,
     Unsupported(Command),
     Internal,
+    NoSuchRegion(u32),
+    /// The range given by registers `index - 1` (offset) and `index` (len) is out of bounds.
+    OutOfBounds {
+        index: usize,
+    },
+    /// The FF-A error code the partition manager returned (negative, as in the spec).
+    Ffa(i32),
+    RegionRejected(RejectReason),
+    NoRoom(u32),
 }
 
 impl ProtoError {
@@ -202,6 +361,11 @@ impl ProtoError {
             ProtoError::UnknownService => Status::UnknownService,
             ProtoError::Unsupported(_) => Status::Unsupported,
             ProtoError::Internal => Status::Internal,
+            ProtoError::NoSuchRegion(_) => Status::NoSuchRegion,
+            ProtoError::OutOfBounds { .. } => Status::OutOfBounds,
+            ProtoError::Ffa(_) => Status::FfaError,
+            ProtoError::RegionRejected(_) => Status::RegionRejected,
+            ProtoError::NoRoom(_) => Status::NoRoom,
         }
     }
 
@@ -212,6 +376,10 @@ impl ProtoError {
             ProtoError::TooShort { regs } => regs as u64,
             ProtoError::Unsupported(c) => c as u64,
             ProtoError::UnknownService | ProtoError::Internal => 0,
+            ProtoError::NoSuchRegion(r) | ProtoError::NoRoom(r) => u64::from(r),
+            ProtoError::OutOfBounds { index } => index as u64,
+            ProtoError::Ffa(code) => u64::from(code as u32),
+            ProtoError::RegionRejected(r) => r as u64,
         }
     }
 }
@@ -237,9 +405,55 @@ pub enum DecodeError {
 /// A decoded request. `Ping` borrows the echo payload from the input registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    Ping { payload: &'a [u64] },
+    Ping {
+        payload: &'a [u64],
+    },
     Info,
-    Fault { kind: FaultKind },
+    Fault {
+        kind: FaultKind,
+    },
+    MemRetrieve {
+        handle: u64,
+        tx_type: u8,
+    },
+    MemChecksum {
+        region: u32,
+        offset: u32,
+        len: u32,
+    },
+    MemFill {
+        region: u32,
+        offset: u32,
+        len: u32,
+        pattern: u32,
+    },
+    MemRelease {
+        region: u32,
+    },
+    MemStats,
+    MemRelinquishHandle {
+        handle: u64,
+    },
+}
+
+/// Register `i` as a 32-bit argument: missing registers read as 0, wider values are malformed.
+fn arg32(regs: &[u64], i: usize, width: Width) -> Result<u32, ProtoError> {
+    let v = regs.get(i).map_or(0, |r| r & width.mask());
+    u32::try_from(v).map_err(|_| ProtoError::Malformed { index: i })
+}
+
+/// Registers from `from` on must be zero.
+fn rest_zero(regs: &[u64], from: usize, width: Width) -> Result<(), ProtoError> {
+    match regs.iter().skip(from).position(|r| r & width.mask() != 0) {
+        Some(i) => Err(ProtoError::Malformed { index: from + i }),
+        None => Ok(()),
+    }
+}
+
+fn handle_arg(regs: &[u64], width: Width) -> Result<u64, ProtoError> {
+    let lo = arg32(regs, 1, width)?;
+    let hi = arg32(regs, 2, width)?;
+    Ok(u64::from(hi) << 32 | u64::from(lo))
 }
 
 const CMD_ID_MASK: u64 = 0xffff;
@@ -281,6 +495,51 @@ impl<'a> Request<'a> {
                 }
                 Ok(Request::Fault { kind })
             }
+            Command::MemRetrieve => {
+                let handle = handle_arg(regs, width)?;
+                let tx_type = arg32(regs, 3, width)?;
+                if tx_type > 3 {
+                    return Err(ProtoError::Malformed { index: 3 });
+                }
+                rest_zero(regs, 4, width)?;
+                Ok(Request::MemRetrieve {
+                    handle,
+                    tx_type: tx_type as u8,
+                })
+            }
+            Command::MemChecksum => {
+                let r = Request::MemChecksum {
+                    region: arg32(regs, 1, width)?,
+                    offset: arg32(regs, 2, width)?,
+                    len: arg32(regs, 3, width)?,
+                };
+                rest_zero(regs, 4, width)?;
+                Ok(r)
+            }
+            Command::MemFill => {
+                let r = Request::MemFill {
+                    region: arg32(regs, 1, width)?,
+                    offset: arg32(regs, 2, width)?,
+                    len: arg32(regs, 3, width)?,
+                    pattern: arg32(regs, 4, width)?,
+                };
+                rest_zero(regs, 5, width)?;
+                Ok(r)
+            }
+            Command::MemRelease => {
+                let region = arg32(regs, 1, width)?;
+                rest_zero(regs, 2, width)?;
+                Ok(Request::MemRelease { region })
+            }
+            Command::MemStats => {
+                rest_zero(regs, 1, width)?;
+                Ok(Request::MemStats)
+            }
+            Command::MemRelinquishHandle => {
+                let handle = handle_arg(regs, width)?;
+                rest_zero(regs, 3, width)?;
+                Ok(Request::MemRelinquishHandle { handle })
+            }
         }
     }
 
@@ -290,6 +549,12 @@ impl<'a> Request<'a> {
             Request::Ping { payload } => 2 + payload.len(),
             Request::Info => 1,
             Request::Fault { .. } => 2,
+            Request::MemRetrieve { .. } => 4,
+            Request::MemChecksum { .. } => 4,
+            Request::MemFill { .. } => 5,
+            Request::MemRelease { .. } => 2,
+            Request::MemStats => 1,
+            Request::MemRelinquishHandle { .. } => 3,
         };
         if out.len() < need {
             return Err(EncodeError::NoRoom {
@@ -307,6 +572,51 @@ impl<'a> Request<'a> {
             Request::Fault { kind } => {
                 out[0] = Command::Fault as u64;
                 out[1] = *kind as u64;
+            }
+            Request::MemRetrieve { handle, tx_type } => {
+                out[..4].copy_from_slice(&[
+                    Command::MemRetrieve as u64,
+                    handle & 0xffff_ffff,
+                    handle >> 32,
+                    u64::from(*tx_type),
+                ]);
+            }
+            Request::MemChecksum {
+                region,
+                offset,
+                len,
+            } => {
+                out[..4].copy_from_slice(&[
+                    Command::MemChecksum as u64,
+                    u64::from(*region),
+                    u64::from(*offset),
+                    u64::from(*len),
+                ]);
+            }
+            Request::MemFill {
+                region,
+                offset,
+                len,
+                pattern,
+            } => {
+                out[..5].copy_from_slice(&[
+                    Command::MemFill as u64,
+                    u64::from(*region),
+                    u64::from(*offset),
+                    u64::from(*len),
+                    u64::from(*pattern),
+                ]);
+            }
+            Request::MemRelease { region } => {
+                out[..2].copy_from_slice(&[Command::MemRelease as u64, u64::from(*region)]);
+            }
+            Request::MemStats => out[0] = Command::MemStats as u64,
+            Request::MemRelinquishHandle { handle } => {
+                out[..3].copy_from_slice(&[
+                    Command::MemRelinquishHandle as u64,
+                    handle & 0xffff_ffff,
+                    handle >> 32,
+                ]);
             }
         }
         check_width(out, width)
@@ -335,9 +645,21 @@ pub struct Info {
 /// A decoded response. `Ping` borrows its echo from the registers it was decoded from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Response<'a> {
-    Ping { counter: u64, payload: &'a [u64] },
+    Ping {
+        counter: u64,
+        payload: &'a [u64],
+    },
     Info(Info),
-    Error { status: Status, detail: u64 },
+    MemRegion(RegionInfo),
+    Checksum(u32),
+    MemStats(MemStats),
+    /// A command that succeeded without results (`MemFill`, `MemRelease`,
+    /// `MemRelinquishHandle`).
+    Done,
+    Error {
+        status: Status,
+        detail: u64,
+    },
 }
 
 impl<'a> Response<'a> {
@@ -354,7 +676,9 @@ impl<'a> Response<'a> {
     pub fn encode(&self, out: &mut [u64], width: Width) -> Result<(), EncodeError> {
         let need = match self {
             Response::Ping { payload, .. } => 2 + payload.len(),
-            Response::Info(_) => 5,
+            Response::Info(_) | Response::MemRegion(_) | Response::MemStats(_) => 5,
+            Response::Checksum(_) => 2,
+            Response::Done => 1,
             Response::Error { .. } => 2,
         };
         if out.len() < need {
@@ -375,6 +699,16 @@ impl<'a> Response<'a> {
                 out[3] = i.capabilities & width.mask();
                 out[4] = u64::from(i.sp_version);
             }
+            Response::MemRegion(r) => {
+                out[1..5].copy_from_slice(&[r.region, r.pages, r.ranges, r.flags].map(u64::from));
+            }
+            Response::Checksum(c) => out[1] = u64::from(c),
+            Response::MemStats(s) => {
+                out[1..5].copy_from_slice(
+                    &[s.live_regions, s.mapped_pages, s.retrieves, s.relinquishes].map(u64::from),
+                );
+            }
+            Response::Done => {}
             Response::Error { status, detail } => {
                 out[0] = status as u64;
                 out[1] = detail & width.mask();
@@ -408,6 +742,22 @@ impl<'a> Response<'a> {
             })),
             // A fault request never gets a successful reply.
             Command::Fault => Err(DecodeError::BadStatus(word)),
+            Command::MemRetrieve => Ok(Response::MemRegion(RegionInfo {
+                region: reg(1)? as u32,
+                pages: reg(2)? as u32,
+                ranges: reg(3)? as u32,
+                flags: reg(4)? as u32,
+            })),
+            Command::MemChecksum => Ok(Response::Checksum(reg(1)? as u32)),
+            Command::MemStats => Ok(Response::MemStats(MemStats {
+                live_regions: reg(1)? as u32,
+                mapped_pages: reg(2)? as u32,
+                retrieves: reg(3)? as u32,
+                relinquishes: reg(4)? as u32,
+            })),
+            Command::MemFill | Command::MemRelease | Command::MemRelinquishHandle => {
+                Ok(Response::Done)
+            }
         }
     }
 }
@@ -587,7 +937,7 @@ mod tests {
                 *r = if v & 1 == 0 { v >> 60 } else { v };
             }
             if i % 3 == 0 && n > 0 {
-                regs[0] = [1, 2, 0xf000][(i as usize / 3) % 3];
+                regs[0] = [1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][(i as usize / 3) % 9];
             }
             let width = if i % 2 == 0 { Width::W32 } else { Width::W64 };
             let regs = &regs[..n];
@@ -597,10 +947,158 @@ mod tests {
                     assert_eq!(Request::decode(&out[..n.max(2)], width), Ok(req));
                 }
             }
-            for cmd in [Command::Ping, Command::Info, Command::Fault] {
+            for cmd in ALL_COMMANDS {
                 let _ = Response::decode(regs, width, cmd);
             }
         }
+    }
+
+    const ALL_COMMANDS: [Command; 9] = [
+        Command::Ping,
+        Command::Info,
+        Command::Fault,
+        Command::MemRetrieve,
+        Command::MemChecksum,
+        Command::MemFill,
+        Command::MemRelease,
+        Command::MemStats,
+        Command::MemRelinquishHandle,
+    ];
+
+    #[test]
+    fn command_ids_round_trip() {
+        for c in ALL_COMMANDS {
+            assert_eq!(Command::from_id(c as u16), Some(c));
+        }
+        for code in 0..16 {
+            if let Some(s) = Status::from_code(code) {
+                assert_eq!(s as u64, code);
+            }
+        }
+        for r in 1..=6 {
+            assert_eq!(RejectReason::from_u64(r).map(|r| r as u64), Some(r));
+        }
+        assert_eq!(RejectReason::from_u64(0), None);
+    }
+
+    #[test]
+    fn memory_requests_round_trip_in_both_widths() {
+        let reqs = [
+            Request::MemRetrieve {
+                handle: 0x8000_0000_0000_0042,
+                tx_type: 2,
+            },
+            Request::MemChecksum {
+                region: 3,
+                offset: 0x10,
+                len: u32::MAX,
+            },
+            Request::MemFill {
+                region: 1,
+                offset: 0,
+                len: 4096,
+                pattern: 0xa5a5_0102,
+            },
+            Request::MemRelease { region: 9 },
+            Request::MemStats,
+            Request::MemRelinquishHandle { handle: u64::MAX },
+        ];
+        for width in [Width::W32, Width::W64] {
+            for req in reqs {
+                let mut regs = [0u64; DIRECT_PAYLOAD_REGS];
+                req.encode(&mut regs, width).unwrap();
+                assert!(regs.iter().all(|r| r >> 32 == 0), "{regs:x?}");
+                assert_eq!(Request::decode(&regs, width), Ok(req));
+            }
+        }
+    }
+
+    #[test]
+    fn memory_requests_reject_bad_arguments() {
+        let w = Width::W64;
+        // Transaction type 4 does not exist.
+        assert_eq!(
+            Request::decode(&[0x10, 1, 0, 4, 0], w),
+            Err(ProtoError::Malformed { index: 3 })
+        );
+        // A 64-bit value where the protocol has 32 bits.
+        assert_eq!(
+            Request::decode(&[0x11, 1, 1 << 32, 4, 0], w),
+            Err(ProtoError::Malformed { index: 2 })
+        );
+        assert_eq!(
+            Request::decode(&[0x13, 1, 0, 0, 7], w),
+            Err(ProtoError::Malformed { index: 4 })
+        );
+        assert_eq!(
+            Request::decode(&[0x14, 0, 1, 0, 0], w),
+            Err(ProtoError::Malformed { index: 2 })
+        );
+        // Over SMC32 the upper halves are not part of the message.
+        assert_eq!(
+            Request::decode(&[0x11, 1, 1 << 32, 4, 0], Width::W32),
+            Ok(Request::MemChecksum {
+                region: 1,
+                offset: 0,
+                len: 4
+            })
+        );
+        // Short payloads read missing registers as zero (REQ2 and REQ carry at least 5).
+        assert_eq!(Request::decode(&[0x14], w), Ok(Request::MemStats));
+    }
+
+    #[test]
+    fn memory_responses_round_trip() {
+        let resps = [
+            (
+                Command::MemRetrieve,
+                Response::MemRegion(RegionInfo {
+                    region: 1,
+                    pages: 512,
+                    ranges: 512,
+                    flags: region_flags::NS | region_flags::WRITABLE | 2 << 2,
+                }),
+            ),
+            (Command::MemChecksum, Response::Checksum(0xdead_beef)),
+            (
+                Command::MemStats,
+                Response::MemStats(MemStats {
+                    live_regions: 2,
+                    mapped_pages: 3,
+                    retrieves: 200,
+                    relinquishes: 198,
+                }),
+            ),
+            (Command::MemRelease, Response::Done),
+            (Command::MemRetrieve, Response::error(ProtoError::Ffa(-2))),
+        ];
+        for width in [Width::W32, Width::W64] {
+            for (cmd, r) in resps {
+                let mut out = [0u64; DIRECT_PAYLOAD_REGS];
+                r.encode(&mut out, width).unwrap();
+                assert_eq!(Response::decode(&out, width, cmd), Ok(r));
+            }
+        }
+        let mut out = [0u64; 2];
+        Response::error(ProtoError::Ffa(-2))
+            .encode(&mut out, Width::W32)
+            .unwrap();
+        assert_eq!(out, [Status::FfaError as u64, 0xffff_fffe]);
+    }
+
+    #[test]
+    fn checksum_and_pattern() {
+        // FNV-1a 32 reference values.
+        assert_eq!(Checksum::of(b""), 0x811c_9dc5);
+        assert_eq!(Checksum::of(b"a"), 0xe40c_292c);
+        assert_eq!(Checksum::of(b"foobar"), 0xbf9c_f968);
+        let mut c = Checksum::new();
+        c.update(b"foo");
+        c.update(b"bar");
+        assert_eq!(c.value(), Checksum::of(b"foobar"));
+        let p = 0x0403_0201;
+        let bytes: [u8; 9] = core::array::from_fn(|i| pattern_byte(p, i as u32));
+        assert_eq!(bytes, [1, 2, 3, 4, 2, 3, 4, 5, 3]);
     }
 
     #[test]

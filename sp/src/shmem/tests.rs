@@ -1,0 +1,383 @@
+use super::*;
+use alloc::{collections::BTreeMap, vec};
+use ffa::memory::{Emad, MemFlags, MemRegionAttributes, Shareability};
+
+const SP: PartitionId = 0x8001;
+const NW: PartitionId = 0;
+const BASE: u64 = 0x4800_0000;
+
+/// A partition manager and page table in memory: `offers` are what RETRIEVE answers per handle;
+/// `mem` is normal-world memory from BASE; every map/unmap is recorded.
+#[derive(Default)]
+struct Fake {
+    offers: BTreeMap<u64, MemTransaction>,
+    retrieved: Vec<u64>,
+    relinquished: Vec<u64>,
+    refuse_relinquish: bool,
+    /// Fail the map of the n-th range (0-based) of the next retrieve.
+    fail_map_at: Option<usize>,
+    maps_this_retrieve: usize,
+    mapped: BTreeMap<u64, Access>,
+    mem: Vec<u8>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Fake {
+            mem: vec![0; 64 * 4096],
+            ..Default::default()
+        }
+    }
+
+    fn check_mapped(&self, pa: u64, len: usize, write: bool) {
+        let mut p = pa & !(PAGE - 1);
+        while p < pa + len as u64 {
+            let a = self
+                .mapped
+                .get(&p)
+                .unwrap_or_else(|| panic!("{p:#x} unmapped"));
+            assert!(!write || a.writable, "write to read-only {p:#x}");
+            p += PAGE;
+        }
+    }
+}
+
+impl MemPlatform for Fake {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+        // The request is the form Hafnium wants: it must build, and parse back as a request.
+        let bytes = req.to_vec(ffa::memory::DescKind::RetrieveReq).unwrap();
+        ffa::memory::MemTransaction::parse(
+            &bytes,
+            ffa::memory::DescKind::RetrieveReq,
+            Default::default(),
+        )
+        .unwrap();
+        self.maps_this_retrieve = 0;
+        let t = self
+            .offers
+            .get(&req.handle.0)
+            .cloned()
+            .ok_or(ffa::Error::Ffa(FfaError::InvalidParameters))?;
+        self.retrieved.push(req.handle.0);
+        Ok(t)
+    }
+
+    fn relinquish(&mut self, handle: Handle) -> Result<(), ffa::Error> {
+        if self.refuse_relinquish {
+            return Err(ffa::Error::Ffa(FfaError::Denied));
+        }
+        if !self.retrieved.contains(&handle.0) {
+            return Err(ffa::Error::Ffa(FfaError::InvalidParameters));
+        }
+        self.retrieved.retain(|h| *h != handle.0);
+        self.relinquished.push(handle.0);
+        Ok(())
+    }
+
+    fn map(&mut self, range: Range<u64>, access: Access) -> Result<(), MapFail> {
+        if self.fail_map_at == Some(self.maps_this_retrieve) {
+            self.fail_map_at = None;
+            return Err(MapFail::Refused);
+        }
+        self.maps_this_retrieve += 1;
+        for p in (range.start..range.end).step_by(PAGE as usize) {
+            assert!(
+                self.mapped.insert(p, access).is_none(),
+                "{p:#x} mapped twice"
+            );
+        }
+        Ok(())
+    }
+
+    fn unmap(&mut self, range: Range<u64>) -> Result<(), MapFail> {
+        for p in (range.start..range.end).step_by(PAGE as usize) {
+            assert!(self.mapped.remove(&p).is_some(), "{p:#x} not mapped");
+        }
+        Ok(())
+    }
+
+    fn mapped_pages(&self) -> u64 {
+        self.mapped.len() as u64
+    }
+
+    fn read(&self, pa: u64, out: &mut [u8]) {
+        self.check_mapped(pa, out.len(), false);
+        let o = (pa - BASE) as usize;
+        out.copy_from_slice(&self.mem[o..o + out.len()]);
+    }
+
+    fn write(&mut self, pa: u64, data: &[u8]) {
+        self.check_mapped(pa, data.len(), true);
+        let o = (pa - BASE) as usize;
+        self.mem[o..o + data.len()].copy_from_slice(data);
+    }
+}
+
+fn offer(handle: u64, ty: TransactionType, ranges: &[(u64, u32)]) -> MemTransaction {
+    MemTransaction {
+        sender_id: NW,
+        attributes: MemRegionAttributes {
+            ns: true,
+            ..MemRegionAttributes::NORMAL_WB_INNER
+        },
+        flags: MemFlags(0).with_type(ty),
+        handle: Handle(handle),
+        tag: 0,
+        emad_size: EmadSize::V1_2,
+        receivers: vec![Emad::new(MemAccessPerm {
+            endpoint_id: SP,
+            data_access: DataAccess::ReadWrite,
+            instruction_access: InstructionAccess::NotExecutable,
+            non_retrieval_borrower: false,
+        })],
+        ranges: ranges
+            .iter()
+            .map(|&(p, n)| MemRange {
+                address: BASE + p * PAGE,
+                page_count: n,
+            })
+            .collect(),
+    }
+}
+
+fn shm(offers: &[MemTransaction]) -> SharedMemory<Fake> {
+    let mut f = Fake::new();
+    for o in offers {
+        f.offers.insert(o.handle.0, o.clone());
+    }
+    // The SP's own memory sits at pages 60..64 of the fake window.
+    let own: Range<u64> = BASE + 60 * PAGE..BASE + 64 * PAGE;
+    SharedMemory::new(f, SP, Vec::from([own]))
+}
+
+#[test]
+fn retrieve_maps_checksums_fills_and_releases() {
+    let mut m = shm(&[offer(7, TransactionType::Share, &[(4, 2), (1, 1)])]);
+    for (i, b) in m.platform.mem.iter_mut().enumerate() {
+        *b = (i * 7 % 251) as u8;
+    }
+    let info = m.retrieve(NW, 7, TransactionType::Share).unwrap();
+    assert_eq!((info.pages, info.ranges), (3, 2));
+    assert_eq!(
+        info.flags,
+        region_flags::NS | region_flags::WRITABLE | 1 << region_flags::TYPE_SHIFT
+    );
+    assert_eq!(m.stats().mapped_pages, 3);
+    assert_eq!(
+        m.platform.mapped[&(BASE + 4 * PAGE)],
+        Access {
+            ns: true,
+            writable: true
+        }
+    );
+
+    // Region bytes: pages 4, 5, then 1 of the window, in that order.
+    let expect: Vec<u8> = [4u64, 5, 1]
+        .iter()
+        .flat_map(|p| {
+            let o = (p * PAGE) as usize;
+            m.platform.mem[o..o + PAGE as usize].to_vec()
+        })
+        .collect();
+    let id = info.region;
+    assert_eq!(m.checksum(id, 0, 3 * 4096), Ok(Checksum::of(&expect)));
+    // A span across the range boundary.
+    assert_eq!(
+        m.checksum(id, 8000, 500),
+        Ok(Checksum::of(&expect[8000..8500]))
+    );
+    m.fill(id, 8190, 10, 0x0403_0201).unwrap();
+    let page1 = (PAGE) as usize;
+    assert_eq!(
+        m.platform.mem[(5 * PAGE) as usize + 4094],
+        pattern_byte(0x0403_0201, 8190)
+    );
+    assert_eq!(m.platform.mem[page1], pattern_byte(0x0403_0201, 8192));
+    assert_eq!(m.platform.mem[page1 + 8], expect[8200]);
+
+    m.release(id).unwrap();
+    assert_eq!(m.stats().live_regions, 0);
+    assert_eq!(m.stats().mapped_pages, 0);
+    assert_eq!(m.platform.relinquished, [7]);
+    assert_eq!(m.checksum(id, 0, 1), Err(MemError::NoSuchRegion(id)));
+    assert_eq!(m.release(id), Err(MemError::NoSuchRegion(id)));
+}
+
+#[test]
+fn spans_are_checked_once_and_bounded() {
+    let mut m = shm(&[offer(1, TransactionType::Lend, &[(0, 1)])]);
+    let id = m
+        .retrieve(NW, 1, TransactionType::Unspecified)
+        .unwrap()
+        .region;
+    assert_eq!(m.checksum(id, 4096, 0), Ok(Checksum::new().value()));
+    assert_eq!(m.checksum(id, 4096, 1), Err(MemError::OutOfBounds));
+    assert_eq!(m.checksum(id, 0, 4097), Err(MemError::OutOfBounds));
+    assert_eq!(
+        m.checksum(id, u32::MAX, u32::MAX),
+        Err(MemError::OutOfBounds)
+    );
+    assert_eq!(m.fill(id, 1, 4096, 0), Err(MemError::OutOfBounds));
+    assert_eq!(m.fill(id + 1, 0, 1, 0), Err(MemError::NoSuchRegion(id + 1)));
+}
+
+#[test]
+fn refused_regions_are_given_back() {
+    use RejectReason::*;
+    let mut wrong_type = offer(2, TransactionType::Lend, &[(0, 1)]);
+    let mut device = offer(3, TransactionType::Share, &[(0, 1)]);
+    device.attributes.mem_type = MemType::Device(ffa::memory::DeviceType::NGnRE);
+    let mut nc = offer(4, TransactionType::Share, &[(0, 1)]);
+    nc.attributes.mem_type = MemType::Normal {
+        cacheability: Cacheability::NonCacheable,
+        shareability: Shareability::Inner,
+    };
+    let own = offer(5, TransactionType::Share, &[(59, 2)]);
+    let mut other_receiver = offer(6, TransactionType::Share, &[(0, 1)]);
+    other_receiver.receivers[0].perm.endpoint_id = 0x8002;
+    let mut no_access = offer(8, TransactionType::Share, &[(0, 1)]);
+    no_access.receivers[0].perm.data_access = DataAccess::NotSpecified;
+    let mut other_handle = offer(9, TransactionType::Share, &[(0, 1)]);
+    other_handle.handle = Handle(10);
+    let huge = offer(
+        11,
+        TransactionType::Share,
+        &[(0, (MAX_REGION_PAGES + 1) as u32)],
+    );
+    wrong_type.handle = Handle(2);
+    let mut m = shm(&[wrong_type, device, nc, own, other_receiver, no_access, huge]);
+    // Asked for 9, answered about 10.
+    m.platform.offers.insert(9, other_handle);
+    let cases = [
+        (2, TransactionType::Share, BadDescriptor),
+        (3, TransactionType::Share, UnsupportedAttributes),
+        (4, TransactionType::Unspecified, UnsupportedAttributes),
+        (5, TransactionType::Share, Overlap),
+        (6, TransactionType::Share, BadDescriptor),
+        (8, TransactionType::Share, NoAccess),
+        (9, TransactionType::Share, BadDescriptor),
+        (11, TransactionType::Share, TooLarge),
+    ];
+    for (h, t, reason) in cases {
+        assert_eq!(m.retrieve(NW, h, t), Err(MemError::Rejected(reason)), "{h}");
+        // Given back at once, nothing mapped.
+        assert_eq!(m.platform.relinquished.last(), Some(&h));
+        assert_eq!(m.stats().mapped_pages, 0);
+        assert_eq!(m.stats().live_regions, 0);
+    }
+    // Unknown handle: the partition manager's error, nothing to give back.
+    assert_eq!(
+        m.retrieve(NW, 99, TransactionType::Share),
+        Err(MemError::Ffa(FfaError::InvalidParameters))
+    );
+}
+
+#[test]
+fn regions_may_not_overlap_each_other() {
+    let mut m = shm(&[
+        offer(1, TransactionType::Share, &[(0, 4)]),
+        offer(2, TransactionType::Share, &[(10, 1), (3, 1)]),
+        offer(3, TransactionType::Share, &[(4, 1)]),
+    ]);
+    let a = m.retrieve(NW, 1, TransactionType::Share).unwrap();
+    assert_eq!(
+        m.retrieve(NW, 2, TransactionType::Share),
+        Err(MemError::Rejected(RejectReason::Overlap))
+    );
+    let b = m.retrieve(NW, 3, TransactionType::Share).unwrap();
+    assert_eq!(m.stats().mapped_pages, 5);
+    m.release(a.region).unwrap();
+    let c = m.retrieve(NW, 1, TransactionType::Share).unwrap();
+    assert!(
+        c.region != a.region && c.region != b.region,
+        "ids are not reused right away"
+    );
+}
+
+#[test]
+fn a_failed_map_unmaps_what_was_mapped_and_relinquishes() {
+    let mut m = shm(&[offer(1, TransactionType::Lend, &[(0, 1), (2, 3), (9, 1)])]);
+    m.platform.fail_map_at = Some(2);
+    assert_eq!(
+        m.retrieve(NW, 1, TransactionType::Lend),
+        Err(MemError::Rejected(RejectReason::MapFailed))
+    );
+    assert!(m.platform.mapped.is_empty());
+    assert_eq!(m.platform.relinquished, [1]);
+}
+
+#[test]
+fn refused_relinquish_keeps_the_region_mapped() {
+    let mut m = shm(&[offer(1, TransactionType::Lend, &[(0, 2)])]);
+    let id = m.retrieve(NW, 1, TransactionType::Lend).unwrap().region;
+    m.platform.refuse_relinquish = true;
+    assert_eq!(m.release(id), Err(MemError::Ffa(FfaError::Denied)));
+    assert_eq!(m.stats().live_regions, 1);
+    assert_eq!(m.stats().mapped_pages, 2);
+    assert!(m.checksum(id, 0, 8192).is_ok());
+    m.platform.refuse_relinquish = false;
+    m.release(id).unwrap();
+    assert_eq!(m.stats().mapped_pages, 0);
+}
+
+#[test]
+fn donated_memory_is_unmapped_not_relinquished() {
+    let mut m = shm(&[offer(1, TransactionType::Donate, &[(0, 1)])]);
+    let id = m.retrieve(NW, 1, TransactionType::Donate).unwrap().region;
+    m.release(id).unwrap();
+    assert!(m.platform.relinquished.is_empty());
+    assert_eq!(m.stats().mapped_pages, 0);
+}
+
+#[test]
+fn read_only_regions_refuse_fill() {
+    let mut ro = offer(1, TransactionType::Share, &[(0, 1)]);
+    ro.receivers[0].perm.data_access = DataAccess::ReadOnly;
+    let mut m = shm(&[ro]);
+    let info = m.retrieve(NW, 1, TransactionType::Share).unwrap();
+    assert_eq!(info.flags & region_flags::WRITABLE, 0);
+    assert_eq!(
+        m.fill(info.region, 0, 1, 0),
+        Err(MemError::ReadOnly(info.region))
+    );
+    assert!(m.checksum(info.region, 0, 4096).is_ok());
+}
+
+#[test]
+fn relinquish_probe_refuses_held_handles() {
+    let mut m = shm(&[offer(5, TransactionType::Share, &[(0, 1)])]);
+    let id = m.retrieve(NW, 5, TransactionType::Share).unwrap().region;
+    assert_eq!(m.relinquish_unheld(5), Err(MemError::Held(Handle(5))));
+    m.release(id).unwrap();
+    // A second relinquish: the partition manager's answer comes back.
+    assert_eq!(
+        m.relinquish_unheld(5),
+        Err(MemError::Ffa(FfaError::InvalidParameters))
+    );
+}
+
+#[test]
+fn table_is_bounded_and_cycles_leak_nothing() {
+    let offers: Vec<MemTransaction> = (1..=MAX_REGIONS as u64 + 1)
+        .map(|h| offer(h, TransactionType::Share, &[(h - 1, 1)]))
+        .collect();
+    let mut m = shm(&offers);
+    let ids: Vec<u32> = (1..=MAX_REGIONS as u64)
+        .map(|h| m.retrieve(NW, h, TransactionType::Share).unwrap().region)
+        .collect();
+    assert_eq!(
+        m.retrieve(NW, MAX_REGIONS as u64 + 1, TransactionType::Share),
+        Err(MemError::NoRoom)
+    );
+    for id in ids {
+        m.release(id).unwrap();
+    }
+    for _ in 0..200 {
+        let id = m.retrieve(NW, 3, TransactionType::Share).unwrap().region;
+        m.fill(id, 0, 4096, id).unwrap();
+        m.release(id).unwrap();
+    }
+    let s = m.stats();
+    assert_eq!((s.live_regions, s.mapped_pages), (0, 0));
+    assert_eq!((s.retrieves, s.relinquishes), (216, 216));
+}

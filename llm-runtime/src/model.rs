@@ -955,7 +955,7 @@ impl Model {
         {
             rmsnorm(xb, x, w.attn_norm, cfg.norm_eps);
         }
-        prepare(k, &[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, n)?;
+        prepare(&[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, n)?;
         product(k, &w.wq, &s.xb, &s.xq, n, &mut s.q)?;
         product(k, &w.wk, &s.xb, &s.xq, n, &mut s.k)?;
         product(k, &w.wv, &s.xb, &s.xq, n, &mut s.v)?;
@@ -999,7 +999,7 @@ impl Model {
                 }
             }
         }
-        prepare(k, &[&w.wo], &s.xb2, &mut s.xq, n)?;
+        prepare(&[&w.wo], &s.xb2, &mut s.xq, n)?;
         product(k, &w.wo, &s.xb2, &s.xq, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
@@ -1013,13 +1013,13 @@ impl Model {
         {
             rmsnorm(xb, x, w.ffn_norm, cfg.norm_eps);
         }
-        prepare(k, &[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, n)?;
+        prepare(&[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, n)?;
         product(k, &w.w_gate, &s.xb, &s.xq, n, &mut s.hb)?;
         product(k, &w.w_up, &s.xb, &s.xq, n, &mut s.hb2)?;
         for (g, u) in s.hb.iter_mut().zip(&s.hb2).take(n * hidden) {
             *g = silu(*g) * *u;
         }
-        prepare(k, &[&w.w_down], &s.hb, &mut s.xq, n)?;
+        prepare(&[&w.w_down], &s.hb, &mut s.xq, n)?;
         product(k, &w.w_down, &s.hb, &s.xq, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
@@ -1054,7 +1054,7 @@ impl Model {
         {
             rmsnorm(xb, x, g.output_norm, self.cfg.norm_eps);
         }
-        prepare(&self.kernels, &[&g.output], &s.xb, &mut s.xq, rows)?;
+        prepare(&[&g.output], &s.xb, &mut s.xq, rows)?;
         product(&self.kernels, &g.output, &s.xb, &s.xq, rows, &mut s.logits)?;
         self.filled = self.pos0 + n;
         self.stage = Stage::Embed;
@@ -1114,7 +1114,6 @@ impl Model {
 /// width `cols`) is Q8_0: llama.cpp quantizes activations per 32-block before each Q8_0 product,
 /// and products sharing an input can share the quantized copy.
 fn prepare(
-    k: &Kernels,
     ws: &[&Matrix<'_>],
     x: &[f32],
     xq: &mut [BlockQ8_0],
@@ -1132,8 +1131,28 @@ fn prepare(
     let xq = xq
         .get_mut(..n * (cols / QK8_0))
         .ok_or(shape("quantized buffer"))?;
-    k.quantize(x, xq)?;
+    quantize_activations(x, xq);
     Ok(())
+}
+
+/// Quantizes activations to Q8_0 the way llama.cpp's SIMD `quantize_row_q8_0` does on x86
+/// (AVX) and aarch64 (NEON `vcvtnq_s32_f32`): `d = amax / 127`, `q = x / d` rounded half to
+/// even. The reference quantizer (`Kernels::quantize`, gguf-py) rounds half away from zero; it
+/// is right for weights, which are quantized offline by that reference, but at exact .5 ties
+/// in activations it disagrees with the llama.cpp that produced the oracle logits, and such
+/// ties do occur (a Q8_0 embedding row is an integer multiple of its scale).
+/// `x.len()` must be `out.len() * 32` (callers slice both).
+fn quantize_activations(x: &[f32], out: &mut [BlockQ8_0]) {
+    for (xs, blk) in x.chunks_exact(QK8_0).zip(out.iter_mut()) {
+        let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = half::f16::from_f32(d).to_bits();
+        for (q, &v) in blk.qs.iter_mut().zip(xs) {
+            // |v * id| <= 127 (up to rounding), so the cast never saturates meaningfully.
+            *q = libm::rintf(v * id) as i8;
+        }
+    }
 }
 
 /// `y[t, :] = W x[t, :]` for `n` rows of `x` (`[n, cols]`) into `y` (`[n, rows]`). For Q8_0
@@ -1249,4 +1268,31 @@ pub fn load<'a>(g: &Gguf<'a>) -> Result<(Config, Weights<'a>), ModelError> {
     let cfg = Config::from_gguf(g)?;
     let w = Weights::from_gguf(g, &cfg)?;
     Ok((cfg, w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_rounding_is_half_to_even() {
+        // amax = 127 gives d = 1 exactly: x = k + 0.5 is an exact tie.
+        let mut x = [0.0f32; QK8_0];
+        x[0] = 127.0;
+        x[1] = 0.5;
+        x[2] = 1.5;
+        x[3] = -2.5;
+        x[4] = 2.6;
+        let mut even = [BlockQ8_0::ZERO];
+        quantize_activations(&x, &mut even);
+        assert_eq!(&even[0].qs[..5], &[127, 0, 2, -2, 3]);
+        let mut away = [BlockQ8_0::ZERO];
+        crate::kernels::scalar::quantize_row_q8_0(&x, &mut away);
+        assert_eq!(&away[0].qs[..5], &[127, 1, 2, -3, 3]);
+        assert_eq!(even[0].d, away[0].d);
+        // All zero: d = 0, q = 0.
+        let mut z = [BlockQ8_0::ZERO];
+        quantize_activations(&[0.0; QK8_0], &mut z);
+        assert_eq!(z[0], BlockQ8_0::ZERO);
+    }
 }

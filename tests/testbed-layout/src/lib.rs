@@ -57,6 +57,20 @@ pub mod ns_ram {
     pub const CLIENT_SHARE_SIZE: u64 = 0x1000_0000;
     /// The boot configuration block (see [`crate::flash::BootConfig`]), copied from flash.
     pub const BOOT_CONFIG: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x1_0000;
+
+    /// NS memory the testbed keeps for itself: the top 16 MiB of NS DRAM up to the
+    /// boot-config block. The normal world's stage-2 (NS-EL2, built by EL3 before the client
+    /// starts) leaves it out, so the client cannot touch it, and memory sends naming it are
+    /// DENIED. It holds what must be in NS PA space: the NW's stage-2 tables (walks in
+    /// Non-secure state read NS PAs) and the NS-EL2 vector stub.
+    pub const TESTBED_NS_BASE: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x100_0000;
+    pub const TESTBED_NS_SIZE: u64 = BOOT_CONFIG - TESTBED_NS_BASE;
+    /// The NW stage-2 table pool (4 KiB tables, the first is the level-1 root).
+    pub const NW_S2_TABLES: u64 = TESTBED_NS_BASE;
+    pub const NW_S2_TABLE_COUNT: u64 = 128;
+    /// The NS-EL2 exception vector stub (VBAR_EL2 of the normal world; one page). Every entry
+    /// saves x0 in TPIDR_EL2 and SMCs `control::NS_EL2_TRAP + entry index` to EL3.
+    pub const NS_EL2_VECTORS: u64 = TESTBED_NS_BASE + 0x10_0000;
 }
 
 /// Secure flash layout written by `xtask` (`-bios flash.bin`), like TF-A's BL1 + FIP.
@@ -132,6 +146,35 @@ pub mod control {
     pub const EXIT_FAIL: u64 = 1;
     /// The testbed found itself or an SP in a state it cannot go on from.
     pub const EXIT_TESTBED_ERROR: u64 = 3;
+
+    /// Blocked normal-world accesses (FF-A memory enforcement). After LEND or DONATE the
+    /// lender's pages are gone from its stage-2; each access to one is a stage-2 fault that EL3
+    /// reports on the secure UART as
+    /// `testbed: blocked NW read of 0x<addr> (lent to 8001)` (`write`, `fetch`; `donated to
+    /// 8001`, `testbed reserved`, `unmapped`), emulates as failed (a load gets
+    /// [`POISON`], a store is dropped) and skips, so the client keeps running.
+    ///
+    /// This call returns x0 = 0, x1 = number of blocked accesses since boot, x2 = the last
+    /// blocked address (IPA == PA), x3 = details of the last one: bits \[7:0\] a `KIND_*`,
+    /// bits \[15:8\] an `OWNER_*` (why the page is blocked), bits \[31:16\] the endpoint the
+    /// page went to (0 if none), bit 32 [`UNEMULATED`]. x1-x3 = 0 before any blocked access.
+    pub const TESTBED_BLOCKED_ACCESSES: u32 = 0xC200_FF01;
+    /// Value a blocked load returns (truncated to the access size).
+    pub const POISON: u64 = 0xdead_beef_dead_beef;
+    pub const KIND_READ: u64 = 1;
+    pub const KIND_WRITE: u64 = 2;
+    pub const KIND_FETCH: u64 = 3;
+    /// The page is lent / donated (FF-A), testbed-reserved, or simply not in the NW's map.
+    pub const OWNER_LENT: u64 = 1;
+    pub const OWNER_DONATED: u64 = 2;
+    pub const OWNER_RESERVED: u64 = 3;
+    pub const OWNER_UNMAPPED: u64 = 4;
+    /// x3 bit 32: the access could not be emulated (ISV = 0, e.g. a load pair, or an
+    /// instruction fetch): it was skipped without touching registers (a fetch resumes at the
+    /// link register, x30, as if the called function had returned).
+    pub const UNEMULATED: u64 = 1 << 32;
+    /// Internal: the NS-EL2 vector stub's SMC to EL3 (`+ vector entry index`, 0-15).
+    pub const NS_EL2_TRAP: u32 = 0xC200_FF10;
 }
 
 /// The SP package (SPKG) format of Hafnium's `inc/hf/sp_pkg.h`, version 2, as TF-A's sptool
@@ -267,6 +310,21 @@ mod tests {
         }
         let (last, max) = slots[slots.len() - 1];
         assert!(last + max <= virt::SECURE_FLASH_SIZE);
+    }
+
+    #[test]
+    fn testbed_ns_region_is_clear_of_the_client() {
+        let end = virt::NS_RAM_BASE + virt::NS_RAM_SIZE;
+        assert!(ns_ram::CLIENT_SHARE_BASE + ns_ram::CLIENT_SHARE_SIZE <= ns_ram::TESTBED_NS_BASE);
+        assert_eq!(
+            ns_ram::TESTBED_NS_BASE + ns_ram::TESTBED_NS_SIZE,
+            ns_ram::BOOT_CONFIG
+        );
+        assert!(ns_ram::BOOT_CONFIG < end);
+        assert!(ns_ram::TESTBED_NS_BASE.is_multiple_of(0x20_0000));
+        let tables_end = ns_ram::NW_S2_TABLES + ns_ram::NW_S2_TABLE_COUNT * virt::PAGE_SIZE;
+        assert!(tables_end <= ns_ram::NS_EL2_VECTORS);
+        assert!(ns_ram::NS_EL2_VECTORS + virt::PAGE_SIZE <= ns_ram::BOOT_CONFIG);
     }
 
     #[test]

@@ -8,8 +8,16 @@
 //! bit 1, REQ2 UUID check (nil matches any), DENIED for a messaging method the receiver does not
 //! declare, BUSY for a receiver that is not waiting, RETRY for a PARTITION_INFO_GET_REGS tag,
 //! `[8001 0] ` console prefix, ABORTED once the SP has failed.
+//!
+//! Memory management (SHARE/LEND/DONATE, FRAG_TX/RX, RETRIEVE_REQ, RELINQUISH, RECLAIM) is
+//! `memshare`'s state machine; this module moves its descriptors between it and the RX/TX
+//! buffers and applies Hafnium's buffer rules (descriptor in the TX buffer only, RX busy =
+//! BUSY, RX released with FFA_RX_RELEASE after each retrieve-response fragment).
 
 use core::fmt::Write;
+
+extern crate alloc;
+use alloc::vec::Vec;
 
 use ffa::{
     DirectMsgArgs, FfaError, FuncId, Interface as Call, PartitionInfo, PartitionInfoRegs,
@@ -17,6 +25,9 @@ use ffa::{
 };
 
 use crate::manifest::{self, SpManifest};
+use crate::memshare::{self, CallerInfo, Entropy, MemHw, MemShare, SplitMix};
+use ffa::memory::SendKind;
+use ffa::{Handle, MemOpArgs, MemOpBuf};
 
 /// The FF-A version the testbed SPMC implements.
 pub const SPMC_VERSION: Version = Version::V1_2;
@@ -24,8 +35,9 @@ pub const SPMC_VERSION: Version = Version::V1_2;
 pub const NW_ID: u16 = 0;
 pub const FIRST_SP_ID: u16 = 0x8001;
 
-/// Guest physical memory as the SPMC sees it (IPA == PA for the SP; the NW has no stage-2).
-pub trait GuestMem {
+/// Guest physical memory as the SPMC sees it (IPA == PA for both worlds), and the stage-2
+/// operations memory sharing needs ([`MemHw`]).
+pub trait GuestMem: MemHw {
     /// Copies bytes out of guest memory; false if the range is not accessible.
     fn read(&self, pa: u64, buf: &mut [u8]) -> bool;
     /// Copies bytes into guest memory; false if the range is not accessible.
@@ -206,6 +218,10 @@ pub struct Spmc {
     pub nw_ep: Endpoint,
     console: [u8; CONSOLE_LINE],
     console_len: usize,
+    /// FF-A memory transactions.
+    pub mem: MemShare,
+    /// Handle bits (seeded by the firmware from RNDR; fixed in tests).
+    pub rng: SplitMix,
 }
 
 /// Address range of the normal world's RAM, where its RX/TX buffers must lie.
@@ -229,7 +245,178 @@ impl Spmc {
             nw_ep: Endpoint::new(NW_ID, SPMC_VERSION),
             console: [0; CONSOLE_LINE],
             console_len: 0,
+            mem: MemShare::new(NW_ID, id),
+            rng: SplitMix(0x5eed),
         }
+    }
+
+    fn caller(&self, c: Caller) -> CallerInfo {
+        let ep = match c {
+            Caller::Nw => &self.nw_ep,
+            Caller::Sp => &self.sp_ep,
+        };
+        CallerInfo {
+            id: ep.id,
+            version: ep.version,
+        }
+    }
+
+    /// Copies `len` bytes (at most one buffer) from the caller's TX buffer.
+    fn read_tx(&self, c: Caller, len: usize, mem: &dyn GuestMem) -> Result<Vec<u8>, FfaError> {
+        let ep = match c {
+            Caller::Nw => &self.nw_ep,
+            Caller::Sp => &self.sp_ep,
+        };
+        let mb = ep.mailbox.ok_or(FfaError::InvalidParameters)?;
+        if len == 0 || len > memshare::BUF_SIZE {
+            return Err(FfaError::InvalidParameters);
+        }
+        let mut v = alloc::vec![0u8; len];
+        if !mem.read(mb.tx, &mut v) {
+            return Err(FfaError::Aborted);
+        }
+        Ok(v)
+    }
+
+    /// The caller's RX buffer if it is mapped and free (else BUSY, as Hafnium answers).
+    fn free_rx(&self, c: Caller) -> Result<u64, FfaError> {
+        let ep = match c {
+            Caller::Nw => &self.nw_ep,
+            Caller::Sp => &self.sp_ep,
+        };
+        match ep.mailbox {
+            None => Err(FfaError::InvalidParameters),
+            Some(m) if m.rx_full => Err(FfaError::Busy),
+            Some(m) => Ok(m.rx),
+        }
+    }
+
+    fn fill_rx(&mut self, c: Caller, data: &[u8], mem: &mut dyn GuestMem) -> Result<(), FfaError> {
+        let rx = self.free_rx(c)?;
+        if !mem.write(rx, data) {
+            return Err(FfaError::Aborted);
+        }
+        if let Some(m) = self.ep(c).mailbox.as_mut() {
+            m.rx_full = true;
+        }
+        Ok(())
+    }
+
+    // ---- memory management ------------------------------------------------------------------
+
+    fn mem_reply(r: Result<memshare::Reply, FfaError>) -> Regs {
+        use memshare::Reply as R;
+        match r {
+            Err(e) => error(e),
+            Ok(R::Ok) => success(0),
+            Ok(R::Handle(h)) => {
+                let (lo, hi) = h.halves();
+                Call::Success {
+                    target_info: 0,
+                    args: SuccessArgs::Args32([lo, hi, 0, 0, 0, 0]),
+                }
+                .to_regs()
+            }
+            Ok(R::FragRx { handle, offset }) => Call::MemFragRx {
+                handle,
+                frag_offset: offset,
+                endpoint_id: 0,
+            }
+            .to_regs(),
+            Ok(R::RetrieveResp { total, frag }) => Call::MemRetrieveResp {
+                total_len: total,
+                frag_len: frag,
+            }
+            .to_regs(),
+            Ok(R::FragTx { handle, len }) => Call::MemFragTx {
+                handle,
+                frag_len: len,
+                endpoint_id: 0,
+            }
+            .to_regs(),
+        }
+    }
+
+    /// FFA_MEM_SHARE/LEND/DONATE from the normal world.
+    fn mem_send(&mut self, kind: SendKind, a: MemOpArgs, mem: &mut dyn GuestMem) -> Regs {
+        let r = (|| {
+            // Hafnium: the descriptor must be in the TX buffer (x3 = w4 = 0).
+            if !matches!(a.buf, MemOpBuf::Tx32 | MemOpBuf::Tx64) {
+                return Err(FfaError::InvalidParameters);
+            }
+            if a.frag_len == 0 || a.frag_len > a.total_len {
+                return Err(FfaError::InvalidParameters);
+            }
+            let frag = self.read_tx(Caller::Nw, a.frag_len as usize, mem)?;
+            let who = self.caller(Caller::Nw);
+            self.mem
+                .send(who, kind, a.total_len, &frag, mem, &mut self.rng)
+        })();
+        Self::mem_reply(r)
+    }
+
+    fn mem_frag_tx(&mut self, handle: Handle, len: u32, ep: u16, mem: &mut dyn GuestMem) -> Regs {
+        let r = (|| {
+            if ep != 0 {
+                return Err(FfaError::InvalidParameters);
+            }
+            let frag = self.read_tx(Caller::Nw, len as usize, mem)?;
+            let who = self.caller(Caller::Nw);
+            self.mem.frag_tx(who, handle, &frag, mem)
+        })();
+        Self::mem_reply(r)
+    }
+
+    fn mem_retrieve(&mut self, a: MemOpArgs, mem: &mut dyn GuestMem) -> Regs {
+        let r = (|| {
+            if !matches!(a.buf, MemOpBuf::Tx32 | MemOpBuf::Tx64) {
+                return Err(FfaError::InvalidParameters);
+            }
+            if a.frag_len != a.total_len {
+                return Err(FfaError::InvalidParameters);
+            }
+            let req = self.read_tx(Caller::Sp, a.frag_len as usize, mem)?;
+            self.free_rx(Caller::Sp)?;
+            let who = self.caller(Caller::Sp);
+            let (reply, head) = self.mem.retrieve(who, a.total_len, &req, mem)?;
+            self.fill_rx(Caller::Sp, &head, mem)?;
+            Ok(reply)
+        })();
+        Self::mem_reply(r)
+    }
+
+    fn mem_frag_rx(
+        &mut self,
+        handle: Handle,
+        offset: u32,
+        ep: u16,
+        mem: &mut dyn GuestMem,
+    ) -> Regs {
+        let r = (|| {
+            if ep != 0 {
+                return Err(FfaError::InvalidParameters);
+            }
+            self.free_rx(Caller::Sp)?;
+            let who = self.caller(Caller::Sp);
+            let (reply, chunk) = self.mem.frag_rx(who, handle, offset)?;
+            self.fill_rx(Caller::Sp, &chunk, mem)?;
+            Ok(reply)
+        })();
+        Self::mem_reply(r)
+    }
+
+    fn mem_relinquish(&mut self, mem: &mut dyn GuestMem) -> Regs {
+        let r = (|| {
+            let desc = self.read_tx(Caller::Sp, memshare::BUF_SIZE, mem)?;
+            let who = self.caller(Caller::Sp);
+            self.mem.relinquish(who, &desc, mem)
+        })();
+        Self::mem_reply(r)
+    }
+
+    /// Seeds the handle generator (the firmware passes RNDR output).
+    pub fn seed(&mut self, s: u64) {
+        self.rng = SplitMix(s ^ self.rng.next_u64());
     }
 
     fn ep(&mut self, c: Caller) -> &mut Endpoint {
@@ -282,9 +469,20 @@ impl Spmc {
                 if version >= Version::V1_1 && input & 0b10 == 0 {
                     return error(FfaError::NotSupported);
                 }
-                // Buffer support (bit 0), NS bit (bit 1), hypervisor retrieve (bit 2).
-                return success(0b111);
+                // Bit 0 clear: descriptors in the TX buffer only (no separate buffer); bit 1:
+                // the NS bit is reported; bit 2 clear: no hypervisor retrieve.
+                return success(0b10);
             }
+            // Sends from the normal world (bit 0 clear: TX buffer only, as above).
+            F::MemShare32
+            | F::MemShare64
+            | F::MemLend32
+            | F::MemLend64
+            | F::MemDonate32
+            | F::MemDonate64
+            | F::MemReclaim => c == Caller::Nw,
+            F::MemRelinquish => c == Caller::Sp,
+            F::MemFragRx | F::MemFragTx => true,
             F::Error
             | F::Success32
             | F::Success64
@@ -508,12 +706,27 @@ impl Spmc {
         if let Some(out) = self.common(Caller::Nw, &call, mem) {
             return NwAction::Reply(out);
         }
-        match call {
+        let reply = match call {
             Call::MsgSendDirectReq { .. } | Call::MsgSendDirectReq2 { .. } => {
-                self.direct_req(&call)
+                return self.direct_req(&call);
             }
-            _ => NwAction::Reply(error(FfaError::NotSupported)),
-        }
+            Call::MemShare(a) => self.mem_send(SendKind::Share, a, mem),
+            Call::MemLend(a) => self.mem_send(SendKind::Lend, a, mem),
+            Call::MemDonate(a) => self.mem_send(SendKind::Donate, a, mem),
+            Call::MemFragTx {
+                handle,
+                frag_len,
+                endpoint_id,
+            } => self.mem_frag_tx(handle, frag_len, endpoint_id, mem),
+            Call::MemReclaim { handle, flags } => {
+                let who = self.caller(Caller::Nw);
+                Self::mem_reply(self.mem.reclaim(who, handle, flags.zero_memory, mem))
+            }
+            // No hypervisor retrieve; relinquish is the borrower's.
+            Call::MemFragRx { .. } => error(FfaError::InvalidParameters),
+            _ => error(FfaError::NotSupported),
+        };
+        NwAction::Reply(reply)
     }
 
     fn direct_req(&mut self, call: &Call) -> NwAction {
@@ -634,6 +847,24 @@ impl Spmc {
                 resume(error(FfaError::InvalidParameters))
             }
             Call::Abort { code } => self.abort(AbortReason::FfaAbort(code)),
+            Call::MemRetrieveReq(a) => resume(self.mem_retrieve(a, mem)),
+            Call::MemFragRx {
+                handle,
+                frag_offset,
+                endpoint_id,
+            } => resume(self.mem_frag_rx(handle, frag_offset, endpoint_id, mem)),
+            Call::MemRelinquish => resume(self.mem_relinquish(mem)),
+            Call::MemReclaim { handle, flags } => {
+                let who = self.caller(Caller::Sp);
+                resume(Self::mem_reply(self.mem.reclaim(
+                    who,
+                    handle,
+                    flags.zero_memory,
+                    mem,
+                )))
+            }
+            // The SP is no owner of NS memory and has no other SP to send to.
+            Call::MemFragTx { .. } => resume(error(FfaError::InvalidParameters)),
             _ => resume(error(FfaError::NotSupported)),
         }
     }
@@ -711,7 +942,9 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::manifest::{Region, SpManifest};
+    use crate::memshare::tests::FakeHw;
     use FuncId as F;
+    use ffa::memory::MemRange;
     use std::string::String;
     use std::vec::Vec;
 
@@ -724,6 +957,28 @@ mod tests {
     struct Mem {
         base: u64,
         bytes: Vec<u8>,
+        hw: FakeHw,
+    }
+    impl MemHw for Mem {
+        fn sp_map(&mut self, r: &MemRange, w: bool, x: bool) -> Result<(), memshare::HwError> {
+            self.hw.sp_map(r, w, x)
+        }
+        fn sp_unmap(&mut self, r: &MemRange) {
+            self.hw.sp_unmap(r)
+        }
+        fn nw_revoke(
+            &mut self,
+            r: &MemRange,
+            why: memshare::Revoked,
+        ) -> Result<(), memshare::HwError> {
+            self.hw.nw_revoke(r, why)
+        }
+        fn nw_restore(&mut self, r: &MemRange) {
+            self.hw.nw_restore(r)
+        }
+        fn zero(&mut self, r: &MemRange) {
+            self.hw.zero(r)
+        }
     }
     impl GuestMem for Mem {
         fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
@@ -748,6 +1003,7 @@ mod tests {
         Mem {
             base: NW_TX,
             bytes: std::vec![0; 0x2000],
+            hw: FakeHw::default(),
         }
     }
 
@@ -896,7 +1152,7 @@ mod tests {
             "bit 1 rule"
         );
         let ok = feat(&mut s, Caller::Sp, retrieve, 0b10);
-        assert_eq!((ok[0], ok[2]), (SUCCESS32, 0b111));
+        assert_eq!((ok[0], ok[2]), (SUCCESS32, 0b10), "NS bit; TX buffer only");
         assert_eq!(err(&feat(&mut s, Caller::Nw, retrieve, 0b10)), Some(-1));
         assert_eq!(
             err(&feat(&mut s, Caller::Nw, 0x1, 0)),
@@ -1105,7 +1361,7 @@ mod tests {
             (call(F::MsgSendDirectReq2, &[0x8001, 5, 6]), -2),
             (call(F::MsgWait, &[]), -1),
             (call(F::Yield, &[]), -1),
-            (call(F::MemShare64, &[]), -1),
+            (call(F::MemShare64, &[]), -2),
             (call(F::MemRetrieveReq32, &[]), -1),
         ] {
             assert_eq!(err(&nw(&mut s, r)), Some(e), "{r:x?}");
@@ -1211,6 +1467,7 @@ mod tests {
         let mut m = Mem {
             base: 0x0e3f_0000,
             bytes: std::vec![0; 0x2000],
+            hw: FakeHw::default(),
         };
         let info = call(F::PartitionInfoGet, &[0, 0, 0, 0, 0]);
         assert!(matches!(

@@ -88,6 +88,11 @@ pub enum MapError {
 }
 
 const VALID_TABLE: u64 = 0b11;
+/// A level-1 (1 GiB) or level-2 (2 MiB) block.
+const VALID_BLOCK: u64 = 0b01;
+/// An invalid descriptor the SPMC wrote on purpose (bit 0 clear, so the walker ignores the
+/// rest): bit 1 marks it, bits \[63:32\] carry a tag saying why the page is gone.
+const REVOKED: u64 = 0b10;
 const VALID_PAGE: u64 = 0b11;
 const ADDR_MASK: u64 = 0x0000_FFFF_FFFF_F000;
 
@@ -202,6 +207,126 @@ impl<'a> Stage2<'a> {
         Ok(())
     }
 
+    /// Maps `[ipa, ipa + size)` to the same PA with the largest blocks that fit (1 GiB at
+    /// level 1, 2 MiB at level 2, else pages): for an identity map of a whole address range
+    /// with few tables (the normal world's stage-2). Pages must be unmapped so far.
+    pub fn map_identity(&mut self, ipa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
+        Self::check(ipa, ipa, size)?;
+        let end = ipa + size;
+        let mut a = ipa;
+        while a < end {
+            let fits = |sz: u64| a.is_multiple_of(sz) && end - a >= sz;
+            if fits(1 << 30) && self.pool[0].0[(a >> 30) as usize & 0x1ff] == 0 {
+                self.pool[0].0[(a >> 30) as usize & 0x1ff] =
+                    (a & ADDR_MASK) | attrs.descriptor_bits() | VALID_BLOCK;
+                a += 1 << 30;
+            } else if fits(1 << 21) {
+                let t = self.l2_for(a)?;
+                let e = &mut self.pool[t].0[((a >> 21) & 0x1ff) as usize];
+                if *e != 0 {
+                    return Err(MapError::AlreadyMapped { ipa: a });
+                }
+                *e = (a & ADDR_MASK) | attrs.descriptor_bits() | VALID_BLOCK;
+                a += 1 << 21;
+            } else {
+                self.map(a, a, PAGE, attrs)?;
+                a += PAGE;
+            }
+        }
+        Ok(())
+    }
+
+    /// The level-2 table for `ipa`, allocating it if the level-1 entry is empty.
+    fn l2_for(&mut self, ipa: u64) -> Result<usize, MapError> {
+        let idx = ((ipa >> 30) & 0x1ff) as usize;
+        let d = self.pool[0].0[idx];
+        if d & 0b11 == VALID_TABLE {
+            return Ok(self.index_of(d));
+        }
+        if d != 0 {
+            return Err(MapError::AlreadyMapped { ipa });
+        }
+        let new = self.alloc_table()?;
+        self.pool[0].0[idx] = (self.pool_pa + new as u64 * PAGE) | VALID_TABLE;
+        Ok(new)
+    }
+
+    fn alloc_table(&mut self) -> Result<usize, MapError> {
+        if self.used == self.pool.len() {
+            return Err(MapError::NoTables);
+        }
+        self.used += 1;
+        Ok(self.used - 1)
+    }
+
+    /// The level-3 entry slot for `ipa` (table index, entry index), splitting a 2 MiB block
+    /// into 512 pages with the same attributes if needed. 1 GiB blocks are not split.
+    fn l3_slot_split(&mut self, ipa: u64) -> Result<(usize, usize), MapError> {
+        let l1 = self.pool[0].0[((ipa >> 30) & 0x1ff) as usize];
+        if l1 & 0b11 != VALID_TABLE {
+            return Err(MapError::NotMapped { ipa });
+        }
+        let l2t = self.index_of(l1);
+        let l2i = ((ipa >> 21) & 0x1ff) as usize;
+        let d = self.pool[l2t].0[l2i];
+        let l3 = match d & 0b11 {
+            VALID_TABLE => self.index_of(d),
+            VALID_BLOCK => {
+                let new = self.alloc_table()?;
+                let base = d & ADDR_MASK & !((1 << 21) - 1);
+                let attr_bits = d & !ADDR_MASK & !0b11;
+                for (i, e) in self.pool[new].0.iter_mut().enumerate() {
+                    *e = (base + i as u64 * PAGE) | attr_bits | VALID_PAGE;
+                }
+                self.pool[l2t].0[l2i] = (self.pool_pa + new as u64 * PAGE) | VALID_TABLE;
+                new
+            }
+            _ => return Err(MapError::NotMapped { ipa }),
+        };
+        Ok((l3, ((ipa >> 12) & 0x1ff) as usize))
+    }
+
+    /// Takes the page at `ipa` away (invalid descriptor carrying `tag`, non-zero), splitting a
+    /// block if needed. The page must be mapped (or already revoked: the tag is replaced).
+    /// The caller invalidates the TLB.
+    pub fn revoke(&mut self, ipa: u64, tag: u32) -> Result<(), MapError> {
+        Self::check(ipa, 0, PAGE)?;
+        let (t, i) = self.l3_slot_split(ipa)?;
+        if self.pool[t].0[i] & 0b11 != VALID_PAGE && self.pool[t].0[i] & REVOKED == 0 {
+            return Err(MapError::NotMapped { ipa });
+        }
+        self.pool[t].0[i] = u64::from(tag) << 32 | REVOKED;
+        Ok(())
+    }
+
+    /// Gives a revoked page back, identity-mapped with `attrs`.
+    pub fn restore(&mut self, ipa: u64, attrs: Attrs) -> Result<(), MapError> {
+        Self::check(ipa, 0, PAGE)?;
+        let (t, i) = self.l3_slot_split(ipa)?;
+        if self.pool[t].0[i] & 1 != 0 || self.pool[t].0[i] & REVOKED == 0 {
+            return Err(MapError::AlreadyMapped { ipa });
+        }
+        self.pool[t].0[i] = (ipa & ADDR_MASK) | attrs.descriptor_bits() | VALID_PAGE;
+        Ok(())
+    }
+
+    /// The tag of a revoked page (see [`Self::revoke`]).
+    pub fn revoked_tag(&self, ipa: u64) -> Option<u32> {
+        if ipa >= 1 << IPA_BITS {
+            return None;
+        }
+        let mut table = 0usize;
+        for shift in [30u32, 21] {
+            let d = self.pool[table].0[((ipa >> shift) & 0x1ff) as usize];
+            if d & 0b11 != VALID_TABLE {
+                return None;
+            }
+            table = self.index_of(d);
+        }
+        let d = self.pool[table].0[((ipa >> 12) & 0x1ff) as usize];
+        (d & 1 == 0 && d & REVOKED != 0).then_some((d >> 32) as u32)
+    }
+
     /// The PA and attributes `ipa` translates to, if mapped.
     pub fn lookup(&self, ipa: u64) -> Option<(u64, Attrs)> {
         if ipa >= 1 << IPA_BITS {
@@ -210,6 +335,13 @@ impl<'a> Stage2<'a> {
         let mut table = 0usize;
         for shift in [30u32, 21] {
             let d = self.pool[table].0[((ipa >> shift) & 0x1ff) as usize];
+            if d & 0b11 == VALID_BLOCK {
+                let mask = (1u64 << shift) - 1;
+                return Some((
+                    (d & ADDR_MASK & !mask) | (ipa & mask),
+                    Attrs::from_descriptor(d),
+                ));
+            }
             if d & 0b11 != VALID_TABLE {
                 return None;
             }
@@ -318,6 +450,60 @@ mod tests {
         ));
         // Needs an L2 and an L3 table but only one is left.
         assert_eq!(s2.map(0x0, 0x0, PAGE, Attrs::RWX), Err(MapError::NoTables));
+    }
+
+    #[test]
+    fn identity_blocks_split_revoke_restore() {
+        let mut pool = vec![Table::EMPTY; 4];
+        let mut s2 = Stage2::new(&mut pool, BASE).unwrap();
+        s2.map_identity(0, 1 << 30, Attrs::DEVICE_RW).unwrap();
+        s2.map_identity(0x4000_0000, 0x3f00_0000, Attrs::RWX)
+            .unwrap();
+        s2.map_identity(0x7fff_0000, 0x1_0000, Attrs::RWX).unwrap();
+        assert_eq!(
+            s2.tables_used(),
+            3,
+            "root, one L2, one L3 for the last 64 KiB"
+        );
+        assert_eq!(
+            s2.lookup(0x0900_0010),
+            Some((0x0900_0010, Attrs::DEVICE_RW))
+        );
+        assert_eq!(s2.lookup(0x4800_1234), Some((0x4800_1234, Attrs::RWX)));
+        assert_eq!(s2.lookup(0x7f00_0000), None, "reserved region left out");
+        assert_eq!(s2.lookup(0x7fff_0008), Some((0x7fff_0008, Attrs::RWX)));
+        s2.revoke(0x4800_1000, 0x8001_0001).unwrap();
+        assert_eq!(s2.tables_used(), 4, "the 2 MiB block was split");
+        assert_eq!(s2.lookup(0x4800_1000), None);
+        assert_eq!(s2.revoked_tag(0x4800_1000), Some(0x8001_0001));
+        assert_eq!(
+            s2.lookup(0x4800_0000),
+            Some((0x4800_0000, Attrs::RWX)),
+            "neighbour kept"
+        );
+        assert_eq!(s2.lookup(0x481f_f000), Some((0x481f_f000, Attrs::RWX)));
+        assert_eq!(s2.revoked_tag(0x4800_0000), None);
+        assert!(matches!(
+            s2.restore(0x4800_0000, Attrs::RWX),
+            Err(MapError::AlreadyMapped { .. })
+        ));
+        s2.restore(0x4800_1000, Attrs::RWX).unwrap();
+        assert_eq!(s2.lookup(0x4800_1000), Some((0x4800_1000, Attrs::RWX)));
+        assert_eq!(s2.revoked_tag(0x4800_1000), None);
+        assert!(matches!(
+            s2.revoke(0x7f00_0000, 1),
+            Err(MapError::NotMapped { .. })
+        ));
+        assert_eq!(
+            s2.revoke(0x4a00_0000, 1),
+            Err(MapError::NoTables),
+            "pool exhausted"
+        );
+        assert_eq!(
+            s2.lookup(0x4a00_0000),
+            Some((0x4a00_0000, Attrs::RWX)),
+            "left intact"
+        );
     }
 
     #[test]

@@ -353,7 +353,30 @@ global_asm!(
     ".ltorg",
 );
 
+// The normal world's NS-EL2 vectors, copied by EL3 to `ns_ram::NS_EL2_VECTORS` (position
+// independent): every entry stashes x0 in TPIDR_EL2 and SMCs NS_EL2_TRAP + its index to EL3,
+// which emulates the access and ERETs to NS-EL1 itself.
+global_asm!(
+    ".section .text.ns_el2_stub, \"ax\"",
+    ".balign 0x800",
+    ".global ns_el2_stub_start",
+    "ns_el2_stub_start:",
+    ".irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15",
+    "  .balign 0x80",
+    "  msr tpidr_el2, x0",
+    "  movz x0, #(0xff10 + \\i)",
+    "  movk x0, #0xc200, lsl #16",
+    "  smc #0",
+    "  b .",
+    ".endr",
+    ".global ns_el2_stub_end",
+    "ns_el2_stub_end:",
+);
+const _: () = assert!(testbed_layout::control::NS_EL2_TRAP == 0xC200_FF10);
+
 unsafe extern "C" {
+    pub static ns_el2_stub_start: u8;
+    pub static ns_el2_stub_end: u8;
     /// Enters the lower EL described by `ctx` and returns once it traps to EL3.
     pub fn el3_run(ctx: *mut super::Ctx);
     /// Runs the SP vCPU in `ctx` and returns once it traps to S-EL2.

@@ -10,12 +10,16 @@ use ffa::{FuncId, Regs};
 use crate::loader::{self, LoadError, PKG_MEM};
 use crate::log;
 use crate::manifest::ATTR_NS;
+use crate::memshare::{HwError, MemHw, Revoked};
 use crate::mmio;
 use crate::spmc::{self, AbortReason, GuestMem, NwAction, SpAction, SpInfo, SpState, Spmc};
-use crate::stage2::{self, Stage2, Table};
+use crate::stage2::{self, Attrs, MapError, Stage2, Table};
+use ffa::memory::MemRange;
 
 const SEC_TABLES: usize = 24;
-const NS_TABLES: usize = 24;
+/// The SP's NS IPA space: manifest regions plus retrieved memory (one L3 table per 2 MiB
+/// touched; a table stays once allocated, so repeated cycles reuse it).
+const NS_TABLES: usize = 64;
 
 static TABLES: Global<[Table; SEC_TABLES + NS_TABLES]> =
     Global::new([const { Table::EMPTY }; SEC_TABLES + NS_TABLES]);
@@ -30,8 +34,11 @@ const SPSR_EL1H_MASKED: u64 = 0x3c5;
 const VMID: u64 = 1;
 
 /// Physical memory the SPMC touches on behalf of a caller: NS DRAM and the partitions' secure
-/// RAM only (never the firmware's own RAM, flash or devices).
-struct PhysMem;
+/// RAM only (never the firmware's own RAM, flash or devices); and the two stage-2s memory
+/// sharing changes: the SP's NS IPA space and the normal world's (`super::NW_S2`).
+struct PhysMem {
+    sp_ns: Option<Stage2<'static>>,
+}
 
 fn accessible(pa: u64, len: usize) -> bool {
     let Some(end) = pa.checked_add(len as u64) else {
@@ -43,6 +50,98 @@ fn accessible(pa: u64, len: usize) -> bool {
             secure_ram::PARTITIONS_BASE,
             secure_ram::PARTITIONS_END - secure_ram::PARTITIONS_BASE,
         )
+}
+
+impl MemHw for PhysMem {
+    fn sp_map(&mut self, r: &MemRange, write: bool, exec: bool) -> Result<(), HwError> {
+        let s2 = self.sp_ns.as_mut().ok_or(HwError::NoTables)?;
+        let attrs = Attrs {
+            read: true,
+            write,
+            exec,
+            device: false,
+        };
+        // Page by page, so that a failure can be undone exactly.
+        for i in 0..u64::from(r.page_count) {
+            let a = r.address + i * stage2::PAGE;
+            if let Err(e) = s2.map(a, a, stage2::PAGE, attrs) {
+                if i > 0 {
+                    let _ = s2.unmap(r.address, i * stage2::PAGE);
+                    tlbi_sp_ns(r.address, i);
+                }
+                return Err(match e {
+                    MapError::AlreadyMapped { .. } => HwError::AlreadyMapped,
+                    _ => HwError::NoTables,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn sp_unmap(&mut self, r: &MemRange) {
+        if let Some(s2) = self.sp_ns.as_mut() {
+            let _ = s2.unmap(r.address, r.len());
+            tlbi_sp_ns(r.address, u64::from(r.page_count));
+        }
+    }
+
+    fn nw_revoke(&mut self, r: &MemRange, why: Revoked) -> Result<(), HwError> {
+        // SAFETY: EL3 built NW_S2 before the normal world could make a call; EL3 only reads it
+        // while handling a NW fault, never while the SPMC runs (one core).
+        let Some(nw) = (unsafe { super::NW_S2.get() }).as_mut() else {
+            return Err(HwError::NoTables);
+        };
+        // SAFETY: as above; a plain flag.
+        unsafe { *super::NW_TLB_STALE.get() = true };
+        for i in 0..u64::from(r.page_count) {
+            if nw.revoke(r.address + i * stage2::PAGE, why.tag()).is_err() {
+                for j in 0..i {
+                    let _ = nw.restore(r.address + j * stage2::PAGE, Attrs::RWX);
+                }
+                return Err(HwError::NoTables);
+            }
+        }
+        Ok(())
+    }
+
+    fn nw_restore(&mut self, r: &MemRange) {
+        // SAFETY: as in `nw_revoke`.
+        if let Some(nw) = (unsafe { super::NW_S2.get() }).as_mut() {
+            for i in 0..u64::from(r.page_count) {
+                let _ = nw.restore(r.address + i * stage2::PAGE, Attrs::RWX);
+            }
+            // SAFETY: as above.
+            unsafe { *super::NW_TLB_STALE.get() = true };
+        }
+    }
+
+    fn zero(&mut self, r: &MemRange) {
+        if accessible(r.address, r.len() as usize) {
+            // SAFETY: NS DRAM (checked), page aligned; no Rust reference covers guest memory
+            // and no guest runs while the SPMC does.
+            unsafe { super::zero_phys(r.address, r.len()) };
+        }
+    }
+}
+
+/// Invalidates `pages` pages of the SP's NS IPA space from `ipa` (TLBI IPAS2E1IS with NS = 1,
+/// then VMALLE1IS for the combined stage-1+2 entries, as the architecture requires).
+fn tlbi_sp_ns(ipa: u64, pages: u64) {
+    for i in 0..pages {
+        let arg = 1 << 63 | ((ipa >> 12) + i) & 0xf_ffff_ffff;
+        // SAFETY: TLB maintenance only; it cannot fault or change memory.
+        unsafe { core::arch::asm!("tlbi ipas2e1is, {}", in(reg) arg, options(nostack)) };
+    }
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!(
+            "dsb ish",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
 }
 
 impl GuestMem for PhysMem {
@@ -67,7 +166,9 @@ impl GuestMem for PhysMem {
 
 /// Validates the package in flash, copies it to its load address, writes the boot info and
 /// builds the SP's two stage-2 IPA spaces. Returns the SP description and the entry registers.
-fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
+fn load_sp(
+    tables: &'static mut [Table],
+) -> Result<(SpInfo, u64, Regs, Stage2<'static>), LoadError> {
     let hdr = super::flash(flash::SP_PKG_OFFSET, flash::SLOT_HEADER_SIZE);
     let slot = flash::SlotHeader::decode(hdr, flash::SP_PKG_MAX).ok_or(LoadError::NoSlot)?;
     let pkg = super::flash(
@@ -127,7 +228,7 @@ fn load_sp(tables: &mut [Table]) -> Result<(SpInfo, u64, Regs), LoadError> {
         pkg_size: PKG_MEM,
     };
     let (pc, regs) = loader::entry(&p);
-    Ok((info, pc, regs))
+    Ok((info, pc, regs, ns))
 }
 
 /// Sets up EL2 and EL1 for the SP's first entry (Hafnium's entry state: S-EL1, EL1h, MMU off,
@@ -183,7 +284,7 @@ fn report_abort(id: u16, reason: AbortReason) {
 }
 
 /// Runs the SP until it finishes init, answers, or fails.
-fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx) -> Ran {
+fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
     let id = spmc.sp_ep.id;
     loop {
         // SAFETY: `vcpu` holds the SP's complete state (prepared or saved by the last exit);
@@ -233,7 +334,7 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx) -> Ran {
             return Ran::Aborted(reply);
         }
         let args = vcpu.regs18();
-        match spmc.sp_call(&args, &mut PhysMem, &mut super::Uart) {
+        match spmc.sp_call(&args, hw, &mut super::Uart) {
             SpAction::Resume { regs, ext } => {
                 let n = if ext { 18 } else { 8 };
                 vcpu.x[..n].copy_from_slice(&regs[..n]);
@@ -277,8 +378,10 @@ extern "C" fn spmc_main() -> ! {
         "testbed: SPMC up at S-EL2 (FF-A v1.2), {} us after reset",
         super::counter_us(reset, reg::cntpct())
     );
+    let mut hw = PhysMem { sp_ns: None };
     let mut spmc = match load_sp(tables) {
-        Ok((info, entry, regs)) => {
+        Ok((info, entry, regs, ns)) => {
+            hw.sp_ns = Some(ns);
             prepare_vcpu(vcpu, entry, &regs);
             log!(
                 "testbed: entering SP {:#x} at {entry:#x} (S-EL1, x0={:#x})",
@@ -286,7 +389,8 @@ extern "C" fn spmc_main() -> ! {
                 regs[0]
             );
             let mut s = Spmc::new(Some(info));
-            match run_sp(&mut s, vcpu) {
+            s.seed(super::entropy());
+            match run_sp(&mut s, vcpu, &mut hw) {
                 Ran::InitDone => {
                     let t = reg::cntpct();
                     log!(
@@ -313,11 +417,11 @@ extern "C" fn spmc_main() -> ! {
     ready[0] = u64::from(FuncId::MsgWait as u32);
     let mut req = smc_to_nw(&ready);
     loop {
-        let reply = match spmc.nw_call(&req, &mut PhysMem) {
+        let reply = match spmc.nw_call(&req, &mut hw) {
             NwAction::Reply(r) => r,
             NwAction::RunSp(r) => {
                 vcpu.x[..18].copy_from_slice(&r);
-                match run_sp(&mut spmc, vcpu) {
+                match run_sp(&mut spmc, vcpu, &mut hw) {
                     Ran::ToNw(r) => r,
                     Ran::Aborted(Some(r)) => r,
                     Ran::Aborted(None) | Ran::InitDone => {

@@ -2,12 +2,17 @@
 //! ready, and switches worlds on SMC (the SPMD role: FF-A calls from the normal world go to the
 //! SPMC, the SPMC's SMCs go back to the normal world).
 
-use testbed_layout::{control, flash, ns_ram};
+use testbed_layout::{control, flash, ns_ram, virt};
 
 use super::asm::{self, Sys};
 use super::{Ctx, Global, exit, reg};
 use crate::log;
+use crate::nwfault::{self, Outcome, Syndrome};
 use crate::spmc::{SMCCC_NOT_SUPPORTED, is_ffa_fid};
+use crate::stage2::{self, Attrs, Stage2, Table};
+
+/// Blocked normal-world accesses: count, last address, last `nwfault::Blocked::info`.
+static BLOCKED: Global<(u64, u64, u64)> = Global::new((0, 0, 0));
 
 const SECURE: usize = 0;
 const NS: usize = 1;
@@ -46,6 +51,7 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
     let (ctx, reset) = unsafe { (CTX.get(), RESET_COUNTER.get()) };
     *reset = reset_counter;
     super::uart_init();
+    super::heap_init();
     log!(
         "testbed: EL3 monitor up (MIDR {:#x}, CNTFRQ {} Hz, counter at reset {})",
         reg::midr(),
@@ -69,6 +75,19 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
     let mut cur = SECURE;
     let mut nw_started = false;
     loop {
+        // SAFETY: single-threaded; a plain flag the SPMC sets after changing the NW's stage-2.
+        let stale = unsafe { NW_TLB_STALE_TAKE() };
+        if cur == NS && stale {
+            // TLBI ALLE1 with SCR_EL3.NS = 1 invalidates the Non-secure EL1&0 regime (both
+            // stages, every VMID): the NW's stage-2 lost or regained pages.
+            // SAFETY: TLB maintenance; SCR_EL3 is rewritten from the context by el3_run.
+            unsafe {
+                core::arch::asm!(
+                    "msr scr_el3, {scr}", "isb", "tlbi alle1", "dsb sy", "isb",
+                    scr = in(reg) ctx[NS].scr, options(nostack)
+                );
+            }
+        }
         // SAFETY: `ctx[cur]` is a complete context for the world it describes: set up above or
         // in `start_nw`, or saved by the previous exit.
         unsafe { asm::el3_run(&mut ctx[cur]) };
@@ -102,6 +121,12 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
                     ctx[SECURE].x[..18].copy_from_slice(&args);
                     cur = SECURE;
                 }
+                f if f == u64::from(control::TESTBED_BLOCKED_ACCESSES) => {
+                    // SAFETY: single-threaded; no other reference to BLOCKED is live.
+                    let (n, addr, info) = unsafe { *BLOCKED.get() };
+                    c.x[..4].copy_from_slice(&[0, n, addr, info]);
+                }
+                f if f & !0xf == u64::from(control::NS_EL2_TRAP) => nw_stage2_fault(c),
                 _ => c.x[0] = SMCCC_NOT_SUPPORTED,
             }
         } else if !nw_started {
@@ -140,6 +165,107 @@ fn load_slot(offset: u64, max: u64, dst: u64, with_header: bool, what: &str) -> 
     u64::from(h.len)
 }
 
+/// Takes the NW-TLB-stale flag.
+///
+/// # Safety
+/// No other reference to `NW_TLB_STALE` may be live.
+#[allow(non_snake_case)]
+unsafe fn NW_TLB_STALE_TAKE() -> bool {
+    // SAFETY: the caller's duty.
+    let f = unsafe { super::NW_TLB_STALE.get() };
+    core::mem::replace(f, false)
+}
+
+/// A stage-2 fault of the normal world, handed over by the NS-EL2 stub (x0 in TPIDR_EL2, the
+/// syndrome in the NS-EL2 registers saved in `c.sys`): report, emulate, resume at NS-EL1.
+fn nw_stage2_fault(c: &mut Ctx) {
+    c.x[0] = c.sys[Sys::tpidr_el2 as usize];
+    let s = Syndrome {
+        esr: c.sys[Sys::esr_el2 as usize],
+        far: c.sys[Sys::far_el2 as usize],
+        hpfar: c.sys[Sys::hpfar_el2 as usize],
+        elr: c.sys[Sys::elr_el2 as usize],
+    };
+    let mut x = c.x;
+    // SAFETY: the SPMC is not running; this is the only reference to NW_S2 meanwhile.
+    let nw = unsafe { super::NW_S2.get() };
+    let out = nwfault::handle(&s, &mut x, |a| nw.as_ref().and_then(|t| t.revoked_tag(a)));
+    match out {
+        Outcome::Resume { blocked, pc } => {
+            log!("testbed: {blocked}");
+            // SAFETY: single-threaded; no other reference to BLOCKED is live.
+            let b = unsafe { BLOCKED.get() };
+            *b = (b.0 + 1, blocked.addr, blocked.info());
+            c.x = x;
+            c.elr = pc;
+            // Back to NS-EL1 as it was when it faulted.
+            c.spsr = c.sys[Sys::spsr_el2 as usize];
+        }
+        Outcome::Unexpected { ec } => {
+            log!(
+                "testbed: unexpected exception from the normal world at NS-EL2: EC={ec:#x} \
+                 ESR={:#x} ELR={:#x} FAR={:#x}",
+                s.esr,
+                s.elr,
+                s.far
+            );
+            exit(control::EXIT_TESTBED_ERROR)
+        }
+    }
+}
+
+/// Builds the normal world's stage-2 in the reserved NS region: devices (first GiB) and NS DRAM
+/// identity-mapped with blocks, minus the testbed's reserved region; and copies the NS-EL2
+/// vector stub there. Returns the root table's PA.
+fn build_nw_stage2() -> u64 {
+    let count = ns_ram::NW_S2_TABLE_COUNT as usize;
+    // SAFETY: the table pool lies in the reserved NS region (testbed-layout), which no Rust
+    // reference covers and which the normal world's stage-2 never maps; built once, before
+    // the normal world runs.
+    let pool: &'static mut [Table] =
+        unsafe { core::slice::from_raw_parts_mut(ns_ram::NW_S2_TABLES as *mut Table, count) };
+    let ns_end = virt::NS_RAM_BASE + virt::NS_RAM_SIZE;
+    let built = Stage2::new(pool, ns_ram::NW_S2_TABLES).and_then(|mut s2| {
+        s2.map_identity(0, virt::NS_RAM_BASE, Attrs::DEVICE_RW)?;
+        s2.map_identity(
+            virt::NS_RAM_BASE,
+            ns_ram::TESTBED_NS_BASE - virt::NS_RAM_BASE,
+            Attrs::RWX,
+        )?;
+        s2.map_identity(
+            ns_ram::BOOT_CONFIG,
+            ns_end - ns_ram::BOOT_CONFIG,
+            Attrs::RWX,
+        )?;
+        Ok(s2)
+    });
+    let s2 = match built {
+        Ok(s2) => s2,
+        Err(e) => {
+            log!("testbed: cannot build the normal world's stage-2: {e:?}");
+            exit(control::EXIT_TESTBED_ERROR)
+        }
+    };
+    let root = s2.root_pa();
+    log!(
+        "testbed: NW stage-2 at {root:#x} ({} tables), reserved NS {:#x}..{:#x}",
+        s2.tables_used(),
+        ns_ram::TESTBED_NS_BASE,
+        ns_ram::TESTBED_NS_BASE + ns_ram::TESTBED_NS_SIZE
+    );
+    // SAFETY: one core; the SPMC uses NW_S2 only while the normal world is stopped.
+    unsafe { *super::NW_S2.get() = Some(s2) };
+    // SAFETY: the stub is a linker-placed 2 KiB block in flash; the destination is the
+    // reserved NS page for it (testbed-layout), referenced by nothing else.
+    unsafe {
+        let start = &asm::ns_el2_stub_start as *const u8 as u64;
+        let end = &asm::ns_el2_stub_end as *const u8 as u64;
+        let stub = super::flash(start, end - start);
+        super::write_phys(ns_ram::NS_EL2_VECTORS, stub);
+    }
+    root
+}
+
 fn start_nw(ns: &mut Ctx) {
     let len = load_slot(
         flash::NW_IMAGE_OFFSET,
@@ -165,7 +291,12 @@ fn start_nw(ns: &mut Ctx) {
     ns.spsr = SPSR_EL1H;
     ns.scr = SCR_COMMON | SCR_NS;
     ns.set(Sys::sctlr_el1, SCTLR_EL1_RES1);
-    ns.set(Sys::hcr_el2, HCR_NS_EL1);
+    // Stage 2 on (HCR_EL2.VM) over the tables built above; NS-EL2 vectors = the stub.
+    let root = build_nw_stage2();
+    ns.set(Sys::hcr_el2, HCR_NS_EL1 | 1);
+    ns.set(Sys::vttbr_el2, root);
+    ns.set(Sys::vtcr_el2, stage2::vtcr(false));
+    ns.set(Sys::vbar_el2, ns_ram::NS_EL2_VECTORS);
     ns.set(Sys::sctlr_el2, SCTLR_EL2_RES1);
     ns.set(Sys::cptr_el2, CPTR_EL2_DEFAULT);
     // EL1 may read the physical counter and use the physical timer.

@@ -87,6 +87,69 @@ impl Ctx {
     }
 }
 
+/// The firmware heap: memory descriptors (up to `memshare::MAX_DESC_LEN` each) and the
+/// transaction table. One core, no reentrancy: a `Global` with no lock.
+struct FwHeap(Global<buddy_system_allocator::Heap<32>>);
+
+const HEAP_SIZE: usize = 0x8_0000;
+#[repr(C, align(4096))]
+struct HeapMem([u8; HEAP_SIZE]);
+static HEAP_MEM: Global<HeapMem> = Global::new(HeapMem([0; HEAP_SIZE]));
+
+#[global_allocator]
+static HEAP: FwHeap = FwHeap(Global::new(buddy_system_allocator::Heap::empty()));
+
+// SAFETY: the buddy heap hands out disjoint, suitably aligned blocks of its own memory; the
+// `Global` access is exclusive because the firmware is single-threaded and never allocates
+// from an exception handler while another allocation is in progress.
+unsafe impl core::alloc::GlobalAlloc for FwHeap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: see the impl comment.
+        let heap = unsafe { self.0.get() };
+        heap.alloc(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: see the impl comment; `ptr` came from `alloc` with this layout.
+        let heap = unsafe { self.0.get() };
+        if let Some(p) = core::ptr::NonNull::new(ptr) {
+            // SAFETY: `ptr` came from this heap's `alloc` with `layout` (GlobalAlloc contract).
+            unsafe { heap.dealloc(p, layout) };
+        }
+    }
+}
+
+/// Gives the heap its memory; called once by EL3 before anything allocates.
+pub fn heap_init() {
+    // SAFETY: called once at boot, before any allocation; HEAP_MEM is used by nothing else.
+    unsafe {
+        let mem = HEAP_MEM.get();
+        let start = mem.0.as_mut_ptr() as usize;
+        HEAP.0.get().init(start, HEAP_SIZE);
+    }
+}
+
+/// Entropy for memory handles: RNDR (FEAT_RNG, present on `-cpu max`) mixed with the counter;
+/// the counter alone without FEAT_RNG.
+pub fn entropy() -> u64 {
+    let mut v = reg::cntpct().rotate_left(17);
+    if (reg::id_aa64isar0() >> 60) & 0xf != 0 {
+        let r: u64;
+        // SAFETY: RNDR (s3_3_c2_c4_0) exists (ID_AA64ISAR0_EL1.RNDR != 0); reading it only
+        // sets NZCV, which is declared clobbered (no `preserves_flags`).
+        unsafe { core::arch::asm!("mrs {}, s3_3_c2_c4_0", out(reg) r, options(nomem, nostack)) };
+        v ^= r;
+    }
+    v
+}
+
+/// The normal world's stage-2 (NS-EL2, built by EL3 in the reserved NS region before the client
+/// starts; changed by the SPMC on LEND/DONATE/RECLAIM; read by EL3 to report a blocked access).
+/// Used by one EL at a time on one core.
+pub static NW_S2: Global<Option<crate::stage2::Stage2<'static>>> = Global::new(None);
+/// The SPMC changed the NW's stage-2: EL3 invalidates the NS EL1&0 TLB before resuming it.
+pub static NW_TLB_STALE: Global<bool> = Global::new(false);
+
 /// System-register access, one tiny wrapper per register used outside the context switch.
 macro_rules! sysreg_read {
     ($read:ident, $name:literal) => {
@@ -122,6 +185,7 @@ pub mod reg {
     sysreg_read!(esr_el2, "esr_el2");
     sysreg_read!(far_el2, "far_el2");
     sysreg_read!(hpfar_el2, "hpfar_el2");
+    sysreg_read!(id_aa64isar0, "id_aa64isar0_el1");
     sysreg_write!(set_hcr_el2, "hcr_el2");
     sysreg_write!(set_vtcr_el2, "vtcr_el2");
     sysreg_write!(set_vttbr_el2, "vttbr_el2");

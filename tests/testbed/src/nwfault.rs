@@ -1,0 +1,263 @@
+//! Normal-world stage-2 faults: what EL3 does when the client touches a page it lent or donated
+//! (or the testbed's reserved NS memory). The NS-EL2 vector stub hands the exception to EL3;
+//! this module decides, from the NS-EL2 syndrome registers, what the access was, how to report
+//! it and how to resume the client: a load gets [`control::POISON`] (ISV/SRT/SAS/SSE/SF from
+//! ESR_EL2), a store is dropped, and the client continues after the instruction. What cannot be
+//! emulated (ISV = 0, an instruction fetch) is reported, flagged ([`control::UNEMULATED`]) and
+//! skipped; a fetch resumes at x30 as if the function called in the page had returned.
+//!
+//! Pure logic, host-tested; `arch::el3` reads the registers and prints the line.
+
+use core::fmt;
+
+use testbed_layout::{control, ns_ram};
+
+use crate::memshare::Revoked;
+use crate::mmio;
+
+/// EC of an instruction abort from a lower EL.
+const EC_IABT_LOWER: u64 = 0x20;
+
+/// One blocked access, as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub addr: u64,
+    /// `control::KIND_*`.
+    pub kind: u64,
+    /// `control::OWNER_*`.
+    pub owner: u64,
+    /// The endpoint the page went to (0: none).
+    pub to: u16,
+    /// Why it could not be emulated, if it could not.
+    pub unemulated: Option<&'static str>,
+}
+
+impl Blocked {
+    /// x3 of `control::TESTBED_BLOCKED_ACCESSES`.
+    pub fn info(&self) -> u64 {
+        self.kind
+            | self.owner << 8
+            | u64::from(self.to) << 16
+            | if self.unemulated.is_some() {
+                control::UNEMULATED
+            } else {
+                0
+            }
+    }
+}
+
+impl fmt::Display for Blocked {
+    /// `blocked NW read of 0x48000000 (lent to 8001)`, the testbed's report line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            control::KIND_WRITE => "write",
+            control::KIND_FETCH => "instruction fetch",
+            _ => "read",
+        };
+        write!(f, "blocked NW {kind} of {:#x} (", self.addr)?;
+        match self.owner {
+            control::OWNER_LENT => write!(f, "lent to {:x})", self.to)?,
+            control::OWNER_DONATED => write!(f, "donated to {:x})", self.to)?,
+            control::OWNER_RESERVED => write!(f, "testbed reserved)")?,
+            _ => write!(f, "not mapped)")?,
+        }
+        if let Some(why) = self.unemulated {
+            write!(f, ", not emulated: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The NS-EL2 state at the fault.
+#[derive(Clone, Copy, Debug)]
+pub struct Syndrome {
+    pub esr: u64,
+    pub far: u64,
+    pub hpfar: u64,
+    /// ELR_EL2: the faulting instruction.
+    pub elr: u64,
+}
+
+/// What to do with the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Report `Blocked`, resume NS-EL1 at `pc` (registers already updated).
+    Resume { blocked: Blocked, pc: u64 },
+    /// Not a stage-2 abort (the caller reports the EC and stops the run).
+    Unexpected { ec: u64 },
+}
+
+/// Classifies and emulates a stage-2 abort of the normal world. `tag_of` returns the tag of a
+/// revoked page of the NW's stage-2; `x` are the client's x0-x30 (x0 already restored).
+pub fn handle(s: &Syndrome, x: &mut [u64; 31], tag_of: impl Fn(u64) -> Option<u32>) -> Outcome {
+    let ec = s.esr >> 26;
+    if ec != mmio::EC_DABT_LOWER && ec != EC_IABT_LOWER {
+        return Outcome::Unexpected { ec };
+    }
+    let addr = ((s.hpfar >> 4) & 0xff_ffff_ffff) << 12 | (s.far & 0xfff);
+    let (owner, to) = match tag_of(addr).and_then(Revoked::from_tag) {
+        Some(Revoked { donated: false, to }) => (control::OWNER_LENT, to),
+        Some(Revoked { donated: true, to }) => (control::OWNER_DONATED, to),
+        None if (ns_ram::TESTBED_NS_BASE..ns_ram::TESTBED_NS_BASE + ns_ram::TESTBED_NS_SIZE)
+            .contains(&addr) =>
+        {
+            (control::OWNER_RESERVED, 0)
+        }
+        None => (control::OWNER_UNMAPPED, 0),
+    };
+    let mut b = Blocked {
+        addr,
+        kind: control::KIND_READ,
+        owner,
+        to,
+        unemulated: None,
+    };
+    if ec == EC_IABT_LOWER {
+        b.kind = control::KIND_FETCH;
+        b.unemulated = Some("instruction fetch, resumed at x30");
+        return Outcome::Resume {
+            blocked: b,
+            pc: x[30],
+        };
+    }
+    b.kind = if s.esr & (1 << 6) != 0 {
+        control::KIND_WRITE
+    } else {
+        control::KIND_READ
+    };
+    match mmio::decode(s.esr, s.hpfar, s.far) {
+        Ok(a) => {
+            if !a.write && a.reg != 31 {
+                let bits = u32::from(a.size) * 8;
+                let mut v = if bits == 64 {
+                    control::POISON
+                } else {
+                    control::POISON & ((1 << bits) - 1)
+                };
+                if a.sign_extend && bits < 64 {
+                    let shift = 64 - bits;
+                    v = (((v << shift) as i64) >> shift) as u64;
+                }
+                if !a.sixty_four {
+                    v &= 0xffff_ffff;
+                }
+                x[usize::from(a.reg)] = v;
+            }
+        }
+        Err(mmio::NotEmulable::NoSyndrome) => b.unemulated = Some("no syndrome (ISV=0)"),
+        Err(_) => b.unemulated = Some("not a translation fault"),
+    }
+    Outcome::Resume {
+        blocked: b,
+        pc: s.elr + 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DABT: u64 = mmio::EC_DABT_LOWER << 26;
+    const ISV: u64 = 1 << 24;
+    const TRANSLATION_L3: u64 = 0b000111;
+
+    fn syn(esr: u64, addr: u64) -> Syndrome {
+        Syndrome {
+            esr,
+            far: 0xffff_0000_0000_0000 | (addr & 0xfff),
+            hpfar: (addr >> 12) << 4,
+            elr: 0x4000_1000,
+        }
+    }
+
+    fn lent(a: u64) -> Option<u32> {
+        (a & !0xfff == 0x4800_0000).then_some(
+            Revoked {
+                donated: false,
+                to: 0x8001,
+            }
+            .tag(),
+        )
+    }
+
+    #[test]
+    fn blocked_load_gets_poison_and_skips() {
+        let mut x = [7u64; 31];
+        // LDR x5, 64-bit.
+        let esr = DABT | ISV | 3 << 22 | 5 << 16 | 1 << 15 | TRANSLATION_L3;
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0010), &mut x, lent) else {
+            panic!()
+        };
+        assert_eq!(x[5], control::POISON);
+        assert_eq!(x[4], 7);
+        assert_eq!(pc, 0x4000_1004);
+        assert_eq!(blocked.addr, 0x4800_0010);
+        assert_eq!(
+            std::format!("{blocked}"),
+            "blocked NW read of 0x48000010 (lent to 8001)"
+        );
+        assert_eq!(blocked.info(), 1 | 1 << 8 | 0x8001 << 16);
+        // LDRB w2 (zero-extended), LDRSH x3 (sign-extended 0xbeef).
+        let esr = DABT | ISV | 2 << 16 | TRANSLATION_L3;
+        handle(&syn(esr, 0x4800_0000), &mut x, lent);
+        assert_eq!(x[2], 0xef);
+        let esr = DABT | ISV | 1 << 22 | 1 << 21 | 3 << 16 | 1 << 15 | TRANSLATION_L3;
+        handle(&syn(esr, 0x4800_0000), &mut x, lent);
+        assert_eq!(x[3], 0xffff_ffff_ffff_beef);
+        // LDRSW into a W register... (32-bit, SF = 0): upper half clear.
+        let esr = DABT | ISV | 2 << 22 | 1 << 21 | 4 << 16 | TRANSLATION_L3;
+        handle(&syn(esr, 0x4800_0000), &mut x, lent);
+        assert_eq!(x[4], 0xdead_beef);
+    }
+
+    #[test]
+    fn blocked_store_is_dropped_and_donated_reported() {
+        let mut x = [7u64; 31];
+        let donated = |_| {
+            Some(
+                Revoked {
+                    donated: true,
+                    to: 0x8001,
+                }
+                .tag(),
+            )
+        };
+        let esr = DABT | ISV | 3 << 22 | 5 << 16 | 1 << 15 | 1 << 6 | TRANSLATION_L3;
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4900_0000), &mut x, donated)
+        else {
+            panic!()
+        };
+        assert_eq!(x, [7u64; 31], "registers untouched");
+        assert_eq!(pc, 0x4000_1004);
+        assert_eq!(
+            std::format!("{blocked}"),
+            "blocked NW write of 0x49000000 (donated to 8001)"
+        );
+    }
+
+    #[test]
+    fn unemulable_accesses_are_flagged_and_skipped() {
+        let mut x = [7u64; 31];
+        x[30] = 0x4000_2000;
+        let esr = DABT | TRANSLATION_L3; // ISV = 0 (LDP)
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0000), &mut x, lent) else {
+            panic!()
+        };
+        assert_eq!(pc, 0x4000_1004);
+        assert_ne!(blocked.info() & control::UNEMULATED, 0);
+        assert_eq!(x[..30], [7u64; 30]);
+        let iabt = EC_IABT_LOWER << 26 | TRANSLATION_L3;
+        let Outcome::Resume { blocked, pc } = handle(&syn(iabt, 0x4800_0000), &mut x, lent) else {
+            panic!()
+        };
+        assert_eq!((blocked.kind, pc), (control::KIND_FETCH, 0x4000_2000));
+        assert!(std::format!("{blocked}").contains("not emulated"));
+        let reserved = handle(&syn(DABT | ISV, ns_ram::TESTBED_NS_BASE), &mut x, |_| None);
+        let Outcome::Resume { blocked, .. } = reserved else {
+            panic!()
+        };
+        assert_eq!(blocked.owner, control::OWNER_RESERVED);
+        let hvc = handle(&syn(0x16 << 26, 0), &mut x, lent);
+        assert_eq!(hvc, Outcome::Unexpected { ec: 0x16 });
+    }
+}

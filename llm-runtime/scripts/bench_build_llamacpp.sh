@@ -7,8 +7,9 @@
 # - native: -march=native (on the measurement VM: AVX-512 incl. VNNI, the level of our
 #   avx512vnni path).
 # - avx2: AVX2 + FMA + F16C only (the level of our avx2 path).
-# - aarch64-dotprod-i8mm: cross-built with aarch64-linux-gnu-g++ for -march=armv8.6-a+dotprod+i8mm
-#   (the level of our sdot/smmla paths), static, for qemu-aarch64.
+# - aarch64-dotprod-i8mm: cross-built with aarch64-linux-gnu-g++ (Debian g++-aarch64-linux-gnu)
+#   for -march=armv8.6-a+dotprod+i8mm (the level of our sdot/smmla paths), without OpenMP, for
+#   `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
 #
 # Environment: LLAMA_BUILD_ROOT (default /opt/llama.cpp-build), JOBS (default 1: the machine is
 # shared), PYTHON (a python3 with pip; default python3).
@@ -47,7 +48,7 @@ aarch64-dotprod-i8mm)
     ISA="-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8.6-a+dotprod+i8mm \
  -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
  -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
- -DCMAKE_EXE_LINKER_FLAGS=-static -DGGML_OPENMP=OFF"
+ -DGGML_OPENMP=OFF"
     ;;
 *)
     echo "unknown level $LEVEL" >&2

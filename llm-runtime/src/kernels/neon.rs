@@ -28,6 +28,12 @@ impl Tiles for Neon {
         if w.len() < R * kb || x.len() < T * kb {
             return [[0.0; T]; R];
         }
+        if R == 4 {
+            let mut o = [[0.0; T]; R];
+            // SAFETY: as below; R == 4.
+            o.copy_from_slice(&unsafe { tile4::<T, false>(w, kb, x) }[..R]);
+            return o;
+        }
         // SAFETY: the Neon path is only selected when NEON was detected (module doc); the
         // lengths were checked above.
         unsafe { tile_neon::<R, T>(w, kb, x) }
@@ -43,6 +49,12 @@ impl Tiles for Sdot {
     ) -> [[f32; T]; R] {
         if w.len() < R * kb || x.len() < T * kb {
             return [[0.0; T]; R];
+        }
+        if R == 4 {
+            let mut o = [[0.0; T]; R];
+            // SAFETY: as below; R == 4.
+            o.copy_from_slice(&unsafe { tile4_sdot::<T>(w, kb, x) }[..R]);
+            return o;
         }
         // SAFETY: the Sdot path is only selected when dotprod was detected (module doc); the
         // lengths were checked above.
@@ -304,4 +316,99 @@ unsafe fn tile_smmla<const R: usize, const T: usize>(
         r += 2;
     }
     o
+}
+
+/// The scales of block `b` of 4 consecutive rows (`kb` blocks each) as f32.
+///
+/// # Safety
+/// `3*kb + b < w.len()`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn scales4(w: &[BlockQ8_0], kb: usize, b: usize) -> float32x4_t {
+    let p = w.as_ptr();
+    // SAFETY: the four blocks are inside `w` (caller's contract); `d` is a plain u16 field.
+    let h = unsafe {
+        let h = vld1_lane_u16::<0>(&raw const (*p.add(b)).d, vdup_n_u16(0));
+        let h = vld1_lane_u16::<1>(&raw const (*p.add(kb + b)).d, h);
+        let h = vld1_lane_u16::<2>(&raw const (*p.add(2 * kb + b)).d, h);
+        vld1_lane_u16::<3>(&raw const (*p.add(3 * kb + b)).d, h)
+    };
+    let out: float32x4_t;
+    // SAFETY: `fcvtl` (half to single, 4 lanes) is base ARMv8.0 FP/NEON; it only touches the
+    // named registers.
+    unsafe {
+        asm!(
+            "fcvtl {o:v}.4s, {i:v}.4h",
+            i = in(vreg) h,
+            o = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// 4-row tile: per block and token, the four rows' exact int32 partial sums are reduced with
+/// `addp` to one int32x4 `[row0..row3]`, then converted and scaled together. `SDOT` selects
+/// the dot-product instruction (else `smull` + `sadalp`).
+///
+/// # Safety
+/// The CPU must support NEON (and dotprod if `SDOT`); `w.len() >= 4*kb`, `x.len() >= T*kb`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn tile4<const T: usize, const SDOT: bool>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[f32; T]; 4] {
+    let mut acc = [vdupq_n_f32(0.0); T];
+    for b in 0..kb {
+        // SAFETY: `3*kb + b < 4*kb <= w.len()` (caller's contract).
+        let dw = unsafe { scales4(w, kb, b) };
+        let mut wl = [vdupq_n_s8(0); 4];
+        let mut wh = [vdupq_n_s8(0); 4];
+        for r in 0..4 {
+            // SAFETY: `r*kb + b < 4*kb <= w.len()` (caller's contract).
+            (wl[r], wh[r]) = load(unsafe { w.get_unchecked(r * kb + b) });
+        }
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            let (xl, xh) = load(xb);
+            let p = |r: usize| {
+                if SDOT {
+                    // SAFETY: `SDOT` is only set by `tile4_sdot`, whose caller guarantees dotprod.
+                    unsafe { dot_sdot(wl[r], wh[r], xl, xh) }
+                } else {
+                    dot_neon(wl[r], wh[r], xl, xh)
+                }
+            };
+            let s = vpaddq_s32(vpaddq_s32(p(0), p(1)), vpaddq_s32(p(2), p(3)));
+            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(s), vmulq_n_f32(dw, h2f(xb.d)));
+        }
+    }
+    let mut o = [[0.0f32; T]; 4];
+    for t in 0..T {
+        let v = [
+            vgetq_lane_f32::<0>(acc[t]),
+            vgetq_lane_f32::<1>(acc[t]),
+            vgetq_lane_f32::<2>(acc[t]),
+            vgetq_lane_f32::<3>(acc[t]),
+        ];
+        for r in 0..4 {
+            o[r][t] = v[r];
+        }
+    }
+    o
+}
+
+/// [`tile4`] with SDOT, compiled with dotprod enabled so `dot_sdot` inlines.
+///
+/// # Safety
+/// The CPU must support NEON and dotprod; `w.len() >= 4*kb`, `x.len() >= T*kb`.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn tile4_sdot<const T: usize>(w: &[BlockQ8_0], kb: usize, x: &[BlockQ8_0]) -> [[f32; T]; 4] {
+    // SAFETY: forwarded contract; dotprod is enabled here and guaranteed by the caller.
+    unsafe { tile4::<T, true>(w, kb, x) }
 }

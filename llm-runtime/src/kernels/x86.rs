@@ -30,6 +30,12 @@ impl Tiles for Avx2 {
         if w.len() < R * kb || x.len() < T * kb {
             return [[0.0; T]; R];
         }
+        if R == 4 {
+            let mut o = [[0.0; T]; R];
+            // SAFETY: as below; R == 4.
+            o.copy_from_slice(&unsafe { tile4_avx2::<T>(w, kb, x) }[..R]);
+            return o;
+        }
         // SAFETY: the Avx2 path is only selected when AVX2, FMA and F16C were detected (module
         // doc); the lengths were checked above.
         unsafe { tile_avx2::<R, T>(w, kb, x) }
@@ -45,6 +51,12 @@ impl Tiles for Vnni {
     ) -> [[f32; T]; R] {
         if w.len() < R * kb || x.len() < T * kb {
             return [[0.0; T]; R];
+        }
+        if R == 4 {
+            let mut o = [[0.0; T]; R];
+            // SAFETY: as below; R == 4.
+            o.copy_from_slice(&unsafe { tile4_vnni::<T>(w, kb, x) }[..R]);
+            return o;
         }
         // SAFETY: the Vnni path is only selected when AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI
         // were detected (module doc); the lengths were checked above.
@@ -174,6 +186,114 @@ unsafe fn tile_vnni<const R: usize, const T: usize>(
     for r in 0..R {
         for t in 0..T {
             o[r][t] = hsum(acc[r][t]);
+        }
+    }
+    o
+}
+
+/// The scales of block `b` of 4 consecutive rows (`kb` blocks each) as f32.
+///
+/// # Safety
+/// `3*kb + b < w.len()`.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+unsafe fn scales4(w: &[BlockQ8_0], kb: usize, b: usize) -> __m128 {
+    // SAFETY: the four blocks are inside `w` (caller's contract).
+    let d = |r: usize| unsafe { w.get_unchecked(r * kb + b) }.d as i16;
+    _mm_cvtph_ps(_mm_setr_epi16(d(0), d(1), d(2), d(3), 0, 0, 0, 0))
+}
+
+/// `[sum(a), sum(b), sum(c), sum(d)]` of four int32x8 vectors.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn reduce4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// 4-row tile: per block, the four rows' exact int32 sums are reduced to one int32x4, then
+/// converted and scaled together (one `cvt` + one FMA per block instead of four).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `w.len() >= 4*kb`, `x.len() >= T*kb`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn tile4_avx2<const T: usize>(w: &[BlockQ8_0], kb: usize, x: &[BlockQ8_0]) -> [[f32; T]; 4] {
+    let mut acc = [_mm_setzero_ps(); T];
+    for b in 0..kb {
+        // SAFETY: `3*kb + b < 4*kb <= w.len()` (caller's contract).
+        let dw = unsafe { scales4(w, kb, b) };
+        let mut wl = [_mm256_setzero_si256(); 4];
+        let mut wh = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            // SAFETY: `r*kb + b < 4*kb <= w.len()` (caller's contract).
+            (wl[r], wh[r]) = widen(unsafe { w.get_unchecked(r * kb + b) });
+        }
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            let (xl, xh) = widen(xb);
+            let p = |r: usize| {
+                _mm256_add_epi32(_mm256_madd_epi16(wl[r], xl), _mm256_madd_epi16(wh[r], xh))
+            };
+            let s = reduce4(p(0), p(1), p(2), p(3));
+            let d = _mm_mul_ps(dw, _mm_set1_ps(h2f(xb.d)));
+            acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), d, acc[t]);
+        }
+    }
+    let mut o = [[0.0f32; T]; 4];
+    for t in 0..T {
+        let mut v = [0.0f32; 4];
+        // SAFETY: `v` is 4 f32; unaligned store.
+        unsafe { _mm_storeu_ps(v.as_mut_ptr(), acc[t]) };
+        for r in 0..4 {
+            o[r][t] = v[r];
+        }
+    }
+    o
+}
+
+/// VNNI version of [`tile4_avx2`].
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI; `w.len() >= 4*kb`,
+/// `x.len() >= T*kb`.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn tile4_vnni<const T: usize>(w: &[BlockQ8_0], kb: usize, x: &[BlockQ8_0]) -> [[f32; T]; 4] {
+    let bias = _mm256_set1_epi8(i8::MIN);
+    let mut acc = [_mm_setzero_ps(); T];
+    for b in 0..kb {
+        // SAFETY: `3*kb + b < 4*kb <= w.len()` (caller's contract).
+        let dw = unsafe { scales4(w, kb, b) };
+        let mut wu = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            // SAFETY: `r*kb + b < 4*kb <= w.len()` (caller's contract).
+            wu[r] = _mm256_xor_si256(load32(unsafe { w.get_unchecked(r * kb + b) }), bias);
+        }
+        for t in 0..T {
+            // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
+            let xb = unsafe { x.get_unchecked(t * kb + b) };
+            let xv = load32(xb);
+            let neg = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, xv),
+            );
+            let p = |r: usize| _mm256_dpbusd_epi32(neg, wu[r], xv);
+            let s = reduce4(p(0), p(1), p(2), p(3));
+            let d = _mm_mul_ps(dw, _mm_set1_ps(h2f(xb.d)));
+            acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), d, acc[t]);
+        }
+    }
+    let mut o = [[0.0f32; T]; 4];
+    for t in 0..T {
+        let mut v = [0.0f32; 4];
+        // SAFETY: `v` is 4 f32; unaligned store.
+        unsafe { _mm_storeu_ps(v.as_mut_ptr(), acc[t]) };
+        for r in 0..4 {
+            o[r][t] = v[r];
         }
     }
     o

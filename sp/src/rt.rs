@@ -485,6 +485,7 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     // Hafnium answers NOT_SUPPORTED unless a v1.1+ caller sets input bit 1 (NS-bit support).
     let memory = match ep().features(FuncId::MemRetrieveReq32 as u32, 1 << 1) {
         Ok(_) => {
+            log::info!("memory service on: the SPMC retrieves with the NS bit");
             let reserved: Vec<Range<u64>> = maps.iter().map(|m| m.range.clone()).collect();
             let platform = SpMemory {
                 id,

@@ -5,16 +5,47 @@
 //! Output: one line per check, `PASS name` or `FAIL name: reason`, and last `N passed, N failed`.
 #![cfg_attr(target_os = "none", no_std)]
 
+extern crate alloc;
+
+pub mod memory;
 pub mod report;
 pub mod scenarios;
 
-use ffa::{Conduit, Endpoint, Regs};
+use ffa::{Conduit, Endpoint, Regs, RxTxBuffers};
+
+/// The result of [`Env::probe_read`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// What the load returned (meaningless if it was blocked).
+    pub value: u64,
+    /// Whether the partition manager blocked the access; `None` if the machine cannot tell.
+    pub blocked: Option<bool>,
+    /// The partition manager's details of the blocked access (testbed: the `x3` of
+    /// `control::TESTBED_BLOCKED_ACCESSES`), 0 if none.
+    pub detail: u64,
+}
 
 /// What a scenario needs from the machine it runs on.
 pub trait Env {
     type C: Conduit;
 
+    type B: RxTxBuffers;
+
     fn ep(&mut self) -> &mut Endpoint<Self::C>;
+
+    /// The endpoint and the RX/TX buffers together (memory transactions need both).
+    fn ep_bufs(&mut self) -> (&mut Endpoint<Self::C>, &mut Self::B);
+
+    /// Normal-world memory the client may give away through FF-A: (base, size), page aligned.
+    fn share_window(&self) -> (u64, u64);
+
+    /// Plain copies to and from client memory inside the share window (pages the client owns).
+    fn mem_write(&mut self, pa: u64, data: &[u8]);
+    fn mem_read(&mut self, pa: u64, out: &mut [u8]);
+
+    /// One 8-byte load (`LDR Xt, [Xn]`, a syndrome the partition manager can decode) from
+    /// `pa`, which may have been lent or donated away.
+    fn probe_read(&mut self, pa: u64) -> Probe;
 
     /// Addresses of the client's TX and RX pages, as given to FFA_RXTX_MAP.
     fn rxtx(&self) -> (u64, u64);

@@ -6,9 +6,10 @@ use aarch64_rt::{
     initial_pagetable,
 };
 use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
+use buddy_system_allocator::LockedHeap;
 use core::{fmt::Write, panic::PanicInfo, ptr::NonNull};
-use ffa::{Conduit, Endpoint, REG_COUNT, Regs, Smc};
-use nw_client::{Env, scenarios};
+use ffa::{Conduit, Endpoint, REG_COUNT, Regs, RxTxBuffers, Smc};
+use nw_client::{Env, Probe, scenarios};
 use testbed_layout::{control, flash, ns_ram, virt};
 
 entry!(main, 8);
@@ -51,15 +52,122 @@ struct Page([u8; 4096]);
 static mut TX: Page = Page([0; 4096]);
 static mut RX: Page = Page([0; 4096]);
 
+/// The heap the memory descriptors are built in (`ffa::memory` uses `alloc`).
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+const HEAP_SIZE: usize = 4 << 20;
+static mut HEAP_MEM: [Page; HEAP_SIZE / 4096] = [const { Page([0; 4096]) }; HEAP_SIZE / 4096];
+
+/// The client's RX/TX pages as the `ffa` memory flows see them (volatile copies: the partition
+/// manager reads TX and writes RX between calls).
+struct Buffers;
+
+impl RxTxBuffers for Buffers {
+    fn size(&self) -> usize {
+        4096
+    }
+
+    fn write_tx(&mut self, data: &[u8]) {
+        let tx = (&raw mut TX).cast::<u8>();
+        for (i, &b) in data.iter().take(4096).enumerate() {
+            // SAFETY: TX is a static 4096-byte page; i < 4096.
+            unsafe { tx.add(i).write_volatile(b) };
+        }
+    }
+
+    fn read_rx(&mut self, out: &mut [u8]) {
+        let rx = (&raw const RX).cast::<u8>();
+        for (i, o) in out.iter_mut().take(4096).enumerate() {
+            // SAFETY: RX is a static 4096-byte page; i < 4096.
+            *o = unsafe { rx.add(i).read_volatile() };
+        }
+    }
+}
+
 struct Machine {
     ep: Endpoint<Smc>,
+    bufs: Buffers,
+}
+
+/// Whether `[pa, pa + len)` lies in the share window (the only memory `mem_*` touch).
+fn in_window(pa: u64, len: usize) -> bool {
+    pa >= ns_ram::CLIENT_SHARE_BASE
+        && pa
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= ns_ram::CLIENT_SHARE_BASE + ns_ram::CLIENT_SHARE_SIZE)
+}
+
+/// The testbed's count of blocked accesses, the last address and its details.
+fn blocked_accesses() -> (u64, u64, u64) {
+    let mut regs = [0u64; REG_COUNT];
+    regs[0] = u64::from(control::TESTBED_BLOCKED_ACCESSES);
+    let r = Smc.call(regs);
+    (r[1], r[2], r[3])
 }
 
 impl Env for Machine {
     type C = Smc;
+    type B = Buffers;
 
     fn ep(&mut self) -> &mut Endpoint<Smc> {
         &mut self.ep
+    }
+
+    fn ep_bufs(&mut self) -> (&mut Endpoint<Smc>, &mut Buffers) {
+        (&mut self.ep, &mut self.bufs)
+    }
+
+    fn share_window(&self) -> (u64, u64) {
+        (ns_ram::CLIENT_SHARE_BASE, ns_ram::CLIENT_SHARE_SIZE)
+    }
+
+    fn mem_write(&mut self, pa: u64, data: &[u8]) {
+        if !in_window(pa, data.len()) {
+            return;
+        }
+        let p = pa as usize as *mut u8;
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: inside the share window, which the initial map covers (second GiB) and
+            // nothing in the image uses; volatile because the SP may read it concurrently.
+            unsafe { p.add(i).write_volatile(b) };
+        }
+    }
+
+    fn mem_read(&mut self, pa: u64, out: &mut [u8]) {
+        if !in_window(pa, out.len()) {
+            return;
+        }
+        let p = pa as usize as *const u8;
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: as in `mem_write`.
+            *o = unsafe { p.add(i).read_volatile() };
+        }
+    }
+
+    fn probe_read(&mut self, pa: u64) -> Probe {
+        if !in_window(pa, 8) || !pa.is_multiple_of(8) {
+            return Probe {
+                value: 0,
+                blocked: None,
+                detail: 0,
+            };
+        }
+        let (before, _, _) = blocked_accesses();
+        let value: u64;
+        // SAFETY: an aligned 8-byte load from the share window (mapped by the initial map). If
+        // the page was lent away the testbed emulates the load (POISON) and skips it; a plain
+        // LDR has the syndrome (ISV) it needs for that.
+        unsafe {
+            core::arch::asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) pa,
+                options(nostack, readonly, preserves_flags));
+        }
+        let (after, last, detail) = blocked_accesses();
+        let blocked = after == before.wrapping_add(1) && last == pa;
+        Probe {
+            value,
+            blocked: Some(blocked),
+            detail: if blocked { detail } else { 0 },
+        }
     }
 
     fn rxtx(&self) -> (u64, u64) {
@@ -174,8 +282,14 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         }
     };
     let _ = writeln!(out, "nw-client: scenario {name}");
+    // SAFETY: HEAP_MEM is a static used only as the heap, handed over once, before any
+    // allocation.
+    unsafe {
+        HEAP.lock().init((&raw mut HEAP_MEM) as usize, HEAP_SIZE);
+    }
     let mut m = Machine {
         ep: Endpoint::new(Smc),
+        bufs: Buffers,
     };
     let (_, failed) = scenarios::run(name, &mut m, &mut out);
     exit(if failed == 0 {

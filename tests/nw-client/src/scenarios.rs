@@ -1,5 +1,6 @@
 //! Named scenarios. `messaging`: FF-A set-up, discovery and direct messaging with the FlexServe
-//! SP, including the error paths. `demo`: discovery and a few readable round trips.
+//! SP, including the error paths. `demo`: discovery and a few readable round trips. `memory`
+//! (in [`crate::memory`]): FF-A memory management with the SP.
 #![allow(
     clippy::result_large_err,
     reason = "a failure carries its reason inline: the client has no heap, and checks are not hot"
@@ -26,6 +27,7 @@ pub const FFA_VERSION: Version = Version::V1_2;
 pub const NAMES: &[&str] = &[
     "messaging",
     "demo",
+    "memory",
     "sp-panic",
     "sp-data-abort",
     "sp-stack-overflow",
@@ -37,6 +39,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
     match name {
         "messaging" => messaging(&mut Ctx::new(env), &mut r),
         "demo" => demo(&mut Ctx::new(env), &mut r),
+        "memory" => crate::memory::memory(&mut Ctx::new(env), &mut r),
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
         "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),
@@ -55,13 +58,13 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
 }
 
 /// State the checks build up as they go.
-struct Ctx<'e, E: Env> {
-    env: &'e mut E,
-    own_id: PartitionId,
+pub(crate) struct Ctx<'e, E: Env> {
+    pub(crate) env: &'e mut E,
+    pub(crate) own_id: PartitionId,
     /// The FlexServe SP, once discovered.
-    sp: Option<PartitionInfo>,
+    pub(crate) sp: Option<PartitionInfo>,
     /// The SP's request counter as last seen in a ping reply.
-    counter: Option<u64>,
+    pub(crate) counter: Option<u64>,
     /// Partition IDs seen by a nil-UUID discovery.
     all_ids: [Option<PartitionId>; 16],
 }
@@ -77,7 +80,7 @@ impl<'e, E: Env> Ctx<'e, E> {
         }
     }
 
-    fn sp(&self) -> Result<PartitionInfo, crate::report::Fail> {
+    pub(crate) fn sp(&self) -> Result<PartitionInfo, crate::report::Fail> {
         match self.sp {
             Some(sp) => Ok(sp),
             None => Err(crate::report::Fail::new(format_args!(
@@ -87,7 +90,7 @@ impl<'e, E: Env> Ctx<'e, E> {
     }
 
     /// One request over DIRECT_REQ_32/64; returns the reply registers.
-    fn direct(
+    pub(crate) fn direct(
         &mut self,
         req: &[u64; DIRECT_PAYLOAD_REGS],
         width: Width,
@@ -122,7 +125,7 @@ impl<'e, E: Env> Ctx<'e, E> {
     }
 
     /// A ping over DIRECT_REQ; checks the echo and that the SP's counter moved by exactly one.
-    fn ping(&mut self, payload: &[u64; 3], width: Width) -> CheckResult {
+    pub(crate) fn ping(&mut self, payload: &[u64; 3], width: Width) -> CheckResult {
         let mut req = [0u64; DIRECT_PAYLOAD_REGS];
         if let Err(e) = (Request::Ping { payload }).encode(&mut req, width) {
             fail!("cannot encode ping: {e:?}");
@@ -208,7 +211,7 @@ fn version_checks<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     });
 }
 
-fn setup<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) -> bool {
+pub(crate) fn setup<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) -> bool {
     let id = c.env.ep().id_get();
     let ok = r.check(
         "id_get",
@@ -266,7 +269,7 @@ fn partition_info<E: Env>(
     Ok(count.count as usize)
 }
 
-fn discovery<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+pub(crate) fn discovery<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     r.check("discovery.uuid", {
         let mut infos = [PartitionInfo::default(); 1];
         (|| {

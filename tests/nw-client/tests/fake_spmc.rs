@@ -3,18 +3,326 @@
 //! client's logic and the SP's replies together; the QEMU run checks the real world switch.
 
 use ffa::{
-    Conduit, Endpoint, FfaError, FuncId, Interface, PartitionInfo, PartitionProperties, Regs,
-    SuccessArgs, Uuid, Version,
+    Conduit, Endpoint, FfaError, FuncId, Handle, Interface, MemOpArgs, PartitionInfo,
+    PartitionProperties, Regs, RxTxBuffers, SuccessArgs, Uuid, Version,
+    memory::{
+        DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm,
+        MemTransaction, ParseOptions, SendKind, TransactionType,
+    },
 };
 use flexserve_proto::SERVICE_UUID;
 use flexserve_sp::{
     messaging::{Messaging, Next},
     service::Service,
+    shmem::{Access, MapFail, MemPlatform, SharedMemory},
 };
-use nw_client::{Env, scenarios};
-use std::{cell::RefCell, rc::Rc};
+use nw_client::{Env, Probe, scenarios};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+    ops::Range,
+    rc::Rc,
+};
+use testbed_layout::{control, ns_ram::CLIENT_SHARE_BASE};
 
 const SP_ID: u16 = 0x8001;
+const PAGE: u64 = 4096;
+/// The part of the share window the fake backs with memory.
+const WINDOW: u64 = 2100 * PAGE;
+
+/// One memory transaction the fake partition manager holds.
+struct Tx {
+    sent: MemTransaction,
+    kind: SendKind,
+    retrieved: bool,
+}
+
+/// Memory-management state shared by the fake partition manager (normal-world calls) and the
+/// SP's fake platform (retrieve, relinquish, stage-1), following the testbed's documented rules.
+#[derive(Default)]
+struct World {
+    ns: Vec<u8>,
+    nw_tx: Vec<u8>,
+    txs: BTreeMap<u64, Tx>,
+    next_handle: u64,
+    /// Pages in some transaction (or donated away).
+    busy: BTreeSet<u64>,
+    /// Pages the normal world may not touch: (owner kind, endpoint).
+    blocked: BTreeMap<u64, (u64, u16)>,
+    blocked_count: u64,
+    /// A send waiting for FFA_MEM_FRAG_TX.
+    pending: Option<(u64, SendKind, FragmentAssembler)>,
+    /// The SP's stage-1 over the window.
+    sp_mapped: BTreeMap<u64, Access>,
+    /// Lend and donate take the pages from the normal world (false: a broken partition
+    /// manager, to show the checks can fail).
+    enforce: bool,
+}
+
+type Shared = Rc<RefCell<World>>;
+
+fn in_window(pa: u64, len: u64) -> bool {
+    pa >= CLIENT_SHARE_BASE && pa + len <= CLIENT_SHARE_BASE + WINDOW
+}
+
+impl World {
+    fn new() -> Shared {
+        Rc::new(RefCell::new(World {
+            ns: vec![0; WINDOW as usize],
+            nw_tx: vec![0; 4096],
+            next_handle: 1,
+            enforce: true,
+            ..Default::default()
+        }))
+    }
+
+    fn pages(t: &MemTransaction) -> impl Iterator<Item = u64> + '_ {
+        t.ranges
+            .iter()
+            .flat_map(|r| (0..u64::from(r.page_count)).map(move |i| r.address + i * PAGE))
+    }
+
+    /// A complete send descriptor from the normal world.
+    fn send(&mut self, kind: SendKind, bytes: &[u8], handle: Option<u64>) -> Regs {
+        let opts = ParseOptions {
+            expected_sender: Some(0),
+            emad_size: Some(EmadSize::V1_2),
+        };
+        let t = match MemTransaction::parse(bytes, DescKind::Send(kind), opts) {
+            Ok(t) => t,
+            Err(e) => return error(e.to_ffa_error()),
+        };
+        if t.receivers.iter().any(|e| e.perm.endpoint_id != SP_ID) {
+            return error(FfaError::InvalidParameters);
+        }
+        if Self::pages(&t).any(|p| !in_window(p, PAGE) || self.busy.contains(&p)) {
+            return error(FfaError::Denied);
+        }
+        let pages: Vec<u64> = Self::pages(&t).collect();
+        for p in pages {
+            self.busy.insert(p);
+            if !self.enforce {
+                continue;
+            }
+            match kind {
+                SendKind::Lend => self.blocked.insert(p, (control::OWNER_LENT, SP_ID)),
+                SendKind::Donate => self.blocked.insert(p, (control::OWNER_DONATED, SP_ID)),
+                SendKind::Share => None,
+            };
+        }
+        let h = handle.unwrap_or_else(|| self.new_handle());
+        self.txs.insert(
+            h,
+            Tx {
+                sent: t,
+                kind,
+                retrieved: false,
+            },
+        );
+        success(h as u32, (h >> 32) as u32)
+    }
+
+    fn new_handle(&mut self) -> u64 {
+        self.next_handle += 1;
+        Handle::ALLOCATOR_SPMC | (self.next_handle * 0x1_0001)
+    }
+
+    fn mem_send(&mut self, kind: SendKind, args: MemOpArgs) -> Regs {
+        let (total, frag) = (args.total_len as usize, args.frag_len as usize);
+        if frag == 0 || frag > total || frag > self.nw_tx.len() {
+            return error(FfaError::InvalidParameters);
+        }
+        let first = self.nw_tx[..frag].to_vec();
+        if frag == total {
+            return self.send(kind, &first, None);
+        }
+        match FragmentAssembler::new(args.total_len, &first, 1 << 20) {
+            Ok(a) => {
+                let h = self.new_handle();
+                self.pending = Some((h, kind, a));
+                Interface::MemFragRx {
+                    handle: Handle(h),
+                    frag_offset: frag as u32,
+                    endpoint_id: 0,
+                }
+                .to_regs()
+            }
+            Err(e) => error(e.to_ffa_error()),
+        }
+    }
+
+    fn frag_tx(&mut self, handle: Handle, len: u32) -> Regs {
+        let Some((h, kind, mut a)) = self.pending.take() else {
+            return error(FfaError::InvalidParameters);
+        };
+        let part = self.nw_tx.get(..len as usize).map(<[u8]>::to_vec);
+        let Some(part) = part.filter(|_| h == handle.0) else {
+            return error(FfaError::InvalidParameters);
+        };
+        match a.push(&part) {
+            Ok(true) => match a.finish() {
+                Ok(bytes) => self.send(kind, &bytes, Some(h)),
+                Err(e) => error(e.to_ffa_error()),
+            },
+            Ok(false) => {
+                let offset = a.received() as u32;
+                self.pending = Some((h, kind, a));
+                Interface::MemFragRx {
+                    handle,
+                    frag_offset: offset,
+                    endpoint_id: 0,
+                }
+                .to_regs()
+            }
+            Err(e) => error(e.to_ffa_error()),
+        }
+    }
+
+    fn reclaim(&mut self, h: Handle) -> Regs {
+        match self.txs.get(&h.0) {
+            None => error(FfaError::InvalidParameters),
+            Some(t) if t.retrieved => error(FfaError::Denied),
+            Some(_) => {
+                let t = self.txs.remove(&h.0).map(|t| t.sent);
+                for p in t.iter().flat_map(Self::pages) {
+                    self.busy.remove(&p);
+                    self.blocked.remove(&p);
+                }
+                success(0, 0)
+            }
+        }
+    }
+
+    /// FFA_MEM_RETRIEVE_REQ by the SP: the response, built and parsed as the SP's `ffa` flow
+    /// would.
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+        let bytes = req.to_vec(DescKind::RetrieveReq)?;
+        let req = MemTransaction::parse(&bytes, DescKind::RetrieveReq, ParseOptions::default())?;
+        let inv = ffa::Error::Ffa(FfaError::InvalidParameters);
+        let tx = self.txs.get_mut(&req.handle.0).ok_or(inv)?;
+        let kind = match tx.kind {
+            SendKind::Share => TransactionType::Share,
+            SendKind::Lend => TransactionType::Lend,
+            SendKind::Donate => TransactionType::Donate,
+        };
+        let want = req.flags.transaction_type();
+        let sent_emad = tx
+            .sent
+            .receivers
+            .iter()
+            .find(|e| e.perm.endpoint_id == SP_ID);
+        if (want != TransactionType::Unspecified && want != kind)
+            || req.sender_id != tx.sent.sender_id
+            || req.receivers.len() != 1
+            || req.receivers[0].perm.endpoint_id != SP_ID
+            || sent_emad.is_none()
+        {
+            return Err(inv);
+        }
+        if tx.retrieved {
+            return Err(ffa::Error::Ffa(FfaError::Denied));
+        }
+        tx.retrieved = true;
+        let data_access = match sent_emad.map(|e| e.perm.data_access) {
+            Some(DataAccess::ReadOnly) => DataAccess::ReadOnly,
+            _ => DataAccess::ReadWrite,
+        };
+        let granted = MemAccessPerm {
+            endpoint_id: SP_ID,
+            data_access,
+            instruction_access: InstructionAccess::NotExecutable,
+            non_retrieval_borrower: false,
+        };
+        let resp = MemTransaction::retrieve_response(
+            &tx.sent,
+            req.handle,
+            kind,
+            granted,
+            true,
+            EmadSize::V1_2,
+        );
+        if kind == TransactionType::Donate {
+            // Donation completes on retrieval: the handle is gone, the pages are the SP's.
+            self.txs.remove(&req.handle.0);
+        }
+        let bytes = resp.to_vec(DescKind::RetrieveResp)?;
+        let opts = ParseOptions {
+            expected_sender: Some(req.sender_id),
+            emad_size: None,
+        };
+        Ok(MemTransaction::parse(&bytes, DescKind::RetrieveResp, opts)?)
+    }
+
+    fn relinquish(&mut self, h: Handle) -> Result<(), ffa::Error> {
+        match self.txs.get_mut(&h.0) {
+            Some(t) if t.retrieved => {
+                t.retrieved = false;
+                Ok(())
+            }
+            _ => Err(ffa::Error::Ffa(FfaError::InvalidParameters)),
+        }
+    }
+}
+
+/// The SP's machine side in the host test: FF-A memory calls go to [`World`], the stage-1 is a
+/// page set that every access is checked against.
+struct SpPlatform(Shared);
+
+impl MemPlatform for SpPlatform {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+        self.0.borrow_mut().retrieve(req)
+    }
+
+    fn relinquish(&mut self, handle: Handle) -> Result<(), ffa::Error> {
+        self.0.borrow_mut().relinquish(handle)
+    }
+
+    fn map(&mut self, range: Range<u64>, access: Access) -> Result<(), MapFail> {
+        let mut w = self.0.borrow_mut();
+        for p in (range.start..range.end).step_by(PAGE as usize) {
+            assert!(
+                w.sp_mapped.insert(p, access).is_none(),
+                "{p:#x} mapped twice"
+            );
+        }
+        Ok(())
+    }
+
+    fn unmap(&mut self, range: Range<u64>) -> Result<(), MapFail> {
+        let mut w = self.0.borrow_mut();
+        for p in (range.start..range.end).step_by(PAGE as usize) {
+            assert!(w.sp_mapped.remove(&p).is_some(), "{p:#x} was not mapped");
+        }
+        Ok(())
+    }
+
+    fn mapped_pages(&self) -> u64 {
+        self.0.borrow().sp_mapped.len() as u64
+    }
+
+    fn read(&self, pa: u64, out: &mut [u8]) {
+        let w = self.0.borrow();
+        let first = pa & !(PAGE - 1);
+        for p in (first..pa + out.len() as u64).step_by(PAGE as usize) {
+            assert!(w.sp_mapped.contains_key(&p), "SP read of unmapped {p:#x}");
+        }
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        out.copy_from_slice(&w.ns[o..o + out.len()]);
+    }
+
+    fn write(&mut self, pa: u64, data: &[u8]) {
+        let mut w = self.0.borrow_mut();
+        let first = pa & !(PAGE - 1);
+        for p in (first..pa + data.len() as u64).step_by(PAGE as usize) {
+            assert!(
+                w.sp_mapped.get(&p).is_some_and(|a| a.writable && a.ns),
+                "SP write to {p:#x}"
+            );
+        }
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        w.ns[o..o + data.len()].copy_from_slice(data);
+    }
+}
 
 struct FakeSpmc {
     sp: Messaging,
@@ -23,6 +331,7 @@ struct FakeSpmc {
     rx: Rc<RefCell<[u8; 4096]>>,
     /// DIRECT_REQ2 receipt declared (the manifest's messaging-method bit 9).
     req2: bool,
+    world: Shared,
 }
 
 fn error(code: FfaError) -> Regs {
@@ -107,21 +416,90 @@ impl Conduit for FakeSpmc {
             Interface::MsgSendDirectReq { .. } | Interface::MsgSendDirectReq2 { .. } => {
                 error(FfaError::InvalidParameters)
             }
+            Interface::MemShare(a) => self.world.borrow_mut().mem_send(SendKind::Share, a),
+            Interface::MemLend(a) => self.world.borrow_mut().mem_send(SendKind::Lend, a),
+            Interface::MemDonate(a) => self.world.borrow_mut().mem_send(SendKind::Donate, a),
+            Interface::MemFragTx {
+                handle, frag_len, ..
+            } => self.world.borrow_mut().frag_tx(handle, frag_len),
+            Interface::MemReclaim { handle, .. } => self.world.borrow_mut().reclaim(handle),
             _ => error(FfaError::NotSupported),
         }
+    }
+}
+
+struct HostBufs {
+    world: Shared,
+    rx: Rc<RefCell<[u8; 4096]>>,
+}
+
+impl RxTxBuffers for HostBufs {
+    fn size(&self) -> usize {
+        4096
+    }
+
+    fn write_tx(&mut self, data: &[u8]) {
+        self.world.borrow_mut().nw_tx[..data.len()].copy_from_slice(data);
+    }
+
+    fn read_rx(&mut self, out: &mut [u8]) {
+        out.copy_from_slice(&self.rx.borrow()[..out.len()]);
     }
 }
 
 struct HostEnv {
     ep: Endpoint<FakeSpmc>,
     rx: Rc<RefCell<[u8; 4096]>>,
+    bufs: HostBufs,
+    world: Shared,
 }
 
 impl Env for HostEnv {
     type C = FakeSpmc;
+    type B = HostBufs;
 
     fn ep(&mut self) -> &mut Endpoint<FakeSpmc> {
         &mut self.ep
+    }
+
+    fn ep_bufs(&mut self) -> (&mut Endpoint<FakeSpmc>, &mut HostBufs) {
+        (&mut self.ep, &mut self.bufs)
+    }
+
+    fn share_window(&self) -> (u64, u64) {
+        (CLIENT_SHARE_BASE, WINDOW)
+    }
+
+    fn mem_write(&mut self, pa: u64, data: &[u8]) {
+        assert!(in_window(pa, data.len() as u64), "client write {pa:#x}");
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        self.world.borrow_mut().ns[o..o + data.len()].copy_from_slice(data);
+    }
+
+    fn mem_read(&mut self, pa: u64, out: &mut [u8]) {
+        assert!(in_window(pa, out.len() as u64), "client read {pa:#x}");
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        out.copy_from_slice(&self.world.borrow().ns[o..o + out.len()]);
+    }
+
+    fn probe_read(&mut self, pa: u64) -> Probe {
+        let mut w = self.world.borrow_mut();
+        if let Some(&(owner, to)) = w.blocked.get(&(pa & !(PAGE - 1))) {
+            w.blocked_count += 1;
+            return Probe {
+                value: control::POISON,
+                blocked: Some(true),
+                detail: control::KIND_READ | owner << 8 | u64::from(to) << 16,
+            };
+        }
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&w.ns[o..o + 8]);
+        Probe {
+            value: u64::from_le_bytes(b),
+            blocked: Some(false),
+            detail: 0,
+        }
     }
 
     fn rxtx(&self) -> (u64, u64) {
@@ -143,7 +521,7 @@ fn fault(kind: flexserve_proto::FaultKind) -> ! {
     panic!("injected {kind:?}")
 }
 
-fn env_with(service: Service, req2: bool) -> HostEnv {
+fn env_in(world: Shared, service: Service, req2: bool) -> HostEnv {
     let rx = Rc::new(RefCell::new([0u8; 4096]));
     HostEnv {
         ep: Endpoint::new(FakeSpmc {
@@ -151,9 +529,32 @@ fn env_with(service: Service, req2: bool) -> HostEnv {
             aborted: false,
             rx: rx.clone(),
             req2,
+            world: world.clone(),
         }),
-        rx,
+        rx: rx.clone(),
+        bufs: HostBufs {
+            world: world.clone(),
+            rx,
+        },
+        world,
     }
+}
+
+fn env_with(service: Service, req2: bool) -> HostEnv {
+    env_in(World::new(), service, req2)
+}
+
+/// An SP with the memory service on the fake platform (its own memory outside the window).
+fn memory_env() -> HostEnv {
+    let world = World::new();
+    let own: Range<u64> = 0x0e30_0000..0x0ec0_0000;
+    let shm = SharedMemory::new(
+        Box::new(SpPlatform(world.clone())) as Box<dyn MemPlatform>,
+        SP_ID,
+        Vec::from([own]),
+    );
+    let service = Service::new(0x1234, true, true).with_memory(shm);
+    env_in(world, service, true)
 }
 
 fn env(req2: bool) -> HostEnv {
@@ -222,4 +623,62 @@ fn sp_failure_scenarios() {
     assert_eq!(failed, 0, "{out}");
     assert!(out.contains("PASS fault.request_reports_aborted\nPASS fault.sp_stays_down\n"));
     assert!(passed >= 9);
+}
+
+#[test]
+fn memory_scenario_passes_on_the_host() {
+    let mut e = memory_env();
+    let mut out = String::new();
+    let (passed, failed) = scenarios::run("memory", &mut e, &mut out);
+    print!("{out}");
+    assert_eq!(failed, 0, "{out}");
+    assert!(passed >= 30, "{passed} passed");
+    for name in [
+        "share.sp_checksum_matches",
+        "lend.nw_read_blocked_and_reported",
+        "lend.nw_reads_again",
+        "donate.never_returns",
+        "frag.retrieve_fragmented_response",
+        "cycles.no_leaked_mapping",
+    ] {
+        assert!(out.contains(&format!("PASS {name}\n")), "{name}");
+    }
+    let malformed = out.lines().filter(|l| l.starts_with("PASS mal.")).count();
+    assert!(malformed >= 20, "{malformed} malformed cases");
+    // Nothing held or mapped at the end; only the donated page stays away from the NW.
+    let w = e.world.borrow();
+    assert!(w.sp_mapped.is_empty());
+    assert!(w.txs.is_empty(), "{} transactions left", w.txs.len());
+    assert_eq!(w.blocked.len(), 1);
+}
+
+#[test]
+fn memory_scenario_fails_without_a_memory_service() {
+    let (out, _, failed) = run("memory", true);
+    assert!(
+        out.contains("FAIL mem.capability: SP serves no memory commands"),
+        "{out}"
+    );
+    assert_eq!(failed, 1, "{out}");
+}
+
+#[test]
+fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
+    // Lent and donated pages left readable by the lender must fail the blocked-read checks.
+    let mut e = memory_env();
+    e.world.borrow_mut().enforce = false;
+    let mut out = String::new();
+    let (_, failed) = scenarios::run("memory", &mut e, &mut out);
+    for name in [
+        "lend.nw_read_blocked_and_reported",
+        "lend.blocked_until_reclaimed",
+        "donate.nw_read_blocked",
+        "donate.never_returns",
+    ] {
+        assert!(
+            out.contains(&format!("FAIL {name}: read of")),
+            "{name}: {out}"
+        );
+    }
+    assert_eq!(failed, 4, "{out}");
 }

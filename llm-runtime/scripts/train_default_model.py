@@ -17,7 +17,6 @@ Deterministic for a given seed and step count, up to torch's CPU kernels.
 
 import argparse
 import glob
-import json
 import math
 import os
 import random
@@ -135,7 +134,7 @@ def train(model, data, minutes, seed, batch=16, seq=128):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 100 == 0:
+        if step % 50 == 0:
             print(f"step {step:5d}  {el:6.0f}s  lr {lr:.2e}  train {loss.item():.3f}  "
                   f"val {val_loss():.3f}", flush=True)
         step += 1
@@ -157,7 +156,8 @@ def write_gguf(path, model, vocab, meta):
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("fortunes-1.8M")
     w.add_description(meta)
-    w.add_license("BSD-4-Clause-UC (training text) / MIT OR Apache-2.0 (weights); see LICENSE.md")
+    w.add_license("MIT OR Apache-2.0 (weights); training text BSD-3-Clause (Regents of the "
+                  "University of California), see LICENSE.md")
     w.add_context_length(CFG["ctx"])
     w.add_embedding_length(CFG["dim"])
     w.add_block_count(CFG["layers"])
@@ -228,7 +228,7 @@ def llamacpp_greedy(path, ids, n):
         from llama_cpp import Llama
     except ImportError:
         return None
-    m = Llama(model_path=path, n_ctx=CFG["ctx"], n_threads=1, logits_all=False, verbose=False,
+    m = Llama(model_path=path, n_ctx=CFG["ctx"], n_threads=1, logits_all=True, verbose=False,
               type_k=0, type_v=0, flash_attn=False)
     out = []
     m.reset()
@@ -285,18 +285,19 @@ def main():
     print(f"wrote {path}: {os.path.getsize(path)} bytes")
 
     n = 48
-    ref = {"meta": meta, "params": n_params, "val_loss": val, "n": n, "prompts": []}
+    lines = [f"# {meta}", "# prompt (utf-8 hex)\tprompt ids\ttorch f32 greedy\tllama.cpp Q8_0 greedy"]
     for p in PROMPTS:
         ids = [1] + sp.encode(p)
         t = torch_greedy(model, ids, n)
         l = llamacpp_greedy(path, ids, n)
-        ref["prompts"].append({"prompt": p, "ids": ids, "torch_f32": t, "llamacpp_q8_0": l})
         print(repr(p), "->", repr(sp.decode(t)))
         if l is not None:
             agree = next((i for i, (a, b) in enumerate(zip(t, l)) if a != b), n)
             print(f"   llama.cpp Q8_0 agrees with torch for {agree}/{n} tokens")
-    with open(os.path.join(args.out, "fortunes-reference.json"), "w") as f:
-        json.dump(ref, f, indent=1)
+        ids_s = lambda v: " ".join(map(str, v)) if v is not None else "-"
+        lines.append("\t".join([p.encode().hex(), ids_s(ids), ids_s(t), ids_s(l)]))
+    with open(os.path.join(args.out, "fortunes-reference.tsv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

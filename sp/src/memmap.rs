@@ -87,6 +87,21 @@ pub fn unmap_shared(idmap: &mut IdMap<El1And0>, range: Range<u64>) -> Result<(),
     Ok(())
 }
 
+/// Pages the table maps (valid leaf entries, blocks counted by their size), by walking it: the
+/// leak check of shared-memory mappings, independent of any bookkeeping.
+pub fn mapped_pages(idmap: &IdMap<El1And0>) -> u64 {
+    let all = MemoryRegion::new(0, idmap.size());
+    let mut pages = 0u64;
+    // The whole translated range is in range by construction; the callback cannot fail.
+    let _ = idmap.walk_range(&all, &mut |mr, d, _| {
+        if d.is_valid() {
+            pages += (mr.end().0 - mr.start().0) as u64 / PAGE_SIZE;
+        }
+        Ok(())
+    });
+    pages
+}
+
 /// Where the linker put the image's parts (all page aligned: aarch64-rt's image.ld aligns
 /// .init/.rodata/.data/.stack to 4 KiB).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,6 +339,13 @@ mod tests {
         )
         .unwrap();
         let mut idmap = build(&maps).unwrap();
+        let base = mapped_pages(&idmap);
+        let own: u64 = maps
+            .iter()
+            .map(|m| (m.range.end - m.range.start) / PAGE_SIZE)
+            .sum();
+        // Every planned page, counted from the table itself (no range overlaps in this plan).
+        assert_eq!(base, own);
         let rw_ns = Access {
             ns: true,
             writable: true,
@@ -358,8 +380,10 @@ mod tests {
         )
         .unwrap();
         assert!(!flags_at(&idmap, 0x4900_0000).unwrap().contains(A::NS));
+        assert_eq!(mapped_pages(&idmap), base + 512 + 2);
         // Unmapping one range leaves its neighbour and the SP's own memory alone.
         unmap_shared(&mut idmap, 0x4820_0000..0x4840_0000).unwrap();
+        assert_eq!(mapped_pages(&idmap), base + 2);
         assert_eq!(flags_at(&idmap, 0x4820_0000), None);
         assert_eq!(flags_at(&idmap, 0x483f_f000), None);
         assert!(flags_at(&idmap, 0x4840_0000).is_some());
@@ -370,6 +394,9 @@ mod tests {
             unmap_shared(&mut idmap, 0x4820_0000..0x4820_2000).unwrap();
         }
         assert_eq!(flags_at(&idmap, 0x4820_1000), None);
+        unmap_shared(&mut idmap, 0x4840_0000..0x4840_1000).unwrap();
+        unmap_shared(&mut idmap, 0x4900_0000..0x4900_1000).unwrap();
+        assert_eq!(mapped_pages(&idmap), base);
     }
 
     #[test]

@@ -280,11 +280,8 @@ impl RxTxBuffers for Buffers {
 struct SpMemory {
     id: PartitionId,
     idmap: &'static mut IdMap<El1And0>,
-    mapped_pages: u64,
-}
-
-fn pages(r: &Range<u64>) -> u64 {
-    (r.end - r.start) / ffa::PAGE_SIZE as u64
+    /// Pages the runtime map had before any region was mapped.
+    own_pages: u64,
 }
 
 impl MemPlatform for SpMemory {
@@ -308,22 +305,19 @@ impl MemPlatform for SpMemory {
         memmap::map_shared(self.idmap, range.clone(), access).map_err(|e| {
             log::warn!("map {:#x}..{:#x}: {e}", range.start, range.end);
             MapFail::Refused
-        })?;
-        self.mapped_pages += pages(&range);
-        Ok(())
+        })
     }
 
     fn unmap(&mut self, range: Range<u64>) -> Result<(), MapFail> {
         memmap::unmap_shared(self.idmap, range.clone()).map_err(|e| {
             log::error!("unmap {:#x}..{:#x}: {e}", range.start, range.end);
             MapFail::Refused
-        })?;
-        self.mapped_pages = self.mapped_pages.saturating_sub(pages(&range));
-        Ok(())
+        })
     }
 
+    /// Walks the live page table: what it maps beyond the SP's own memory.
     fn mapped_pages(&self) -> u64 {
-        self.mapped_pages
+        memmap::mapped_pages(self.idmap).saturating_sub(self.own_pages)
     }
 
     fn read(&self, pa: u64, out: &mut [u8]) {
@@ -487,10 +481,11 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         Ok(_) => {
             log::info!("memory service on: the SPMC retrieves with the NS bit");
             let reserved: Vec<Range<u64>> = maps.iter().map(|m| m.range.clone()).collect();
+            let own_pages = memmap::mapped_pages(idmap);
             let platform = SpMemory {
                 id,
                 idmap,
-                mapped_pages: 0,
+                own_pages,
             };
             Some(SharedMemory::new(
                 Box::new(platform) as Box<dyn MemPlatform>,

@@ -72,7 +72,8 @@ pub trait MemPlatform {
     fn map(&mut self, range: Range<u64>, access: Access) -> Result<(), MapFail>;
     /// Unmaps `range` and invalidates its TLB entries.
     fn unmap(&mut self, range: Range<u64>) -> Result<(), MapFail>;
-    /// Pages currently mapped through `map` (counted by the platform, not the region table).
+    /// Pages currently mapped through `map`, as the page table itself says (not counted from
+    /// the region table).
     fn mapped_pages(&self) -> u64;
     /// Copies `out.len()` bytes from mapped memory at `pa`.
     fn read(&self, pa: u64, out: &mut [u8]);

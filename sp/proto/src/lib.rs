@@ -236,8 +236,8 @@ pub struct RegionInfo {
 pub struct MemStats {
     /// Regions retrieved and not yet released.
     pub live_regions: u32,
-    /// Pages mapped in the SP's stage-1 for them (counted by the page-table layer, not by the
-    /// region table, so the two can be compared).
+    /// Pages the SP's stage-1 maps beyond its own memory, counted by walking the page table
+    /// (not from the region table, so the two can be compared).
     pub mapped_pages: u32,
     /// Successful retrieves and relinquishes since start-up (wrapping).
     pub retrieves: u32,

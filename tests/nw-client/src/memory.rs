@@ -270,6 +270,15 @@ fn ok<T>(r: Result<T, Error>) -> Result<T, Fail> {
     r.map_err(|e| f(format_args!("{e:?}")))
 }
 
+/// The SP holds `regions` and its page table maps `pages` pages beyond its own memory.
+fn expect_held<E: Env>(c: &mut Ctx<'_, E>, regions: u32, pages: u32) -> CheckResult {
+    let s = c.stats()?;
+    if (s.live_regions, s.mapped_pages) != (regions, pages) {
+        fail!("SP holds {s:?}, expected {regions} region(s), {pages} page(s) mapped");
+    }
+    Ok(())
+}
+
 fn expect_info(i: &RegionInfo, pages: u32, ranges: u32, tx_type: u32) -> CheckResult {
     let want = region_flags::NS | region_flags::WRITABLE | tx_type << region_flags::TYPE_SHIFT;
     if (i.pages, i.ranges, i.flags) != (pages, ranges, want) || i.region == 0 {
@@ -350,7 +359,8 @@ fn share<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         "share.retrieve",
         info.as_ref()
             .map_err(|e| f(format_args!("{e:?}")))
-            .and_then(|i| expect_info(i, 4, 2, 1)),
+            .and_then(|i| expect_info(i, 4, 2, 1))
+            .and_then(|()| expect_held(c, 1, 4)),
     );
     let Some(info) = info.ok().filter(|_| got) else {
         let _ = c.reclaim(h);
@@ -424,13 +434,8 @@ fn share<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         want_ffa(c.reclaim(h), FfaError::Denied),
     );
     r.check("share.release", {
-        c.done(Request::MemRelease { region: id }).and_then(|()| {
-            let s = c.stats()?;
-            if (s.live_regions, s.mapped_pages) != (0, 0) {
-                fail!("after release: {s:?}");
-            }
-            Ok(())
-        })
+        c.done(Request::MemRelease { region: id })
+            .and_then(|()| expect_held(c, 0, 0))
     });
     r.check(
         "share.double_relinquish",
@@ -629,7 +634,8 @@ fn fragmented<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         "frag.retrieve_fragmented_response",
         info.as_ref()
             .map_err(|e| f(format_args!("{e:?}")))
-            .and_then(|i| expect_info(i, n, n, 1)),
+            .and_then(|i| expect_info(i, n, n, 1))
+            .and_then(|()| expect_held(c, 1, n)),
     );
     if let Some(info) = info.ok().filter(|_| got) {
         r.check("frag.sp_checksum_matches", {

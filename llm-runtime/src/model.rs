@@ -1135,6 +1135,15 @@ fn prepare(
     Ok(())
 }
 
+/// Rounds half to even for |v| < 2^22 (here |v| <= 127 + rounding): adding and subtracting
+/// 1.5 * 2^23 leaves no fraction bits, so the IEEE add rounds to nearest, ties to even. Same
+/// result as `rintf`, without a call (Rust never reassociates float arithmetic).
+#[inline(always)]
+fn round_half_even_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
 /// Quantizes activations to Q8_0 the way llama.cpp's SIMD `quantize_row_q8_0` does on x86
 /// (AVX) and aarch64 (NEON `vcvtnq_s32_f32`): `d = amax / 127`, `q = x / d` rounded half to
 /// even. The reference quantizer (`Kernels::quantize`, gguf-py) rounds half away from zero; it
@@ -1149,8 +1158,7 @@ fn quantize_activations(x: &[f32], out: &mut [BlockQ8_0]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         blk.d = half::f16::from_f32(d).to_bits();
         for (q, &v) in blk.qs.iter_mut().zip(xs) {
-            // |v * id| <= 127 (up to rounding), so the cast never saturates meaningfully.
-            *q = libm::rintf(v * id) as i8;
+            *q = round_half_even_small(v * id) as i8;
         }
     }
 }
@@ -1294,5 +1302,17 @@ mod tests {
         let mut z = [BlockQ8_0::ZERO];
         quantize_activations(&[0.0; QK8_0], &mut z);
         assert_eq!(z[0], BlockQ8_0::ZERO);
+    }
+
+    #[test]
+    fn fast_rounding_matches_rintf() {
+        let mut v = -140.0f32;
+        while v <= 140.0 {
+            for x in [v, v + 0.5, v - 0.5, v.next_up(), v.next_down()] {
+                assert_eq!(round_half_even_small(x), libm::rintf(x), "{x}");
+            }
+            v += 0.25;
+        }
+        assert_eq!(round_half_even_small(-0.4), 0.0);
     }
 }

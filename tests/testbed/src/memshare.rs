@@ -112,6 +112,20 @@ pub trait Entropy {
 /// SplitMix64: the firmware seeds it from RNDR and the counter; tests seed it fixed.
 pub struct SplitMix(pub u64);
 
+/// Handle bits: SplitMix64 (distinct, well spread) XOR a fresh hardware value per handle when
+/// the platform has one (RNDR), so that one handle does not reveal the generator's state and
+/// with it the next handle.
+pub struct HandleRng {
+    pub mix: SplitMix,
+    pub hw: Option<fn() -> u64>,
+}
+
+impl Entropy for HandleRng {
+    fn next_u64(&mut self) -> u64 {
+        self.mix.next_u64() ^ self.hw.map_or(0, |f| f())
+    }
+}
+
 impl Entropy for SplitMix {
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -287,6 +301,14 @@ impl MemShare {
         frag: &[u8],
         hw: &mut dyn MemHw,
     ) -> Result<Reply, FfaError> {
+        // Hafnium `api_ffa_mem_frag_tx`: whole constituents, at most one buffer (checked
+        // before the handle, so such a call leaves the transaction alone).
+        if frag.is_empty()
+            || !frag.len().is_multiple_of(ffa::memory::RANGE_SIZE)
+            || frag.len() > BUF_SIZE
+        {
+            return Err(inval());
+        }
         let i = self.find(handle).ok_or_else(inval)?;
         if self.txs[i].owner != caller.id {
             return Err(inval());
@@ -294,10 +316,6 @@ impl MemShare {
         let State::Sending(asm) = &mut self.txs[i].state else {
             return Err(inval());
         };
-        if frag.len() > BUF_SIZE {
-            self.txs.remove(i);
-            return Err(inval());
-        }
         // A bad fragment ends the transaction (Hafnium frees the share state).
         let done = match asm.push(frag) {
             Ok(d) => d,

@@ -421,7 +421,7 @@ fn fragmented_send_and_retrieve_of_512_constituents() {
 #[test]
 fn fragment_errors_end_the_transaction() {
     let mut t = T::new();
-    let ranges: Vec<(u64, u32)> = (0..300).map(|i| (BUF + i * 0x2000, 1)).collect();
+    let ranges: Vec<(u64, u32)> = (0..600).map(|i| (BUF + i * 0x2000, 1)).collect();
     let b = bytes(SendKind::Share, &desc(SendKind::Share, &ranges));
     let r =
         t.m.send(
@@ -447,6 +447,30 @@ fn fragment_errors_end_the_transaction() {
         t.m.frag_tx(NW, handle, &b[4000..4010], &mut t.hw),
         Err(FfaError::InvalidParameters),
         "not whole ranges"
+    );
+    assert_eq!(
+        t.m.live(),
+        1,
+        "checked before the handle: the transaction stays"
+    );
+    assert_eq!(
+        t.m.frag_tx(NW, handle, &b[4000..], &mut t.hw),
+        Err(FfaError::InvalidParameters),
+        "longer than what remains (and than a buffer)"
+    );
+    assert_eq!(t.m.live(), 1);
+    assert_eq!(
+        t.m.frag_tx(NW, handle, &b[4000..8000], &mut t.hw),
+        Ok(Reply::FragRx {
+            handle,
+            offset: 8000
+        })
+    );
+    let too_long = vec![0u8; b.len() - 8000 + 16];
+    assert_eq!(
+        t.m.frag_tx(NW, handle, &too_long, &mut t.hw),
+        Err(FfaError::InvalidParameters),
+        "past the announced total"
     );
     assert_eq!(t.m.live(), 0, "freed");
     assert_eq!(

@@ -25,7 +25,7 @@ use ffa::{
 };
 
 use crate::manifest::{self, SpManifest};
-use crate::memshare::{self, CallerInfo, Entropy, MemHw, MemShare, SplitMix};
+use crate::memshare::{self, CallerInfo, HandleRng, MemHw, MemShare, SplitMix};
 use ffa::memory::SendKind;
 use ffa::{Handle, MemOpArgs, MemOpBuf};
 
@@ -220,8 +220,8 @@ pub struct Spmc {
     console_len: usize,
     /// FF-A memory transactions.
     pub mem: MemShare,
-    /// Handle bits (seeded by the firmware from RNDR; fixed in tests).
-    pub rng: SplitMix,
+    /// Handle bits (fixed seed in tests; the firmware adds RNDR, see [`Self::seed`]).
+    pub rng: HandleRng,
 }
 
 /// Address range of the normal world's RAM, where its RX/TX buffers must lie.
@@ -246,7 +246,10 @@ impl Spmc {
             console: [0; CONSOLE_LINE],
             console_len: 0,
             mem: MemShare::new(NW_ID, id),
-            rng: SplitMix(0x5eed),
+            rng: HandleRng {
+                mix: SplitMix(0x5eed),
+                hw: None,
+            },
         }
     }
 
@@ -414,9 +417,12 @@ impl Spmc {
         Self::mem_reply(r)
     }
 
-    /// Seeds the handle generator (the firmware passes RNDR output).
-    pub fn seed(&mut self, s: u64) {
-        self.rng = SplitMix(s ^ self.rng.next_u64());
+    /// Seeds the handle generator and gives it a hardware source mixed into every handle.
+    pub fn seed(&mut self, hw: fn() -> u64) {
+        self.rng = HandleRng {
+            mix: SplitMix(hw()),
+            hw: Some(hw),
+        };
     }
 
     fn ep(&mut self, c: Caller) -> &mut Endpoint {
@@ -1480,5 +1486,360 @@ mod tests {
         assert_eq!(s.sp_ep.mailbox.map(|m| m.rx_full), Some(false));
         let again = call(F::MsgWait, &[]);
         assert_eq!(err(&sp_reply(&mut s, again)), Some(-6), "only at init here");
+    }
+
+    /// Sparse guest memory (any address) with the stage-2 model.
+    #[derive(Default)]
+    struct Sparse {
+        pages: std::collections::BTreeMap<u64, [u8; 4096]>,
+        hw: FakeHw,
+    }
+    impl Sparse {
+        fn put(&mut self, pa: u64, data: &[u8]) {
+            assert!(self.write(pa, data));
+        }
+        fn get(&self, pa: u64, len: usize) -> Vec<u8> {
+            let mut v = std::vec![0; len];
+            assert!(self.read(pa, &mut v));
+            v
+        }
+    }
+    impl GuestMem for Sparse {
+        fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let a = pa + i as u64;
+                *b = self
+                    .pages
+                    .get(&(a & !0xfff))
+                    .map_or(0, |p| p[(a & 0xfff) as usize]);
+            }
+            true
+        }
+        fn write(&mut self, pa: u64, data: &[u8]) -> bool {
+            for (i, b) in data.iter().enumerate() {
+                let a = pa + i as u64;
+                self.pages.entry(a & !0xfff).or_insert([0; 4096])[(a & 0xfff) as usize] = *b;
+            }
+            true
+        }
+    }
+    impl MemHw for Sparse {
+        fn sp_map(&mut self, r: &MemRange, w: bool, x: bool) -> Result<(), memshare::HwError> {
+            self.hw.sp_map(r, w, x)
+        }
+        fn sp_unmap(&mut self, r: &MemRange) {
+            self.hw.sp_unmap(r)
+        }
+        fn nw_revoke(
+            &mut self,
+            r: &MemRange,
+            why: memshare::Revoked,
+        ) -> Result<(), memshare::HwError> {
+            self.hw.nw_revoke(r, why)
+        }
+        fn nw_restore(&mut self, r: &MemRange) {
+            self.hw.nw_restore(r)
+        }
+        fn zero(&mut self, r: &MemRange) {
+            self.hw.zero(r)
+        }
+    }
+
+    #[test]
+    fn memory_calls_through_the_buffers() {
+        use ffa::memory::{
+            DataAccess, DescKind, Emad, EmadSize, FragmentAssembler, InstructionAccess,
+            MemAccessPerm, MemFlags, MemRegionAttributes, MemRelinquishDesc, MemTransaction,
+            ParseOptions, TransactionType,
+        };
+        let (sp_tx, sp_rx) = (0x0e3f_0000u64, 0x0e3f_1000u64);
+        let mut s = spmc(0x203);
+        let mut m = Sparse::default();
+        let nwc = |s: &mut Spmc, m: &mut Sparse, c: Call| match s.nw_call(&c.to_regs(), m) {
+            NwAction::Reply(r) => r,
+            NwAction::RunSp(_) => panic!(),
+        };
+        let spc = |s: &mut Spmc, m: &mut Sparse, c: Call| match s.sp_call(
+            &c.to_regs(),
+            m,
+            &mut String::new(),
+        ) {
+            SpAction::Resume { regs, .. } => regs,
+            other => panic!("{other:?}"),
+        };
+        let tx = |len: usize| MemOpArgs {
+            total_len: len as u32,
+            frag_len: len as u32,
+            buf: MemOpBuf::Tx32,
+        };
+        // FEATURES: sends and reclaim for the NW, retrieve and relinquish for the SP.
+        let feat = |id: FuncId| Call::Features {
+            feature_id: id as u32,
+            input_properties: 0,
+        };
+        for (f, nw_ok, sp_ok) in [
+            (F::MemShare32, true, false),
+            (F::MemLend64, true, false),
+            (F::MemDonate32, true, false),
+            (F::MemReclaim, true, false),
+            (F::MemRelinquish, false, true),
+            (F::MemFragRx, true, true),
+            (F::MemFragTx, true, true),
+            (F::MemRetrieveReq64, false, false), // v1.2 SP: input bit 1 required
+        ] {
+            assert_eq!(
+                nwc(&mut s, &mut m, feat(f))[0] == SUCCESS32,
+                nw_ok,
+                "{f:?} NW"
+            );
+            assert_eq!(
+                spc(&mut s, &mut m, feat(f))[0] == SUCCESS32,
+                sp_ok,
+                "{f:?} SP"
+            );
+        }
+
+        let perm = MemAccessPerm {
+            endpoint_id: 0x8001,
+            data_access: DataAccess::ReadWrite,
+            instruction_access: InstructionAccess::NotSpecified,
+            non_retrieval_borrower: false,
+        };
+        let desc = |n: u64| MemTransaction {
+            sender_id: 0,
+            attributes: MemRegionAttributes::NORMAL_WB_INNER,
+            flags: MemFlags(0),
+            handle: Handle(0),
+            tag: 0,
+            emad_size: EmadSize::V1_2,
+            receivers: std::vec![Emad::new(perm)],
+            ranges: (0..n)
+                .map(|i| MemRange {
+                    address: 0x4800_0000 + i * 0x2000,
+                    page_count: 1,
+                })
+                .collect(),
+        };
+        let share = desc(2).to_vec(DescKind::Send(SendKind::Share)).unwrap();
+        let share_call = Call::MemShare(tx(share.len()));
+        assert_eq!(
+            err(&nwc(&mut s, &mut m, share_call)),
+            Some(-2),
+            "no TX buffer"
+        );
+        nwc(
+            &mut s,
+            &mut m,
+            Call::RxTxMap {
+                addr: RxTxAddr::Addr64 {
+                    tx: NW_TX,
+                    rx: NW_RX,
+                },
+                page_count: ffa::RxTxPageCount::new(1).unwrap(),
+            },
+        );
+        m.put(NW_TX, &share);
+        let by_addr = Call::MemShare(MemOpArgs {
+            buf: MemOpBuf::Buf64 {
+                addr: 0x4900_0000,
+                page_count: 1,
+            },
+            ..tx(share.len())
+        });
+        assert_eq!(
+            err(&nwc(&mut s, &mut m, by_addr)),
+            Some(-2),
+            "TX buffer only"
+        );
+        let longer = Call::MemShare(MemOpArgs {
+            frag_len: share.len() as u32 + 16,
+            ..tx(share.len())
+        });
+        assert_eq!(
+            err(&nwc(&mut s, &mut m, longer)),
+            Some(-2),
+            "fragment > total"
+        );
+        let ok = nwc(&mut s, &mut m, share_call);
+        assert_eq!(ok[0], SUCCESS32);
+        let h = Handle::from_halves(ok[2] as u32, ok[3] as u32);
+        assert_eq!(h.0 >> 63, 1);
+
+        // SP retrieve: BUSY while its RX holds a message, then the response in RX.
+        spc(
+            &mut s,
+            &mut m,
+            Call::RxTxMap {
+                addr: RxTxAddr::Addr64 {
+                    tx: sp_tx,
+                    rx: sp_rx,
+                },
+                page_count: ffa::RxTxPageCount::new(1).unwrap(),
+            },
+        );
+        let mut rp = perm;
+        rp.data_access = DataAccess::NotSpecified;
+        let req =
+            MemTransaction::retrieve_request(h, 0, rp, TransactionType::Share, 0, EmadSize::V1_2)
+                .to_vec(DescKind::RetrieveReq)
+                .unwrap();
+        m.put(sp_tx, &req);
+        s.sp_ep.mailbox.as_mut().unwrap().rx_full = true;
+        let retrieve = Call::MemRetrieveReq(tx(req.len()));
+        assert_eq!(err(&spc(&mut s, &mut m, retrieve)), Some(-4), "RX busy");
+        assert!(m.hw.sp.is_empty(), "nothing mapped on BUSY");
+        assert_eq!(
+            spc(&mut s, &mut m, Call::RxRelease { vm_id: 0 })[0],
+            SUCCESS32
+        );
+        let r = spc(&mut s, &mut m, retrieve);
+        assert_eq!(r[0], F::MemRetrieveResp as u64);
+        assert_eq!(r[1], r[2], "one fragment");
+        let resp = MemTransaction::parse(
+            &m.get(sp_rx, r[2] as usize),
+            DescKind::RetrieveResp,
+            ParseOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((resp.handle, resp.ranges.len()), (h, 2));
+        assert!(resp.attributes.ns);
+        assert_eq!(s.sp_ep.mailbox.map(|b| b.rx_full), Some(true));
+        assert_eq!(m.hw.sp.len(), 2);
+        spc(&mut s, &mut m, Call::RxRelease { vm_id: 0 });
+
+        // A fragmented lend: FRAG_RX/FRAG_TX both ways.
+        let lend = desc(400);
+        let mut l = lend.clone();
+        for r in &mut l.ranges {
+            r.address += 0x1000;
+        }
+        let lb = l.to_vec(DescKind::Send(SendKind::Lend)).unwrap();
+        let mut plan = ffa::memory::plan_fragments(lb.len(), 96, 4096).unwrap();
+        let (_, first) = plan.next().unwrap();
+        m.put(NW_TX, &lb[..first]);
+        let r = nwc(
+            &mut s,
+            &mut m,
+            Call::MemLend(MemOpArgs {
+                total_len: lb.len() as u32,
+                frag_len: first as u32,
+                buf: MemOpBuf::Tx64,
+            }),
+        );
+        assert_eq!(r[0], F::MemFragRx as u64);
+        let hl = Handle::from_halves(r[1] as u32, r[2] as u32);
+        assert_eq!(r[3] as usize, first);
+        let mut last = [0u64; 18];
+        for (o, len) in plan {
+            m.put(NW_TX, &lb[o..o + len]);
+            let bad_ep = Call::MemFragTx {
+                handle: hl,
+                frag_len: len as u32,
+                endpoint_id: 5,
+            };
+            assert_eq!(err(&nwc(&mut s, &mut m, bad_ep)), Some(-2), "endpoint MBZ");
+            last = nwc(
+                &mut s,
+                &mut m,
+                Call::MemFragTx {
+                    handle: hl,
+                    frag_len: len as u32,
+                    endpoint_id: 0,
+                },
+            );
+        }
+        assert_eq!(
+            (last[0], last[2], last[3]),
+            (SUCCESS32, hl.0 & 0xffff_ffff, hl.0 >> 32)
+        );
+        assert_eq!(m.hw.nw_revoked.len(), 400);
+        let req =
+            MemTransaction::retrieve_request(hl, 0, rp, TransactionType::Lend, 0, EmadSize::V1_2)
+                .to_vec(DescKind::RetrieveReq)
+                .unwrap();
+        m.put(sp_tx, &req);
+        let r = spc(&mut s, &mut m, Call::MemRetrieveReq(tx(req.len())));
+        assert_eq!(r[0], F::MemRetrieveResp as u64);
+        assert!(r[1] > r[2], "fragmented response");
+        let mut asm =
+            FragmentAssembler::new(r[1] as u32, &m.get(sp_rx, r[2] as usize), 1 << 16).unwrap();
+        let frag_rx = |off: usize| Call::MemFragRx {
+            handle: hl,
+            frag_offset: off as u32,
+            endpoint_id: 0,
+        };
+        assert_eq!(
+            err(&spc(&mut s, &mut m, frag_rx(asm.received()))),
+            Some(-4),
+            "RX not released"
+        );
+        while !asm.is_complete() {
+            spc(&mut s, &mut m, Call::RxRelease { vm_id: 0 });
+            assert_eq!(
+                err(&spc(&mut s, &mut m, frag_rx(1))),
+                Some(-2),
+                "wrong offset"
+            );
+            let r = spc(&mut s, &mut m, frag_rx(asm.received()));
+            assert_eq!(r[0], F::MemFragTx as u64);
+            asm.push(&m.get(sp_rx, r[3] as usize)).unwrap();
+        }
+        spc(&mut s, &mut m, Call::RxRelease { vm_id: 0 });
+        let resp = MemTransaction::parse(
+            &asm.finish().unwrap(),
+            DescKind::RetrieveResp,
+            ParseOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(resp.ranges, l.ranges);
+        assert_eq!(m.hw.sp.len(), 402);
+
+        // Relinquish (descriptor in the SP's TX), reclaim by the owner only.
+        let rel = |h| {
+            let mut b = [0u8; 32];
+            MemRelinquishDesc {
+                handle: h,
+                flags: 0,
+                endpoints: std::vec![0x8001],
+            }
+            .encode(&mut b)
+            .unwrap();
+            b
+        };
+        let reclaim = |h| Call::MemReclaim {
+            handle: h,
+            flags: ffa::ReclaimFlags::default(),
+        };
+        assert_eq!(
+            err(&nwc(&mut s, &mut m, reclaim(hl))),
+            Some(-6),
+            "retrieved"
+        );
+        m.put(sp_tx, &rel(hl));
+        assert_eq!(spc(&mut s, &mut m, Call::MemRelinquish)[0], SUCCESS32);
+        assert_eq!(
+            err(&spc(&mut s, &mut m, Call::MemRelinquish)),
+            Some(-2),
+            "twice"
+        );
+        assert_eq!(
+            err(&spc(&mut s, &mut m, reclaim(hl))),
+            Some(-6),
+            "SP is not the owner"
+        );
+        assert_eq!(nwc(&mut s, &mut m, reclaim(hl))[0], SUCCESS32);
+        assert!(m.hw.nw_revoked.is_empty());
+        m.put(sp_tx, &rel(h));
+        assert_eq!(spc(&mut s, &mut m, Call::MemRelinquish)[0], SUCCESS32);
+        assert_eq!(nwc(&mut s, &mut m, reclaim(h))[0], SUCCESS32);
+        assert_eq!(s.mem.live(), 0);
+        assert!(m.hw.sp.is_empty());
+        // The SP sends nothing; the NW retrieves and relinquishes nothing.
+        assert_eq!(err(&spc(&mut s, &mut m, Call::MemShare(tx(64)))), Some(-1));
+        assert_eq!(
+            err(&nwc(&mut s, &mut m, Call::MemRetrieveReq(tx(64)))),
+            Some(-1)
+        );
+        assert_eq!(err(&nwc(&mut s, &mut m, Call::MemRelinquish)), Some(-1));
     }
 }

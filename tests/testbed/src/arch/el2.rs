@@ -389,7 +389,7 @@ extern "C" fn spmc_main() -> ! {
                 regs[0]
             );
             let mut s = Spmc::new(Some(info));
-            s.seed(super::entropy());
+            s.seed(super::entropy);
             match run_sp(&mut s, vcpu, &mut hw) {
                 Ran::InitDone => {
                     let t = reg::cntpct();

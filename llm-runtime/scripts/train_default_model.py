@@ -275,9 +275,11 @@ def main():
         saved = torch.load(state)
         model.load_state_dict(saved["model"])
         steps, val = saved["steps"], saved["val"]
+        args.minutes = saved.get("minutes", args.minutes)
     else:
         steps, val = train(model, data, args.minutes, args.seed)
-        torch.save({"model": model.state_dict(), "steps": steps, "val": val}, state)
+        torch.save({"model": model.state_dict(), "steps": steps, "val": val,
+                    "minutes": args.minutes}, state)
     meta = (f"llama {CFG}, {n_params} params, trained {args.minutes} min ({steps} steps) on Debian "
             f"fortunes, val loss {val:.3f}")
     path = os.path.join(args.out, "fortunes-q8_0.gguf")

@@ -47,6 +47,9 @@ pub enum ModelError {
     KeyType(&'static str),
     /// A hyperparameter is zero, too large, or inconsistent with another one.
     BadHyperParam { key: &'static str, value: u64 },
+    /// A llama variant this runtime does not implement (named by the key or tensor that shows
+    /// it), refused rather than run wrongly.
+    Unsupported(&'static str),
     /// A required tensor is absent.
     MissingTensor(String),
     /// A tensor has the wrong shape.
@@ -95,6 +98,7 @@ impl fmt::Display for ModelError {
             MissingKey(k) => write!(f, "metadata key {k} missing"),
             KeyType(k) => write!(f, "metadata key {k} has the wrong type"),
             BadHyperParam { key, value } => write!(f, "{key} = {value} is invalid"),
+            Unsupported(what) => write!(f, "unsupported llama variant: {what}"),
             MissingTensor(n) => write!(f, "tensor {n} missing"),
             TensorShape {
                 name,
@@ -249,6 +253,18 @@ impl Config {
         let norm_eps = get_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5)?;
         if !(norm_eps.is_finite() && norm_eps >= 0.0) {
             return Err(bad("llama.attention.layer_norm_rms_epsilon", 0));
+        }
+        // Mixture-of-experts (Mixtral-style) and per-dimension RoPE frequency factors
+        // (llama 3.1 scaling) change the math; refuse them instead of computing wrong logits.
+        if g.get("llama.expert_count")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            > 0
+        {
+            return Err(ModelError::Unsupported("llama.expert_count"));
+        }
+        if g.tensor("rope_freqs.weight").is_some() {
+            return Err(ModelError::Unsupported("rope_freqs.weight"));
         }
         for key in ["llama.rope.scaling.type", "llama.rope.scaling.factor"] {
             if let Some(v) = g.get(key) {

@@ -714,4 +714,48 @@ fn hostile_headers_are_errors_not_panics() {
         assert!(try_run(&file).is_err(), "{victim} as {ne:?} accepted");
     }
     assert!(errors > 50, "{errors}");
+
+    // Variants that change the math are refused by name.
+    let moe = {
+        let mut wr = GgufWriter::new();
+        for (k, v) in &keys {
+            match *v {
+                Value::U32(x) => wr.kv_u32(k, x),
+                Value::F32(x) => wr.kv_f32(k, x),
+                Value::String(s) => wr.kv_str(k, s),
+                _ => &mut wr,
+            };
+        }
+        wr.kv_u32("llama.expert_count", 8);
+        for t in g.tensors() {
+            wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+        }
+        Aligned::new(&wr.finish())
+    };
+    let g2 = Gguf::parse(moe.bytes()).unwrap();
+    assert_eq!(
+        Config::from_gguf(&g2),
+        Err(ModelError::Unsupported("llama.expert_count"))
+    );
+    let freqs = {
+        let mut wr = GgufWriter::new();
+        for (k, v) in &keys {
+            match *v {
+                Value::U32(x) => wr.kv_u32(k, x),
+                Value::F32(x) => wr.kv_f32(k, x),
+                Value::String(s) => wr.kv_str(k, s),
+                _ => &mut wr,
+            };
+        }
+        for t in g.tensors() {
+            wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+        }
+        wr.tensor_f32("rope_freqs.weight", &[8], &[1.0; 8]);
+        Aligned::new(&wr.finish())
+    };
+    let g3 = Gguf::parse(freqs.bytes()).unwrap();
+    assert_eq!(
+        Config::from_gguf(&g3),
+        Err(ModelError::Unsupported("rope_freqs.weight"))
+    );
 }

@@ -136,3 +136,48 @@ fn classic_mistakes_break_parity() {
     v.merges.reverse();
     assert!(count(v, "bpe-gpt2", true) > 500);
 }
+
+/// Hostile vocabularies: whatever a model file holds, building either fails with an error or
+/// gives a tokenizer that encodes and decodes anything without panicking.
+#[test]
+fn corrupted_vocabularies_never_panic() {
+    use llm_runtime::sampler::Pcg32;
+    let mut rng = Pcg32::new(99);
+    let texts: Vec<String> = cases("spm").into_iter().take(200).map(|(s, _)| s).collect();
+    let pieces = [
+        "", " ", "▁", "<0x41>", "<0xZZ>", "<s>", "a b", "ab", "\u{fffd}", "Ġ", "<|x|>",
+    ];
+    let mut built = 0;
+    for round in 0..200 {
+        let base = ["spm", "bpe-llama3", "bpe-gpt2"][round % 3];
+        let mut v = vocab(base);
+        let n = v.tokens.len() as u32;
+        for _ in 0..1 + rng.next_u32() % 20 {
+            let i = (rng.next_u32() % n) as usize;
+            match rng.next_u32() % 7 {
+                0 => v.tokens[i] = pieces[rng.next_u32() as usize % pieces.len()].into(),
+                1 if !v.token_types.is_empty() => v.token_types[i] = rng.next_u32() as i32 % 8,
+                2 if !v.scores.is_empty() => {
+                    v.scores[i] = [f32::NAN, f32::INFINITY, -1e30, 0.0][rng.next_u32() as usize % 4]
+                }
+                3 if !v.merges.is_empty() => {
+                    let j = rng.next_u32() as usize % v.merges.len();
+                    v.merges[j] = pieces[rng.next_u32() as usize % pieces.len()].into();
+                }
+                4 => v.bos_id = Some(rng.next_u32() % (n + 5)),
+                5 => v.tokens[i] = v.tokens[(i + 1) % n as usize].clone(),
+                _ => v.unk_id = Some(rng.next_u32() % (n + 5)),
+            }
+        }
+        let Ok(t) = Tokenizer::new(v) else { continue };
+        built += 1;
+        for s in texts.iter().skip(round % 7).step_by(7) {
+            let ids = t.encode(s, true, round % 2 == 0);
+            assert!(ids.iter().all(|&id| (id as usize) < t.n_tokens()));
+            let _ = t.decode(&ids);
+        }
+        let junk: Vec<u32> = (0..50).map(|_| rng.next_u32() % (n + 10)).collect();
+        let _ = t.decode(&junk);
+    }
+    assert!(built > 20, "only {built} corrupted vocabularies built");
+}

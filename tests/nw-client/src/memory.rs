@@ -327,8 +327,10 @@ pub(crate) fn memory<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
                 Ok(())
             }),
     );
+    r.check("mem.commands_over_req32_and_req2", transports(c));
     share(c, r);
     lend(c, r);
+    lend_zeroing(c, r);
     donate(c, r);
     fragmented(c, r);
     malformed(c, r);
@@ -611,6 +613,80 @@ fn donate<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     );
 }
 
+/// `MemStats` over DIRECT_REQ_32 and DIRECT_REQ2 answers as over DIRECT_REQ_64.
+fn transports<E: Env>(c: &mut Ctx<'_, E>) -> CheckResult {
+    let s64 = c.stats()?;
+    let req = [Command::MemStats as u64, 0, 0, 0, 0];
+    let r32 = match c.direct(&req, Width::W32) {
+        Ok(r) => r,
+        Err(e) => fail!("REQ_32: {e:?}"),
+    };
+    let mut req2 = [0u64; flexserve_proto::DIRECT2_PAYLOAD_REGS];
+    req2[0] = Command::MemStats as u64;
+    let r2 = match c.direct2(ffa::Uuid(flexserve_proto::SERVICE_UUID), &req2) {
+        Ok(r) => r,
+        Err(e) => fail!("REQ2: {e:?}"),
+    };
+    for (name, regs, width) in [
+        ("REQ_32", &r32[..], Width::W32),
+        ("REQ2", &r2[..], Width::W64),
+    ] {
+        match Response::decode(regs, width, Command::MemStats) {
+            Ok(Response::MemStats(s)) if s == s64 => {}
+            other => fail!("{name}: {other:?}, REQ_64 said {s64:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// The zero flags: LEND with "zero memory" (the borrower sees zeros) and RECLAIM with "zero
+/// memory" (the owner gets zeros back, not what the borrower left).
+fn lend_zeroing<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    let zeros = Checksum::of(&[0u8; PAGE as usize]);
+    r.check("lend.zero_flag_on_send", {
+        (|| {
+            let pages = [(PROBE + 20, 1)];
+            c.scribble(&pages, 0x44);
+            let mut desc = c.desc(SendKind::Lend, &pages);
+            desc.flags = MemFlags(MemFlags::ZERO_MEMORY);
+            let h = ok(c.send(SendKind::Lend, &desc))?;
+            let i = c.retrieve_ok(h, 2)?;
+            let sum = c.checksum(i.region, 0, PAGE as u32);
+            c.done(Request::MemRelease { region: i.region })?;
+            ok(c.reclaim(h))?;
+            match sum? {
+                s if s == zeros => Ok(()),
+                s => fail!("the borrower saw checksum {s:#x}, not zeroed memory"),
+            }
+        })()
+    });
+    r.check("lend.reclaim_zero_flag", {
+        (|| {
+            let pages = [(PROBE + 22, 1)];
+            c.scribble(&pages, 0x55);
+            let desc = c.desc(SendKind::Lend, &pages);
+            let h = ok(c.send(SendKind::Lend, &desc))?;
+            let i = c.retrieve_ok(h, 2)?;
+            c.done(Request::MemFill {
+                region: i.region,
+                offset: 0,
+                len: PAGE as u32,
+                pattern: 0x5ec2_e7,
+            })?;
+            c.done(Request::MemRelease { region: i.region })?;
+            let flags = ReclaimFlags {
+                zero_memory: true,
+                time_slicing: false,
+            };
+            ok(c.env.ep().mem_reclaim(h, flags))?;
+            match c.local_checksum(&pages, 0, PAGE) {
+                s if s == zeros => Ok(()),
+                s => fail!("the owner got checksum {s:#x} back, not zeroed memory"),
+            }
+        })()
+    });
+}
+
 fn fragmented<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let pages: Vec<(u64, u32)> = (0..FRAG_RANGES as u64)
         .map(|i| (FRAG_FIRST + 2 * i, 1))
@@ -885,6 +961,7 @@ fn malformed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
 fn cycles<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let before = c.stats();
     let mut handles: Vec<u64> = Vec::new();
+    let t0 = c.env.counter();
     r.check("cycles.share_retrieve_relinquish_reclaim_200", {
         (|| {
             let desc = c.desc(SendKind::Share, &CYCLE);
@@ -908,6 +985,15 @@ fn cycles<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             Ok(())
         })()
     });
+    if let (Some((t0, hz)), Some((t1, _))) = (t0, c.env.counter())
+        && hz != 0
+    {
+        let us = (t1.wrapping_sub(t0) as u128 * 1_000_000 / hz as u128) as u64;
+        r.note(format_args!(
+            "{CYCLES} share/retrieve/release/reclaim cycles: {us} us, {} us each (guest time)",
+            us / u64::from(CYCLES)
+        ));
+    }
     r.check("cycles.no_leaked_mapping", {
         (|| {
             let (Ok(b), Ok(a)) = (before.as_ref(), c.stats()) else {

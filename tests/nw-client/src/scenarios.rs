@@ -111,7 +111,7 @@ impl<'e, E: Env> Ctx<'e, E> {
         }
     }
 
-    fn direct2(
+    pub(crate) fn direct2(
         &mut self,
         uuid: Uuid,
         req: &[u64; DIRECT2_PAYLOAD_REGS],

@@ -7,7 +7,7 @@ use ffa::{
     PartitionProperties, Regs, RxTxBuffers, SuccessArgs, Uuid, Version,
     memory::{
         DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm,
-        MemTransaction, ParseOptions, SendKind, TransactionType,
+        MemFlags, MemTransaction, ParseOptions, SendKind, TransactionType,
     },
 };
 use flexserve_proto::SERVICE_UUID;
@@ -178,15 +178,28 @@ impl World {
         }
     }
 
-    fn reclaim(&mut self, h: Handle) -> Regs {
+    fn zero(&mut self, t: &MemTransaction) {
+        for p in Self::pages(t) {
+            let o = (p - CLIENT_SHARE_BASE) as usize;
+            self.ns[o..o + PAGE as usize].fill(0);
+        }
+    }
+
+    fn reclaim(&mut self, h: Handle, zero: bool) -> Regs {
         match self.txs.get(&h.0) {
             None => error(FfaError::InvalidParameters),
             Some(t) if t.retrieved => error(FfaError::Denied),
+            Some(t) if zero && t.kind == SendKind::Share => error(FfaError::InvalidParameters),
             Some(_) => {
                 let t = self.txs.remove(&h.0).map(|t| t.sent);
-                for p in t.iter().flat_map(Self::pages) {
-                    self.busy.remove(&p);
-                    self.blocked.remove(&p);
+                for t in t.iter() {
+                    if zero {
+                        self.zero(t);
+                    }
+                    for p in Self::pages(t) {
+                        self.busy.remove(&p);
+                        self.blocked.remove(&p);
+                    }
                 }
                 success(0, 0)
             }
@@ -199,30 +212,32 @@ impl World {
         let bytes = req.to_vec(DescKind::RetrieveReq)?;
         let req = MemTransaction::parse(&bytes, DescKind::RetrieveReq, ParseOptions::default())?;
         let inv = ffa::Error::Ffa(FfaError::InvalidParameters);
-        let tx = self.txs.get_mut(&req.handle.0).ok_or(inv)?;
+        let tx = self.txs.get(&req.handle.0).ok_or(inv)?;
+        let (sent, retrieved) = (tx.sent.clone(), tx.retrieved);
         let kind = match tx.kind {
             SendKind::Share => TransactionType::Share,
             SendKind::Lend => TransactionType::Lend,
             SendKind::Donate => TransactionType::Donate,
         };
         let want = req.flags.transaction_type();
-        let sent_emad = tx
-            .sent
-            .receivers
-            .iter()
-            .find(|e| e.perm.endpoint_id == SP_ID);
+        let sent_emad = sent.receivers.iter().find(|e| e.perm.endpoint_id == SP_ID);
         if (want != TransactionType::Unspecified && want != kind)
-            || req.sender_id != tx.sent.sender_id
+            || req.sender_id != sent.sender_id
             || req.receivers.len() != 1
             || req.receivers[0].perm.endpoint_id != SP_ID
             || sent_emad.is_none()
         {
             return Err(inv);
         }
-        if tx.retrieved {
+        if retrieved {
             return Err(ffa::Error::Ffa(FfaError::Denied));
         }
-        tx.retrieved = true;
+        if let Some(t) = self.txs.get_mut(&req.handle.0) {
+            t.retrieved = true;
+        }
+        if kind != TransactionType::Share && sent.flags.contains(MemFlags::ZERO_MEMORY) {
+            self.zero(&sent);
+        }
         let data_access = match sent_emad.map(|e| e.perm.data_access) {
             Some(DataAccess::ReadOnly) => DataAccess::ReadOnly,
             _ => DataAccess::ReadWrite,
@@ -234,7 +249,7 @@ impl World {
             non_retrieval_borrower: false,
         };
         let resp = MemTransaction::retrieve_response(
-            &tx.sent,
+            &sent,
             req.handle,
             kind,
             granted,
@@ -422,7 +437,9 @@ impl Conduit for FakeSpmc {
             Interface::MemFragTx {
                 handle, frag_len, ..
             } => self.world.borrow_mut().frag_tx(handle, frag_len),
-            Interface::MemReclaim { handle, .. } => self.world.borrow_mut().reclaim(handle),
+            Interface::MemReclaim { handle, flags } => {
+                self.world.borrow_mut().reclaim(handle, flags.zero_memory)
+            }
             _ => error(FfaError::NotSupported),
         }
     }

@@ -671,7 +671,7 @@ fn lend_zeroing<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
                 region: i.region,
                 offset: 0,
                 len: PAGE as u32,
-                pattern: 0x5ec2_e7,
+                pattern: 0x005e_c2e7,
             })?;
             c.done(Request::MemRelease { region: i.region })?;
             let flags = ReclaimFlags {

@@ -359,3 +359,44 @@ fn blocks_from_bytes_checks() {
     );
     assert_eq!(blocks_from_bytes(&[]).unwrap().len(), 0);
 }
+
+#[test]
+fn rounding_matches_libm_roundf() {
+    let reference = |v: f32| libm::roundf(v) as i8;
+    let mut rng = Rng(7);
+    let mut specials = vec![
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        126.5,
+        -127.5,
+        127.49999,
+        127.5,
+        -128.5,
+        128.0,
+        1e10,
+        -1e10,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        0.49999997,
+        -0.49999997,
+        f32::MIN_POSITIVE,
+        8388607.5,
+    ];
+    for i in -300..300 {
+        specials.push(i as f32 * 0.5);
+        specials.push(f32::from_bits((i as f32 * 0.5).to_bits().wrapping_add(1)));
+        specials.push(f32::from_bits((i as f32 * 0.5).to_bits().wrapping_sub(1)));
+    }
+    for &v in &specials {
+        assert_eq!(scalar::round_to_i8(v), reference(v), "v = {v:e}");
+    }
+    for _ in 0..200_000 {
+        let v = rng.f32() * 140.0;
+        assert_eq!(scalar::round_to_i8(v), reference(v), "v = {v:e}");
+    }
+}

@@ -40,9 +40,27 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         blk.d = half::f16::from_f32(d).to_bits();
         for (q, &v) in blk.qs.iter_mut().zip(xs) {
-            *q = libm::roundf(v * id) as i8;
+            *q = round_to_i8(v * id);
         }
     }
+}
+
+/// `roundf(v) as i8` (round half away from zero, saturating, NaN to 0) without the libm call,
+/// so the quantizer loop vectorizes.
+#[inline(always)]
+pub fn round_to_i8(v: f32) -> i8 {
+    // Anything beyond +-129 saturates anyway; the clamp keeps `t` and `f` exact (NaN stays NaN).
+    let v = v.clamp(-129.0, 129.0);
+    let t = v as i32; // toward zero; NaN -> 0
+    let f = v - t as f32; // exact for |v| < 2^23
+    let r = if f >= 0.5 {
+        t + 1
+    } else if f <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
+    r.clamp(-128, 127) as i8
 }
 
 /// Reference matrix-matrix product for the output columns `out.cols()` (weights `w` hold just

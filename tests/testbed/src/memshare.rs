@@ -45,6 +45,9 @@ use testbed_layout::{ns_ram, virt};
 
 /// Live transactions (sending, sent or retrieved).
 pub const MAX_TRANSACTIONS: usize = 64;
+/// Ranges donated to the SP and retrieved (the NW never owns them again); a DONATE that would
+/// overflow this record is refused with NO_MEMORY.
+pub const MAX_DONATED_RANGES: usize = 1024;
 /// Largest descriptor accepted (a 512-constituent send is 8.3 KiB).
 pub const MAX_DESC_LEN: usize = 64 * 1024;
 /// RX/TX buffer size (one page).
@@ -185,6 +188,8 @@ pub struct CallerInfo {
 
 pub struct MemShare {
     txs: Vec<Tx>,
+    /// Ranges whose ownership moved to the SP (retrieved DONATEs).
+    donated: Vec<MemRange>,
     /// The only borrower (the SP's ID).
     pub receiver: u16,
     /// The owner (the NW's ID).
@@ -224,6 +229,7 @@ impl MemShare {
     pub fn new(owner: u16, receiver: u16) -> Self {
         MemShare {
             txs: Vec::new(),
+            donated: Vec::new(),
             receiver,
             owner,
         }
@@ -232,6 +238,30 @@ impl MemShare {
     /// Live transactions (for leak checks).
     pub fn live(&self) -> usize {
         self.txs.len()
+    }
+
+    /// Whether the normal world may name `[pa, pa + len)` as its own (e.g. for its RX/TX
+    /// buffers, which the SPMC writes and reads on its behalf): NS DRAM outside the testbed's
+    /// region, in no live transaction and not donated. `len` > 0.
+    pub fn nw_may_use(&self, pa: u64, len: u64) -> bool {
+        let r = MemRange {
+            address: pa & !0xfff,
+            page_count: ((pa & 0xfff) + len)
+                .div_ceil(0x1000)
+                .min(u64::from(u32::MAX)) as u32,
+        };
+        nw_owns(&r) && !self.in_use(core::slice::from_ref(&r))
+    }
+
+    /// Whether any of `ranges` overlaps a live transaction or donated memory.
+    fn in_use(&self, ranges: &[MemRange]) -> bool {
+        let live = self
+            .txs
+            .iter()
+            .filter_map(|t| t.desc.as_ref())
+            .flat_map(|d| d.ranges.iter());
+        live.chain(self.donated.iter())
+            .any(|a| ranges.iter().any(|b| overlaps(a, b)))
     }
 
     fn find(&self, h: Handle) -> Option<usize> {
@@ -250,12 +280,16 @@ impl MemShare {
 
     /// FFA_MEM_SHARE/LEND/DONATE from `caller` with the first fragment `frag` (copied out of
     /// its TX buffer) of a `total`-byte descriptor.
+    ///
+    /// `avoid`: the caller's TX and RX buffer pages, which it may not send.
+    #[allow(clippy::too_many_arguments)]
     pub fn send(
         &mut self,
         caller: CallerInfo,
         kind: SendKind,
         total: u32,
         frag: &[u8],
+        avoid: Option<(u64, u64)>,
         hw: &mut dyn MemHw,
         rng: &mut dyn Entropy,
     ) -> Result<Reply, FfaError> {
@@ -289,7 +323,7 @@ impl MemShare {
             });
         }
         let handle = self.new_handle(rng);
-        self.complete(caller, kind, handle, frag, hw)?;
+        self.complete(caller, kind, handle, frag, avoid, hw)?;
         Ok(Reply::Handle(handle))
     }
 
@@ -299,6 +333,7 @@ impl MemShare {
         caller: CallerInfo,
         handle: Handle,
         frag: &[u8],
+        avoid: Option<(u64, u64)>,
         hw: &mut dyn MemHw,
     ) -> Result<Reply, FfaError> {
         // Hafnium `api_ffa_mem_frag_tx`: whole constituents, at most one buffer (checked
@@ -335,7 +370,7 @@ impl MemShare {
             return Err(inval());
         };
         let whole = asm.finish().map_err(FfaError::from)?;
-        self.complete(caller, tx.kind, handle, &whole, hw)?;
+        self.complete(caller, tx.kind, handle, &whole, avoid, hw)?;
         Ok(Reply::Handle(handle))
     }
 
@@ -346,6 +381,7 @@ impl MemShare {
         kind: SendKind,
         handle: Handle,
         bytes: &[u8],
+        avoid: Option<(u64, u64)>,
         hw: &mut dyn MemHw,
     ) -> Result<(), FfaError> {
         let opts = ParseOptions {
@@ -363,18 +399,29 @@ impl MemShare {
             return Err(inval());
         }
         check_send_attributes(kind, desc.attributes)?;
-        // Ownership: NS DRAM the NW owns, not already in another transaction (Hafnium
-        // `ffa_send_check_transition`: the owner must have exclusive access).
-        if !desc.ranges.iter().all(nw_owns) {
+        // Ownership: NS DRAM the NW owns, not already in another transaction nor donated
+        // (Hafnium `ffa_send_check_transition`: the owner must have exclusive access), and not
+        // its own RX/TX buffers (the SPMC keeps using them on its behalf).
+        if !desc.ranges.iter().all(nw_owns) || self.in_use(&desc.ranges) {
             return Err(FfaError::Denied);
         }
-        let busy = self.txs.iter().filter_map(|t| t.desc.as_ref()).any(|d| {
-            d.ranges
-                .iter()
-                .any(|a| desc.ranges.iter().any(|b| overlaps(a, b)))
-        });
-        if busy {
+        if let Some((tx, rx)) = avoid
+            && desc.ranges.iter().any(|r| {
+                [tx, rx].iter().any(|&b| {
+                    overlaps(
+                        r,
+                        &MemRange {
+                            address: b,
+                            page_count: 1,
+                        },
+                    )
+                })
+            })
+        {
             return Err(FfaError::Denied);
+        }
+        if kind == SendKind::Donate && self.donated.len() + desc.ranges.len() > MAX_DONATED_RANGES {
+            return Err(FfaError::NoMemory);
         }
         if kind != SendKind::Share {
             let why = Revoked {
@@ -527,7 +574,9 @@ impl MemShare {
         let pending = (first < bytes.len()).then_some((bytes, first));
         if tx.kind == SendKind::Donate && pending.is_none() {
             // Ownership moved to the SP: the handle is gone, the NW never gets it back.
-            self.txs.remove(i);
+            let tx = self.txs.remove(i);
+            self.donated
+                .extend(tx.desc.into_iter().flat_map(|d| d.ranges));
         } else {
             self.txs[i].state = State::Retrieved {
                 pending,
@@ -571,7 +620,9 @@ impl MemShare {
         *sent += len;
         if *sent == bytes.len() {
             if self.txs[i].kind == SendKind::Donate {
-                self.txs.remove(i);
+                let tx = self.txs.remove(i);
+                self.donated
+                    .extend(tx.desc.into_iter().flat_map(|d| d.ranges));
             } else if let State::Retrieved { pending, .. } = &mut self.txs[i].state {
                 *pending = None;
             }

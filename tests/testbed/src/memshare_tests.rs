@@ -146,11 +146,47 @@ impl T {
         }
     }
     fn send_raw(&mut self, kind: SendKind, b: &[u8]) -> Result<Reply, FfaError> {
-        self.m
-            .send(NW, kind, b.len() as u32, b, &mut self.hw, &mut self.rng)
+        self.m.send(
+            NW,
+            kind,
+            b.len() as u32,
+            b,
+            None,
+            &mut self.hw,
+            &mut self.rng,
+        )
     }
     fn send(&mut self, kind: SendKind, d: &MemTransaction) -> Result<Handle, FfaError> {
         match self.send_raw(kind, &bytes(kind, d))? {
+            Reply::Handle(h) => Ok(h),
+            r => panic!("{r:?}"),
+        }
+    }
+    /// A send of any size, fragmented like the client does.
+    fn send_frag(&mut self, kind: SendKind, d: &MemTransaction) -> Result<Handle, FfaError> {
+        let b = bytes(kind, d);
+        let head = 48 + d.receivers.len() * d.emad_size.bytes() + 16;
+        let mut plan = plan_fragments(b.len(), head, BUF_SIZE).unwrap();
+        let (_, first) = plan.next().unwrap();
+        let mut r = self.m.send(
+            NW,
+            kind,
+            b.len() as u32,
+            &b[..first],
+            None,
+            &mut self.hw,
+            &mut self.rng,
+        )?;
+        for (o, l) in plan {
+            let Reply::FragRx { handle, offset } = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(offset as usize, o);
+            r = self
+                .m
+                .frag_tx(NW, handle, &b[o..o + l], None, &mut self.hw)?;
+        }
+        match r {
             Reply::Handle(h) => Ok(h),
             r => panic!("{r:?}"),
         }
@@ -280,6 +316,15 @@ fn donate_moves_ownership_for_good() {
     assert_eq!(t.relinquish(h, 0), Err(FfaError::InvalidParameters));
     assert_eq!(t.hw.nw_revoked.len(), 1, "never given back");
     assert_eq!(t.hw.sp.len(), 1, "the SP keeps it");
+    for k in [SendKind::Share, SendKind::Lend, SendKind::Donate] {
+        assert_eq!(
+            t.send(k, &desc(k, &[(BUF, 1)])),
+            Err(FfaError::Denied),
+            "donated memory is not the NW's to send"
+        );
+    }
+    assert!(!t.m.nw_may_use(BUF + 0x10, 0x100), "nor to use as a buffer");
+    assert!(t.m.nw_may_use(BUF + 0x1000, 0x1000));
     // A donate not yet retrieved can be reclaimed.
     let h = t
         .send(
@@ -289,6 +334,48 @@ fn donate_moves_ownership_for_good() {
         .unwrap();
     assert_eq!(t.reclaim(h, false), Ok(Reply::Ok));
     assert_eq!(t.hw.nw_revoked.len(), 1);
+}
+
+#[test]
+fn owners_buffers_and_donation_record_are_protected() {
+    let mut t = T::new();
+    let b = bytes(SendKind::Lend, &desc(SendKind::Lend, &[(BUF, 4)]));
+    let mailbox = Some((BUF + 0x2000, 0x4010_0000));
+    assert_eq!(
+        t.m.send(
+            NW,
+            SendKind::Lend,
+            b.len() as u32,
+            &b,
+            mailbox,
+            &mut t.hw,
+            &mut t.rng
+        ),
+        Err(FfaError::Denied),
+        "the sender's TX buffer"
+    );
+    let h = t
+        .send(SendKind::Lend, &desc(SendKind::Lend, &[(BUF, 4)]))
+        .unwrap();
+    assert!(
+        !t.m.nw_may_use(BUF + 0x3000, 0x1000),
+        "lent pages are no buffer"
+    );
+    assert!(!t.m.nw_may_use(ns_ram::TESTBED_NS_BASE, 0x1000), "reserved");
+    t.reclaim(h, false).unwrap();
+    assert!(t.m.nw_may_use(BUF + 0x3000, 0x1000));
+    // The record of donated ranges is bounded: NO_MEMORY before anything changes.
+    let many: Vec<(u64, u32)> = (0..512).map(|i| (BUF + i * 0x2000, 1)).collect();
+    for round in 0..2u64 {
+        let r: Vec<(u64, u32)> = many.iter().map(|&(a, n)| (a + round * 0x1000, n)).collect();
+        let h = t
+            .send_frag(SendKind::Donate, &desc(SendKind::Donate, &r))
+            .unwrap();
+        t.retrieve(h, TransactionType::Donate).unwrap();
+    }
+    let d = desc(SendKind::Donate, &[(0x5000_0000, 1)]);
+    assert_eq!(t.send(SendKind::Donate, &d), Err(FfaError::NoMemory));
+    assert_eq!(t.hw.nw_revoked.len(), 1024);
 }
 
 #[test]
@@ -375,6 +462,7 @@ fn fragmented_send_and_retrieve_of_512_constituents() {
             SendKind::Lend,
             b.len() as u32,
             &b[..first],
+            None,
             &mut t.hw,
             &mut t.rng,
         )
@@ -398,7 +486,10 @@ fn fragmented_send_and_retrieve_of_512_constituents() {
     );
     let mut last = None;
     for (o, l) in plan {
-        last = Some(t.m.frag_tx(NW, handle, &b[o..o + l], &mut t.hw).unwrap());
+        last = Some(
+            t.m.frag_tx(NW, handle, &b[o..o + l], None, &mut t.hw)
+                .unwrap(),
+        );
     }
     assert_eq!(last, Some(Reply::Handle(handle)));
     assert_eq!(t.hw.nw_revoked.len(), 512);
@@ -429,6 +520,7 @@ fn fragment_errors_end_the_transaction() {
             SendKind::Share,
             b.len() as u32,
             &b[..4000],
+            None,
             &mut t.hw,
             &mut t.rng,
         )
@@ -438,13 +530,13 @@ fn fragment_errors_end_the_transaction() {
     };
     let other = CallerInfo { id: 0x8001, ..NW };
     assert_eq!(
-        t.m.frag_tx(other, handle, &b[4000..4016], &mut t.hw),
+        t.m.frag_tx(other, handle, &b[4000..4016], None, &mut t.hw),
         Err(FfaError::InvalidParameters),
         "only the sender continues"
     );
     assert_eq!(t.m.live(), 1);
     assert_eq!(
-        t.m.frag_tx(NW, handle, &b[4000..4010], &mut t.hw),
+        t.m.frag_tx(NW, handle, &b[4000..4010], None, &mut t.hw),
         Err(FfaError::InvalidParameters),
         "not whole ranges"
     );
@@ -454,13 +546,13 @@ fn fragment_errors_end_the_transaction() {
         "checked before the handle: the transaction stays"
     );
     assert_eq!(
-        t.m.frag_tx(NW, handle, &b[4000..], &mut t.hw),
+        t.m.frag_tx(NW, handle, &b[4000..], None, &mut t.hw),
         Err(FfaError::InvalidParameters),
         "longer than what remains (and than a buffer)"
     );
     assert_eq!(t.m.live(), 1);
     assert_eq!(
-        t.m.frag_tx(NW, handle, &b[4000..8000], &mut t.hw),
+        t.m.frag_tx(NW, handle, &b[4000..8000], None, &mut t.hw),
         Ok(Reply::FragRx {
             handle,
             offset: 8000
@@ -468,13 +560,13 @@ fn fragment_errors_end_the_transaction() {
     );
     let too_long = vec![0u8; b.len() - 8000 + 16];
     assert_eq!(
-        t.m.frag_tx(NW, handle, &too_long, &mut t.hw),
+        t.m.frag_tx(NW, handle, &too_long, None, &mut t.hw),
         Err(FfaError::InvalidParameters),
         "past the announced total"
     );
     assert_eq!(t.m.live(), 0, "freed");
     assert_eq!(
-        t.m.frag_tx(NW, handle, &b[4000..4016], &mut t.hw),
+        t.m.frag_tx(NW, handle, &b[4000..4016], None, &mut t.hw),
         Err(FfaError::InvalidParameters),
         "unknown handle"
     );
@@ -483,7 +575,7 @@ fn fragment_errors_end_the_transaction() {
         .send(SendKind::Share, &desc(SendKind::Share, &[(BUF, 1)]))
         .unwrap();
     assert_eq!(
-        t.m.frag_tx(NW, h, &[0; 16], &mut t.hw),
+        t.m.frag_tx(NW, h, &[0; 16], None, &mut t.hw),
         Err(FfaError::InvalidParameters)
     );
     assert_eq!(t.m.live(), 1);
@@ -661,6 +753,7 @@ fn send_rejections() {
             Share,
             (MAX_DESC_LEN + 16) as u32,
             &good,
+            None,
             &mut t.hw,
             &mut t.rng
         ),
@@ -668,7 +761,7 @@ fn send_rejections() {
         "oversize total"
     );
     assert_eq!(
-        t.m.send(NW, Share, 16, &good, &mut t.hw, &mut t.rng),
+        t.m.send(NW, Share, 16, &good, None, &mut t.hw, &mut t.rng),
         Err(FfaError::InvalidParameters),
         "fragment longer than the total"
     );

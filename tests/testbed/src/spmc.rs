@@ -352,8 +352,9 @@ impl Spmc {
             }
             let frag = self.read_tx(Caller::Nw, a.frag_len as usize, mem)?;
             let who = self.caller(Caller::Nw);
+            let avoid = self.nw_ep.mailbox.map(|b| (b.tx, b.rx));
             self.mem
-                .send(who, kind, a.total_len, &frag, mem, &mut self.rng)
+                .send(who, kind, a.total_len, &frag, avoid, mem, &mut self.rng)
         })();
         Self::mem_reply(r)
     }
@@ -365,7 +366,8 @@ impl Spmc {
             }
             let frag = self.read_tx(Caller::Nw, len as usize, mem)?;
             let who = self.caller(Caller::Nw);
-            self.mem.frag_tx(who, handle, &frag, mem)
+            let avoid = self.nw_ep.mailbox.map(|b| (b.tx, b.rx));
+            self.mem.frag_tx(who, handle, &frag, avoid, mem)
         })();
         Self::mem_reply(r)
     }
@@ -531,12 +533,10 @@ impl Spmc {
         if tx < rx.saturating_add(size) && rx < tx.saturating_add(size) {
             return error(FfaError::InvalidParameters);
         }
+        // The NW's buffers: its own NS DRAM (not the testbed's region, not lent or donated
+        // memory: the SPMC writes and reads them on the NW's behalf).
         let allowed = |a: u64| match c {
-            Caller::Nw => {
-                a >= NW_RAM.0
-                    && a.checked_add(size)
-                        .is_some_and(|e| e <= NW_RAM.0 + NW_RAM.1)
-            }
+            Caller::Nw => self.mem.nw_may_use(a, size),
             Caller::Sp => self.sp.is_some_and(|s| s.owns(a, size)),
         };
         if !allowed(tx) || !allowed(rx) {
@@ -1188,6 +1188,12 @@ mod tests {
             err(&nw(&mut s, map(0x0e30_0000, NW_RX, 1))),
             Some(-2),
             "secure"
+        );
+        let reserved = testbed_layout::ns_ram::TESTBED_NS_BASE;
+        assert_eq!(
+            err(&nw(&mut s, map(reserved, NW_RX, 1))),
+            Some(-2),
+            "the testbed's NS region"
         );
         assert_eq!(
             err(&nw(&mut s, map(NW_TX, NW_RX, 1 | 1 << 6))),

@@ -287,12 +287,12 @@ impl<'a> Stage2<'a> {
     }
 
     /// Takes the page at `ipa` away (invalid descriptor carrying `tag`, non-zero), splitting a
-    /// block if needed. The page must be mapped (or already revoked: the tag is replaced).
-    /// The caller invalidates the TLB.
+    /// block if needed. The page must be mapped (a revoked page is not: a page cannot be
+    /// taken twice). The caller invalidates the TLB.
     pub fn revoke(&mut self, ipa: u64, tag: u32) -> Result<(), MapError> {
         Self::check(ipa, 0, PAGE)?;
         let (t, i) = self.l3_slot_split(ipa)?;
-        if self.pool[t].0[i] & 0b11 != VALID_PAGE && self.pool[t].0[i] & REVOKED == 0 {
+        if self.pool[t].0[i] & 0b11 != VALID_PAGE {
             return Err(MapError::NotMapped { ipa });
         }
         self.pool[t].0[i] = u64::from(tag) << 32 | REVOKED;
@@ -475,6 +475,11 @@ mod tests {
         s2.revoke(0x4800_1000, 0x8001_0001).unwrap();
         assert_eq!(s2.tables_used(), 4, "the 2 MiB block was split");
         assert_eq!(s2.lookup(0x4800_1000), None);
+        assert_eq!(s2.revoked_tag(0x4800_1000), Some(0x8001_0001));
+        assert!(
+            matches!(s2.revoke(0x4800_1000, 2), Err(MapError::NotMapped { .. })),
+            "not twice"
+        );
         assert_eq!(s2.revoked_tag(0x4800_1000), Some(0x8001_0001));
         assert_eq!(
             s2.lookup(0x4800_0000),

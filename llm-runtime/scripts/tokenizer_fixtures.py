@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tokenizer parity fixtures: vocab-only GGUF files plus the reference tokenizers' ids.
 
-Makes three tokenizers, trained here so no third-party vocabulary (or its licence) is involved:
+Makes three tokenizers (and checks the default model's, see build_fortunes), trained here so no third-party vocabulary (or its licence) is involved:
   spm       SentencePiece BPE, llama-style settings (byte fallback, identity normalisation,
             remove_extra_whitespaces=False, split digits, two user-defined pieces); reference =
             the `sentencepiece` package.
@@ -232,16 +232,43 @@ def build_bpe(out, name, train_text, strings, llama3):
     write_cases(os.path.join(out, f"{name}.cases"), strings, ids)
 
 
+def build_fortunes(out, strings, sp_model, gguf_path):
+    """The default model's own vocabulary: ids from its SentencePiece model (kept by
+    train_default_model.py in --work), cross-checked against llama.cpp's tokenizer on the
+    committed GGUF when llama-cpp-python is installed."""
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    ids = [sp.encode(s) for s in strings]
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        Llama = None
+    if Llama is not None:
+        m = Llama(model_path=gguf_path, vocab_only=True, verbose=False)
+        lc = [m.tokenize(s.encode(), add_bos=False, special=False) for s in strings]
+        same = sum(a == b for a, b in zip(ids, lc))
+        print(f"fortunes vocab: llama.cpp agrees with sentencepiece on {same}/{len(strings)}")
+        assert same == len(strings)
+    write_cases(os.path.join(out, "fortunes.cases"), strings, ids)
+
+
 def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "fixtures", "tokenizer"))
+    ap.add_argument("--only", choices=["all", "trained", "fortunes"], default="all")
+    ap.add_argument("--fortunes-sp", default="/tmp/fortunes-work/sp.model",
+                    help="the default model's SentencePiece model (train_default_model.py --work)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     lines = fortune_corpus()
     r = random.Random(1)
     r.shuffle(lines)
     strings = make_strings(42, lines[:5000])
+    if args.only in ("all", "fortunes"):
+        build_fortunes(args.out, strings, args.fortunes_sp,
+                       os.path.join(here, "..", "models", "fortunes-q8_0.gguf"))
+    if args.only == "fortunes":
+        return
     # Train on the rest of the fortunes plus strings of another seed, never on the test strings.
     train = lines[5000:] + make_strings(7, lines[5000:]) * 3
     build_spm(args.out, train, strings)

@@ -306,14 +306,16 @@ impl<P: MemPlatform> SharedMemory<P> {
             return Err(MemError::NoRoom);
         }
         let handle = Handle(handle);
-        // Hafnium: a lend or donate to one borrower needs an instruction access in the request;
-        // NX for every type (the SP never executes shared memory).
+        // Data access not specified: the SP takes what the owner granted (read-only or
+        // read-write; the response says which). Hafnium: a lend or donate to one borrower needs
+        // an instruction access in the request; NX for every type (the SP never executes
+        // shared memory).
         let req = MemTransaction::retrieve_request(
             handle,
             sender,
             MemAccessPerm {
                 endpoint_id: self.own_id,
-                data_access: DataAccess::ReadWrite,
+                data_access: DataAccess::NotSpecified,
                 instruction_access: InstructionAccess::NotExecutable,
                 non_retrieval_borrower: false,
             },

@@ -455,6 +455,7 @@ fn share<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         ),
     );
     r.check("share.reclaim", ok(c.reclaim(h)));
+    r.check("share.read_only", share_read_only(c));
     r.check(
         "share.reclaim_twice",
         want_ffa(c.reclaim(h), FfaError::InvalidParameters),
@@ -463,6 +464,38 @@ fn share<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         "share.retrieve_after_reclaim",
         want_sp_ffa(c.retrieve(h, 1), FfaError::InvalidParameters),
     );
+}
+
+/// A read-only share: the SP maps it without write access, reads it, and refuses to write it.
+fn share_read_only<E: Env>(c: &mut Ctx<'_, E>) -> CheckResult {
+    let pages = [(PROBE + 30, 1)];
+    c.scribble(&pages, 0x66);
+    let mut desc = c.desc(SendKind::Share, &pages);
+    desc.receivers[0].perm.data_access = DataAccess::ReadOnly;
+    let h = ok(c.send(SendKind::Share, &desc))?;
+    let res = (|| {
+        let i = c.retrieve_ok(h, 1)?;
+        let want = c.local_checksum(&pages, 0, PAGE);
+        let fill = c.call_sp(Request::MemFill {
+            region: i.region,
+            offset: 0,
+            len: 8,
+            pattern: 1,
+        });
+        let sum = c.checksum(i.region, 0, PAGE as u32);
+        c.done(Request::MemRelease { region: i.region })?;
+        if i.flags != region_flags::NS | 1 << region_flags::TYPE_SHIFT {
+            fail!("flags {:#x}: expected NS, read-only, share", i.flags);
+        }
+        want_status(fill, Status::Unsupported, Command::MemFill as u64)?;
+        match sum? {
+            s if s == want => Ok(()),
+            s => fail!("checksum {s:#x}, the page has {want:#x}"),
+        }
+    })();
+    let reclaim = c.reclaim(h);
+    res?;
+    ok(reclaim)
 }
 
 /// Checks that a probe of `pa` was blocked and reported as `owner`'s page given to the SP.

@@ -1,6 +1,7 @@
 //! Bring-up stand-in for the normal-world client (until tests/nw-client lands): NS-EL1, MMU off,
 //! entered at 0x40000000 with x0 = the boot-config block. Exercises the SPMC's FF-A interface, measures
-//! direct-message round trips, then ends the run with TESTBED_EXIT (0 = all checks passed).
+//! direct-message round trips, checks LEND enforcement (blocked load, store, LDP and call into a
+//! lent page; RECLAIM), then ends the run with TESTBED_EXIT (0 = all checks passed).
 //! Built with plain `rustc` by build.sh (no crate of its own).
 #![no_std]
 #![no_main]
@@ -247,6 +248,8 @@ extern "C" fn main(cfg: u64) -> ! {
         ROUND_TRIPS * 1_000_000 / us.max(1)
     );
 
+    enforcement(&mut c);
+
     // Last: make the SP fail (stage-2 fault, or FFA_ABORT with scenario=sp-abort), then check
     // that it stays aborted.
     let abort = core::str::from_utf8(cfg).is_ok_and(|t| t.contains("scenario=sp-abort"));
@@ -265,6 +268,99 @@ extern "C" fn main(cfg: u64) -> ! {
     say!("{} passed, {} failed", c.passed, c.failed);
     smc(&[0xC200_FF00, u64::from(c.failed != 0)]);
     loop {}
+}
+
+const LENT: u64 = 0x4200_0000;
+const POISON: u64 = 0xdead_beef_dead_beef;
+
+/// TESTBED_BLOCKED_ACCESSES: (count, last address, last details).
+fn blocked() -> (u64, u64, u64) {
+    let r = smc(&[0xC200_FF01]);
+    (r[1], r[2], r[3])
+}
+
+/// LEND a page to the SP (which never retrieves it here), then touch it: the testbed must block
+/// and report each access (load -> poison, store dropped, LDP and a call into the page skipped
+/// and flagged) and keep this stub running; RECLAIM gives the page back unchanged.
+fn enforcement(c: &mut Checks) {
+    // SAFETY: LENT is NS DRAM of this stub's, unused otherwise.
+    unsafe { core::ptr::write_volatile((LENT + 8) as *mut u64, 0x1234) };
+    // Transaction descriptor: header, one 32-byte EMAD (0x8001, RW), composite, one range.
+    let mut d = [0u8; 112];
+    let mut put = |off: usize, v: &[u8]| d[off..off + v.len()].copy_from_slice(v);
+    put(2, &0x2fu16.to_le_bytes()); // normal, write-back, inner shareable
+    put(24, &32u32.to_le_bytes());
+    put(28, &1u32.to_le_bytes());
+    put(32, &48u32.to_le_bytes());
+    put(48, &0x8001u16.to_le_bytes());
+    put(50, &[0b10]); // RW
+    put(52, &80u32.to_le_bytes());
+    put(80, &1u32.to_le_bytes());
+    put(84, &1u32.to_le_bytes());
+    put(96, &LENT.to_le_bytes());
+    put(104, &1u32.to_le_bytes());
+    for (i, b) in d.iter().enumerate() {
+        // SAFETY: our TX page.
+        unsafe { core::ptr::write_volatile((TX + i as u64) as *mut u8, *b) };
+    }
+    let r = smc(&[0x8400_0072, 112, 112]);
+    c.check("MEM_LEND one page", r[0] == SUCCESS, &r);
+    let handle = (r[2], r[3]);
+    c.check("lend handle is SPMC-allocated", r[3] >> 31 == 1, &r);
+    let before = blocked().0;
+    let info = |kind: u64, unemulated: bool| {
+        kind | 1 << 8 | 0x8001 << 16 | if unemulated { 1 << 32 } else { 0 }
+    };
+
+    let v: u64;
+    // SAFETY: a load from the lent page; the testbed emulates it (poison) and skips it.
+    unsafe { core::arch::asm!("ldr {v}, [{a}]", a = in(reg) LENT + 8, v = out(reg) v) };
+    let b = blocked();
+    c.check(
+        "blocked read gets poison and is reported",
+        v == POISON && b == (before + 1, LENT + 8, info(1, false)),
+        &[v, b.0, b.1, b.2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    // SAFETY: a store to the lent page; dropped by the testbed.
+    unsafe { core::arch::asm!("str {v}, [{a}]", a = in(reg) LENT + 8, v = in(reg) 0x5555u64) };
+    let b = blocked();
+    c.check(
+        "blocked write is reported",
+        b == (before + 2, LENT + 8, info(2, false)),
+        &[b.0, b.1, b.2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    let (mut x, mut y) = (1u64, 2u64);
+    // SAFETY: a load pair (no syndrome): skipped without touching the registers.
+    unsafe {
+        core::arch::asm!("ldp {x}, {y}, [{a}]", a = in(reg) LENT + 16, x = inout(reg) x, y = inout(reg) y)
+    };
+    let b = blocked();
+    c.check(
+        "blocked LDP skipped and flagged unemulated",
+        (x, y) == (1, 2) && b == (before + 3, LENT + 16, info(1, true)),
+        &[x, y, b.0, b.1, b.2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    // SAFETY: a call into the lent page: the fetch faults and the testbed resumes at x30.
+    unsafe { core::arch::asm!("blr {a}", a = in(reg) LENT, out("x30") _, clobber_abi("C")) };
+    let b = blocked();
+    c.check(
+        "blocked fetch returns to the caller, flagged",
+        b == (before + 4, LENT, info(3, true)),
+        &[b.0, b.1, b.2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    c.expect(
+        "MEM_RECLAIM",
+        smc(&[0x8400_0077, handle.0, handle.1, 0]),
+        (SUCCESS, 0),
+    );
+    // SAFETY: the page is ours again.
+    let v = unsafe { core::ptr::read_volatile((LENT + 8) as *const u64) };
+    let b = blocked();
+    c.check(
+        "reclaimed page readable, blocked store was dropped",
+        v == 0x1234 && b.0 == before + 4,
+        &[v, b.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
 }
 
 #[unsafe(no_mangle)]

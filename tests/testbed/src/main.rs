@@ -2,7 +2,10 @@
 //! `qemu-system-aarch64 -M virt,secure=on,virtualization=on,gic-version=3 -cpu max`
 //! (DESIGN.md sec. 9). Runs from secure flash at 0x0; see `arch` for the bare-metal parts.
 //!
-//! The SPMC's logic (`spmc`, `memshare`, `loader`, `manifest`, `stage2`, `mmio`; FF-A encoding is the `ffa` crate's) is plain Rust and
+//! Memory sharing (`memshare`: FF-A SHARE/LEND/DONATE/RETRIEVE/RELINQUISH/RECLAIM; `nwfault`:
+//! the normal world's blocked accesses after LEND/DONATE) is described in README.md.
+//!
+//! The SPMC's logic (`spmc`, `memshare`, `nwfault`, `loader`, `manifest`, `stage2`, `mmio`; FF-A encoding is the `ffa` crate's) is plain Rust and
 //! tested on the host with `cargo test -p testbed`; the bare-metal entry exists only for
 //! `target_os = "none"`.
 #![cfg_attr(target_os = "none", no_std)]

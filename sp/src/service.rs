@@ -337,6 +337,30 @@ mod tests {
     }
 
     #[test]
+    fn memory_commands_are_unsupported_without_a_memory_service() {
+        let mut s = Service::new(1, false, false);
+        for (req, cmd) in [
+            ([0x10u64, 1, 0, 1, 0], Command::MemRetrieve),
+            ([0x11, 1, 0, 8, 0], Command::MemChecksum),
+            ([0x12, 1, 0, 8, 7], Command::MemFill),
+            ([0x13, 1, 0, 0, 0], Command::MemRelease),
+            ([0x14, 0, 0, 0, 0], Command::MemStats),
+            ([0x15, 1, 0, 0, 0], Command::MemRelinquishHandle),
+        ] {
+            let r = s.handle_direct(0, &req, Width::W64);
+            assert_eq!(
+                &r[..2],
+                &[Status::Unsupported as u64, cmd as u64],
+                "{cmd:?}"
+            );
+        }
+        assert_eq!((s.served(), s.rejected()), (0, 6));
+        // A malformed memory request is refused before the service is asked.
+        let r = s.handle_direct(0, &[0x10, 1, 0, 9, 0], Width::W64);
+        assert_eq!(&r[..2], &[Status::Malformed as u64, 3]);
+    }
+
+    #[test]
     fn info_reports_capabilities() {
         let mut s = Service::new(0x1234_5678, false, true);
         let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W32);

@@ -10,7 +10,9 @@
 //!   and merged by rank (`tokenizer.ggml.merges`).
 //!
 //! Control and unknown tokens are recognised in the text only when the caller asks
-//! (`parse_special`); user-defined tokens always are. Encoding never fails and never panics:
+//! (`parse_special`); user-defined tokens always are. Where SentencePiece and llama.cpp differ
+//! (llama.cpp adds a space prefix after a user-defined piece in SPM text), this follows
+//! SentencePiece; the byte-level BPE agrees with both HF `tokenizers` and llama.cpp. Encoding never fails and never panics:
 //! every vocabulary inconsistency is rejected when the [`Tokenizer`] is built.
 
 mod bpe;

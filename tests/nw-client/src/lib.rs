@@ -47,6 +47,10 @@ pub trait Env {
     /// `pa`, which may have been lent or donated away.
     fn probe_read(&mut self, pa: u64) -> Probe;
 
+    /// One 8-byte store (`STR Xt, [Xn]`) of `value` to `pa`, which may have been lent or
+    /// donated away (then the partition manager drops it). `Probe::value` is 0.
+    fn probe_write(&mut self, pa: u64, value: u64) -> Probe;
+
     /// Addresses of the client's TX and RX pages, as given to FFA_RXTX_MAP.
     fn rxtx(&self) -> (u64, u64);
 

@@ -509,12 +509,27 @@ fn blocked<E: Env>(c: &mut Ctx<'_, E>, pa: u64, owner: u64) -> CheckResult {
     if p.value != control::POISON {
         fail!("blocked read returned {:#x}, not the poison value", p.value);
     }
+    reported(c, p, control::KIND_READ, owner)
+}
+
+/// Checks that a store to `pa` was blocked and reported.
+fn write_blocked<E: Env>(c: &mut Ctx<'_, E>, pa: u64, owner: u64) -> CheckResult {
+    let p = c.env.probe_write(pa, 0xbad0_bad0_bad0_bad0);
+    match p.blocked {
+        Some(true) => reported(c, p, control::KIND_WRITE, owner),
+        Some(false) => fail!("write to {pa:#x} was not blocked"),
+        None => fail!("this machine cannot tell whether a write was blocked"),
+    }
+}
+
+/// The partition manager's report of a blocked access: kind, why, to whom.
+fn reported<E: Env>(c: &mut Ctx<'_, E>, p: crate::Probe, want: u64, owner: u64) -> CheckResult {
     let (kind, why, to) = (
         p.detail & 0xff,
         (p.detail >> 8) & 0xff,
         (p.detail >> 16) & 0xffff,
     );
-    if (kind, why, to) != (control::KIND_READ, owner, u64::from(c.sp_id())) {
+    if (kind, why, to) != (want, owner, u64::from(c.sp_id())) {
         fail!(
             "reported as kind {kind}, owner {why}, to {to:#x} ({:#x})",
             p.detail
@@ -525,6 +540,7 @@ fn blocked<E: Env>(c: &mut Ctx<'_, E>, pa: u64, owner: u64) -> CheckResult {
 
 fn lend<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     c.scribble(&LEND, 0x22);
+    let before = c.local_checksum(&LEND, 0, 2 * PAGE);
     let desc = c.desc(SendKind::Lend, &LEND);
     let h = c.send(SendKind::Lend, &desc);
     let sent = r.check(
@@ -539,6 +555,10 @@ fn lend<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         "lend.nw_read_blocked_and_reported",
         blocked(c, pa, control::OWNER_LENT),
     );
+    r.check(
+        "lend.nw_write_blocked_and_reported",
+        write_blocked(c, pa, control::OWNER_LENT),
+    );
     let info = c.retrieve_ok(h, 2);
     let got = r.check(
         "lend.retrieve",
@@ -550,6 +570,14 @@ fn lend<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         return;
     };
     let (id, len, pattern) = (info.region, 2 * PAGE as u32, 0x1e4d_0001u32);
+    r.check("lend.sp_sees_the_data_not_the_blocked_write", {
+        match c.checksum(id, 0, len) {
+            Ok(got) if got == before => Ok(()),
+            other => Err(f(format_args!(
+                "SP {other:x?}, the lender's data before the lend {before:#x}"
+            ))),
+        }
+    });
     r.check("lend.sp_uses", {
         (|| {
             c.done(Request::MemFill {

@@ -170,6 +170,31 @@ impl Env for Machine {
         }
     }
 
+    fn probe_write(&mut self, pa: u64, value: u64) -> Probe {
+        if !in_window(pa, 8) || !pa.is_multiple_of(8) {
+            return Probe {
+                value: 0,
+                blocked: None,
+                detail: 0,
+            };
+        }
+        let (before, _, _) = blocked_accesses();
+        // SAFETY: an aligned 8-byte store into the share window (mapped by the initial map),
+        // which only the client's scenarios use; if the page was lent away the testbed drops
+        // the store and skips it (a plain STR has the syndrome it needs).
+        unsafe {
+            core::arch::asm!("str {v}, [{a}]", v = in(reg) value, a = in(reg) pa,
+                options(nostack, preserves_flags));
+        }
+        let (after, last, detail) = blocked_accesses();
+        let blocked = after == before.wrapping_add(1) && last == pa;
+        Probe {
+            value: 0,
+            blocked: Some(blocked),
+            detail: if blocked { detail } else { 0 },
+        }
+    }
+
     fn rxtx(&self) -> (u64, u64) {
         (&raw const TX as u64, &raw const RX as u64)
     }

@@ -519,6 +519,25 @@ impl Env for HostEnv {
         }
     }
 
+    fn probe_write(&mut self, pa: u64, value: u64) -> Probe {
+        let mut w = self.world.borrow_mut();
+        if let Some(&(owner, to)) = w.blocked.get(&(pa & !(PAGE - 1))) {
+            w.blocked_count += 1;
+            return Probe {
+                value: 0,
+                blocked: Some(true),
+                detail: control::KIND_WRITE | owner << 8 | u64::from(to) << 16,
+            };
+        }
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        w.ns[o..o + 8].copy_from_slice(&value.to_le_bytes());
+        Probe {
+            value: 0,
+            blocked: Some(false),
+            detail: 0,
+        }
+    }
+
     fn rxtx(&self) -> (u64, u64) {
         (0x4800_0000, 0x4800_1000)
     }
@@ -681,7 +700,7 @@ fn memory_scenario_fails_without_a_memory_service() {
 
 #[test]
 fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
-    // Lent and donated pages left readable by the lender must fail the blocked-read checks.
+    // Lent and donated pages left accessible to the lender must fail the blocked-access checks.
     let mut e = memory_env();
     e.world.borrow_mut().enforce = false;
     let mut out = String::new();
@@ -697,5 +716,8 @@ fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
             "{name}: {out}"
         );
     }
-    assert_eq!(failed, 4, "{out}");
+    // The lender's store went through, and the borrower saw it.
+    assert!(out.contains("FAIL lend.nw_write_blocked_and_reported: write to"));
+    assert!(out.contains("FAIL lend.sp_sees_the_data_not_the_blocked_write"));
+    assert_eq!(failed, 6, "{out}");
 }

@@ -48,6 +48,11 @@ pub const MAX_TRANSACTIONS: usize = 64;
 /// Ranges donated to the SP and retrieved (the NW never owns them again); a DONATE that would
 /// overflow this record is refused with NO_MEMORY.
 pub const MAX_DONATED_RANGES: usize = 1024;
+/// Heap bytes the transactions may hold at once (descriptors being assembled, parsed ranges,
+/// retrieve responses not yet read, the donation record). Past it a send or retrieve is
+/// NO_MEMORY, so the firmware heap (1 MiB, room for the transient copies) never runs out: an
+/// allocation failure would stop the testbed.
+pub const MAX_HELD_BYTES: usize = 384 * 1024;
 /// Largest descriptor accepted (a 512-constituent send is 8.3 KiB).
 pub const MAX_DESC_LEN: usize = 64 * 1024;
 /// RX/TX buffer size (one page).
@@ -141,8 +146,8 @@ impl Entropy for SplitMix {
 
 #[derive(Clone, Debug)]
 enum State {
-    /// FRAG_TX fragments still to come.
-    Sending(FragmentAssembler),
+    /// FRAG_TX fragments still to come (the assembler and the announced total).
+    Sending(FragmentAssembler, usize),
     /// Complete; not retrieved.
     Sent,
     /// Retrieved by the receiver; `pending` holds the rest of a fragmented retrieve response
@@ -246,7 +251,8 @@ impl MemShare {
     pub fn nw_may_use(&self, pa: u64, len: u64) -> bool {
         let r = MemRange {
             address: pa & !0xfff,
-            page_count: ((pa & 0xfff) + len)
+            page_count: (pa & 0xfff)
+                .saturating_add(len)
                 .div_ceil(0x1000)
                 .min(u64::from(u32::MAX)) as u32,
         };
@@ -262,6 +268,30 @@ impl MemShare {
             .flat_map(|d| d.ranges.iter());
         live.chain(self.donated.iter())
             .any(|a| ranges.iter().any(|b| overlaps(a, b)))
+    }
+
+    /// Heap bytes held by the transactions, from above: each buffer rounded up to a power of
+    /// two, as the firmware's buddy allocator hands them out (see [`MAX_HELD_BYTES`]).
+    pub fn held(&self) -> usize {
+        let block = |n: usize| n.next_power_of_two();
+        let per_tx = |t: &Tx| {
+            let desc = t.desc.as_ref().map_or(0, |d| {
+                block(d.ranges.capacity() * core::mem::size_of::<MemRange>())
+                    + block(d.receivers.capacity() * core::mem::size_of::<ffa::memory::Emad>())
+            });
+            let state = match &t.state {
+                State::Sending(_, total) => block(*total),
+                State::Retrieved {
+                    pending: Some((b, _)),
+                    ..
+                } => block(b.capacity()),
+                _ => 0,
+            };
+            core::mem::size_of::<Tx>() + desc + state
+        };
+        self.txs.iter().map(per_tx).sum::<usize>()
+            + block(self.txs.capacity() * core::mem::size_of::<Tx>())
+            + block(self.donated.capacity() * core::mem::size_of::<MemRange>())
     }
 
     fn find(&self, h: Handle) -> Option<usize> {
@@ -304,7 +334,9 @@ impl MemShare {
         if total_len > MAX_DESC_LEN {
             return Err(FfaError::NoMemory);
         }
-        if self.txs.len() == MAX_TRANSACTIONS {
+        if self.txs.len() == MAX_TRANSACTIONS
+            || self.held() + total_len.next_power_of_two() > MAX_HELD_BYTES
+        {
             return Err(FfaError::NoMemory);
         }
         if frag.len() < total_len {
@@ -315,7 +347,7 @@ impl MemShare {
                 kind,
                 owner: caller.id,
                 desc: None,
-                state: State::Sending(asm),
+                state: State::Sending(asm, total_len),
             });
             return Ok(Reply::FragRx {
                 handle,
@@ -348,7 +380,7 @@ impl MemShare {
         if self.txs[i].owner != caller.id {
             return Err(inval());
         }
-        let State::Sending(asm) = &mut self.txs[i].state else {
+        let State::Sending(asm, _) = &mut self.txs[i].state else {
             return Err(inval());
         };
         // A bad fragment ends the transaction (Hafnium frees the share state).
@@ -366,7 +398,7 @@ impl MemShare {
             });
         }
         let tx = self.txs.remove(i);
-        let State::Sending(asm) = tx.state else {
+        let State::Sending(asm, _) = tx.state else {
             return Err(inval());
         };
         let whole = asm.finish().map_err(FfaError::from)?;
@@ -542,6 +574,12 @@ impl MemShare {
         let mut resp =
             MemTransaction::retrieve_response(sent, tx.handle, tx_type(tx.kind), grant, ns, emad);
         resp.attributes = MemRegionAttributes { ns, ..effective };
+        let resp_len = resp
+            .encoded_len(DescKind::RetrieveResp)
+            .map_err(FfaError::from)?;
+        if self.held() + resp_len.next_power_of_two() > MAX_HELD_BYTES {
+            return Err(FfaError::NoMemory);
+        }
         let bytes = resp
             .to_vec(DescKind::RetrieveResp)
             .map_err(FfaError::from)?;

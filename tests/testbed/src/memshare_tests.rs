@@ -414,6 +414,38 @@ fn table_full_is_no_memory() {
 }
 
 #[test]
+fn held_bytes_are_bounded() {
+    let mut t = T::new();
+    let ranges: Vec<(u64, u32)> = (0..4000).map(|i| (BUF + i * 0x2000, 1)).collect();
+    let b = bytes(SendKind::Share, &desc(SendKind::Share, &ranges));
+    assert!(b.len() <= MAX_DESC_LEN);
+    let mut n = 0;
+    let first = 96 + 16 * 200;
+    loop {
+        let r = t.m.send(
+            NW,
+            SendKind::Share,
+            b.len() as u32,
+            &b[..first],
+            None,
+            &mut t.hw,
+            &mut t.rng,
+        );
+        match r {
+            Ok(Reply::FragRx { .. }) => n += 1,
+            Err(e) => {
+                assert_eq!(e, FfaError::NoMemory);
+                break;
+            }
+            Ok(r) => panic!("{r:?}"),
+        }
+        assert!(n < MAX_TRANSACTIONS, "the byte budget binds first");
+    }
+    assert!(n >= 2 && n < MAX_HELD_BYTES / b.len(), "{n}");
+    assert!(t.m.held() <= MAX_HELD_BYTES);
+}
+
+#[test]
 fn stage2_exhaustion_rolls_back() {
     let mut t = T::new();
     t.hw.tables = Some(2);

@@ -75,9 +75,9 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
     let mut cur = SECURE;
     let mut nw_started = false;
     loop {
+        // Taken only on the way into the NW (the SPMC sets it while the secure world runs).
         // SAFETY: single-threaded; a plain flag the SPMC sets after changing the NW's stage-2.
-        let stale = unsafe { NW_TLB_STALE_TAKE() };
-        if cur == NS && stale {
+        if cur == NS && unsafe { NW_TLB_STALE_TAKE() } {
             // TLBI ALLE1 with SCR_EL3.NS = 1 invalidates the Non-secure EL1&0 regime (both
             // stages, every VMID): the NW's stage-2 lost or regained pages.
             // SAFETY: TLB maintenance; SCR_EL3 is rewritten from the context by el3_run.

@@ -88,10 +88,10 @@ impl Ctx {
 }
 
 /// The firmware heap: memory descriptors (up to `memshare::MAX_DESC_LEN` each) and the
-/// transaction table. One core, no reentrancy: a `Global` with no lock.
+/// transaction table, which holds at most `memshare::MAX_HELD_BYTES` of it. One core, no reentrancy: a `Global` with no lock.
 struct FwHeap(Global<buddy_system_allocator::Heap<32>>);
 
-const HEAP_SIZE: usize = 0x8_0000;
+const HEAP_SIZE: usize = 0x10_0000;
 #[repr(C, align(4096))]
 struct HeapMem([u8; HEAP_SIZE]);
 static HEAP_MEM: Global<HeapMem> = Global::new(HeapMem([0; HEAP_SIZE]));

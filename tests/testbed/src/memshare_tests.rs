@@ -1080,3 +1080,161 @@ fn nw_ownership_bounds() {
     assert!(!nw_owns(&r(0x7fff_f000, 2)));
     assert!(!nw_owns(&r(!0xfff, 2)));
 }
+
+/// The hardware state matches the table: revoked NW pages = pages of live LEND/DONATE
+/// transactions and donated ranges; SP mappings = retrieved transactions and donated ranges.
+fn check_invariants(t: &T) {
+    let mut revoked = BTreeMap::new();
+    let mut mapped = BTreeSet::new();
+    for tx in &t.m.txs {
+        let Some(d) = tx.desc.as_ref() else { continue };
+        for r in &d.ranges {
+            for p in pages(r) {
+                if tx.kind != SendKind::Share {
+                    revoked.insert(
+                        p,
+                        Revoked {
+                            donated: tx.kind == SendKind::Donate,
+                            to: 0x8001,
+                        },
+                    );
+                }
+                if matches!(tx.state, State::Retrieved { .. }) {
+                    mapped.insert(p);
+                }
+            }
+        }
+    }
+    for r in &t.m.donated {
+        for p in pages(r) {
+            revoked.insert(
+                p,
+                Revoked {
+                    donated: true,
+                    to: 0x8001,
+                },
+            );
+            mapped.insert(p);
+        }
+    }
+    assert_eq!(t.hw.nw_revoked, revoked);
+    assert_eq!(t.hw.sp.keys().copied().collect::<BTreeSet<_>>(), mapped);
+    assert!(t.m.held() <= MAX_HELD_BYTES);
+}
+
+/// Random call sequences with valid and corrupted descriptors from both sides: nothing panics
+/// and the stage-2 state always matches the table.
+#[test]
+fn random_sequences_keep_the_invariants() {
+    let mut rng = SplitMix(0xfeed);
+    let mut t = T::new();
+    t.hw.tables = Some(4096);
+    let mut handles: Vec<Handle> = vec![];
+    let kinds = [SendKind::Share, SendKind::Lend, SendKind::Donate];
+    // Successful sends, retrieves, relinquishes, reclaims: the walk must reach every state.
+    let mut ok = [0u32; 4];
+    for step in 0..20_000 {
+        let r = rng.next_u64();
+        let pick = |n: u64| (r >> 8) % n;
+        let h = if handles.is_empty() || r & 0xc0 == 0 {
+            Handle(1 << 63 | rng.next_u64() >> 1)
+        } else {
+            handles[pick(handles.len() as u64) as usize]
+        };
+        match r % 8 {
+            0..=2 => {
+                // Donations are forever: rarer, and each epoch uses fresh pages.
+                let k = kinds[[0, 0, 1, 1, 1, 2][pick(6) as usize]];
+                let window = BUF + (step / 1000) * 0x10_0000;
+                let n = 1 + (rng.next_u64() % 3) as usize;
+                let ranges: Vec<(u64, u32)> = (0..n)
+                    .map(|_| {
+                        (
+                            window + (rng.next_u64() % 64) * 0x1000,
+                            1 + (rng.next_u64() % 3) as u32,
+                        )
+                    })
+                    .collect();
+                let mut b = bytes(k, &desc(k, &ranges));
+                if rng.next_u64() % 4 == 0 {
+                    let i = (rng.next_u64() as usize) % b.len();
+                    b[i] ^= 1 << (rng.next_u64() % 8);
+                }
+                let cut = if rng.next_u64() % 8 == 0 {
+                    (rng.next_u64() as usize) % b.len() + 1
+                } else {
+                    b.len()
+                };
+                if let Ok(Reply::Handle(h) | Reply::FragRx { handle: h, .. }) = t.m.send(
+                    NW,
+                    k,
+                    b.len() as u32,
+                    &b[..cut],
+                    None,
+                    &mut t.hw,
+                    &mut t.rng,
+                ) {
+                    handles.push(h);
+                    ok[0] += 1;
+                }
+            }
+            3 => {
+                let tt = [
+                    TransactionType::Unspecified,
+                    TransactionType::Share,
+                    TransactionType::Lend,
+                    TransactionType::Donate,
+                ][pick(4) as usize];
+                let mut q = req(h, tt);
+                if rng.next_u64() % 4 == 0 {
+                    q.flags = MemFlags((rng.next_u64() & 0x7ff) as u32);
+                }
+                ok[1] += u32::from(t.retrieve_req(&q).is_ok());
+                // Read any fragmented rest, sometimes.
+                if rng.next_u64() % 2 == 0 {
+                    let mut off = BUF_SIZE as u32;
+                    while let Ok((_, c)) = t.m.frag_rx(SP, h, off) {
+                        off += c.len() as u32;
+                    }
+                }
+            }
+            4 => ok[2] += u32::from(t.relinquish(h, (rng.next_u64() % 2) as u32).is_ok()),
+            5 => ok[3] += u32::from(t.reclaim(h, rng.next_u64() % 2 == 0).is_ok()),
+            6 => {
+                let len = 16 * (rng.next_u64() % 300) as usize;
+                let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+                let _ = t.m.frag_tx(NW, h, &junk, None, &mut t.hw);
+            }
+            _ => {
+                let junk: Vec<u8> = (0..(rng.next_u64() % 200))
+                    .map(|_| rng.next_u64() as u8)
+                    .collect();
+                let _ = t.m.relinquish(SP, &junk, &mut t.hw);
+                let _ = t.m.retrieve(SP, junk.len() as u32, &junk, &mut t.hw);
+            }
+        }
+        check_invariants(&t);
+        if step % 1000 == 999 {
+            // Drain: relinquish and reclaim what can be, as the client's cleanup would.
+            for &h in &handles {
+                let _ = t.relinquish(h, 0);
+                let _ = t.reclaim(h, false);
+            }
+            handles.clear();
+            check_invariants(&t);
+        }
+    }
+    assert!(ok.iter().all(|&n| n > 50), "{ok:?}");
+    // Everything but donations comes back.
+    for tx in t.m.txs.clone() {
+        let _ = t.relinquish(tx.handle, 0);
+        let _ = t.reclaim(tx.handle, false);
+    }
+    check_invariants(&t);
+    assert!(
+        t.m.txs
+            .iter()
+            .all(|x| matches!(x.state, State::Sending(..))),
+        "only unfinished sends remain"
+    );
+}

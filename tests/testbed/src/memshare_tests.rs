@@ -1156,11 +1156,11 @@ fn random_sequences_keep_the_invariants() {
                     })
                     .collect();
                 let mut b = bytes(k, &desc(k, &ranges));
-                if rng.next_u64() % 4 == 0 {
+                if rng.next_u64().is_multiple_of(4) {
                     let i = (rng.next_u64() as usize) % b.len();
                     b[i] ^= 1 << (rng.next_u64() % 8);
                 }
-                let cut = if rng.next_u64() % 8 == 0 {
+                let cut = if rng.next_u64().is_multiple_of(8) {
                     (rng.next_u64() as usize) % b.len() + 1
                 } else {
                     b.len()
@@ -1186,12 +1186,12 @@ fn random_sequences_keep_the_invariants() {
                     TransactionType::Donate,
                 ][pick(4) as usize];
                 let mut q = req(h, tt);
-                if rng.next_u64() % 4 == 0 {
+                if rng.next_u64().is_multiple_of(4) {
                     q.flags = MemFlags((rng.next_u64() & 0x7ff) as u32);
                 }
                 ok[1] += u32::from(t.retrieve_req(&q).is_ok());
                 // Read any fragmented rest, sometimes.
-                if rng.next_u64() % 2 == 0 {
+                if rng.next_u64().is_multiple_of(2) {
                     let mut off = BUF_SIZE as u32;
                     while let Ok((_, c)) = t.m.frag_rx(SP, h, off) {
                         off += c.len() as u32;
@@ -1199,7 +1199,7 @@ fn random_sequences_keep_the_invariants() {
                 }
             }
             4 => ok[2] += u32::from(t.relinquish(h, (rng.next_u64() % 2) as u32).is_ok()),
-            5 => ok[3] += u32::from(t.reclaim(h, rng.next_u64() % 2 == 0).is_ok()),
+            5 => ok[3] += u32::from(t.reclaim(h, rng.next_u64().is_multiple_of(2)).is_ok()),
             6 => {
                 let len = 16 * (rng.next_u64() % 300) as usize;
                 let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();

@@ -53,10 +53,14 @@ impl<'a> Scenario<'a> {
 const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::new("messaging"),
     Scenario::new("demo"),
+    Scenario::new("memory"),
     Scenario::sp_fault("sp-panic"),
     Scenario::sp_fault("sp-data-abort"),
     Scenario::sp_fault("sp-stack-overflow"),
 ];
+
+/// The model `cargo xtask run` serves unless `--model` names another GGUF.
+const DEFAULT_MODEL: &str = "llm-runtime/models/fortunes-q8_0.gguf";
 
 /// The aarch64 CPU models the NEON kernels are tested on, and the kernel paths each must select.
 const AARCH64_CPUS: &[(&str, &str)] = &[
@@ -101,8 +105,10 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 
 fn cmd_run(args: &[String]) -> Result<()> {
     deps::ensure()?;
-    let model = flag(args, "--model").map(PathBuf::from);
-    let flash = images::build_flash("demo", &[], model.as_deref())?;
+    let model = flag(args, "--model")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(DEFAULT_MODEL));
+    let flash = images::build_flash("demo", &[], Some(&model))?;
     eprintln!(
         "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at NS-EL1)"
     );

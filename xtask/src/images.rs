@@ -238,7 +238,24 @@ pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -
         ));
     }
     let pkg = std::fs::read(&sp.pkg).map_err(|e| e.to_string())?;
-    let config = format!("scenario={scenario}\n");
+    let mut config = format!("scenario={scenario}\n");
+    if let Some(m) = model {
+        // QEMU's loader puts the model at ns_ram::MODEL_BASE (see qemu::qemu_command).
+        let len = std::fs::metadata(m)
+            .map_err(|e| format!("{}: {e}", m.display()))?
+            .len();
+        if len > testbed_layout::ns_ram::MODEL_MAX {
+            return Err(format!(
+                "{}: {len} bytes; the model window holds {}",
+                m.display(),
+                testbed_layout::ns_ram::MODEL_MAX
+            ));
+        }
+        config.push_str(&format!(
+            "model_base={:#x}\nmodel_size={len}\n",
+            testbed_layout::ns_ram::MODEL_BASE
+        ));
+    }
     let mut image = Vec::new();
     place(
         &mut image,
@@ -272,17 +289,6 @@ pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -
         true,
         "boot config",
     )?;
-    if let Some(m) = model {
-        let bytes = std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?;
-        place(
-            &mut image,
-            flash::MODEL_OFFSET,
-            flash::MODEL_MAX,
-            &bytes,
-            true,
-            "model",
-        )?;
-    }
     image.resize(testbed_layout::virt::SECURE_FLASH_SIZE as usize, 0);
     let path = out_dir("testbed").join(format!("flash-{scenario}.bin"));
     std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;

@@ -112,7 +112,7 @@ fn cmd_run(args: &[String]) -> Result<()> {
     eprintln!(
         "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at NS-EL1)"
     );
-    let out = qemu::run(&flash, Duration::from_secs(600), true)?;
+    let out = qemu::run(&flash, Some(&model), Duration::from_secs(600), true)?;
     out.verdict(false).map_err(|e| format!("demo: {e}"))
 }
 
@@ -137,7 +137,7 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
     let flash = images::build_flash(name, sp_features, None)?;
     eprintln!("xtask: scenario {name}");
     let t = Instant::now();
-    let out = qemu::run(&flash, Duration::from_secs(timeout_s), true)?;
+    let out = qemu::run(&flash, None, Duration::from_secs(timeout_s), true)?;
     let verdict = out.verdict(expect_sp_failure);
     eprintln!(
         "xtask: scenario {name}: {} passed, {} failed, {:.1} s wall{}",

@@ -83,7 +83,8 @@ fn parse_summary(line: &str) -> Option<(usize, usize)> {
     Some((p, f))
 }
 
-pub fn qemu_command(flash: &Path) -> Command {
+/// The QEMU command line; `model` is loaded into NS RAM at `ns_ram::MODEL_BASE`.
+pub fn qemu_command(flash: &Path, model: Option<&Path>) -> Command {
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args([
         "-M",
@@ -110,12 +111,19 @@ pub fn qemu_command(flash: &Path) -> Command {
         "-bios",
     ])
     .arg(flash);
+    if let Some(m) = model {
+        cmd.arg("-device").arg(format!(
+            "loader,file={},addr={:#x},force-raw=on",
+            m.display(),
+            testbed_layout::ns_ram::MODEL_BASE
+        ));
+    }
     cmd
 }
 
 /// Boots `flash`, echoing each output line (with `echo`), until QEMU exits or `timeout`.
-pub fn run(flash: &Path, timeout: Duration, echo: bool) -> Result<Outcome> {
-    let mut child = qemu_command(flash)
+pub fn run(flash: &Path, model: Option<&Path>, timeout: Duration, echo: bool) -> Result<Outcome> {
+    let mut child = qemu_command(flash, model)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -55,6 +55,11 @@ pub mod ns_ram {
     /// Memory the client hands to the SP through FF-A (shared/lent/donated pages).
     pub const CLIENT_SHARE_BASE: u64 = CLIENT_BASE + CLIENT_SIZE;
     pub const CLIENT_SHARE_SIZE: u64 = 0x1000_0000;
+    /// Where `xtask` has QEMU load a model file (GGUF) for the client to lend to the SP; it lies
+    /// inside the client's share window. The boot configuration says `model_size=N` when present.
+    pub const MODEL_BASE: u64 = CLIENT_SHARE_BASE + 0x0800_0000;
+    pub const MODEL_MAX: u64 = 0x0400_0000;
+    const _: () = assert!(MODEL_BASE + MODEL_MAX <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE);
     /// The boot configuration block (see [`crate::flash::BootConfig`]), copied from flash.
     pub const BOOT_CONFIG: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x1_0000;
 
@@ -65,6 +70,7 @@ pub mod ns_ram {
     /// Non-secure state read NS PAs) and the NS-EL2 vector stub.
     pub const TESTBED_NS_BASE: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x100_0000;
     pub const TESTBED_NS_SIZE: u64 = BOOT_CONFIG - TESTBED_NS_BASE;
+    const _: () = assert!(CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE <= TESTBED_NS_BASE);
     /// The NW stage-2 table pool (4 KiB tables, the first is the level-1 root).
     pub const NW_S2_TABLES: u64 = TESTBED_NS_BASE;
     pub const NW_S2_TABLE_COUNT: u64 = 128;
@@ -89,9 +95,6 @@ pub mod flash {
     /// Boot configuration for the client: which scenario to run.
     pub const BOOT_CONFIG_OFFSET: u64 = 0x0200_0000;
     pub const BOOT_CONFIG_MAX: u64 = 0x1000;
-    /// Optional model file (GGUF) the client loads into lent pages.
-    pub const MODEL_OFFSET: u64 = 0x0210_0000;
-    pub const MODEL_MAX: u64 = 0x01e0_0000;
 
     pub const SLOT_MAGIC: [u8; 4] = *b"FSLT";
     pub const SLOT_HEADER_SIZE: u64 = 16;
@@ -303,7 +306,6 @@ mod tests {
             (flash::SP_PKG_OFFSET, flash::SP_PKG_MAX),
             (flash::NW_IMAGE_OFFSET, flash::NW_IMAGE_MAX),
             (flash::BOOT_CONFIG_OFFSET, flash::BOOT_CONFIG_MAX),
-            (flash::MODEL_OFFSET, flash::MODEL_MAX),
         ];
         for w in slots.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0);

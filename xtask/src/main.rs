@@ -26,6 +26,8 @@ struct Scenario<'a> {
     sp_features: &'static [&'static str],
     /// The scenario makes the SP fail on purpose.
     expect_sp_failure: bool,
+    /// QEMU loads the default model for the client (boot config `model_base`/`model_size`).
+    with_model: bool,
     timeout_s: u64,
 }
 
@@ -54,6 +56,7 @@ const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::new("messaging"),
     Scenario::new("demo"),
     Scenario::new("memory"),
+    Scenario::serving("serve"),
     Scenario::sp_fault("sp-panic"),
     Scenario::sp_fault("sp-data-abort"),
     Scenario::sp_fault("sp-stack-overflow"),
@@ -137,7 +140,12 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
     let flash = images::build_flash(name, sp_features, None)?;
     eprintln!("xtask: scenario {name}");
     let t = Instant::now();
-    let out = qemu::run(&flash, None, Duration::from_secs(timeout_s), true)?;
+    let out = qemu::run(
+        &flash,
+        model.as_deref(),
+        Duration::from_secs(timeout_s),
+        true,
+    )?;
     let verdict = out.verdict(expect_sp_failure);
     eprintln!(
         "xtask: scenario {name}: {} passed, {} failed, {:.1} s wall{}",

@@ -37,7 +37,19 @@ impl<'a> Scenario<'a> {
             name,
             sp_features: &[],
             expect_sp_failure: false,
+            with_model: false,
             timeout_s: 300,
+        }
+    }
+
+    /// A scenario that serves the default model.
+    const fn serving(name: &'a str) -> Self {
+        Scenario {
+            name,
+            sp_features: &[],
+            expect_sp_failure: false,
+            with_model: true,
+            timeout_s: 600,
         }
     }
 
@@ -47,6 +59,7 @@ impl<'a> Scenario<'a> {
             name,
             sp_features: &["fault-injection"],
             expect_sp_failure: true,
+            with_model: false,
             timeout_s: 120,
         }
     }
@@ -135,9 +148,11 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
         name,
         sp_features,
         expect_sp_failure,
+        with_model,
         timeout_s,
     } = *sc;
-    let flash = images::build_flash(name, sp_features, None)?;
+    let model = with_model.then(|| root().join(DEFAULT_MODEL));
+    let flash = images::build_flash(name, sp_features, model.as_deref())?;
     eprintln!("xtask: scenario {name}");
     let t = Instant::now();
     let out = qemu::run(

@@ -7,9 +7,9 @@
 
 extern crate alloc;
 
-pub mod kernels;
-pub mod sampler;
-pub mod tokenizer;
 pub mod gguf;
 pub mod gguf_write;
+pub mod kernels;
 pub mod model;
+pub mod sampler;
+pub mod tokenizer;

@@ -461,22 +461,35 @@ fn row_chunk(rows: usize, parts: usize, i: usize) -> core::ops::Range<usize> {
 
 /// Dispatches one contiguous block of rows (`y.len()` of them) to a matvec path.
 fn matvec_rows(path: Path, w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
-    if path == Path::Scalar {
-        return scalar::matvec_q8_0(w, x, y);
-    }
-    let kb = x.len();
-    let rows = y.len();
-    let mut out = OutMat::new(y, rows);
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => drive::<x86::Avx2, 4, 1>(w, kb, x, 1, &mut out),
+        Path::Avx2 => drive_matvec::<x86::Avx2>(w, x, y),
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512Vnni => drive::<x86::Vnni, 4, 1>(w, kb, x, 1, &mut out),
+        Path::Avx512Vnni => drive_matvec::<x86::Vnni>(w, x, y),
         #[cfg(target_arch = "aarch64")]
-        Path::Neon => drive::<neon::Neon, 4, 1>(w, kb, x, 1, &mut out),
+        Path::Neon => drive_matvec::<neon::Neon>(w, x, y),
         #[cfg(target_arch = "aarch64")]
-        Path::Sdot | Path::Smmla => drive::<neon::Sdot, 4, 1>(w, kb, x, 1, &mut out),
-        _ => scalar::matmul_rows(w, kb, x, 1, &mut out),
+        Path::Sdot | Path::Smmla => drive_matvec::<neon::Sdot>(w, x, y),
+        _ => scalar::matvec_q8_0(w, x, y),
+    }
+}
+
+/// [`drive`] for one token, writing straight into `y` (4-row tiles, then single rows).
+fn drive_matvec<K: Tiles>(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
+    let kb = x.len();
+    if kb == 0 || w.len() != y.len() * kb {
+        return;
+    }
+    let mut ys = y.chunks_exact_mut(4);
+    let mut ws = w.chunks_exact(4 * kb);
+    for (yt, wt) in (&mut ys).zip(&mut ws) {
+        let o = K::tile::<4, 1>(wt, kb, x);
+        for (yv, ov) in yt.iter_mut().zip(o) {
+            *yv = ov[0];
+        }
+    }
+    for (yv, wr) in ys.into_remainder().iter_mut().zip(ws.remainder().chunks_exact(kb)) {
+        *yv = K::tile::<1, 1>(wr, kb, x)[0][0];
     }
 }
 

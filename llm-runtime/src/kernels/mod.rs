@@ -488,7 +488,11 @@ fn drive_matvec<K: Tiles>(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &mut [f32]) {
             *yv = ov[0];
         }
     }
-    for (yv, wr) in ys.into_remainder().iter_mut().zip(ws.remainder().chunks_exact(kb)) {
+    for (yv, wr) in ys
+        .into_remainder()
+        .iter_mut()
+        .zip(ws.remainder().chunks_exact(kb))
+    {
         *yv = K::tile::<1, 1>(wr, kb, x)[0][0];
     }
 }

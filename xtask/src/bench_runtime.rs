@@ -2,7 +2,7 @@
 //! `llama-bench` on the same Q8_0 GGUFs, in the same run.
 //!
 //! ```text
-//! cargo xtask bench runtime [--only stories15M|stories110M] [--threads 1,2] [--reps 3]
+//! cargo xtask bench runtime [--only stories15M|stories110M] [--threads 1,2] [--reps 3] [--rounds 2]
 //!     [--isa native|avx2] [--llama-bench PATH] [--no-build] [--no-llama] [--no-qemu]
 //!     [--models DIR] [--python PY]
 //! ```
@@ -13,9 +13,9 @@
 //!    `/opt/llama.cpp-build/build-<isa>/bin/llama-bench`, and built from the llama-cpp-python
 //!    sdist by `llm-runtime/scripts/bench_build_llamacpp.sh <isa>` if missing.
 //! 3. For each model, `cargo bench -p llm-runtime --bench runtime` and `llama-bench -p 128 -n 64`
-//!    run back to back with the same thread counts; the table shows both, with ratios of the best
-//!    repetition (the machine is shared, so the best run is the least disturbed one) and of the
-//!    means.
+//!    run back to back with the same thread counts, alternating for `--rounds` rounds; the table
+//!    shows both, with ratios of the best repetition (the machine is shared, so the best run is
+//!    the least disturbed one) and of the means.
 //! 4. On aarch64 the speed of NEON code cannot be measured under emulation; instead the guest
 //!    instructions per decoded token are counted under `qemu-aarch64` for ours and for llama.cpp
 //!    cross-built with the same features (see `aarch64_section`).
@@ -32,6 +32,7 @@ struct Opts {
     only: Vec<String>,
     threads: String,
     reps: usize,
+    rounds: usize,
     isa: String,
     llama_bench: Option<PathBuf>,
     build: bool,
@@ -46,6 +47,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         only: Vec::new(),
         threads: "1,2".into(),
         reps: 3,
+        rounds: 2,
         isa: "native".into(),
         llama_bench: std::env::var_os("LLAMA_BENCH").map(PathBuf::from),
         build: true,
@@ -61,6 +63,12 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--only" => o.only.push(val()?),
             "--threads" => o.threads = val()?,
             "--reps" => o.reps = val()?.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--rounds" => {
+                o.rounds = val()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--rounds: {e}"))?
+                    .max(1)
+            }
             "--isa" => o.isa = val()?,
             "--llama-bench" => o.llama_bench = Some(PathBuf::from(val()?)),
             "--no-build" => o.build = false,
@@ -212,6 +220,49 @@ fn run_ours(o: &Opts, model: &Path) -> Result<Ours, String> {
     Ok(Ours { results, memory })
 }
 
+/// Running merge of round `round` (1-based) into the previous rounds: best of bests, mean of
+/// means, largest standard deviation.
+fn merge(prev: &Sample, new: &Sample, round: usize) -> Sample {
+    let k = round as f64;
+    Sample {
+        mean: prev.mean + (new.mean - prev.mean) / k,
+        sd: prev.sd.max(new.sd),
+        best: prev.best.max(new.best),
+    }
+}
+
+fn merge_ours(prev: Ours, new: Ours, round: usize) -> Ours {
+    let results = prev
+        .results
+        .into_iter()
+        .map(|(key, s, paths)| {
+            let n = new.results.iter().find(|(k, _, _)| *k == key);
+            let s = n.map_or(s.clone(), |(_, ns, _)| merge(&s, ns, round));
+            (key, s, paths)
+        })
+        .collect();
+    Ours {
+        results,
+        memory: new.memory,
+    }
+}
+
+fn merge_llama(prev: Llama, new: Llama, round: usize) -> Llama {
+    let results = prev
+        .results
+        .into_iter()
+        .map(|(key, s)| {
+            let n = new.results.iter().find(|(k, _)| *k == key);
+            let s = n.map_or(s.clone(), |(_, ns)| merge(&s, ns, round));
+            (key, s)
+        })
+        .collect();
+    Llama {
+        results,
+        max_rss_kb: prev.max_rss_kb.max(new.max_rss_kb),
+    }
+}
+
 struct Llama {
     results: Vec<((String, usize), Sample)>,
     max_rss_kb: Option<u64>,
@@ -358,20 +409,37 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|");
     for name in &names {
         let model = models_dir.join(format!("{name}-q8_0.gguf"));
-        eprintln!("bench runtime: {name}: ours");
-        let ours = run_ours(&o, &model)?;
-        let theirs = match &llama {
-            Some(b) => {
-                eprintln!("bench runtime: {name}: llama-bench");
+        // Alternate ours and llama-bench for `rounds` rounds so both see the same machine load;
+        // keep the best repetition and average the means.
+        let mut ours: Option<Ours> = None;
+        let mut theirs: Option<Llama> = None;
+        for round in 1..=o.rounds {
+            eprintln!("bench runtime: {name}: ours (round {round}/{})", o.rounds);
+            let r = run_ours(&o, &model)?;
+            ours = Some(match ours {
+                None => r,
+                Some(prev) => merge_ours(prev, r, round),
+            });
+            if let Some(b) = &llama {
+                eprintln!(
+                    "bench runtime: {name}: llama-bench (round {round}/{})",
+                    o.rounds
+                );
                 match run_llama(&o, b, &model) {
-                    Ok(l) => Some(l),
+                    Ok(l) => {
+                        theirs = Some(match theirs {
+                            None => l,
+                            Some(prev) => merge_llama(prev, l, round),
+                        })
+                    }
                     Err(e) => {
                         let _ = writeln!(notes, "- {name}: llama-bench failed: {e}");
-                        None
                     }
                 }
             }
-            None => None,
+        }
+        let Some(ours) = ours else {
+            continue;
         };
         for ((test, threads), s, paths) in &ours.results {
             let l = theirs.as_ref().and_then(|l| {
@@ -426,8 +494,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         _ => "ours: best detected path; llama.cpp built with -march=native (GGML_NATIVE=ON)",
     };
     println!(
-        "\n## Runtime benchmark (Q8_0, pp{PP} / tg{TG}, {} repetitions; {isa_note})\n",
-        o.reps
+        "\n## Runtime benchmark (Q8_0, pp{PP} / tg{TG}, {} repetitions x {} rounds; {isa_note})\n",
+        o.reps, o.rounds
     );
     print!("{table}");
     println!("\nMemory:\n{notes}");

@@ -34,6 +34,7 @@ use flexserve_sp::{
     manifest::SpManifest,
     memmap::{self, ImageLayout},
     messaging::{self, Messaging, Next},
+    serve::Hooks,
     service::Service,
     shmem::{self, Access, MapFail, MemPlatform, SharedMemory},
 };
@@ -337,6 +338,61 @@ impl MemPlatform for SpMemory {
             unsafe { dst.add(i).write_volatile(b) };
         }
     }
+
+    unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]> {
+        // SAFETY: the runtime map is an identity map, so the mapped range `pa..pa + len` is
+        // addressable at `pa`; the caller guarantees it stays mapped and unchanged while the
+        // slice is used.
+        Some(unsafe { core::slice::from_raw_parts(pa as usize as *const u8, len) })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving hooks: the counter, heap statistics, FP/SIMD.
+
+/// CNTPCT_EL0, ordered after earlier instructions.
+fn counter_now() -> u64 {
+    let v: u64;
+    // SAFETY: reading the physical counter has no side effects; EL1 may read it.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) v,
+            options(nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+/// CNTFRQ_EL0.
+fn counter_hz() -> u64 {
+    let v: u64;
+    // SAFETY: reading the counter frequency has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+fn heap_free() -> usize {
+    let h = HEAP.lock();
+    h.stats_total_bytes().saturating_sub(h.stats_alloc_actual())
+}
+
+/// Makes sure FP/SIMD does not trap at EL1/EL0 (CPACR_EL1.FPEN = 0b11): the kernels and the
+/// compiler's code use the vector registers. aarch64-rt's entry normally did it already.
+fn enable_fp() {
+    let cpacr: u64;
+    // SAFETY: reading CPACR_EL1 has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, cpacr_el1", out(reg) cpacr, options(nomem, nostack, preserves_flags));
+    }
+    const FPEN: u64 = 0b11 << 20;
+    if cpacr & FPEN != FPEN {
+        // SAFETY: only enables FP/SIMD access; the ISB makes it take effect before any FP use.
+        unsafe {
+            core::arch::asm!("msr cpacr_el1, {}", "isb", in(reg) cpacr | FPEN,
+                options(nomem, nostack, preserves_flags));
+        }
+        log::info!("FP/SIMD enabled (CPACR_EL1 was {cpacr:#x})");
+    }
 }
 
 /// Switches TTBR0_EL1 to `root` (same MAIR/TCR as the initial map): MMU off around the switch so
@@ -507,7 +563,20 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
 
     let mut service = Service::new(BUILD_ID, req2, true);
     if let Some(m) = memory {
-        service = service.with_memory(m);
+        enable_fp();
+        let kernels = llm_runtime::kernels::Kernels::detect();
+        log::info!(
+            "serving: kernels {} (decode {}, prefill {}), counter {} Hz",
+            kernels.describe(),
+            kernels.matvec_path(),
+            kernels.matmul_path(),
+            counter_hz()
+        );
+        service = service.with_memory(m).with_serving(Hooks {
+            now: counter_now,
+            counter_hz,
+            heap_free,
+        });
     }
     #[cfg(feature = "fault-injection")]
     let service = service.with_fault_injection(inject_fault);

@@ -2,6 +2,7 @@
 //! registers and writes the reply. Every input gets a reply; nothing here can panic on what the
 //! normal world sends.
 
+use crate::serve::{Hooks, Serving};
 use crate::shmem::{MemPlatform, SharedMemory};
 use alloc::boxed::Box;
 use ffa::{PartitionId, memory::TransactionType};
@@ -30,6 +31,7 @@ pub struct Service {
     build_id: u32,
     fault_hook: Option<FaultHook>,
     memory: Option<Memory>,
+    serving: Option<Serving>,
 }
 
 impl core::fmt::Debug for Service {
@@ -61,6 +63,7 @@ impl Service {
             build_id,
             fault_hook: None,
             memory: None,
+            serving: None,
         }
     }
 
@@ -69,6 +72,47 @@ impl Service {
         self.memory = Some(memory);
         self.capabilities |= caps::MEMORY;
         self
+    }
+
+    /// Serves models (`ModelLoad`, `Generate`, `ModelUnload`); they need the memory service
+    /// too, and are `Unsupported` without it.
+    pub fn with_serving(mut self, hooks: Hooks) -> Self {
+        self.serving = Some(Serving::new(hooks));
+        if self.memory.is_some() {
+            self.capabilities |= caps::SERVING;
+        }
+        self
+    }
+
+    pub fn serving(&self) -> Option<&Serving> {
+        self.serving.as_ref()
+    }
+
+    /// A serving command; `regs` is the transport's payload size (load and generate replies
+    /// need DIRECT_REQ2).
+    fn serving_request(
+        &mut self,
+        sender: PartitionId,
+        req: &Request<'_>,
+        regs: usize,
+    ) -> Result<Response<'static>, ProtoError> {
+        let cmd = match req {
+            Request::ModelLoad { .. } => Command::ModelLoad,
+            Request::Generate(_) => Command::Generate,
+            _ => Command::ModelUnload,
+        };
+        let (Some(s), Some(m)) = (self.serving.as_mut(), self.memory.as_mut()) else {
+            return Err(ProtoError::Unsupported(cmd));
+        };
+        if cmd != Command::ModelUnload && regs < DIRECT2_PAYLOAD_REGS {
+            return Err(ProtoError::Unsupported(cmd));
+        }
+        match *req {
+            Request::ModelLoad { handle } => s.load(m, sender, handle).map(Response::Model),
+            Request::Generate(a) => s.generate(m, sender, &a).map(Response::Generated),
+            Request::ModelUnload => s.unload(m).map(|()| Response::Done),
+            _ => Err(ProtoError::Internal),
+        }
     }
 
     pub fn memory(&self) -> Option<&Memory> {
@@ -202,6 +246,19 @@ impl Service {
                     Response::error(e)
                 }
             },
+            Ok(req @ (Request::ModelLoad { .. } | Request::Generate(_) | Request::ModelUnload)) => {
+                match self.serving_request(sender, &req, regs) {
+                    Ok(r) => {
+                        self.served = self.served.wrapping_add(1);
+                        r
+                    }
+                    Err(e) => {
+                        self.rejected += 1;
+                        log::warn!("serving request {req:x?} refused: {e:?}");
+                        Response::error(e)
+                    }
+                }
+            }
             Ok(req) => {
                 self.served = self.served.wrapping_add(1);
                 match req {

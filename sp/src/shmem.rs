@@ -79,6 +79,14 @@ pub trait MemPlatform {
     fn read(&self, pa: u64, out: &mut [u8]);
     /// Copies `data` to mapped, writable memory at `pa`.
     fn write(&mut self, pa: u64, data: &[u8]);
+    /// The `len` mapped bytes at `pa` as a slice, or `None` if the platform cannot give direct
+    /// views (then nothing can be parsed in place).
+    ///
+    /// # Safety
+    ///
+    /// `pa..pa + len` must be mapped, and must stay mapped and unchanged (by the SP and by
+    /// anyone else) for as long as the returned slice is used.
+    unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]>;
 }
 
 impl<T: MemPlatform + ?Sized> MemPlatform for alloc::boxed::Box<T> {
@@ -103,6 +111,10 @@ impl<T: MemPlatform + ?Sized> MemPlatform for alloc::boxed::Box<T> {
     fn write(&mut self, pa: u64, data: &[u8]) {
         (**self).write(pa, data)
     }
+    unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]> {
+        // SAFETY: the caller's guarantee, passed on unchanged.
+        unsafe { (**self).view(pa, len) }
+    }
 }
 
 /// Why a memory command failed.
@@ -121,6 +133,19 @@ pub enum MemError {
     Rejected(RejectReason),
     /// `MemRelinquishHandle` for a handle the SP holds.
     Held(Handle),
+    /// The region is pinned (it holds the loaded model): it may not be released or written.
+    Pinned(u32),
+}
+
+/// Why a region cannot be pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinError {
+    NoSuchRegion(u32),
+    /// A SHARE: its owner can still change it.
+    NotLent,
+    /// Its ranges are not one contiguous run, or the platform gives no direct views.
+    NotContiguous,
+    AlreadyPinned,
 }
 
 impl From<MemError> for flexserve_proto::ProtoError {
@@ -136,6 +161,7 @@ impl From<MemError> for flexserve_proto::ProtoError {
             MemError::Rejected(r) => P::RegionRejected(r),
             // Registers 1-2 hold the handle.
             MemError::Held(_) => P::Malformed { index: 1 },
+            MemError::Pinned(id) => P::InUse(id),
         }
     }
 }
@@ -162,6 +188,8 @@ pub struct Region {
     /// In descriptor order: region offset 0 is the first byte of `ranges[0]`.
     ranges: Vec<MemRange>,
     pages: u64,
+    /// A slice of it is handed out ([`SharedMemory::pin`]).
+    pinned: bool,
 }
 
 impl Region {
@@ -334,6 +362,7 @@ impl<P: MemPlatform> SharedMemory<P> {
                 access,
                 pages: resp.total_pages(),
                 ranges: resp.ranges,
+                pinned: false,
             },
             Err(reason) => return Err(self.give_back(handle, reason, &[])),
         };
@@ -430,6 +459,9 @@ impl<P: MemPlatform> SharedMemory<P> {
             .position(|r| r.id == id)
             .ok_or(MemError::NoSuchRegion(id))?;
         let region = &self.regions[index];
+        if region.pinned {
+            return Err(MemError::Pinned(id));
+        }
         for r in &region.ranges {
             if self.platform.unmap(range_of(r)).is_err() {
                 // Unmapping what this layer mapped cannot conflict; if it does, the SP's page
@@ -486,6 +518,9 @@ impl<P: MemPlatform> SharedMemory<P> {
     /// Writes [`pattern_byte`] over `len` bytes at `offset` of region `id`.
     pub fn fill(&mut self, id: u32, offset: u32, len: u32, pattern: u32) -> Result<(), MemError> {
         let region = self.region(id)?;
+        if region.pinned {
+            return Err(MemError::Pinned(id));
+        }
         if !region.access.writable {
             return Err(MemError::ReadOnly(id));
         }
@@ -506,6 +541,93 @@ impl<P: MemPlatform> SharedMemory<P> {
             }
         }
         Ok(())
+    }
+}
+
+impl<P: MemPlatform> SharedMemory<P> {
+    /// Copies `out.len()` bytes at `offset` of region `id` into `out` (a private copy: the
+    /// owner may change shared memory at any time, so callers validate the copy, never the
+    /// original).
+    pub fn read_at(&self, id: u32, offset: u32, out: &mut [u8]) -> Result<(), MemError> {
+        let region = self.region(id)?;
+        let len = u32::try_from(out.len()).map_err(|_| MemError::OutOfBounds)?;
+        let span = region.span(offset, len).ok_or(MemError::OutOfBounds)?;
+        for (pa, n, off) in span.chunks() {
+            let at = (off - u64::from(offset)) as usize;
+            self.platform.read(pa, &mut out[at..at + n as usize]);
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` of region `id` (writable, not pinned).
+    pub fn write_at(&mut self, id: u32, offset: u32, data: &[u8]) -> Result<(), MemError> {
+        let region = self.region(id)?;
+        if region.pinned {
+            return Err(MemError::Pinned(id));
+        }
+        if !region.access.writable {
+            return Err(MemError::ReadOnly(id));
+        }
+        let len = u32::try_from(data.len()).map_err(|_| MemError::OutOfBounds)?;
+        let span = region.span(offset, len).ok_or(MemError::OutOfBounds)?;
+        let chunks: Vec<(u64, u64, u64)> = span.chunks().collect();
+        for (pa, n, off) in chunks {
+            let at = (off - u64::from(offset)) as usize;
+            self.platform.write(pa, &data[at..at + n as usize]);
+        }
+        Ok(())
+    }
+
+    /// Pins region `id` and returns its bytes as one slice, for parsing in place: the region
+    /// must be lent or donated (its owner has lost access, so the bytes cannot change) and one
+    /// contiguous run of pages. A pinned region cannot be released or written until
+    /// [`SharedMemory::unpin`].
+    pub fn pin(&mut self, id: u32) -> Result<&'static [u8], PinError> {
+        let index = self
+            .regions
+            .iter()
+            .position(|r| r.id == id)
+            .ok_or(PinError::NoSuchRegion(id))?;
+        let region = &self.regions[index];
+        if region.pinned {
+            return Err(PinError::AlreadyPinned);
+        }
+        if !matches!(
+            region.tx_type,
+            TransactionType::Lend | TransactionType::Donate
+        ) {
+            return Err(PinError::NotLent);
+        }
+        let first = region.ranges.first().ok_or(PinError::NotContiguous)?;
+        let mut end = first.address;
+        for r in &region.ranges {
+            if r.address != end {
+                return Err(PinError::NotContiguous);
+            }
+            end = r.address.saturating_add(r.len());
+        }
+        let len = usize::try_from(region.len()).map_err(|_| PinError::NotContiguous)?;
+        // SAFETY: the range is the region's, which this layer mapped at retrieve and unmaps
+        // only in `release`, which refuses pinned regions; `fill` and `write_at` refuse them
+        // too, and the owner lent or donated the pages, so the partition manager keeps
+        // everyone else out. `unpin`'s contract ends the slice's use before any of that
+        // changes.
+        let bytes =
+            unsafe { self.platform.view(first.address, len) }.ok_or(PinError::NotContiguous)?;
+        self.regions[index].pinned = true;
+        Ok(bytes)
+    }
+
+    /// Ends a [`SharedMemory::pin`]; the region may then be released. No-op for an unknown id.
+    ///
+    /// # Safety
+    ///
+    /// No slice returned by `pin` for this region (or anything borrowed from one) may be used
+    /// after this call.
+    pub unsafe fn unpin(&mut self, id: u32) {
+        if let Some(r) = self.regions.iter_mut().find(|r| r.id == id) {
+            r.pinned = false;
+        }
     }
 }
 

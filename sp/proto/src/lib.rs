@@ -111,6 +111,18 @@ pub enum Command {
     /// the SP does *not* hold (a probe of the partition manager's checks, e.g. a relinquish
     /// after release). A handle the SP holds is refused with `Malformed` (use `MemRelease`).
     MemRelinquishHandle = 0x15,
+    /// `[MODEL_LOAD, handle lo, handle hi]` -> [`ModelInfo`] (DIRECT_REQ2 only: the reply
+    /// needs 8 registers). The SP retrieves the memory transaction `handle` (a LEND or DONATE of
+    /// the GGUF file; a SHARE is refused, since its owner could still read and change the
+    /// weights), parses the file in place and builds tokenizer, weights and run state (KV cache
+    /// for the file's context length). One model at a time.
+    ModelLoad = 0x20,
+    /// [`GenerateArgs`] -> [`GenerateResult`] (DIRECT_REQ2 only). The prompt is read from the
+    /// SHARE'd I/O buffer named by its handle; the output is written back to it ([`io`]).
+    Generate = 0x21,
+    /// `[MODEL_UNLOAD]` -> `[OK]`: drops the model and relinquishes its memory (the owner may
+    /// reclaim it).
+    ModelUnload = 0x22,
     /// Test builds only (SP feature `fault-injection`, capability [`caps::FAULT_INJECTION`]):
     /// `[FAULT, kind]` makes the SP fail on purpose, to test that its failure reaches the
     /// partition manager. Other builds reply `Unsupported`.
@@ -128,6 +140,9 @@ impl Command {
             0x13 => Some(Command::MemRelease),
             0x14 => Some(Command::MemStats),
             0x15 => Some(Command::MemRelinquishHandle),
+            0x20 => Some(Command::ModelLoad),
+            0x21 => Some(Command::Generate),
+            0x22 => Some(Command::ModelUnload),
             0xf000 => Some(Command::Fault),
             _ => None,
         }
@@ -169,6 +184,170 @@ pub mod caps {
     pub const FAULT_INJECTION: u64 = 1 << 4;
     /// The SP retrieves and serves FF-A memory transactions (the `Mem*` commands).
     pub const MEMORY: u64 = 1 << 5;
+    /// The SP serves models (`ModelLoad`, `Generate`, `ModelUnload`).
+    pub const SERVING: u64 = 1 << 6;
+}
+
+/// The I/O buffer of `Generate`: input at offset 0, the prompt (`prompt_len` UTF-8 bytes); on
+/// success the SP overwrites it with the output: the generated token ids as little-endian u32
+/// at [`io::IDS_OFFSET`], then the generated text (UTF-8, `text_len` bytes) right after the ids,
+/// at [`io::text_offset`]`(generated)`. Text that does not fit is cut at a character boundary.
+pub mod io {
+    pub const IDS_OFFSET: usize = 0;
+    /// The largest prompt the SP takes, in bytes.
+    pub const MAX_PROMPT_BYTES: u32 = 16 * 1024;
+
+    pub const fn text_offset(generated: u32) -> usize {
+        IDS_OFFSET + 4 * generated as usize
+    }
+}
+
+/// Kernel paths of the SP's runtime, as [`ModelInfo`] reports them.
+pub mod kernel_path {
+    pub const SCALAR: u8 = 0;
+    pub const NEON: u8 = 1;
+    pub const SDOT: u8 = 2;
+    pub const SMMLA: u8 = 3;
+    pub const AVX2: u8 = 4;
+    pub const AVX512VNNI: u8 = 5;
+
+    pub fn name(code: u8) -> &'static str {
+        match code {
+            SCALAR => "scalar",
+            NEON => "neon",
+            SDOT => "sdot",
+            SMMLA => "smmla",
+            AVX2 => "avx2",
+            AVX512VNNI => "avx512vnni",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Why the SP refused a model (`BadModel` detail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ModelFault {
+    /// The memory was SHARE'd: its owner could still read and change it.
+    NotLent = 1,
+    /// The region's ranges are not one contiguous run of pages.
+    NotContiguous = 2,
+    /// The GGUF container does not parse.
+    Gguf = 3,
+    /// Hyperparameters or tensors are missing, inconsistent or unsupported.
+    Model = 4,
+    /// The vocabulary does not make a tokenizer.
+    Tokenizer = 5,
+    /// More tensors or metadata entries than the SP indexes.
+    TooManyEntries = 6,
+}
+
+/// Why the SP refused a prompt (`BadPrompt` detail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PromptFault {
+    Empty = 1,
+    /// Longer than the I/O buffer or than [`io::MAX_PROMPT_BYTES`].
+    TooLong = 2,
+    NotUtf8 = 3,
+}
+
+/// Why the SP refused an I/O buffer (`BadIoBuffer` detail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum IoFault {
+    /// Not a SHARE (a lent or donated buffer would hide the output from its owner).
+    NotShared = 1,
+    /// The SP may not write it.
+    ReadOnly = 2,
+    /// The token ids of `max_tokens` would not fit.
+    TooSmall = 3,
+}
+
+/// `ModelLoad` reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub n_layers: u32,
+    pub dim: u32,
+    pub vocab: u32,
+    /// Context length (KV-cache positions).
+    pub context: u32,
+    /// [`kernel_path`] codes for decode (matrix-vector) and prefill (matrix-matrix).
+    pub matvec_path: u8,
+    pub matmul_path: u8,
+    /// The SP's region id of the model's memory (refused by `MemRelease`/`MemFill` while
+    /// loaded).
+    pub region: u32,
+    /// Heap bytes the run state (KV cache, activations) and tokenizer took.
+    pub heap_bytes: u64,
+}
+
+/// Sampling settings of `Generate`. `temperature == 0` is greedy.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampling {
+    pub temperature: f32,
+    /// 0 = no limit.
+    pub top_k: u32,
+    /// In (0, 1]; 1 = no limit.
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Sampling {
+    pub const GREEDY: Sampling = Sampling {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 0,
+    };
+}
+
+// Compared by bits, so equality is reflexive (decoded values are never NaN anyway).
+impl PartialEq for Sampling {
+    fn eq(&self, o: &Self) -> bool {
+        self.temperature.to_bits() == o.temperature.to_bits()
+            && self.top_k == o.top_k
+            && self.top_p.to_bits() == o.top_p.to_bits()
+            && self.seed == o.seed
+    }
+}
+
+impl Eq for Sampling {}
+
+/// `Generate` request: `[GENERATE, io handle lo, io handle hi, prompt_len, max_tokens,
+/// temperature (f32 bits), top_k, top_p (f32 bits), seed lo, seed hi]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerateArgs {
+    pub io_handle: u64,
+    pub prompt_len: u32,
+    /// New tokens at most (>= 1).
+    pub max_tokens: u32,
+    pub sampling: Sampling,
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum StopReason {
+    /// `max_tokens` were generated.
+    MaxTokens = 1,
+    /// The model produced an end-of-generation token (not included in the output).
+    EndOfText = 2,
+}
+
+/// `Generate` reply: `[OK, prompt tokens, generated, text_len, stop, prefill ticks, decode
+/// ticks, counter Hz]`. Ticks are of the SP's physical counter (CNTPCT_EL0) at `counter_hz`
+/// (CNTFRQ_EL0); prefill includes sampling the first token (time to first token inside the SP),
+/// decode covers the remaining tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerateResult {
+    pub prompt_tokens: u32,
+    pub generated: u32,
+    pub text_len: u32,
+    pub stop: StopReason,
+    pub prefill_ticks: u64,
+    pub decode_ticks: u64,
+    pub counter_hz: u64,
 }
 
 /// The checksum `MemChecksum` replies with: 32-bit FNV-1a over the bytes, in order.
@@ -305,6 +484,22 @@ pub enum Status {
     RegionRejected = 10,
     /// The SP holds as many regions as it can; detail = that number.
     NoRoom = 11,
+    /// `Generate` or `ModelUnload` with no model loaded.
+    NoModel = 12,
+    /// `ModelLoad` while a model is loaded.
+    ModelLoaded = 13,
+    /// The SP refused the model file (and gave its memory back); detail = a [`ModelFault`].
+    BadModel = 14,
+    /// The model's run state would not fit the SP's heap; detail = the bytes it needs.
+    NoMemory = 15,
+    /// detail = a [`PromptFault`].
+    BadPrompt = 16,
+    /// Prompt tokens + `max_tokens` exceed the context; detail = the context length.
+    ContextFull = 17,
+    /// detail = an [`IoFault`].
+    BadIoBuffer = 18,
+    /// The region holds the loaded model; detail = the region id.
+    InUse = 19,
 }
 
 impl Status {
@@ -322,6 +517,14 @@ impl Status {
             9 => Status::FfaError,
             10 => Status::RegionRejected,
             11 => Status::NoRoom,
+            12 => Status::NoModel,
+            13 => Status::ModelLoaded,
+            14 => Status::BadModel,
+            15 => Status::NoMemory,
+            16 => Status::BadPrompt,
+            17 => Status::ContextFull,
+            18 => Status::BadIoBuffer,
+            19 => Status::InUse,
             _ => return None,
         })
     }
@@ -350,6 +553,17 @@ pub enum ProtoError {
     Ffa(i32),
     RegionRejected(RejectReason),
     NoRoom(u32),
+    NoModel,
+    ModelLoaded,
+    BadModel(ModelFault),
+    /// Heap bytes the model needs.
+    NoMemory(u64),
+    BadPrompt(PromptFault),
+    /// The context length.
+    ContextFull(u32),
+    BadIoBuffer(IoFault),
+    /// The model's region.
+    InUse(u32),
 }
 
 impl ProtoError {
@@ -366,16 +580,32 @@ impl ProtoError {
             ProtoError::Ffa(_) => Status::FfaError,
             ProtoError::RegionRejected(_) => Status::RegionRejected,
             ProtoError::NoRoom(_) => Status::NoRoom,
+            ProtoError::NoModel => Status::NoModel,
+            ProtoError::ModelLoaded => Status::ModelLoaded,
+            ProtoError::BadModel(_) => Status::BadModel,
+            ProtoError::NoMemory(_) => Status::NoMemory,
+            ProtoError::BadPrompt(_) => Status::BadPrompt,
+            ProtoError::ContextFull(_) => Status::ContextFull,
+            ProtoError::BadIoBuffer(_) => Status::BadIoBuffer,
+            ProtoError::InUse(_) => Status::InUse,
         }
     }
 
-    fn detail(&self) -> u64 {
+    pub fn detail(&self) -> u64 {
         match *self {
             ProtoError::UnknownCommand(id) => u64::from(id),
             ProtoError::Malformed { index } => index as u64,
             ProtoError::TooShort { regs } => regs as u64,
             ProtoError::Unsupported(c) => c as u64,
-            ProtoError::UnknownService | ProtoError::Internal => 0,
+            ProtoError::UnknownService
+            | ProtoError::Internal
+            | ProtoError::NoModel
+            | ProtoError::ModelLoaded => 0,
+            ProtoError::BadModel(f) => f as u64,
+            ProtoError::NoMemory(b) => b,
+            ProtoError::BadPrompt(f) => f as u64,
+            ProtoError::ContextFull(c) | ProtoError::InUse(c) => u64::from(c),
+            ProtoError::BadIoBuffer(f) => f as u64,
             ProtoError::NoSuchRegion(r) | ProtoError::NoRoom(r) => u64::from(r),
             ProtoError::OutOfBounds { index } => index as u64,
             ProtoError::Ffa(code) => u64::from(code as u32),
@@ -434,6 +664,11 @@ pub enum Request<'a> {
     MemRelinquishHandle {
         handle: u64,
     },
+    ModelLoad {
+        handle: u64,
+    },
+    Generate(GenerateArgs),
+    ModelUnload,
 }
 
 /// Register `i` as a 32-bit argument: missing registers read as 0, wider values are malformed.
@@ -540,6 +775,46 @@ impl<'a> Request<'a> {
                 rest_zero(regs, 3, width)?;
                 Ok(Request::MemRelinquishHandle { handle })
             }
+            Command::ModelLoad => {
+                let handle = handle_arg(regs, width)?;
+                rest_zero(regs, 3, width)?;
+                Ok(Request::ModelLoad { handle })
+            }
+            Command::ModelUnload => {
+                rest_zero(regs, 1, width)?;
+                Ok(Request::ModelUnload)
+            }
+            Command::Generate => {
+                let io_handle = handle_arg(regs, width)?;
+                let prompt_len = arg32(regs, 3, width)?;
+                let max_tokens = arg32(regs, 4, width)?;
+                if max_tokens == 0 {
+                    return Err(ProtoError::Malformed { index: 4 });
+                }
+                let temperature = f32::from_bits(arg32(regs, 5, width)?);
+                if !(temperature.is_finite() && temperature >= 0.0) {
+                    return Err(ProtoError::Malformed { index: 5 });
+                }
+                let top_k = arg32(regs, 6, width)?;
+                let top_p = f32::from_bits(arg32(regs, 7, width)?);
+                if !(top_p > 0.0 && top_p <= 1.0) {
+                    return Err(ProtoError::Malformed { index: 7 });
+                }
+                let seed =
+                    u64::from(arg32(regs, 9, width)?) << 32 | u64::from(arg32(regs, 8, width)?);
+                rest_zero(regs, 10, width)?;
+                Ok(Request::Generate(GenerateArgs {
+                    io_handle,
+                    prompt_len,
+                    max_tokens,
+                    sampling: Sampling {
+                        temperature,
+                        top_k,
+                        top_p,
+                        seed,
+                    },
+                }))
+            }
         }
     }
 
@@ -555,6 +830,9 @@ impl<'a> Request<'a> {
             Request::MemRelease { .. } => 2,
             Request::MemStats => 1,
             Request::MemRelinquishHandle { .. } => 3,
+            Request::ModelLoad { .. } => 3,
+            Request::Generate(_) => 10,
+            Request::ModelUnload => 1,
         };
         if out.len() < need {
             return Err(EncodeError::NoRoom {
@@ -618,6 +896,28 @@ impl<'a> Request<'a> {
                     handle >> 32,
                 ]);
             }
+            Request::ModelLoad { handle } => {
+                out[..3].copy_from_slice(&[
+                    Command::ModelLoad as u64,
+                    handle & 0xffff_ffff,
+                    handle >> 32,
+                ]);
+            }
+            Request::Generate(a) => {
+                out[..10].copy_from_slice(&[
+                    Command::Generate as u64,
+                    a.io_handle & 0xffff_ffff,
+                    a.io_handle >> 32,
+                    u64::from(a.prompt_len),
+                    u64::from(a.max_tokens),
+                    u64::from(a.sampling.temperature.to_bits()),
+                    u64::from(a.sampling.top_k),
+                    u64::from(a.sampling.top_p.to_bits()),
+                    a.sampling.seed & 0xffff_ffff,
+                    a.sampling.seed >> 32,
+                ]);
+            }
+            Request::ModelUnload => out[0] = Command::ModelUnload as u64,
         }
         check_width(out, width)
     }
@@ -653,8 +953,10 @@ pub enum Response<'a> {
     MemRegion(RegionInfo),
     Checksum(u32),
     MemStats(MemStats),
+    Model(ModelInfo),
+    Generated(GenerateResult),
     /// A command that succeeded without results (`MemFill`, `MemRelease`,
-    /// `MemRelinquishHandle`).
+    /// `MemRelinquishHandle`, `ModelUnload`).
     Done,
     Error {
         status: Status,
@@ -677,6 +979,7 @@ impl<'a> Response<'a> {
         let need = match self {
             Response::Ping { payload, .. } => 2 + payload.len(),
             Response::Info(_) | Response::MemRegion(_) | Response::MemStats(_) => 5,
+            Response::Model(_) | Response::Generated(_) => 8,
             Response::Checksum(_) => 2,
             Response::Done => 1,
             Response::Error { .. } => 2,
@@ -707,6 +1010,28 @@ impl<'a> Response<'a> {
                 out[1..5].copy_from_slice(
                     &[s.live_regions, s.mapped_pages, s.retrieves, s.relinquishes].map(u64::from),
                 );
+            }
+            Response::Model(m) => {
+                out[1..8].copy_from_slice(&[
+                    u64::from(m.n_layers),
+                    u64::from(m.dim),
+                    u64::from(m.vocab),
+                    u64::from(m.context),
+                    u64::from(m.matvec_path) | u64::from(m.matmul_path) << 8,
+                    u64::from(m.region),
+                    m.heap_bytes,
+                ]);
+            }
+            Response::Generated(g) => {
+                out[1..8].copy_from_slice(&[
+                    u64::from(g.prompt_tokens),
+                    u64::from(g.generated),
+                    u64::from(g.text_len),
+                    g.stop as u64,
+                    g.prefill_ticks,
+                    g.decode_ticks,
+                    g.counter_hz,
+                ]);
             }
             Response::Done => {}
             Response::Error { status, detail } => {
@@ -755,9 +1080,36 @@ impl<'a> Response<'a> {
                 retrieves: reg(3)? as u32,
                 relinquishes: reg(4)? as u32,
             })),
-            Command::MemFill | Command::MemRelease | Command::MemRelinquishHandle => {
-                Ok(Response::Done)
+            Command::MemFill
+            | Command::MemRelease
+            | Command::MemRelinquishHandle
+            | Command::ModelUnload => Ok(Response::Done),
+            Command::ModelLoad => {
+                let paths = reg(5)?;
+                Ok(Response::Model(ModelInfo {
+                    n_layers: reg(1)? as u32,
+                    dim: reg(2)? as u32,
+                    vocab: reg(3)? as u32,
+                    context: reg(4)? as u32,
+                    matvec_path: paths as u8,
+                    matmul_path: (paths >> 8) as u8,
+                    region: reg(6)? as u32,
+                    heap_bytes: reg(7)?,
+                }))
             }
+            Command::Generate => Ok(Response::Generated(GenerateResult {
+                prompt_tokens: reg(1)? as u32,
+                generated: reg(2)? as u32,
+                text_len: reg(3)? as u32,
+                stop: match reg(4)? {
+                    1 => StopReason::MaxTokens,
+                    2 => StopReason::EndOfText,
+                    _ => return Err(DecodeError::BadStatus(word)),
+                },
+                prefill_ticks: reg(5)?,
+                decode_ticks: reg(6)?,
+                counter_hz: reg(7)?,
+            })),
         }
     }
 }
@@ -937,7 +1289,9 @@ mod tests {
                 *r = if v & 1 == 0 { v >> 60 } else { v };
             }
             if i % 3 == 0 && n > 0 {
-                regs[0] = [1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15][(i as usize / 3) % 9];
+                regs[0] = [
+                    1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22,
+                ][(i as usize / 3) % 12];
             }
             let width = if i % 2 == 0 { Width::W32 } else { Width::W64 };
             let regs = &regs[..n];
@@ -953,7 +1307,10 @@ mod tests {
         }
     }
 
-    const ALL_COMMANDS: [Command; 9] = [
+    const ALL_COMMANDS: [Command; 12] = [
+        Command::ModelLoad,
+        Command::Generate,
+        Command::ModelUnload,
         Command::Ping,
         Command::Info,
         Command::Fault,
@@ -1121,5 +1478,115 @@ mod tests {
             .encode(&mut out, Width::W64),
             Err(EncodeError::NoRoom { need: 5, have: 3 })
         );
+    }
+
+    #[test]
+    fn model_requests_round_trip_and_reject_bad_arguments() {
+        let gen_args = GenerateArgs {
+            io_handle: 0x8000_0000_0000_0007,
+            prompt_len: 10,
+            max_tokens: 48,
+            sampling: Sampling {
+                temperature: 0.8,
+                top_k: 40,
+                top_p: 0.95,
+                seed: 0x1234_5678_9abc_def0,
+            },
+        };
+        for req in [
+            Request::ModelLoad { handle: u64::MAX },
+            Request::ModelUnload,
+            Request::Generate(gen_args),
+        ] {
+            let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
+            req.encode(&mut regs, Width::W64).unwrap();
+            assert_eq!(Request::decode(&regs, Width::W64), Ok(req));
+        }
+        let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
+        Request::Generate(gen_args)
+            .encode(&mut regs, Width::W64)
+            .unwrap();
+        let bad = |i: usize, v: u64| {
+            let mut r = regs;
+            r[i] = v;
+            Request::decode(&r, Width::W64).map(|_| ())
+        };
+        assert_eq!(bad(4, 0), Err(ProtoError::Malformed { index: 4 }));
+        assert_eq!(
+            bad(5, u64::from(f32::NAN.to_bits())),
+            Err(ProtoError::Malformed { index: 5 })
+        );
+        assert_eq!(
+            bad(5, u64::from((-1.0f32).to_bits())),
+            Err(ProtoError::Malformed { index: 5 })
+        );
+        assert_eq!(
+            bad(7, u64::from(1.5f32.to_bits())),
+            Err(ProtoError::Malformed { index: 7 })
+        );
+        assert_eq!(bad(7, 0), Err(ProtoError::Malformed { index: 7 }));
+        assert_eq!(bad(10, 1), Err(ProtoError::Malformed { index: 10 }));
+        assert_eq!(bad(3, 1 << 32), Err(ProtoError::Malformed { index: 3 }));
+        assert_eq!(
+            Request::decode(&[0x22, 1], Width::W64),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+    }
+
+    #[test]
+    fn model_responses_round_trip() {
+        let resps = [
+            (
+                Command::ModelLoad,
+                Response::Model(ModelInfo {
+                    n_layers: 4,
+                    dim: 192,
+                    vocab: 1024,
+                    context: 256,
+                    matvec_path: kernel_path::SDOT,
+                    matmul_path: kernel_path::SMMLA,
+                    region: 3,
+                    heap_bytes: 1 << 20,
+                }),
+            ),
+            (
+                Command::Generate,
+                Response::Generated(GenerateResult {
+                    prompt_tokens: 4,
+                    generated: 48,
+                    text_len: 200,
+                    stop: StopReason::EndOfText,
+                    prefill_ticks: 1 << 40,
+                    decode_ticks: 12345,
+                    counter_hz: 62_500_000,
+                }),
+            ),
+            (Command::ModelUnload, Response::Done),
+            (
+                Command::Generate,
+                Response::error(ProtoError::BadPrompt(PromptFault::NotUtf8)),
+            ),
+            (
+                Command::ModelLoad,
+                Response::error(ProtoError::NoMemory(9 << 20)),
+            ),
+        ];
+        for (cmd, r) in resps {
+            let mut out = [0u64; DIRECT2_PAYLOAD_REGS];
+            r.encode(&mut out, Width::W64).unwrap();
+            assert_eq!(Response::decode(&out, Width::W64, cmd), Ok(r));
+        }
+        // Eight registers do not fit a DIRECT_REQ reply.
+        let mut out = [0u64; DIRECT_PAYLOAD_REGS];
+        assert!(resps[0].1.encode(&mut out, Width::W64).is_err());
+        assert_eq!(
+            Response::decode(&[0, 1, 1, 1, 9, 0, 0, 0], Width::W64, Command::Generate),
+            Err(DecodeError::BadStatus(0))
+        );
+        for code in 12..=19 {
+            assert_eq!(Status::from_code(code).map(|s| s as u64), Some(code));
+        }
+        assert_eq!(io::text_offset(3), 12);
+        assert_eq!(kernel_path::name(kernel_path::SMMLA), "smmla");
     }
 }

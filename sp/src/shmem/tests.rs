@@ -112,6 +112,13 @@ impl MemPlatform for Fake {
         let o = (pa - BASE) as usize;
         self.mem[o..o + data.len()].copy_from_slice(data);
     }
+
+    unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]> {
+        self.check_mapped(pa, len, false);
+        let o = (pa - BASE) as usize;
+        // A leaked snapshot: the pinned bytes cannot change anyway.
+        Some(Box::leak(self.mem[o..o + len].to_vec().into_boxed_slice()))
+    }
 }
 
 fn offer(handle: u64, ty: TransactionType, ranges: &[(u64, u32)]) -> MemTransaction {

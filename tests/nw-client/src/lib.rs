@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod memory;
 pub mod report;
 pub mod scenarios;
+pub mod serve;
 
 use ffa::{Conduit, Endpoint, Regs, RxTxBuffers};
 
@@ -65,6 +66,19 @@ pub trait Env {
     /// A monotonic counter and its frequency in Hz (the generic timer), for information lines
     /// only; `None` where there is none.
     fn counter(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// Where the model file (GGUF) lies in the share window, if the boot configuration names
+    /// one (`model_base`, `model_size`): (address, bytes).
+    fn model(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// Runs `f` on the model file's bytes in place; `None` without a model. The bytes are only
+    /// borrowed for the call: the client must not lend the pages away while `f` runs.
+    fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let _ = f;
         None
     }
 }

@@ -55,7 +55,9 @@ static mut RX: Page = Page([0; 4096]);
 /// The heap the memory descriptors are built in (`ffa::memory` uses `alloc`).
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
-const HEAP_SIZE: usize = 4 << 20;
+/// 16 MiB: memory descriptors, and the client's own copy of the model's run state and
+/// tokenizer (the reference run).
+const HEAP_SIZE: usize = 16 << 20;
 static mut HEAP_MEM: [Page; HEAP_SIZE / 4096] = [const { Page([0; 4096]) }; HEAP_SIZE / 4096];
 
 /// The client's RX/TX pages as the `ffa` memory flows see them (volatile copies: the partition
@@ -87,6 +89,8 @@ impl RxTxBuffers for Buffers {
 struct Machine {
     ep: Endpoint<Smc>,
     bufs: Buffers,
+    /// The model file QEMU loaded, from the boot configuration (checked to lie in the window).
+    model: Option<(u64, u64)>,
 }
 
 /// Whether `[pa, pa + len)` lies in the share window (the only memory `mem_*` touch).
@@ -252,6 +256,20 @@ impl Env for Machine {
         Some((r, after))
     }
 
+    fn model(&self) -> Option<(u64, u64)> {
+        self.model
+    }
+
+    fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (base, size) = self.model?;
+        // SAFETY: `model` was checked to lie in the share window (mapped by the initial map);
+        // QEMU's loader put the file there before reset. The slice lives only for this call,
+        // during which the client does not lend the pages or write them.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(base as usize as *const u8, size as usize) };
+        Some(f(bytes))
+    }
+
     fn counter(&self) -> Option<(u64, u64)> {
         let (count, freq): (u64, u64);
         // SAFETY: reading the virtual counter and its frequency has no side effects; both are
@@ -264,8 +282,8 @@ impl Env for Machine {
     }
 }
 
-/// Reads `scenario=` from the boot configuration block at `addr`.
-fn scenario_name(addr: u64) -> Result<&'static str, &'static str> {
+/// The boot configuration's `key=value` payload at `addr`.
+fn read_boot_config(addr: u64) -> Result<&'static [u8], &'static str> {
     if addr != ns_ram::BOOT_CONFIG {
         return Err("x0 is not the boot configuration block");
     }
@@ -276,10 +294,32 @@ fn scenario_name(addr: u64) -> Result<&'static str, &'static str> {
     let header = flash::SlotHeader::decode(block, flash::BOOT_CONFIG_MAX)
         .ok_or("no valid slot header in the boot configuration")?;
     let start = flash::SLOT_HEADER_SIZE as usize;
-    let payload = block
+    block
         .get(start..start + header.len as usize)
-        .ok_or("boot configuration longer than its slot")?;
-    flash::BootConfig::get(payload, "scenario").ok_or("no `scenario=` in the boot configuration")
+        .ok_or("boot configuration longer than its slot")
+}
+
+/// `model_base=` and `model_size=` of the boot configuration, if both are there and name a
+/// range inside the model window.
+fn model_of(config: &[u8]) -> Result<Option<(u64, u64)>, &'static str> {
+    let num = |s: &str| match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    };
+    let (Some(base), Some(size)) = (
+        flash::BootConfig::get(config, "model_base"),
+        flash::BootConfig::get(config, "model_size"),
+    ) else {
+        return Ok(None);
+    };
+    let (Some(base), Some(size)) = (num(base), num(size)) else {
+        return Err("model_base/model_size are not numbers");
+    };
+    let window = ns_ram::MODEL_BASE..ns_ram::MODEL_BASE + ns_ram::MODEL_MAX;
+    if base != ns_ram::MODEL_BASE || size == 0 || size > window.end - window.start {
+        return Err("the model lies outside the model window");
+    }
+    Ok(Some((base, size)))
 }
 
 fn exit(status: u64) -> ! {
@@ -299,7 +339,12 @@ fn exit(status: u64) -> ! {
 
 fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let mut out = uart();
-    let name = match scenario_name(boot_config) {
+    let parsed = read_boot_config(boot_config).and_then(|c| {
+        let name = flash::BootConfig::get(c, "scenario")
+            .ok_or("no `scenario=` in the boot configuration")?;
+        Ok((name, model_of(c)?))
+    });
+    let (name, model) = match parsed {
         Ok(n) => n,
         Err(e) => {
             let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed");
@@ -315,6 +360,7 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let mut m = Machine {
         ep: Endpoint::new(Smc),
         bufs: Buffers,
+        model,
     };
     let (_, failed) = scenarios::run(name, &mut m, &mut out);
     exit(if failed == 0 {

@@ -1,6 +1,7 @@
 //! Named scenarios. `messaging`: FF-A set-up, discovery and direct messaging with the FlexServe
 //! SP, including the error paths. `demo`: discovery and a few readable round trips. `memory`
-//! (in [`crate::memory`]): FF-A memory management with the SP.
+//! (in [`crate::memory`]): FF-A memory management with the SP. `serve` (in [`crate::serve`]):
+//! model serving; `demo` serves the model too when the boot configuration names one.
 #![allow(
     clippy::result_large_err,
     reason = "a failure carries its reason inline: the client has no heap, and checks are not hot"
@@ -31,6 +32,7 @@ pub const NAMES: &[&str] = &[
     "sp-panic",
     "sp-data-abort",
     "sp-stack-overflow",
+    "serve",
 ];
 
 /// Runs scenario `name`, printing check lines and the summary. Returns (passed, failed).
@@ -40,6 +42,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
         "messaging" => messaging(&mut Ctx::new(env), &mut r),
         "demo" => demo(&mut Ctx::new(env), &mut r),
         "memory" => crate::memory::memory(&mut Ctx::new(env), &mut r),
+        "serve" => crate::serve::serve(&mut Ctx::new(env), &mut r),
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
         "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),
@@ -701,5 +704,9 @@ fn demo<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             ));
         }
         r.check(["demo.ping1", "demo.ping2", "demo.ping3"][i], res);
+    }
+    // With a model in the boot configuration (`cargo xtask run`), serve it.
+    if c.env.model().is_some() {
+        crate::serve::demo_model(c, r);
     }
 }

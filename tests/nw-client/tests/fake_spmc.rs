@@ -337,6 +337,17 @@ impl MemPlatform for SpPlatform {
         let o = (pa - CLIENT_SHARE_BASE) as usize;
         w.ns[o..o + data.len()].copy_from_slice(data);
     }
+
+    unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]> {
+        let w = self.0.borrow();
+        let first = pa & !(PAGE - 1);
+        for p in (first..pa + len as u64).step_by(PAGE as usize) {
+            assert!(w.sp_mapped.contains_key(&p), "SP view of unmapped {p:#x}");
+        }
+        let o = (pa - CLIENT_SHARE_BASE) as usize;
+        // A leaked snapshot: lent pages cannot change while the SP holds them.
+        Some(Box::leak(w.ns[o..o + len].to_vec().into_boxed_slice()))
+    }
 }
 
 struct FakeSpmc {

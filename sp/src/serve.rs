@@ -1,0 +1,441 @@
+//! Serving a model to the normal world (DESIGN.md sec. 8): `ModelLoad`, `Generate`,
+//! `ModelUnload`.
+//!
+//! - Load: the SP retrieves the memory transaction that holds the GGUF file. It must be a LEND
+//!   or DONATE (the owner loses access, so the bytes are stable and no longer readable by the
+//!   normal world); a SHARE is refused. The region is pinned and the file parsed in place by
+//!   `llm-runtime`'s hostile-safe reader; the run state (KV cache for the file's context
+//!   length, activations) and the tokenizer go on the SP heap, after an estimate has shown
+//!   they fit. Any failure gives the memory back at once (unpin, unmap, relinquish).
+//! - Generate: the SP retrieves the SHARE'd I/O buffer, copies the prompt *in* before looking
+//!   at it (UTF-8, length), tokenizes, prefills, samples and decodes, writes token ids and
+//!   text *out*, and relinquishes the buffer. Timing uses the physical counter.
+//! - Unload: drops every view of the file, unpins and relinquishes it.
+//!
+//! Every normal-world input ends in a protocol error, never a panic.
+
+use crate::service::Memory;
+use alloc::{string::String, vec, vec::Vec};
+use ffa::{PartitionId, memory::TransactionType};
+use flexserve_proto::{
+    GenerateArgs, GenerateResult, IoFault, ModelFault, ModelInfo, PromptFault, ProtoError,
+    StopReason, io, kernel_path,
+};
+use llm_runtime::{
+    gguf::{Gguf, Value},
+    kernels::{Kernels, Path, QK8_0},
+    model::{Config, Model, ModelError, ModelOptions, Weights},
+    sampler::{Sampler, SamplerConfig},
+    tokenizer::{StreamDecoder, Tokenizer},
+};
+
+use crate::shmem::PinError;
+
+/// Most tensors and metadata entries the SP indexes (bounds the parser's tables on the heap).
+pub const MAX_TENSORS: u64 = 4096;
+pub const MAX_METADATA: u64 = 1024;
+/// Heap kept free beyond the model's estimate (prompt copies, sampler, output, page tables).
+pub const HEAP_RESERVE: usize = 512 * 1024;
+
+/// What serving needs from the machine.
+#[derive(Clone, Copy, Debug)]
+pub struct Hooks {
+    /// The physical counter (CNTPCT_EL0) and its frequency (CNTFRQ_EL0).
+    pub now: fn() -> u64,
+    pub counter_hz: fn() -> u64,
+    /// Free heap bytes.
+    pub heap_free: fn() -> usize,
+}
+
+/// A loaded model. Field order matters: the views into the pinned file (`weights`) are dropped
+/// before the struct is gone, and `Serving::unload` unpins only after dropping it.
+struct Loaded {
+    weights: Weights<'static>,
+    tok: Tokenizer,
+    model: Model,
+    region: u32,
+    info: ModelInfo,
+}
+
+/// The serving engine's state: at most one model.
+pub struct Serving {
+    hooks: Hooks,
+    loaded: Option<Loaded>,
+}
+
+impl core::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Serving")
+            .field("loaded", &self.loaded.as_ref().map(|l| l.info))
+            .finish()
+    }
+}
+
+fn path_code(p: Path) -> u8 {
+    match p {
+        Path::Scalar => kernel_path::SCALAR,
+        Path::Neon => kernel_path::NEON,
+        Path::Sdot => kernel_path::SDOT,
+        Path::Smmla => kernel_path::SMMLA,
+        Path::Avx2 => kernel_path::AVX2,
+        Path::Avx512Vnni => kernel_path::AVX512VNNI,
+    }
+}
+
+fn bad_model(what: &str, e: &dyn core::fmt::Display, fault: ModelFault) -> ProtoError {
+    log::warn!("model refused: {what}: {e}");
+    ProtoError::BadModel(fault)
+}
+
+/// Heap bytes `Model::new` allocates for `cfg` and `opts`, each buffer rounded up to a power of
+/// two (the buddy allocator's block sizes). Saturates instead of overflowing.
+pub fn run_state_bytes(cfg: &Config, opts: &ModelOptions) -> usize {
+    let b = opts.max_batch;
+    let kv = cfg.kv_dim();
+    let half = cfg.rope_dim / 2;
+    let f = |n: usize| {
+        n.saturating_mul(4)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+    };
+    let logit_rows = if opts.all_logits { b } else { 1 };
+    let cache = cfg.n_layers.saturating_mul(opts.seq_len).saturating_mul(kv);
+    let xq_blocks = b.saturating_mul(cfg.dim.max(cfg.hidden_dim).div_ceil(QK8_0));
+    [
+        f(b.saturating_mul(cfg.dim)).saturating_mul(4),
+        f(b.saturating_mul(kv)).saturating_mul(2),
+        f(b.saturating_mul(cfg.hidden_dim)).saturating_mul(2),
+        f(opts.seq_len),
+        xq_blocks
+            .saturating_mul(34)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX),
+        f(logit_rows.saturating_mul(cfg.vocab_size)),
+        f(cache).saturating_mul(2),
+        f(half),
+        f(b.saturating_mul(half)).saturating_mul(2),
+    ]
+    .iter()
+    .fold(0usize, |a, &x| a.saturating_add(x))
+}
+
+/// A generous estimate of the tokenizer's heap use: per token its record, its text (twice:
+/// table and index) and lookup entries; per merge rule its map entry.
+pub fn tokenizer_bytes(g: &Gguf<'_>) -> usize {
+    let strings = |key: &str| match g.get(key).and_then(|v| v.as_array()) {
+        Some(a) => {
+            let text: usize = a
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.len(),
+                    _ => 0,
+                })
+                .fold(0, usize::saturating_add);
+            (a.len(), text)
+        }
+        None => (0, 0),
+    };
+    let (n_tokens, token_text) = strings("tokenizer.ggml.tokens");
+    let (n_merges, merge_text) = strings("tokenizer.ggml.merges");
+    n_tokens
+        .saturating_mul(96)
+        .saturating_add(token_text.saturating_mul(2))
+        .saturating_add(n_merges.saturating_mul(96))
+        .saturating_add(merge_text)
+        .saturating_add(64 * 1024)
+}
+
+/// The header's counts, checked before the parser builds tables from them.
+fn check_header_counts(bytes: &[u8]) -> Result<(), ProtoError> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if let (Some(tensors), Some(kvs)) = (word(8), word(16))
+        && (tensors > MAX_TENSORS || kvs > MAX_METADATA)
+    {
+        log::warn!("model refused: {tensors} tensors, {kvs} metadata entries");
+        return Err(ProtoError::BadModel(ModelFault::TooManyEntries));
+    }
+    Ok(())
+}
+
+impl Serving {
+    pub fn new(hooks: Hooks) -> Self {
+        Serving {
+            hooks,
+            loaded: None,
+        }
+    }
+
+    pub fn loaded(&self) -> Option<ModelInfo> {
+        self.loaded.as_ref().map(|l| l.info)
+    }
+
+    /// `ModelLoad`: retrieve `handle` from `sender`, check, parse and build.
+    pub fn load(
+        &mut self,
+        mem: &mut Memory,
+        sender: PartitionId,
+        handle: u64,
+    ) -> Result<ModelInfo, ProtoError> {
+        if self.loaded.is_some() {
+            return Err(ProtoError::ModelLoaded);
+        }
+        let region = mem
+            .retrieve(sender, handle, TransactionType::Unspecified)?
+            .region;
+        let pinned = match mem.pin(region) {
+            Ok(bytes) => Ok(bytes),
+            Err(PinError::NotLent) => Err(ProtoError::BadModel(ModelFault::NotLent)),
+            Err(PinError::NotContiguous) => Err(ProtoError::BadModel(ModelFault::NotContiguous)),
+            Err(e) => {
+                log::error!("pin of fresh region {region}: {e:?}");
+                Err(ProtoError::Internal)
+            }
+        };
+        let built = pinned.and_then(|bytes| {
+            let r = self.build(bytes, region);
+            if r.is_err() {
+                // SAFETY: `build` failed, and everything it made from `bytes` was dropped
+                // when it returned (the error holds no borrow); `bytes` is not used again.
+                unsafe { mem.unpin(region) };
+            }
+            r
+        });
+        match built {
+            Ok(l) => {
+                let info = l.info;
+                self.loaded = Some(l);
+                Ok(info)
+            }
+            Err(e) => {
+                if let Err(r) = mem.release(region) {
+                    log::error!("cannot give back refused model region {region}: {r:?}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn build(&self, bytes: &'static [u8], region: u32) -> Result<Loaded, ProtoError> {
+        check_header_counts(bytes)?;
+        let g = Gguf::parse(bytes).map_err(|e| bad_model("GGUF", &e, ModelFault::Gguf))?;
+        let cfg = Config::from_gguf(&g).map_err(|e| bad_model("config", &e, ModelFault::Model))?;
+        let opts = ModelOptions::for_config(&cfg);
+        let need = run_state_bytes(&cfg, &opts)
+            .saturating_add(tokenizer_bytes(&g))
+            .saturating_add(HEAP_RESERVE);
+        let free = (self.hooks.heap_free)();
+        if need > free {
+            log::warn!(
+                "model refused: needs ~{need} heap bytes (context {}), {free} free",
+                cfg.context_length
+            );
+            return Err(ProtoError::NoMemory(need as u64));
+        }
+        let before = free;
+        let tok = Tokenizer::from_gguf(&g)
+            .map_err(|e| bad_model("tokenizer", &e, ModelFault::Tokenizer))?;
+        if tok.n_tokens() > cfg.vocab_size {
+            log::warn!(
+                "model refused: {} tokens, embedding has {} rows",
+                tok.n_tokens(),
+                cfg.vocab_size
+            );
+            return Err(ProtoError::BadModel(ModelFault::Tokenizer));
+        }
+        let weights = Weights::from_gguf(&g, &cfg)
+            .map_err(|e| bad_model("weights", &e, ModelFault::Model))?;
+        let kernels = Kernels::detect();
+        let model = Model::new(cfg, opts, kernels.clone()).map_err(|e| match e {
+            ModelError::OutOfMemory { bytes } => ProtoError::NoMemory(bytes as u64),
+            e => bad_model("run state", &e, ModelFault::Model),
+        })?;
+        let heap_bytes = before.saturating_sub((self.hooks.heap_free)()) as u64;
+        let info = ModelInfo {
+            n_layers: cfg.n_layers as u32,
+            dim: cfg.dim as u32,
+            vocab: cfg.vocab_size as u32,
+            context: opts.seq_len as u32,
+            matvec_path: path_code(kernels.matvec_path()),
+            matmul_path: path_code(kernels.matmul_path()),
+            region,
+            heap_bytes,
+        };
+        let mem = model.memory_report(weights.bytes());
+        log::info!(
+            "model loaded from region {region}: {} layers, dim {}, vocab {}, context {}, {} params; \
+             kernels {} (decode {}, prefill {}); weights {} KiB in place, KV cache {} KiB, heap {} KiB",
+            cfg.n_layers,
+            cfg.dim,
+            cfg.vocab_size,
+            opts.seq_len,
+            cfg.n_params(),
+            kernels.describe(),
+            kernels.matvec_path(),
+            kernels.matmul_path(),
+            mem.weights / 1024,
+            mem.kv_cache / 1024,
+            heap_bytes / 1024
+        );
+        Ok(Loaded {
+            weights,
+            tok,
+            model,
+            region,
+            info,
+        })
+    }
+
+    /// `ModelUnload`.
+    pub fn unload(&mut self, mem: &mut Memory) -> Result<(), ProtoError> {
+        let l = self.loaded.take().ok_or(ProtoError::NoModel)?;
+        let region = l.region;
+        drop(l);
+        // SAFETY: the only views of the pinned bytes lived in `l` (weights), dropped above.
+        unsafe { mem.unpin(region) };
+        mem.release(region)?;
+        log::info!("model unloaded, region {region} relinquished");
+        Ok(())
+    }
+
+    /// `Generate`.
+    pub fn generate(
+        &mut self,
+        mem: &mut Memory,
+        sender: PartitionId,
+        args: &GenerateArgs,
+    ) -> Result<GenerateResult, ProtoError> {
+        let l = self.loaded.as_mut().ok_or(ProtoError::NoModel)?;
+        if args.prompt_len == 0 {
+            return Err(ProtoError::BadPrompt(PromptFault::Empty));
+        }
+        if args.prompt_len > io::MAX_PROMPT_BYTES {
+            return Err(ProtoError::BadPrompt(PromptFault::TooLong));
+        }
+        // The prompt takes at least one position.
+        if args.max_tokens >= l.info.context {
+            return Err(ProtoError::ContextFull(l.info.context));
+        }
+        let io_region = mem
+            .retrieve(sender, args.io_handle, TransactionType::Unspecified)?
+            .region;
+        let r = run(l, &self.hooks, mem, io_region, args);
+        let released = mem.release(io_region);
+        let out = r?;
+        released?;
+        Ok(out)
+    }
+}
+
+fn internal(what: &str, e: &dyn core::fmt::Debug) -> ProtoError {
+    log::error!("generate: {what}: {e:?}");
+    ProtoError::Internal
+}
+
+/// One generation with the I/O buffer `io` retrieved.
+fn run(
+    l: &mut Loaded,
+    hooks: &Hooks,
+    mem: &mut Memory,
+    io: u32,
+    args: &GenerateArgs,
+) -> Result<GenerateResult, ProtoError> {
+    let r = mem.region(io)?;
+    if r.tx_type != TransactionType::Share {
+        return Err(ProtoError::BadIoBuffer(IoFault::NotShared));
+    }
+    if !r.access.writable {
+        return Err(ProtoError::BadIoBuffer(IoFault::ReadOnly));
+    }
+    let io_len = r.len();
+    if u64::from(args.prompt_len) > io_len {
+        return Err(ProtoError::BadPrompt(PromptFault::TooLong));
+    }
+    if io::text_offset(args.max_tokens) as u64 > io_len {
+        return Err(ProtoError::BadIoBuffer(IoFault::TooSmall));
+    }
+    // Copy in, then validate the copy: the owner can change the shared buffer at any time.
+    let mut prompt = vec![0u8; args.prompt_len as usize];
+    mem.read_at(io, 0, &mut prompt)?;
+    let text =
+        core::str::from_utf8(&prompt).map_err(|_| ProtoError::BadPrompt(PromptFault::NotUtf8))?;
+    let ids = l.tok.encode(text, true, false);
+    let ctx = l.info.context;
+    if ids.is_empty() {
+        return Err(ProtoError::BadPrompt(PromptFault::Empty));
+    }
+    if ids.len() as u64 + u64::from(args.max_tokens) > u64::from(ctx) {
+        return Err(ProtoError::ContextFull(ctx));
+    }
+    let vocab = l.info.vocab as usize;
+    let s = args.sampling;
+    let mut sampler = Sampler::new(
+        SamplerConfig {
+            temperature: s.temperature,
+            top_k: s.top_k as usize,
+            top_p: s.top_p,
+            seed: s.seed,
+        },
+        vocab,
+    )
+    .map_err(|e| internal("sampler", &e))?;
+
+    l.model.reset();
+    let t0 = (hooks.now)();
+    let logits = l
+        .model
+        .prefill(&l.weights, &ids, 0)
+        .map_err(|e| internal("prefill", &e))?;
+    let last = logits
+        .get(logits.len().saturating_sub(vocab)..)
+        .unwrap_or(&[]);
+    let mut next = sampler.sample(last).map_err(|e| internal("sample", &e))?;
+    let t1 = (hooks.now)();
+
+    let mut generated: Vec<u32> = Vec::with_capacity(args.max_tokens as usize);
+    let mut dec = StreamDecoder::continuing();
+    let mut out_text = String::new();
+    let mut pos = ids.len();
+    let stop = loop {
+        if l.tok.is_end_of_generation(next) {
+            break StopReason::EndOfText;
+        }
+        generated.push(next);
+        dec.push(&l.tok, next, &mut out_text);
+        if generated.len() == args.max_tokens as usize {
+            break StopReason::MaxTokens;
+        }
+        let logits = l
+            .model
+            .forward(&l.weights, next, pos)
+            .map_err(|e| internal("decode", &e))?;
+        pos += 1;
+        next = sampler.sample(logits).map_err(|e| internal("sample", &e))?;
+    };
+    dec.finish(&mut out_text);
+    let t2 = (hooks.now)();
+
+    // Write out: ids, then as much text as fits, cut at a character boundary.
+    let ids_bytes: Vec<u8> = generated.iter().flat_map(|t| t.to_le_bytes()).collect();
+    mem.write_at(io, io::IDS_OFFSET as u32, &ids_bytes)?;
+    let text_at = io::text_offset(generated.len() as u32);
+    let room = (io_len as usize).saturating_sub(text_at);
+    let mut cut = out_text.len().min(room);
+    while !out_text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    mem.write_at(io, text_at as u32, &out_text.as_bytes()[..cut])?;
+    Ok(GenerateResult {
+        prompt_tokens: ids.len() as u32,
+        generated: generated.len() as u32,
+        text_len: cut as u32,
+        stop,
+        prefill_ticks: t1.wrapping_sub(t0),
+        decode_ticks: t2.wrapping_sub(t1),
+        counter_hz: (hooks.counter_hz)(),
+    })
+}

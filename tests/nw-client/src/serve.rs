@@ -6,7 +6,8 @@
 //! same kernels, same CPU), so the SP's token ids must equal its own exactly.
 //!
 //! Client pages (offsets in the share window): the I/O buffer 100..116, a scratch page 120, a
-//! corruptible copy of the model from 4096; the model itself lies at `ns_ram::MODEL_BASE`.
+//! corruptible copy of the model from 200; the model itself lies where `Env::model` says
+//! (`ns_ram::MODEL_BASE` on QEMU).
 #![allow(
     clippy::result_large_err,
     reason = "a failure carries its reason inline; checks are not hot"
@@ -45,7 +46,7 @@ const PAGE: u64 = 4096;
 const IO_PAGE: u64 = 100;
 const IO_PAGES: u32 = 16;
 const SCRATCH_PAGE: u64 = 120;
-const COPY_PAGE: u64 = 4096;
+const COPY_PAGE: u64 = 200;
 
 /// The demo's prompts, greedy.
 pub const DEMO_PROMPTS: [&str; 3] = ["A computer", "Love is", "The meaning of life is"];

@@ -13,6 +13,7 @@ use ffa::{
 use flexserve_proto::SERVICE_UUID;
 use flexserve_sp::{
     messaging::{Messaging, Next},
+    serve::Hooks,
     service::Service,
     shmem::{Access, MapFail, MemPlatform, SharedMemory},
 };
@@ -345,8 +346,9 @@ impl MemPlatform for SpPlatform {
             assert!(w.sp_mapped.contains_key(&p), "SP view of unmapped {p:#x}");
         }
         let o = (pa - CLIENT_SHARE_BASE) as usize;
-        // A leaked snapshot: lent pages cannot change while the SP holds them.
-        Some(Box::leak(w.ns[o..o + len].to_vec().into_boxed_slice()))
+        // A leaked snapshot (lent pages cannot change while the SP holds them), 8-byte aligned
+        // like the page it stands for.
+        Some(aligned_copy(&w.ns[o..o + len]))
     }
 }
 
@@ -475,11 +477,28 @@ impl RxTxBuffers for HostBufs {
     }
 }
 
+/// `bytes` copied into 8-byte aligned, leaked storage (a test process ends soon).
+fn aligned_copy(bytes: &[u8]) -> &'static [u8] {
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    for (w, c) in words.iter_mut().zip(bytes.chunks(8)) {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        *w = u64::from_ne_bytes(b);
+    }
+    let words: &'static mut [u64] = Box::leak(words.into_boxed_slice());
+    // SAFETY: `words` holds `bytes.len().div_ceil(8)` initialised u64s, so its first
+    // `bytes.len()` bytes are initialised and in bounds; u8 has no alignment or validity
+    // requirements; the storage is leaked, so it lives for the rest of the test process.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), bytes.len()) }
+}
+
 struct HostEnv {
     ep: Endpoint<FakeSpmc>,
     rx: Rc<RefCell<[u8; 4096]>>,
     bufs: HostBufs,
     world: Shared,
+    /// The model file in the window: (address, bytes).
+    model: Option<(u64, u64)>,
 }
 
 impl Env for HostEnv {
@@ -562,6 +581,17 @@ impl Env for HostEnv {
     fn call_with_simd(&mut self, _: Regs, _: &[u8; 512]) -> Option<(Regs, [u8; 512])> {
         None
     }
+
+    fn model(&self) -> Option<(u64, u64)> {
+        self.model
+    }
+
+    fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (base, size) = self.model?;
+        let o = (base - CLIENT_SHARE_BASE) as usize;
+        let bytes = aligned_copy(&self.world.borrow().ns[o..o + size as usize]);
+        Some(f(bytes))
+    }
 }
 
 fn fault(kind: flexserve_proto::FaultKind) -> ! {
@@ -584,6 +614,7 @@ fn env_in(world: Shared, service: Service, req2: bool) -> HostEnv {
             rx,
         },
         world,
+        model: None,
     }
 }
 
@@ -602,6 +633,46 @@ fn memory_env() -> HostEnv {
     );
     let service = Service::new(0x1234, true, true).with_memory(shm);
     env_in(world, service, true)
+}
+
+/// Where the host test puts the model: window page 1000 (the client's scenarios use pages
+/// below 700 for their own buffers).
+const MODEL_PAGE: u64 = 1000;
+
+fn counter() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static T: AtomicU64 = AtomicU64::new(0);
+    T.fetch_add(1000, Ordering::Relaxed)
+}
+
+fn serving_env(serving: bool, enforce: bool) -> HostEnv {
+    let model = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../llm-runtime/models/fortunes-q8_0.gguf"
+    ))
+    .unwrap();
+    let world = World::new();
+    world.borrow_mut().enforce = enforce;
+    let at = (MODEL_PAGE * PAGE) as usize;
+    world.borrow_mut().ns[at..at + model.len()].copy_from_slice(&model);
+    let own: Range<u64> = 0x0e30_0000..0x0ec0_0000;
+    let shm = SharedMemory::new(
+        Box::new(SpPlatform(world.clone())) as Box<dyn MemPlatform>,
+        SP_ID,
+        Vec::from([own]),
+    );
+    let mut service = Service::new(0x1234, true, true).with_memory(shm);
+    if serving {
+        service = service.with_serving(Hooks {
+            now: counter,
+            counter_hz: || 1_000_000_000,
+            // The SP's 8 MiB heap, nothing allocated yet.
+            heap_free: || 8 << 20,
+        });
+    }
+    let mut env = env_in(world, service, true);
+    env.model = Some((CLIENT_SHARE_BASE + MODEL_PAGE * PAGE, model.len() as u64));
+    env
 }
 
 fn env(req2: bool) -> HostEnv {
@@ -731,4 +802,51 @@ fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
     assert!(out.contains("FAIL lend.nw_write_blocked_and_reported: write to"));
     assert!(out.contains("FAIL lend.sp_sees_the_data_not_the_blocked_write"));
     assert_eq!(failed, 6, "{out}");
+}
+
+#[test]
+fn serve_scenario_passes_on_the_host() {
+    let mut out = String::new();
+    let (passed, failed) = scenarios::run("serve", &mut serving_env(true, true), &mut out);
+    print!("{out}");
+    assert_eq!(failed, 0);
+    assert!(passed >= 40, "{passed} checks");
+    for check in [
+        "PASS serve.load_shared_model_refused",
+        "PASS serve.prompt_not_utf8",
+        "PASS serve.greedy_matches_client",
+        "PASS serve.sampled_matches_client",
+        "PASS serve.nothing_held_at_the_end",
+    ] {
+        assert!(out.contains(check), "{check}");
+    }
+}
+
+#[test]
+fn demo_serves_the_model_when_there_is_one() {
+    let mut out = String::new();
+    let (passed, failed) = scenarios::run("demo", &mut serving_env(true, true), &mut out);
+    print!("{out}");
+    assert_eq!(failed, 0);
+    assert!(out.contains("PASS demo.generate3_matches_client"));
+    assert!(out.contains("A computer -> A computer"));
+    assert!(passed >= 18);
+}
+
+#[test]
+fn serve_scenario_fails_without_serving_or_enforcement() {
+    let mut out = String::new();
+    let (_, failed) = scenarios::run("serve", &mut serving_env(false, true), &mut out);
+    assert!(
+        failed >= 1 && out.contains("FAIL serve.capability"),
+        "{out}"
+    );
+    // A partition manager that leaves lent pages readable is caught.
+    let mut out = String::new();
+    let (_, failed) = scenarios::run("serve", &mut serving_env(true, false), &mut out);
+    assert!(failed >= 1, "{out}");
+    assert!(
+        out.contains("FAIL serve.lent_model_unreadable_by_client"),
+        "{out}"
+    );
 }

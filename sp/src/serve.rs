@@ -34,8 +34,10 @@ use crate::shmem::PinError;
 /// Most tensors and metadata entries the SP indexes (bounds the parser's tables on the heap).
 pub const MAX_TENSORS: u64 = 4096;
 pub const MAX_METADATA: u64 = 1024;
-/// Heap kept free beyond the model's estimate (prompt copies, sampler, output, page tables).
+/// Heap kept free beyond the model's estimate (prompt copies, output, page tables).
 pub const HEAP_RESERVE: usize = 512 * 1024;
+/// Output text the SP keeps at most (a hostile vocabulary's long tokens cannot grow it further).
+pub const MAX_OUTPUT_TEXT: usize = 256 * 1024;
 
 /// What serving needs from the machine.
 #[derive(Clone, Copy, Debug)]
@@ -120,29 +122,41 @@ pub fn run_state_bytes(cfg: &Config, opts: &ModelOptions) -> usize {
 }
 
 /// A generous estimate of the tokenizer's heap use: per token its record, its text (twice:
-/// table and index) and lookup entries; per merge rule its map entry.
+/// table and index) and lookup entries; per merge rule its map entry; plus the decoder's
+/// transient copy of the longest token.
 pub fn tokenizer_bytes(g: &Gguf<'_>) -> usize {
     let strings = |key: &str| match g.get(key).and_then(|v| v.as_array()) {
         Some(a) => {
-            let text: usize = a
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.len(),
-                    _ => 0,
-                })
-                .fold(0, usize::saturating_add);
-            (a.len(), text)
+            let (mut total, mut longest) = (0usize, 0usize);
+            for v in a.iter() {
+                if let Value::String(s) = v {
+                    total = total.saturating_add(s.len());
+                    longest = longest.max(s.len());
+                }
+            }
+            (a.len(), total, longest)
         }
-        None => (0, 0),
+        None => (0, 0, 0),
     };
-    let (n_tokens, token_text) = strings("tokenizer.ggml.tokens");
-    let (n_merges, merge_text) = strings("tokenizer.ggml.merges");
+    let (n_tokens, token_text, longest) = strings("tokenizer.ggml.tokens");
+    let (n_merges, merge_text, _) = strings("tokenizer.ggml.merges");
     n_tokens
         .saturating_mul(96)
         .saturating_add(token_text.saturating_mul(2))
         .saturating_add(n_merges.saturating_mul(96))
         .saturating_add(merge_text)
+        .saturating_add(longest.saturating_mul(4))
         .saturating_add(64 * 1024)
+}
+
+/// Heap the parser's tables, the weight views and one generation's sampler take.
+fn tables_bytes(g: &Gguf<'_>, cfg: &Config) -> usize {
+    let pow2 = |n: usize| n.checked_next_power_of_two().unwrap_or(usize::MAX);
+    pow2(g.tensors().len().saturating_mul(128))
+        .saturating_add(pow2(g.metadata().len().saturating_mul(64)))
+        .saturating_add(pow2(cfg.n_layers.saturating_mul(512)))
+        // Sampler candidates: (f32, u32) per vocabulary entry.
+        .saturating_add(pow2(cfg.vocab_size.saturating_mul(8)))
 }
 
 /// The header's counts, checked before the parser builds tables from them.
@@ -227,6 +241,7 @@ impl Serving {
         let opts = ModelOptions::for_config(&cfg);
         let need = run_state_bytes(&cfg, &opts)
             .saturating_add(tokenizer_bytes(&g))
+            .saturating_add(tables_bytes(&g, &cfg))
             .saturating_add(HEAP_RESERVE);
         let free = (self.hooks.heap_free)();
         if need > free {
@@ -399,13 +414,18 @@ fn run(
     let mut generated: Vec<u32> = Vec::with_capacity(args.max_tokens as usize);
     let mut dec = StreamDecoder::continuing();
     let mut out_text = String::new();
+    let mut piece = String::new();
     let mut pos = ids.len();
     let stop = loop {
         if l.tok.is_end_of_generation(next) {
             break StopReason::EndOfText;
         }
         generated.push(next);
-        dec.push(&l.tok, next, &mut out_text);
+        piece.clear();
+        dec.push(&l.tok, next, &mut piece);
+        if out_text.len() + piece.len() <= MAX_OUTPUT_TEXT {
+            out_text.push_str(&piece);
+        }
         if generated.len() == args.max_tokens as usize {
             break StopReason::MaxTokens;
         }
@@ -416,7 +436,11 @@ fn run(
         pos += 1;
         next = sampler.sample(logits).map_err(|e| internal("sample", &e))?;
     };
-    dec.finish(&mut out_text);
+    piece.clear();
+    dec.finish(&mut piece);
+    if out_text.len() + piece.len() <= MAX_OUTPUT_TEXT {
+        out_text.push_str(&piece);
+    }
     let t2 = (hooks.now)();
 
     // Write out: ids, then as much text as fits, cut at a character boundary.
@@ -438,4 +462,95 @@ fn run(
         decode_ticks: t2.wrapping_sub(t1),
         counter_hz: (hooks.counter_hz)(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_runtime::model::ModelOptions;
+
+    fn model_file() -> &'static [u8] {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../llm-runtime/models/fortunes-q8_0.gguf"
+        ))
+        .unwrap();
+        // 8-byte aligned, leaked: tensor views need their element alignment.
+        let words: Vec<u64> = bytes
+            .chunks(8)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                u64::from_ne_bytes(w)
+            })
+            .collect();
+        let words: &'static [u64] = Vec::leak(words);
+        // SAFETY: the leaked words hold `bytes.len()` initialised bytes; u8 has no alignment
+        // or validity requirements; the storage lives for the rest of the process.
+        unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), bytes.len()) }
+    }
+
+    #[test]
+    fn run_state_estimate_covers_the_model_buffers() {
+        let g = Gguf::parse(model_file()).unwrap();
+        let cfg = Config::from_gguf(&g).unwrap();
+        for seq_len in [1, 17, 256] {
+            let opts = ModelOptions {
+                seq_len,
+                ..ModelOptions::for_config(&cfg)
+            };
+            let m = Model::new(cfg, opts, Kernels::scalar()).unwrap();
+            let r = m.memory_report(0);
+            let est = run_state_bytes(&cfg, &opts);
+            assert!(est >= r.kv_cache + r.activations, "{est} < {r:?}");
+            // Not absurdly generous either: powers of two at most double each buffer.
+            assert!(
+                est <= 2 * (r.kv_cache + r.activations) + 4096,
+                "{est} vs {r:?}"
+            );
+        }
+        // A hostile context length saturates instead of overflowing.
+        let huge = Config {
+            context_length: usize::MAX,
+            n_layers: usize::MAX,
+            ..cfg
+        };
+        let opts = ModelOptions {
+            seq_len: usize::MAX,
+            ..ModelOptions::for_config(&cfg)
+        };
+        assert_eq!(run_state_bytes(&huge, &opts), usize::MAX);
+        let t = tokenizer_bytes(&g);
+        assert!(t > 1024 * 96 && t < 1 << 20, "{t}");
+    }
+
+    #[test]
+    fn header_counts_are_bounded() {
+        let mut h = [0u8; 24];
+        h[..4].copy_from_slice(b"GGUF");
+        h[8..16].copy_from_slice(&MAX_TENSORS.to_le_bytes());
+        h[16..24].copy_from_slice(&MAX_METADATA.to_le_bytes());
+        assert_eq!(check_header_counts(&h), Ok(()));
+        h[8..16].copy_from_slice(&(MAX_TENSORS + 1).to_le_bytes());
+        assert_eq!(
+            check_header_counts(&h),
+            Err(ProtoError::BadModel(ModelFault::TooManyEntries))
+        );
+        h[8..16].copy_from_slice(&1u64.to_le_bytes());
+        h[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            check_header_counts(&h),
+            Err(ProtoError::BadModel(ModelFault::TooManyEntries))
+        );
+        // Too short to say: the parser reports it.
+        assert_eq!(check_header_counts(&h[..20]), Ok(()));
+    }
+
+    #[test]
+    fn every_kernel_path_has_a_protocol_code() {
+        let codes: Vec<u8> = Path::ALL.iter().map(|&p| path_code(p)).collect();
+        for (p, c) in Path::ALL.iter().zip(&codes) {
+            assert_eq!(kernel_path::name(*c), p.name());
+        }
+    }
 }

@@ -429,4 +429,32 @@ mod tests {
         assert_eq!(i.capabilities, caps::PING | caps::INFO | caps::CONSOLE_LOG);
         assert_eq!(i.sp_version, crate::SP_VERSION);
     }
+
+    #[test]
+    fn serving_commands_are_unsupported_without_serving() {
+        let mut s = Service::new(1, true, false);
+        for (cmd, req) in [
+            (Command::ModelLoad, [0x20u64, 1, 0, 0, 0]),
+            (Command::ModelUnload, [0x22, 0, 0, 0, 0]),
+        ] {
+            let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
+            regs[..5].copy_from_slice(&req);
+            let r = s.handle_direct2(0, &SERVICE_UUID, &regs);
+            assert_eq!(&r[..2], &[Status::Unsupported as u64, cmd as u64]);
+        }
+        // Serving needs the memory service: without it the capability stays off.
+        let hooks = Hooks {
+            now: || 0,
+            counter_hz: || 1,
+            heap_free: || 0,
+        };
+        let mut s = Service::new(1, true, false).with_serving(hooks);
+        let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W64);
+        assert_eq!(r[3] & caps::SERVING, 0);
+        let r = s.handle_direct(0, &[0x22, 0, 0, 0, 0], Width::W64);
+        assert_eq!(
+            &r[..2],
+            &[Status::Unsupported as u64, Command::ModelUnload as u64]
+        );
+    }
 }

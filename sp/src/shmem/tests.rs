@@ -454,3 +454,56 @@ fn random_commands_touch_only_mapped_memory() {
     assert!(s.retrieves > 100 && s.relinquishes > 50, "{s:?}");
     assert!(sums > 100 && fills > 100, "{sums} checksums, {fills} fills");
 }
+
+#[test]
+fn pin_gives_lent_contiguous_regions_and_blocks_release_and_writes() {
+    let mut m = shm(&[
+        offer(1, TransactionType::Lend, &[(4, 2), (6, 1)]),
+        offer(2, TransactionType::Share, &[(10, 1)]),
+        offer(3, TransactionType::Lend, &[(12, 1), (20, 1)]),
+        offer(4, TransactionType::Donate, &[(30, 1)]),
+    ]);
+    for (i, b) in m.platform.mem.iter_mut().enumerate() {
+        *b = (i % 253) as u8;
+    }
+    let lent = m.retrieve(NW, 1, TransactionType::Lend).unwrap().region;
+    let shared = m.retrieve(NW, 2, TransactionType::Share).unwrap().region;
+    let gappy = m.retrieve(NW, 3, TransactionType::Lend).unwrap().region;
+    let donated = m.retrieve(NW, 4, TransactionType::Donate).unwrap().region;
+    assert_eq!(m.pin(shared), Err(PinError::NotLent));
+    assert_eq!(m.pin(gappy), Err(PinError::NotContiguous));
+    assert_eq!(m.pin(99), Err(PinError::NoSuchRegion(99)));
+    let bytes = m.pin(lent).unwrap();
+    let o = (4 * PAGE) as usize;
+    assert_eq!(bytes, &m.platform.mem[o..o + 3 * PAGE as usize]);
+    assert_eq!(m.pin(lent), Err(PinError::AlreadyPinned));
+    assert_eq!(m.release(lent), Err(MemError::Pinned(lent)));
+    assert_eq!(m.fill(lent, 0, 1, 0), Err(MemError::Pinned(lent)));
+    assert_eq!(m.write_at(lent, 0, &[1]), Err(MemError::Pinned(lent)));
+    assert!(m.pin(donated).is_ok());
+    // SAFETY: `bytes` is not used after this.
+    unsafe { m.unpin(lent) };
+    assert_eq!(m.release(lent), Ok(()));
+    assert_eq!(m.release(shared), Ok(()));
+    assert_eq!(m.release(gappy), Ok(()));
+}
+
+#[test]
+fn read_at_and_write_at_cross_ranges_and_check_bounds() {
+    let mut m = shm(&[offer(5, TransactionType::Share, &[(4, 1), (8, 1)])]);
+    let id = m.retrieve(NW, 5, TransactionType::Share).unwrap().region;
+    let data: Vec<u8> = (0..100u8).collect();
+    m.write_at(id, 4096 - 50, &data).unwrap();
+    let mut back = vec![0u8; 100];
+    m.read_at(id, 4096 - 50, &mut back).unwrap();
+    assert_eq!(back, data);
+    // The second half went to page 8, not page 5.
+    let p8 = (8 * PAGE) as usize;
+    assert_eq!(&m.platform.mem[p8..p8 + 50], &data[50..]);
+    assert_eq!(m.write_at(id, 8192 - 10, &data), Err(MemError::OutOfBounds));
+    assert_eq!(
+        m.read_at(id, u32::MAX, &mut back),
+        Err(MemError::OutOfBounds)
+    );
+    assert_eq!(m.read_at(42, 0, &mut back), Err(MemError::NoSuchRegion(42)));
+}

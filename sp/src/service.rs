@@ -104,6 +104,7 @@ impl Service {
         let (Some(s), Some(m)) = (self.serving.as_mut(), self.memory.as_mut()) else {
             return Err(ProtoError::Unsupported(cmd));
         };
+        // `handle` refused these over DIRECT_REQ already; kept so this holds on its own.
         if cmd != Command::ModelUnload && regs < DIRECT2_PAYLOAD_REGS {
             return Err(ProtoError::Unsupported(cmd));
         }
@@ -212,6 +213,16 @@ impl Service {
     }
 
     fn handle(&mut self, sender: PartitionId, payload: &[u64], width: Width, regs: usize) -> Reply {
+        // Load and generate need DIRECT_REQ2's registers: over DIRECT_REQ say so, rather than
+        // report the missing arguments as malformed.
+        let id = payload.first().map(|w| w & 0xffff);
+        if regs < DIRECT2_PAYLOAD_REGS
+            && let Some(cmd @ (Command::ModelLoad | Command::Generate)) =
+                id.and_then(|i| Command::from_id(i as u16))
+        {
+            self.rejected += 1;
+            return encode(Response::error(ProtoError::Unsupported(cmd)), width, regs);
+        }
         let response = match Request::decode(payload, width) {
             Err(e) => {
                 self.rejected += 1;
@@ -455,6 +466,12 @@ mod tests {
         assert_eq!(
             &r[..2],
             &[Status::Unsupported as u64, Command::ModelUnload as u64]
+        );
+        // Generate over DIRECT_REQ: unsupported, whatever the (too few) arguments say.
+        let r = s.handle_direct(0, &[0x21, 1, 0, 4, 8], Width::W32);
+        assert_eq!(
+            &r[..2],
+            &[Status::Unsupported as u64, Command::Generate as u64]
         );
     }
 }

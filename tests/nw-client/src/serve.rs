@@ -503,7 +503,7 @@ fn print_generation<W: Write>(
         .collect();
     r.note(format_args!("{prompt}{label} -> {prompt}{text}"));
     r.note(format_args!(
-        "    {} prompt tokens, {} generated ({:?}); prefill {:.1} tok/s, TTFT {:.1} ms, decode {:.1} tok/s{}",
+        "    {} prompt tokens, {} generated ({:?}); prefill {:.1} tok/s, TTFT {:.1} ms, decode {:.1} tok/s (QEMU guest time){}",
         g.prompt_tokens,
         g.generated,
         g.stop,
@@ -729,6 +729,27 @@ pub(crate) fn serve<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         c.serve_call(Request::ModelLoad { handle: 1 }, false)
             .and_then(|x| c.refused(Ok(x), Status::Unsupported, Command::ModelLoad as u64)),
     );
+    r.check("serve.generate_over_direct_req_unsupported", {
+        let mut regs = [0u64; DIRECT_PAYLOAD_REGS];
+        regs[..5].copy_from_slice(&[
+            Command::Generate as u64,
+            io.0 & 0xffff_ffff,
+            io.0 >> 32,
+            4,
+            8,
+        ]);
+        match c.direct(&regs, Width::W64) {
+            Ok(x) => match Response::decode(&x, Width::W64, Command::Generate) {
+                Ok(Response::Error { status, detail }) => c.refused(
+                    Ok(Reply::Error(status, detail)),
+                    Status::Unsupported,
+                    Command::Generate as u64,
+                ),
+                other => Err(f(format_args!("{other:?}"))),
+            },
+            Err(e) => Err(f(format_args!("{e:?}"))),
+        }
+    });
 
     // Models the SP must refuse, each given back.
     r.check(

@@ -13,6 +13,13 @@ fn main() {
         .unwrap_or_default();
     println!("cargo::rustc-env=FLEXSERVE_BUILD_ID={commit}");
     println!("cargo::rerun-if-changed=../.git/HEAD");
+    // HEAD names a branch: its ref file is what a commit changes.
+    if let Some(r) = std::fs::read_to_string(root.join("../.git/HEAD"))
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
+    {
+        println!("cargo::rerun-if-changed=../.git/{r}");
+    }
     println!("cargo::rerun-if-changed=build.rs");
 
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {

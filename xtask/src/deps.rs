@@ -164,6 +164,18 @@ fn enable_backports() -> Result<bool> {
     }
     let deb822 =
         std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    let Some(text) = backports_entry(&deb822, &list) else {
+        eprintln!("xtask: no Debian bookworm source entry found; using the default suite");
+        return Ok(false);
+    };
+    std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    Ok(true)
+}
+
+/// A deb822 bookworm-backports entry with the mirror (and key) of the machine's own bookworm
+/// entry, from either the deb822 `debian.sources` or a one-line `sources.list`.
+fn backports_entry(deb822: &str, list: &str) -> Option<String> {
     let field = |stanza: &str, key: &str| {
         stanza
             .lines()
@@ -172,29 +184,53 @@ fn enable_backports() -> Result<bool> {
     let stanza = deb822.split("\n\n").find(|s| {
         field(s, "Suites:").is_some_and(|v| v.split_whitespace().any(|x| x == "bookworm"))
     });
-    let (uri, signed) = if let Some(s) = stanza {
-        (field(s, "URIs:"), field(s, "Signed-By:"))
-    } else {
-        // One-line format in /etc/apt/sources.list.
-        let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
-        let uri = list.lines().find_map(|l| {
-            let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
-            (w.next() == Some("deb"))
-                .then(|| w.next().map(str::to_string))
-                .flatten()
-                .filter(|_| l.split_whitespace().any(|x| x == "bookworm"))
-        });
-        (uri, None)
-    };
-    let Some(uri) = uri else {
-        eprintln!("xtask: no Debian bookworm source entry found; using the default suite");
-        return Ok(false);
+    let (uri, signed) = match stanza {
+        Some(s) => (field(s, "URIs:")?, field(s, "Signed-By:")),
+        None => {
+            let uri = list.lines().find_map(|l| {
+                let words: Vec<&str> = l
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with('['))
+                    .collect();
+                match words.as_slice() {
+                    ["deb", uri, "bookworm", ..] => Some(uri.to_string()),
+                    _ => None,
+                }
+            })?;
+            (uri, None)
+        }
     };
     let mut text =
         format!("Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\n");
     if let Some(s) = signed {
         text.push_str(&format!("Signed-By: {s}\n"));
     }
-    std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
-    Ok(true)
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backports_entry;
+
+    #[test]
+    fn backports_entry_from_deb822() {
+        let src = "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\n\
+                   Components: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
+                   Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\n";
+        let e = backports_entry(src, "").expect("entry");
+        assert!(e.contains("URIs: http://mirror.invalid/debian\n"));
+        assert!(e.contains("Suites: bookworm-backports\n"));
+        assert!(e.contains("Signed-By: /usr/share/keyrings/k.gpg\n"));
+    }
+
+    #[test]
+    fn backports_entry_from_one_line_list() {
+        let list = "# comment\ndeb [arch=amd64] http://mirror.invalid/debian bookworm main\n";
+        let e = backports_entry("", list).expect("entry");
+        assert!(e.contains("URIs: http://mirror.invalid/debian\n"));
+        assert_eq!(
+            backports_entry("", "deb http://x.invalid/debian trixie main\n"),
+            None
+        );
+    }
 }

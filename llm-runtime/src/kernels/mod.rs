@@ -510,7 +510,7 @@ fn matmul_rows(
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => drive::<x86::Avx2, 4, 2>(w, kb, x, n, out),
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512Vnni => drive::<x86::Vnni, 4, 4>(w, kb, x, n, out),
+        Path::Avx512Vnni => drive::<x86::Vnni, 8, 4>(w, kb, x, n, out),
         #[cfg(target_arch = "aarch64")]
         Path::Neon => drive::<neon::Neon, 4, 2>(w, kb, x, n, out),
         #[cfg(target_arch = "aarch64")]
@@ -533,8 +533,8 @@ pub(crate) trait Tiles {
     ) -> [[f32; T]; R];
 }
 
-/// Walks `n` tokens x `out.cols().len()` rows in `R x T` tiles, with `1 x T`, `R x 1` and `1 x 1`
-/// tiles for the edges.
+/// Walks `n` tokens x `out.cols().len()` rows in `R x T` tiles, with `4 x T`, `1 x T`, `R x 1`,
+/// `4 x 1` and `1 x 1` tiles for the edges.
 fn drive<K: Tiles, const R: usize, const T: usize>(
     w: &[BlockQ8_0],
     kb: usize,
@@ -559,6 +559,17 @@ fn drive<K: Tiles, const R: usize, const T: usize>(
             }
             r0 += R;
         }
+        // 4-row tiles compute each row exactly as the wider tiles do, so results do not depend
+        // on how rows were split between threads (split points are multiples of 4).
+        while R > 4 && r0 + 4 <= rows {
+            let o = K::tile::<4, T>(&w[r0 * kb..(r0 + 4) * kb], kb, xt);
+            for (r, or) in o.iter().enumerate() {
+                for (t, &v) in or.iter().enumerate() {
+                    out.put(t0 + t, r0 + r, v);
+                }
+            }
+            r0 += 4;
+        }
         while r0 < rows {
             let o = K::tile::<1, T>(&w[r0 * kb..(r0 + 1) * kb], kb, xt);
             for (t, &v) in o[0].iter().enumerate() {
@@ -577,6 +588,13 @@ fn drive<K: Tiles, const R: usize, const T: usize>(
                 out.put(t0, r0 + r, or[0]);
             }
             r0 += R;
+        }
+        while R > 4 && r0 + 4 <= rows {
+            let o = K::tile::<4, 1>(&w[r0 * kb..(r0 + 4) * kb], kb, xt);
+            for (r, or) in o.iter().enumerate() {
+                out.put(t0, r0 + r, or[0]);
+            }
+            r0 += 4;
         }
         while r0 < rows {
             let o = K::tile::<1, 1>(&w[r0 * kb..(r0 + 1) * kb], kb, xt);

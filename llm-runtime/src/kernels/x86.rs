@@ -55,7 +55,19 @@ impl Tiles for Vnni {
         if R == 4 {
             let mut o = [[0.0; T]; R];
             // SAFETY: as below; R == 4.
-            o.copy_from_slice(&unsafe { tile4_vnni::<T>(w, kb, x) }[..R]);
+            let q = unsafe { tile4_vnni::<1, T>(w, kb, x) };
+            for (d, s) in o.iter_mut().zip(q.as_flattened()) {
+                *d = *s;
+            }
+            return o;
+        }
+        if R == 8 {
+            let mut o = [[0.0; T]; R];
+            // SAFETY: as below; R == 8.
+            let q = unsafe { tile4_vnni::<2, T>(w, kb, x) };
+            for (d, s) in o.iter_mut().zip(q.as_flattened()) {
+                *d = *s;
+            }
             return o;
         }
         // SAFETY: the Vnni path is only selected when AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI
@@ -254,24 +266,34 @@ unsafe fn tile4_avx2<const T: usize>(w: &[BlockQ8_0], kb: usize, x: &[BlockQ8_0]
     o
 }
 
-/// VNNI version of [`tile4_avx2`].
+/// VNNI version of [`tile4_avx2`], for `G` groups of 4 rows at once (`4*G` rows; the
+/// activation block's load, bias correction and scale are shared by all of them).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI; `w.len() >= 4*kb`,
+/// The CPU must support AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI; `w.len() >= 4*G*kb`,
 /// `x.len() >= T*kb`.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn tile4_vnni<const T: usize>(w: &[BlockQ8_0], kb: usize, x: &[BlockQ8_0]) -> [[f32; T]; 4] {
+unsafe fn tile4_vnni<const G: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+) -> [[[f32; T]; 4]; G] {
     let bias = _mm256_set1_epi8(i8::MIN);
-    let mut acc = [_mm_setzero_ps(); T];
+    let mut acc = [[_mm_setzero_ps(); T]; G];
     for b in 0..kb {
-        // SAFETY: `3*kb + b < 4*kb <= w.len()` (caller's contract).
-        let dw = unsafe { scales4(w, kb, b) };
-        let mut wu = [_mm256_setzero_si256(); 4];
-        for r in 0..4 {
-            // SAFETY: `r*kb + b < 4*kb <= w.len()` (caller's contract).
-            wu[r] = _mm256_xor_si256(load32(unsafe { w.get_unchecked(r * kb + b) }), bias);
+        let mut dw = [_mm_setzero_ps(); G];
+        let mut wu = [[_mm256_setzero_si256(); 4]; G];
+        for g in 0..G {
+            // SAFETY: rows `4g..4g+4` are inside `w` (`w.len() >= 4*G*kb`, caller's contract).
+            let wg = unsafe { w.get_unchecked(4 * g * kb..) };
+            // SAFETY: `3*kb + b < 4*kb <= wg.len()`.
+            dw[g] = unsafe { scales4(wg, kb, b) };
+            for r in 0..4 {
+                // SAFETY: `r*kb + b < 4*kb <= wg.len()`.
+                wu[g][r] = _mm256_xor_si256(load32(unsafe { wg.get_unchecked(r * kb + b) }), bias);
+            }
         }
         for t in 0..T {
             // SAFETY: `t*kb + b < T*kb <= x.len()` (caller's contract).
@@ -281,19 +303,23 @@ unsafe fn tile4_vnni<const T: usize>(w: &[BlockQ8_0], kb: usize, x: &[BlockQ8_0]
                 _mm256_setzero_si256(),
                 _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, xv),
             );
-            let p = |r: usize| _mm256_dpbusd_epi32(neg, wu[r], xv);
-            let s = reduce4(p(0), p(1), p(2), p(3));
-            let d = _mm_mul_ps(dw, _mm_set1_ps(h2f(xb.d)));
-            acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), d, acc[t]);
+            let dx = _mm_set1_ps(h2f(xb.d));
+            for g in 0..G {
+                let p = |r: usize| _mm256_dpbusd_epi32(neg, wu[g][r], xv);
+                let s = reduce4(p(0), p(1), p(2), p(3));
+                acc[g][t] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dw[g], dx), acc[g][t]);
+            }
         }
     }
-    let mut o = [[0.0f32; T]; 4];
-    for t in 0..T {
-        let mut v = [0.0f32; 4];
-        // SAFETY: `v` is 4 f32; unaligned store.
-        unsafe { _mm_storeu_ps(v.as_mut_ptr(), acc[t]) };
-        for r in 0..4 {
-            o[r][t] = v[r];
+    let mut o = [[[0.0f32; T]; 4]; G];
+    for g in 0..G {
+        for t in 0..T {
+            let mut v = [0.0f32; 4];
+            // SAFETY: `v` is 4 f32; unaligned store.
+            unsafe { _mm_storeu_ps(v.as_mut_ptr(), acc[g][t]) };
+            for r in 0..4 {
+                o[g][r][t] = v[r];
+            }
         }
     }
     o

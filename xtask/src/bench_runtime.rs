@@ -24,6 +24,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::{root, target_dir};
+
 const MODELS: [&str; 2] = ["stories15M", "stories110M"];
 const PP: usize = 128;
 const TG: usize = 64;
@@ -83,19 +85,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         return Err(format!("--isa {}: expected native or avx2", o.isa));
     }
     Ok(o)
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 fn python(o: &Opts) -> String {

@@ -48,17 +48,37 @@ const LIBS: &[(&str, &str)] = &[(
 
 const TARGETS: &[&str] = &["aarch64-unknown-none", "aarch64-unknown-linux-gnu"];
 
+/// What `cargo xtask bench` needs on top: the aarch64 C++ cross compiler for llama.cpp.
+const BENCH_TOOLS: &[Tool] = &[Tool {
+    bin: "aarch64-linux-gnu-g++",
+    package: "g++-aarch64-linux-gnu",
+    backports: false,
+}];
+
 /// Makes sure every tool and rustup target the tests and images need is present.
 pub fn ensure() -> Result<()> {
+    ensure_tools(TOOLS)
+}
+
+/// [`ensure`], plus what the benchmarks need.
+pub fn ensure_bench() -> Result<()> {
+    ensure_tools(TOOLS)?;
+    ensure_tools(BENCH_TOOLS)
+}
+
+fn ensure_tools(tools: &[Tool]) -> Result<()> {
     ensure_targets()?;
-    let mut missing: Vec<&Tool> = TOOLS.iter().filter(|t| which(t.bin).is_none()).collect();
+    let mut missing: Vec<&Tool> = tools.iter().filter(|t| which(t.bin).is_none()).collect();
     let libs: Vec<&str> = LIBS
         .iter()
         .filter(|(f, _)| !Path::new(f).exists())
         .map(|(_, p)| *p)
         .collect();
     // An old qemu-system-aarch64 (< 8) mis-handles S-EL2: treat it as missing.
-    if which("qemu-system-aarch64").is_some() && qemu_system_major().is_some_and(|m| m < 8) {
+    if tools.iter().any(|t| t.bin == "qemu-system-aarch64")
+        && which("qemu-system-aarch64").is_some()
+        && qemu_system_major().is_some_and(|m| m < 8)
+    {
         eprintln!("xtask: qemu-system-aarch64 is older than 8.0; upgrading");
         missing.push(&TOOLS[0]);
     }
@@ -103,7 +123,7 @@ pub fn ensure() -> Result<()> {
                 .args(&libs),
         )?;
     }
-    for t in TOOLS {
+    for t in tools {
         if which(t.bin).is_none() {
             return Err(format!(
                 "{} still missing after installing {}",

@@ -8,6 +8,7 @@
 //! - `cargo xtask bench [runtime]`: benchmarks, side by side with their peers.
 //! - `cargo xtask deps`: install what the commands need.
 
+mod bench_runtime;
 mod deps;
 mod images;
 mod qemu;
@@ -196,9 +197,43 @@ fn cmd_build(args: &[String]) -> Result<()> {
 
 fn cmd_bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
-        None | Some("runtime") => Err("no benchmarks are built yet".into()),
+        None | Some("runtime") => {
+            deps::ensure_bench()?;
+            if std::env::var_os("FLEXSERVE_PYTHON").is_none() {
+                let py = bench_python()?;
+                // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
+                unsafe { std::env::set_var("FLEXSERVE_PYTHON", py) };
+            }
+            let rest = if args.is_empty() { args } else { &args[1..] };
+            bench_runtime::run(rest)
+        }
         Some(other) => Err(format!("unknown benchmark `{other}` (runtime)")),
     }
+}
+
+/// A Python with numpy and gguf for the benchmark model generator: the fixture venv if it is
+/// there, otherwise a venv under target/ made with pip from PyPI.
+fn bench_python() -> Result<String> {
+    let shared = Path::new("/opt/fs-venv/bin/python");
+    let ok = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import numpy, gguf"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok(shared) {
+        return Ok(shared.display().to_string());
+    }
+    let venv = target_dir().join("bench-venv");
+    let py = venv.join("bin/python");
+    if !ok(&py) {
+        eprintln!("xtask: creating {} (numpy, gguf)", venv.display());
+        run_status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run_status(Command::new(&py).args(["-m", "pip", "install", "-q", "numpy", "gguf"]))?;
+    }
+    Ok(py.display().to_string())
 }
 
 fn cmd_test(args: &[String]) -> Result<()> {

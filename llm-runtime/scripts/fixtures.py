@@ -21,7 +21,6 @@ quant_cases.bin: u32 n_blocks, f32[n_blocks*32] input, then gguf-py's Q8_0 bytes
 """
 
 import argparse
-import io
 import json
 import os
 import struct
@@ -30,6 +29,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_gguf  # noqa: E402  (next to this script)
 
 SEED = 1234
 PROMPTS = [
@@ -71,25 +73,6 @@ def train_tokenizer(workdir: Path, vocab_size: int = 512):
         minloglevel=2,
     )
     return spm.SentencePieceProcessor(model_file=str(prefix) + ".model")
-
-
-def vocab_arrays(sp):
-    tokens, scores, types = [], [], []
-    for i in range(sp.get_piece_size()):
-        tokens.append(sp.id_to_piece(i))
-        scores.append(sp.get_score(i))
-        if sp.is_unknown(i):
-            t = 2
-        elif sp.is_control(i):
-            t = 3
-        elif sp.is_byte(i):
-            t = 6
-        elif sp.is_unused(i):
-            t = 5
-        else:
-            t = 1
-        types.append(t)
-    return tokens, scores, types
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,74 +138,10 @@ def build_hf(spec):
     return m
 
 
-def permute_qk(w, n_head):
-    """The HF->GGUF row permutation for llama.cpp's pairwise RoPE (convert_hf_to_gguf.py)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def write_gguf(path, spec, model, sp_vocab, qtype):
-    import gguf
-
-    tokens, scores, types = sp_vocab
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name(f"oracle-{spec['name']}")
-    if spec["alignment"]:
-        w.add_custom_alignment(spec["alignment"])
-    w.add_context_length(spec["ctx"])
-    w.add_embedding_length(spec["dim"])
-    w.add_block_count(spec["layers"])
-    w.add_feed_forward_length(spec["ffn"])
-    w.add_rope_dimension_count(spec["dim"] // spec["heads"])
-    w.add_head_count(spec["heads"])
-    w.add_head_count_kv(spec["kv_heads"])
-    w.add_layer_norm_rms_eps(spec["eps"])
-    w.add_rope_freq_base(spec["theta"])
-    w.add_vocab_size(spec["vocab"])
-    w.add_file_type(7 if qtype == "q8_0" else 0)
-    w.add_quantization_version(2)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-
-    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    H, KV = spec["heads"], spec["kv_heads"]
-
-    def put(name, arr, quantize):
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if quantize and qtype == "q8_0":
-            q = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0)
-            w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            w.add_tensor(name, arr)
-
-    put("token_embd.weight", sd["model.embed_tokens.weight"], True)
-    for l in range(spec["layers"]):
-        p = f"model.layers.{l}."
-        b = f"blk.{l}."
-        put(b + "attn_norm.weight", sd[p + "input_layernorm.weight"], False)
-        put(b + "attn_q.weight", permute_qk(sd[p + "self_attn.q_proj.weight"], H), True)
-        put(b + "attn_k.weight", permute_qk(sd[p + "self_attn.k_proj.weight"], KV), True)
-        put(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"], True)
-        put(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"], True)
-        put(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"], False)
-        put(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"], True)
-        put(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"], True)
-        put(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"], True)
-    put("output_norm.weight", sd["model.norm.weight"], False)
-    if not spec["tied"]:
-        put("output.weight", sd["lm_head.weight"], True)
-
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    llama_gguf.write_llama_gguf(path, spec, model, sp_vocab, name=f"oracle-{spec['name']}",
+                                q8_0=qtype == "q8_0", tied=spec["tied"],
+                                alignment=spec["alignment"])
 
 
 def hf_logits(model, ids):
@@ -324,11 +243,11 @@ def main():
         if args.bench_shapes:
             # A real-size vocabulary; the tokenizer content does not matter for speed.
             sp = train_tokenizer(Path(td), vocab_size=512)
-            tokens, scores, types = vocab_arrays(sp)
+            tokens, scores, types = llama_gguf.sp_vocab(sp)
             n = 32000
             tokens = tokens + [f"<extra_{i}>" for i in range(n - len(tokens))]
             scores = scores + [-1e4] * (n - len(scores))
-            types = types + [5] * (n - len(types))
+            types = types + [llama_gguf.UNUSED] * (n - len(types))
             for spec in bench_specs(n):
                 m = build_hf(spec)
                 path = args.out / f"{spec['name']}-q8_0.gguf"
@@ -338,7 +257,7 @@ def main():
 
         sp = train_tokenizer(Path(td))
         vocab = sp.get_piece_size()
-        sp_vocab = vocab_arrays(sp)
+        sp_vocab = llama_gguf.sp_vocab(sp)
         prompts_ids = [[1] + sp.encode(p) for p in PROMPTS]
 
     manifest = dict(

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tokenizer parity fixtures: vocab-only GGUF files plus the reference tokenizers' ids.
 
-Makes three tokenizers (and checks the default model's, see build_fortunes), trained here so no third-party vocabulary (or its licence) is involved:
+Makes three tokenizers (and checks the default model's, see build_fortunes), trained here so no
+third-party vocabulary (or its licence) is involved:
   spm       SentencePiece BPE, llama-style settings (byte fallback, identity normalisation,
             remove_extra_whitespaces=False, split digits, two user-defined pieces); reference =
             the `sentencepiece` package.
@@ -9,8 +10,8 @@ Makes three tokenizers (and checks the default model's, see build_fortunes), tra
             `tokenizers`.
   bpe-gpt2  byte-level BPE with the GPT-2 regex; reference = HF `tokenizers`.
 
-Each is written as a vocab-only GGUF (gguf-py, the keys llama.cpp reads) and every test string
-is encoded by the reference into `<name>.cases`: one line per string, `hex(utf8)<TAB>ids`.
+Each is written as a vocab-only GGUF (llama_gguf.py, the keys llama.cpp reads) and every test
+string is encoded by the reference into `<name>.cases`: one line per string, `hex(utf8)<TAB>ids`.
 The Rust test (`tests/tokenizer_parity.rs`) loads the GGUF through the crate's own reader and
 must reproduce every line.
 
@@ -24,11 +25,14 @@ import glob
 import json
 import os
 import random
+import sys
 import tempfile
 
-import gguf
 import sentencepiece as spm
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_gguf  # noqa: E402  (next to this script)
 
 LLAMA3_PAT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -138,33 +142,6 @@ def write_cases(path, strings, ids):
             f.write(s.encode("utf-8").hex() + "\t" + " ".join(map(str, i)) + "\n")
 
 
-def gguf_vocab(path, model, tokens, scores, types, merges=None, pre=None, bos=None, eos=None,
-               unk=None, add_bos=None, add_space_prefix=None):
-    w = gguf.GGUFWriter(path, arch="llama")
-    w.add_tokenizer_model(model)
-    if pre is not None:
-        w.add_tokenizer_pre(pre)
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    if merges is not None:
-        w.add_token_merges(merges)
-    if bos is not None:
-        w.add_bos_token_id(bos)
-    if eos is not None:
-        w.add_eos_token_id(eos)
-    if unk is not None:
-        w.add_unk_token_id(unk)
-    if add_bos is not None:
-        w.add_add_bos_token(add_bos)
-    if add_space_prefix is not None:
-        w.add_add_space_prefix(add_space_prefix)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
-
 def build_spm(out, train_text, strings):
     with tempfile.TemporaryDirectory() as d:
         inp = os.path.join(d, "train.txt")
@@ -178,25 +155,9 @@ def build_spm(out, train_text, strings):
             unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, num_threads=1,
             max_sentence_length=1 << 16)
         sp = spm.SentencePieceProcessor(model_file=os.path.join(d, "m.model"))
-    n = sp.get_piece_size()
-    tokens = [sp.id_to_piece(i) for i in range(n)]
-    scores = [sp.get_score(i) for i in range(n)]
-    types = []
-    for i in range(n):
-        if sp.is_unknown(i):
-            types.append(2)
-        elif sp.is_control(i):
-            types.append(3)
-        elif sp.is_byte(i):
-            types.append(6)
-        elif sp.is_unused(i):
-            types.append(5)
-        elif tokens[i] in ("<sep>", "<tool>"):
-            types.append(4)
-        else:
-            types.append(1)
-    gguf_vocab(os.path.join(out, "spm.gguf"), "llama", tokens, scores, types, bos=1, eos=2,
-               unk=0, add_bos=True, add_space_prefix=True)
+    tokens, scores, types = llama_gguf.sp_vocab(sp, user_defined=("<sep>", "<tool>"))
+    llama_gguf.write_vocab_gguf(os.path.join(out, "spm.gguf"), "llama", tokens, scores, types,
+                                bos=1, eos=2, unk=0, add_bos=True, add_space_prefix=True)
     write_cases(os.path.join(out, "spm.cases"), strings, [sp.encode(s) for s in strings])
 
 
@@ -223,11 +184,12 @@ def build_bpe(out, name, train_text, strings, llama3):
     for t, i in vocab.items():
         tokens[i] = t
     assert all(t is not None for t in tokens), "vocab ids are not dense"
-    types = [3 if t in specials else 4 if t == "<tool>" else 1 for t in tokens]
+    types = [llama_gguf.CONTROL if t in specials else
+             llama_gguf.USER_DEFINED if t == "<tool>" else llama_gguf.NORMAL for t in tokens]
     bos, eos = vocab[specials[0]], vocab[specials[1]]
-    gguf_vocab(os.path.join(out, f"{name}.gguf"), "gpt2", tokens, [0.0] * n, types,
-               merges=merges, pre="llama-bpe" if llama3 else "gpt-2", bos=bos, eos=eos,
-               add_bos=True)
+    llama_gguf.write_vocab_gguf(os.path.join(out, f"{name}.gguf"), "gpt2", tokens, [0.0] * n,
+                                types, merges=merges, pre="llama-bpe" if llama3 else "gpt-2",
+                                bos=bos, eos=eos, add_bos=True)
     ids = [tok.encode(s, add_special_tokens=False).ids for s in strings]
     write_cases(os.path.join(out, f"{name}.cases"), strings, ids)
 

@@ -8,11 +8,14 @@ Steps: read every fortune (the `%`-separated entries of /usr/share/games/fortune
 ASCII-art files); train a SentencePiece BPE tokenizer (llama settings: byte fallback, identity
 normalisation, whitespace runs kept, digits split); train `LlamaForCausalLM` on
 `<s> fortune </s>` sequences with AdamW for a fixed wall-clock budget on the CPU; write
-`models/fortunes-q8_0.gguf` with gguf-py (Q/K rows permuted for llama.cpp's pairwise RoPE, norms
-F32, tied output head) and `models/fortunes-reference.json` with the greedy continuations of a
-few prompts: from the f32 torch model, and from llama.cpp on the Q8_0 file when
+`models/fortunes-q8_0.gguf` with llama_gguf.py (Q/K rows permuted for llama.cpp's pairwise RoPE,
+norms F32, tied output head) and `models/fortunes-reference.tsv` with the greedy continuations of
+a few prompts: from the f32 torch model, and from llama.cpp on the Q8_0 file when
 llama-cpp-python is installed (the test `tests/default_model.rs` checks the runtime against it).
 Deterministic for a given seed and step count, up to torch's CPU kernels.
+
+Export only, no training: `--reference-only --out DIR` reloads `--work`'s model.pt. The committed
+model's run saved no `minutes`, so add `--minutes 15` to reproduce its files byte for byte.
 """
 
 import argparse
@@ -20,11 +23,15 @@ import glob
 import math
 import os
 import random
+import sys
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import llama_gguf  # noqa: E402  (next to this script)
+
 MODELS = os.path.join(HERE, "..", "models")
 FORTUNES = "/usr/share/games/fortunes"
 SKIP = {"ascii-art", "art"}
@@ -68,15 +75,6 @@ def train_tokenizer(fortunes, workdir):
         allow_whitespace_only_pieces=True, character_coverage=0.9995, unk_id=0, bos_id=1,
         eos_id=2, pad_id=-1, minloglevel=2, num_threads=1, max_sentence_length=1 << 16)
     return spm.SentencePieceProcessor(model_file=os.path.join(workdir, "sp.model"))
-
-
-def vocab_arrays(sp):
-    n = sp.get_piece_size()
-    tokens = [sp.id_to_piece(i) for i in range(n)]
-    scores = [sp.get_score(i) for i in range(n)]
-    types = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i)
-             else 5 if sp.is_unused(i) else 1 for i in range(n)]
-    return tokens, scores, types
 
 
 def build_model(seed):
@@ -143,72 +141,12 @@ def train(model, data, minutes, seed, batch=16, seq=128):
     return step, final
 
 
-def permute_qk(w, n_head):
-    """HF -> GGUF row permutation for llama.cpp's pairwise RoPE (as convert_hf_to_gguf.py)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
-        w.shape)
-
-
 def write_gguf(path, model, vocab, meta):
-    import gguf
-
-    tokens, scores, types = vocab
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("fortunes-1.8M")
-    w.add_description(meta)
-    w.add_license("MIT OR Apache-2.0 (weights); training text BSD-3-Clause (Regents of the "
-                  "University of California), see LICENSE.md")
-    w.add_context_length(CFG["ctx"])
-    w.add_embedding_length(CFG["dim"])
-    w.add_block_count(CFG["layers"])
-    w.add_feed_forward_length(CFG["ffn"])
-    w.add_rope_dimension_count(CFG["dim"] // CFG["heads"])
-    w.add_head_count(CFG["heads"])
-    w.add_head_count_kv(CFG["kv_heads"])
-    w.add_layer_norm_rms_eps(CFG["eps"])
-    w.add_rope_freq_base(CFG["theta"])
-    w.add_vocab_size(CFG["vocab"])
-    w.add_file_type(7)
-    w.add_quantization_version(2)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    w.add_add_space_prefix(True)
-    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    H, KV = CFG["heads"], CFG["kv_heads"]
-
-    def put(name, arr, quantize):
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if quantize:
-            q = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0)
-            w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            w.add_tensor(name, arr)
-
-    put("token_embd.weight", sd["model.embed_tokens.weight"], True)
-    for l in range(CFG["layers"]):
-        p, b = f"model.layers.{l}.", f"blk.{l}."
-        put(b + "attn_norm.weight", sd[p + "input_layernorm.weight"], False)
-        put(b + "attn_q.weight", permute_qk(sd[p + "self_attn.q_proj.weight"], H), True)
-        put(b + "attn_k.weight", permute_qk(sd[p + "self_attn.k_proj.weight"], KV), True)
-        put(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"], True)
-        put(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"], True)
-        put(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"], False)
-        put(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"], True)
-        put(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"], True)
-        put(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"], True)
-    put("output_norm.weight", sd["model.norm.weight"], False)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    llama_gguf.write_llama_gguf(
+        path, CFG, model, vocab, name="fortunes-1.8M", q8_0=True, tied=True, description=meta,
+        license="MIT OR Apache-2.0 (weights); training text BSD-3-Clause (Regents of the "
+                "University of California), see LICENSE.md",
+        add_space_prefix=True)
 
 
 def torch_greedy(model, ids, n):
@@ -283,7 +221,7 @@ def main():
     meta = (f"llama {CFG}, {n_params} params, trained {args.minutes} min ({steps} steps) on Debian "
             f"fortunes, val loss {val:.3f}")
     path = os.path.join(args.out, "fortunes-q8_0.gguf")
-    write_gguf(path, model, vocab_arrays(sp), meta)
+    write_gguf(path, model, llama_gguf.sp_vocab(sp), meta)
     print(f"wrote {path}: {os.path.getsize(path)} bytes")
 
     n = 48

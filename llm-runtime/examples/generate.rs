@@ -6,12 +6,15 @@
 //!     [--threads T] [--raw]
 //! ```
 //! The default model is the committed `models/fortunes-q8_0.gguf`. `--temp 0` (the default) is
-//! greedy. Text goes to stdout as it is produced; timings go to stderr.
+//! greedy. Text goes to stdout as it is produced; timings and the stop reason go to stderr.
+//! Generation stops at an end-of-generation token, `--n` tokens, or a full context.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use llm_runtime::generate::Generator;
 use llm_runtime::gguf::Gguf;
 use llm_runtime::kernels::Kernels;
 use llm_runtime::model::{self, Model, ModelOptions};
@@ -101,17 +104,9 @@ fn run(a: &Args) -> Result<(), String> {
     );
     let opts = ModelOptions::for_config(&cfg);
     let mut m = Model::new(cfg, opts, kernels).map_err(|e| format!("model: {e}"))?;
-    let mut sampler = Sampler::new(a.sampling, tok.n_tokens()).map_err(|e| format!("{e:?}"))?;
+    let mut sampler = Sampler::new(a.sampling, cfg.vocab_size).map_err(|e| format!("{e:?}"))?;
 
     let ids = tok.encode(&a.prompt, true, false);
-    if ids.len() + a.n > opts.seq_len {
-        return Err(format!(
-            "prompt ({} tokens) + {} new tokens exceed the context ({})",
-            ids.len(),
-            a.n,
-            opts.seq_len
-        ));
-    }
     if a.raw {
         eprintln!("prompt ids {ids:?}");
     }
@@ -119,54 +114,42 @@ fn run(a: &Args) -> Result<(), String> {
     let _ = write!(out, "{}", a.prompt);
     let _ = out.flush();
 
-    let t0 = Instant::now();
-    let logits = m
-        .prefill(&w, &ids, 0)
-        .map_err(|e| format!("prefill: {e}"))?;
-    let vocab = tok.n_tokens();
-    let mut next = sampler
-        .sample(&logits[logits.len() - vocab..])
-        .map_err(|e| format!("{e:?}"))?;
-    let t_prefill = t0.elapsed();
-
-    let t1 = Instant::now();
     // The prompt was printed already: keep the space the first new token may start with.
     let mut dec = StreamDecoder::continuing();
     let mut text = String::new();
-    let mut generated = Vec::new();
-    let mut pos = ids.len();
-    loop {
-        if tok.is_end_of_generation(next) || generated.len() == a.n {
-            break;
-        }
-        generated.push(next);
+    let mut generated = Vec::with_capacity(a.n);
+    let start = Instant::now();
+    let clock = || start.elapsed().as_nanos() as u64;
+    let done = Generator {
+        model: &mut m,
+        weights: &w,
+        tokenizer: &tok,
+    }
+    .generate(&mut sampler, &ids, a.n, &clock, |id| {
+        generated.push(id);
         text.clear();
-        dec.push(&tok, next, &mut text);
+        dec.push(&tok, id, &mut text);
         let _ = write!(out, "{text}");
         let _ = out.flush();
-        if generated.len() == a.n {
-            break;
-        }
-        let logits = m
-            .forward(&w, next, pos)
-            .map_err(|e| format!("decode: {e}"))?;
-        pos += 1;
-        next = sampler.sample(logits).map_err(|e| format!("{e:?}"))?;
-    }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| format!("generate: {e}"))?;
     text.clear();
     dec.finish(&mut text);
     let _ = writeln!(out, "{text}");
-    let t_decode = t1.elapsed();
     if a.raw {
         eprintln!("output ids {generated:?}");
     }
-    let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let rate = |n: usize, ns: u64| n as f64 * 1e9 / (ns as f64).max(1.0);
     eprintln!(
-        "prefill {} tokens {:.1} tok/s, decode {} tokens {:.1} tok/s",
-        ids.len(),
-        rate(ids.len(), t_prefill),
-        generated.len(),
-        rate(generated.len().saturating_sub(1), t_decode)
+        "prefill {} tokens {:.1} tok/s (first token after {:.1} ms), decode {} tokens {:.1} tok/s; \
+         stopped: {:?}",
+        done.prompt_tokens,
+        rate(done.prompt_tokens, done.prefill_ticks),
+        done.prefill_ticks as f64 / 1e6,
+        done.generated,
+        rate(done.generated.saturating_sub(1), done.decode_ticks),
+        done.stop
     );
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod generate;
 pub mod gguf;
 pub mod gguf_write;
 pub mod kernels;

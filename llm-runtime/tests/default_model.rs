@@ -1,11 +1,15 @@
 //! The committed default model: its size and shape, its tokenizer against SentencePiece's ids,
-//! and its greedy continuations through this runtime against the torch model it was exported
-//! from and against llama.cpp on the same Q8_0 file (`models/fortunes-reference.tsv`, written
+//! and its greedy continuations through the serving loop (`generate`) against the torch model it
+//! was exported from and against llama.cpp on the same Q8_0 file (`models/fortunes-reference.tsv`, written
 //! by `scripts/train_default_model.py`).
 
+use std::ops::ControlFlow;
+
+use llm_runtime::generate::{Generator, NoClock};
 use llm_runtime::gguf::Gguf;
 use llm_runtime::kernels::Kernels;
 use llm_runtime::model::{self, Model, ModelOptions, Weights};
+use llm_runtime::sampler::{Sampler, SamplerConfig};
 use llm_runtime::tokenizer::Tokenizer;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/fortunes-q8_0.gguf");
@@ -77,18 +81,32 @@ fn with_model(f: impl FnOnce(&Gguf<'_>)) {
     f(&g);
 }
 
-fn greedy(m: &mut Model, w: &Weights<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
-    m.reset();
-    let vocab = m.config().vocab_size;
-    let logits = m.prefill(w, prompt, 0).expect("prefill");
-    let argmax = |l: &[f32]| (0..l.len()).fold(0, |b, i| if l[i] > l[b] { i } else { b }) as u32;
-    let mut next = argmax(&logits[logits.len() - vocab..]);
-    let mut out = vec![next];
-    for pos in prompt.len()..prompt.len() + n - 1 {
-        next = argmax(m.forward(w, next, pos).expect("decode"));
-        out.push(next);
+/// Greedy continuation of `prompt` through the serving loop ([`Generator::generate`]): at
+/// most `n` tokens, fewer if the model ends the text.
+fn greedy(m: &mut Model, w: &Weights<'_>, tok: &Tokenizer, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut sampler = Sampler::new(SamplerConfig::default(), m.config().vocab_size).unwrap();
+    let mut out = Vec::new();
+    let done = Generator {
+        model: m,
+        weights: w,
+        tokenizer: tok,
     }
+    .generate(&mut sampler, prompt, n, &NoClock, |id| {
+        out.push(id);
+        ControlFlow::Continue(())
+    })
+    .expect("generate");
+    assert_eq!(done.generated, out.len());
     out
+}
+
+/// `reference` up to its first end-of-generation token: where the serving loop stops.
+fn until_end(tok: &Tokenizer, reference: &[u32]) -> Vec<u32> {
+    reference
+        .iter()
+        .copied()
+        .take_while(|&id| !tok.is_end_of_generation(id))
+        .collect()
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
@@ -128,7 +146,17 @@ fn greedy_continuations_match_torch_and_llamacpp() {
             let name = kernels.describe();
             let mut m = Model::new(cfg, ModelOptions::for_config(&cfg), kernels).expect("model");
             for r in references() {
-                let got = greedy(&mut m, &w, &r.ids, r.torch.len());
+                let got = greedy(&mut m, &w, &tok, &r.ids, r.torch.len());
+                // A short run stopped where a reference ends its text (the references went on).
+                let ended = |reference: &[u32]| got == until_end(&tok, reference);
+                assert!(
+                    got.len() == r.torch.len()
+                        || ended(&r.torch)
+                        || r.llamacpp.as_deref().is_some_and(ended),
+                    "{name} {:?}: stopped after {} tokens: {got:?}",
+                    r.prompt,
+                    got.len()
+                );
                 let vs_torch = common_prefix(&got, &r.torch);
                 println!(
                     "{name} {:?}: {vs_torch}/{} tokens as torch f32{}\n  -> {:?}",
@@ -169,7 +197,7 @@ fn output_is_text_like() {
         let mut m = Model::new(cfg, ModelOptions::for_config(&cfg), Kernels::detect()).unwrap();
         let mut all = String::new();
         for r in references() {
-            let out = greedy(&mut m, &w, &r.ids, 48);
+            let out = greedy(&mut m, &w, &tok, &r.ids, 48);
             all.push_str(&tok.decode(&out));
         }
         let chars = all.chars().count();

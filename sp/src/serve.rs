@@ -8,25 +8,28 @@
 //!   length, activations) and the tokenizer go on the SP heap, after an estimate has shown
 //!   they fit. Any failure gives the memory back at once (unpin, unmap, relinquish).
 //! - Generate: the SP retrieves the SHARE'd I/O buffer, copies the prompt *in* before looking
-//!   at it (UTF-8, length), tokenizes, prefills, samples and decodes, writes token ids and
-//!   text *out*, and relinquishes the buffer. Timing uses the physical counter.
+//!   at it (UTF-8, length), tokenizes, runs `llm_runtime::generate` (the loop the client's
+//!   reference run uses too), writes token ids and text *out*, and relinquishes the buffer.
+//!   Timing uses the physical counter.
 //! - Unload: drops every view of the file, unpins and relinquishes it.
 //!
 //! Every normal-world input ends in a protocol error, never a panic.
 
 use crate::service::Memory;
-use alloc::{string::String, vec, vec::Vec};
+use alloc::{vec, vec::Vec};
+use core::ops::ControlFlow;
 use ffa::{PartitionId, memory::TransactionType};
 use flexserve_proto::{
     GenerateArgs, GenerateResult, IoFault, ModelFault, ModelInfo, PromptFault, ProtoError,
     StopReason, io, kernel_path,
 };
 use llm_runtime::{
+    generate::{Generator, StopReason as GenStop, TextOutput},
     gguf::{Gguf, Value},
     kernels::{Kernels, Path, QK8_0},
     model::{Config, Model, ModelError, ModelOptions, Weights},
     sampler::{Sampler, SamplerConfig},
-    tokenizer::{StreamDecoder, Tokenizer},
+    tokenizer::Tokenizer,
 };
 
 use crate::shmem::PinError;
@@ -399,49 +402,33 @@ fn run(
     )
     .map_err(|e| internal("sampler", &e))?;
 
-    l.model.reset();
-    let t0 = (hooks.now)();
-    let logits = l
-        .model
-        .prefill(&l.weights, &ids, 0)
-        .map_err(|e| internal("prefill", &e))?;
-    let last = logits
-        .get(logits.len().saturating_sub(vocab)..)
-        .unwrap_or(&[]);
-    let mut next = sampler.sample(last).map_err(|e| internal("sample", &e))?;
-    let t1 = (hooks.now)();
-
     let mut generated: Vec<u32> = Vec::with_capacity(args.max_tokens as usize);
-    let mut dec = StreamDecoder::continuing();
-    let mut out_text = String::new();
-    let mut piece = String::new();
-    let mut pos = ids.len();
-    let stop = loop {
-        if l.tok.is_end_of_generation(next) {
-            break StopReason::EndOfText;
-        }
-        generated.push(next);
-        piece.clear();
-        dec.push(&l.tok, next, &mut piece);
-        if out_text.len() + piece.len() <= MAX_OUTPUT_TEXT {
-            out_text.push_str(&piece);
-        }
-        if generated.len() == args.max_tokens as usize {
-            break StopReason::MaxTokens;
-        }
-        let logits = l
-            .model
-            .forward(&l.weights, next, pos)
-            .map_err(|e| internal("decode", &e))?;
-        pos += 1;
-        next = sampler.sample(logits).map_err(|e| internal("sample", &e))?;
-    };
-    piece.clear();
-    dec.finish(&mut piece);
-    if out_text.len() + piece.len() <= MAX_OUTPUT_TEXT {
-        out_text.push_str(&piece);
+    let mut text = TextOutput::continuing(MAX_OUTPUT_TEXT);
+    let tok = &l.tok;
+    let done = Generator {
+        model: &mut l.model,
+        weights: &l.weights,
+        tokenizer: tok,
     }
-    let t2 = (hooks.now)();
+    .generate(
+        &mut sampler,
+        &ids,
+        args.max_tokens as usize,
+        &hooks.now,
+        |id| {
+            generated.push(id);
+            text.push(tok, id);
+            ControlFlow::Continue(())
+        },
+    )
+    .map_err(|e| internal("generation", &e))?;
+    let stop = match done.stop {
+        GenStop::EndOfGeneration => StopReason::EndOfText,
+        GenStop::MaxTokens => StopReason::MaxTokens,
+        // Prompt + max_tokens fit the context (checked above) and the callback never stops.
+        other => return Err(internal("unexpected stop", &other)),
+    };
+    let out_text = text.finish();
 
     // Write out: ids, then as much text as fits, cut at a character boundary.
     let ids_bytes: Vec<u8> = generated.iter().flat_map(|t| t.to_le_bytes()).collect();
@@ -454,12 +441,12 @@ fn run(
     }
     mem.write_at(io, text_at as u32, &out_text.as_bytes()[..cut])?;
     Ok(GenerateResult {
-        prompt_tokens: ids.len() as u32,
-        generated: generated.len() as u32,
+        prompt_tokens: done.prompt_tokens as u32,
+        generated: done.generated as u32,
         text_len: cut as u32,
         stop,
-        prefill_ticks: t1.wrapping_sub(t0),
-        decode_ticks: t2.wrapping_sub(t1),
+        prefill_ticks: done.prefill_ticks,
+        decode_ticks: done.decode_ticks,
         counter_hz: (hooks.counter_hz)(),
     })
 }
@@ -467,6 +454,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llm_runtime::generate::NoClock;
     use llm_runtime::model::ModelOptions;
 
     fn model_file() -> &'static [u8] {
@@ -617,12 +605,16 @@ mod tests {
                         vocab,
                     )
                     .unwrap();
-                    if let Ok(logits) = l.model.prefill(&l.weights, &ids, 0) {
-                        let last = &logits[logits.len() - vocab..];
-                        if let Ok(t) = sampler.sample(last) {
-                            let _ = l.model.forward(&l.weights, t, ids.len());
-                        }
+                    // Errors are fine (a corrupted file may name tokens outside the
+                    // embedding); a panic is not.
+                    let _ = Generator {
+                        model: &mut l.model,
+                        weights: &l.weights,
+                        tokenizer: &l.tok,
                     }
+                    .generate(&mut sampler, &ids, 4, &NoClock, |_| {
+                        ControlFlow::Continue(())
+                    });
                 }
                 Err(e) => {
                     refused += 1;

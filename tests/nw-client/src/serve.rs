@@ -20,6 +20,7 @@ use crate::{
 };
 use alloc::{string::String, vec, vec::Vec};
 use core::fmt::Write;
+use core::ops::ControlFlow;
 use ffa::{
     Error, FfaError, Handle, ReclaimFlags, Uuid,
     memory::{
@@ -33,11 +34,12 @@ use flexserve_proto::{
     Status, Width, caps, io, kernel_path,
 };
 use llm_runtime::{
+    generate::{Generator, NoClock, TextOutput},
     gguf::Gguf,
     kernels::{Kernels, Path},
     model::{self, Model, ModelOptions},
     sampler::{Sampler, SamplerConfig},
-    tokenizer::{StreamDecoder, Tokenizer},
+    tokenizer::Tokenizer,
 };
 use testbed_layout::control;
 
@@ -97,8 +99,8 @@ fn path_code(p: Path) -> u8 {
     }
 }
 
-/// Generates like the SP does (`flexserve_sp::serve`): BOS + prompt, prefill, sample, decode
-/// until `max_tokens` or an end-of-generation token.
+/// Generates as the SP does (`flexserve_sp::serve`): BOS + prompt, then the shared
+/// `llm_runtime::generate` loop, text decoded with the same `TextOutput`.
 fn generate_local(
     tok: &Tokenizer,
     w: &model::Weights<'_>,
@@ -119,34 +121,21 @@ fn generate_local(
     )
     .map_err(|e| f(format_args!("sampler: {e:?}")))?;
     let ids = tok.encode(prompt, true, false);
-    m.reset();
-    let logits = m
-        .prefill(w, &ids, 0)
-        .map_err(|e| f(format_args!("prefill: {e}")))?;
-    let last = logits
-        .get(logits.len().saturating_sub(vocab)..)
-        .unwrap_or(&[]);
-    let mut next = sampler
-        .sample(last)
-        .map_err(|e| f(format_args!("sample: {e:?}")))?;
     let mut out = Output::default();
-    let mut dec = StreamDecoder::continuing();
-    let mut pos = ids.len();
-    while !tok.is_end_of_generation(next) {
-        out.ids.push(next);
-        dec.push(tok, next, &mut out.text);
-        if out.ids.len() == max_tokens as usize {
-            break;
-        }
-        let logits = m
-            .forward(w, next, pos)
-            .map_err(|e| f(format_args!("decode: {e}")))?;
-        pos += 1;
-        next = sampler
-            .sample(logits)
-            .map_err(|e| f(format_args!("sample: {e:?}")))?;
+    // The client reads at most a few dozen tokens back: no cap needed.
+    let mut text = TextOutput::continuing(usize::MAX);
+    Generator {
+        model: m,
+        weights: w,
+        tokenizer: tok,
     }
-    dec.finish(&mut out.text);
+    .generate(&mut sampler, &ids, max_tokens as usize, &NoClock, |id| {
+        out.ids.push(id);
+        text.push(tok, id);
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| f(format_args!("generate: {e}")))?;
+    out.text = text.finish();
     Ok(out)
 }
 

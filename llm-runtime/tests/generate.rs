@@ -5,7 +5,6 @@
 //! The model is the random-weight `gqa` oracle fixture (vocabulary 512); the tokenizer is built
 //! by hand so each test can choose the end-of-generation token.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ops::ControlFlow;
 
@@ -18,47 +17,9 @@ use llm_runtime::model::{Config, Model, ModelError, ModelOptions, Weights};
 use llm_runtime::sampler::{Sampler, SamplerConfig, SamplerError};
 use llm_runtime::tokenizer::{Tokenizer, Vocab};
 
-struct Counting;
-
-thread_local! {
-    /// Allocations on this thread while counting (`const`: reading it never allocates), so the
-    /// harness's other threads do not count.
-    static ALLOCS: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get().map(|n| n + 1)));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract for `alloc` is passed through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout (see `alloc`).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract for `realloc` is passed through.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations `f` makes on this thread.
-fn allocations(f: impl FnOnce()) -> usize {
-    ALLOCS.with(|c| c.set(Some(0)));
-    f();
-    ALLOCS.with(|c| c.replace(None)).unwrap_or(0)
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 /// The fixture file in 8-byte-aligned storage (tensor views need their element alignment).
 fn fixture() -> (Vec<u64>, usize) {

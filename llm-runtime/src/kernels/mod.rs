@@ -535,6 +535,10 @@ pub(crate) trait Tiles {
 
 /// Walks `n` tokens x `out.cols().len()` rows in `R x T` tiles, with `4 x T`, `1 x T`, `R x 1`,
 /// `4 x 1` and `1 x 1` tiles for the edges.
+///
+/// Rows are the outer loop: one tile of weight rows (a few KiB) stays in L1 while every token
+/// passes over it, so each weight is read from memory once per product; the activations
+/// (`n * kb` blocks) are the part that is re-read, and they fit in L2.
 fn drive<K: Tiles, const R: usize, const T: usize>(
     w: &[BlockQ8_0],
     kb: usize,
@@ -546,60 +550,48 @@ fn drive<K: Tiles, const R: usize, const T: usize>(
     if kb == 0 || w.len() < rows * kb || x.len() < n * kb {
         return;
     }
+    let mut r0 = 0;
+    while r0 + R <= rows {
+        drive_rows::<K, R, T>(&w[r0 * kb..(r0 + R) * kb], kb, x, n, out, r0);
+        r0 += R;
+    }
+    // 4-row tiles compute each row exactly as the wider tiles do, so results do not depend on
+    // how rows were split between threads (split points are multiples of 4).
+    while R > 4 && r0 + 4 <= rows {
+        drive_rows::<K, 4, T>(&w[r0 * kb..(r0 + 4) * kb], kb, x, n, out, r0);
+        r0 += 4;
+    }
+    while r0 < rows {
+        drive_rows::<K, 1, T>(&w[r0 * kb..(r0 + 1) * kb], kb, x, n, out, r0);
+        r0 += 1;
+    }
+}
+
+/// All `n` tokens against the `R` weight rows `w` (local output columns `r0..r0 + R`): `R x T`
+/// tiles, then `R x 1` for the last `n % T` tokens.
+#[inline]
+fn drive_rows<K: Tiles, const R: usize, const T: usize>(
+    w: &[BlockQ8_0],
+    kb: usize,
+    x: &[BlockQ8_0],
+    n: usize,
+    out: &mut OutMat<'_>,
+    r0: usize,
+) {
     let mut t0 = 0;
     while t0 + T <= n {
-        let xt = &x[t0 * kb..(t0 + T) * kb];
-        let mut r0 = 0;
-        while r0 + R <= rows {
-            let o = K::tile::<R, T>(&w[r0 * kb..(r0 + R) * kb], kb, xt);
-            for (r, or) in o.iter().enumerate() {
-                for (t, &v) in or.iter().enumerate() {
-                    out.put(t0 + t, r0 + r, v);
-                }
+        let o = K::tile::<R, T>(w, kb, &x[t0 * kb..(t0 + T) * kb]);
+        for (r, or) in o.iter().enumerate() {
+            for (t, &v) in or.iter().enumerate() {
+                out.put(t0 + t, r0 + r, v);
             }
-            r0 += R;
-        }
-        // 4-row tiles compute each row exactly as the wider tiles do, so results do not depend
-        // on how rows were split between threads (split points are multiples of 4).
-        while R > 4 && r0 + 4 <= rows {
-            let o = K::tile::<4, T>(&w[r0 * kb..(r0 + 4) * kb], kb, xt);
-            for (r, or) in o.iter().enumerate() {
-                for (t, &v) in or.iter().enumerate() {
-                    out.put(t0 + t, r0 + r, v);
-                }
-            }
-            r0 += 4;
-        }
-        while r0 < rows {
-            let o = K::tile::<1, T>(&w[r0 * kb..(r0 + 1) * kb], kb, xt);
-            for (t, &v) in o[0].iter().enumerate() {
-                out.put(t0 + t, r0, v);
-            }
-            r0 += 1;
         }
         t0 += T;
     }
     while t0 < n {
-        let xt = &x[t0 * kb..(t0 + 1) * kb];
-        let mut r0 = 0;
-        while r0 + R <= rows {
-            let o = K::tile::<R, 1>(&w[r0 * kb..(r0 + R) * kb], kb, xt);
-            for (r, or) in o.iter().enumerate() {
-                out.put(t0, r0 + r, or[0]);
-            }
-            r0 += R;
-        }
-        while R > 4 && r0 + 4 <= rows {
-            let o = K::tile::<4, 1>(&w[r0 * kb..(r0 + 4) * kb], kb, xt);
-            for (r, or) in o.iter().enumerate() {
-                out.put(t0, r0 + r, or[0]);
-            }
-            r0 += 4;
-        }
-        while r0 < rows {
-            let o = K::tile::<1, 1>(&w[r0 * kb..(r0 + 1) * kb], kb, xt);
-            out.put(t0, r0, o[0][0]);
-            r0 += 1;
+        let o = K::tile::<R, 1>(w, kb, &x[t0 * kb..(t0 + 1) * kb]);
+        for (r, or) in o.iter().enumerate() {
+            out.put(t0, r0 + r, or[0]);
         }
         t0 += 1;
     }

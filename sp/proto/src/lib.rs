@@ -973,7 +973,8 @@ impl<'a> Response<'a> {
     }
 
     /// Writes the response into `out`, zeroing unused registers. In a 32-bit transport, values
-    /// wider than 32 bits are truncated only where the protocol says so (the ping counter);
+    /// wider than 32 bits are truncated only where the protocol says so (the ping counter and
+    /// echo);
     /// anything else too wide is an error.
     pub fn encode(&self, out: &mut [u64], width: Width) -> Result<(), EncodeError> {
         let need = match self {
@@ -994,7 +995,10 @@ impl<'a> Response<'a> {
         match *self {
             Response::Ping { counter, payload } => {
                 out[1] = counter & width.mask();
-                out[2..need].copy_from_slice(payload);
+                // The echo is of the message: bits a 32-bit request left undefined go too.
+                for (o, p) in out[2..need].iter_mut().zip(payload) {
+                    *o = p & width.mask();
+                }
             }
             Response::Info(i) => {
                 out[1] = u64::from(i.protocol_version);
@@ -1177,6 +1181,14 @@ mod tests {
         // Garbage above bit 31 of an SMC32 call is not part of the message.
         let regs = [0xffff_ffff_0000_0002, 0xaaaa_0000_0000_0000, 0, 0, 0];
         assert_eq!(Request::decode(&regs, Width::W32), Ok(Request::Info));
+        // ... and a ping's echo of such garbage still encodes, without it.
+        let mut out = [0u64; DIRECT_PAYLOAD_REGS];
+        let echo = Response::Ping {
+            counter: 1,
+            payload: &[0xaaaa_0000_0000_0003],
+        };
+        assert_eq!(echo.encode(&mut out, Width::W32), Ok(()));
+        assert_eq!(out[2], 3);
         assert_eq!(
             Request::decode(&regs, Width::W64),
             Err(ProtoError::Malformed { index: 0 })

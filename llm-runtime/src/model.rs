@@ -719,7 +719,7 @@ struct RunState {
     /// Feed-forward `[B, hidden_dim]`.
     hb: Vec<f32>,
     hb2: Vec<f32>,
-    /// Attention scores of one head `[S]`.
+    /// Attention scores of one head, per kernel thread `[threads, S]`.
     att: Vec<f32>,
     /// Quantized activations `[B, max(dim, hidden_dim) / 32]`.
     xq: Vec<BlockQ8_0>,
@@ -811,7 +811,8 @@ impl Model {
             v: buffer(big(b, kv)?, 0.0)?,
             hb: buffer(big(b, cfg.hidden_dim)?, 0.0)?,
             hb2: buffer(big(b, cfg.hidden_dim)?, 0.0)?,
-            att: buffer(opts.seq_len, 0.0)?,
+            // One row of scores per kernel thread (attention runs on all of them).
+            att: buffer(big(opts.seq_len, kernels.threads())?, 0.0)?,
             xq: buffer(
                 big(b, cfg.dim.max(cfg.hidden_dim).div_ceil(QK8_0))?,
                 BlockQ8_0::ZERO,
@@ -994,27 +995,35 @@ impl Model {
         s.value_cache[dst..dst + n * kv_dim].copy_from_slice(&s.v[..n * kv_dim]);
 
         let scale = 1.0 / libm::sqrtf(hd as f32);
-        for t in 0..n {
-            let pos = pos0 + t;
-            for h in 0..cfg.n_heads {
+        let (q, key_cache, value_cache) = (&s.q, &s.key_cache, &s.value_cache);
+        // One chunk of `xb2` per (token, head); spread over the kernel threads once there is
+        // enough of it (prefill, or decode deep into the context) to outweigh the hand-off.
+        let parallel = n > 1 || pos0 >= 256;
+        k.for_each_chunk(
+            parallel,
+            &mut s.xb2[..n * dim],
+            hd,
+            &mut s.att,
+            &|i, out, att| {
+                let (t, h) = (i / cfg.n_heads, i % cfg.n_heads);
+                let pos = pos0 + t;
                 let kvh = cfg.kv_head(h);
-                let q = &s.q[t * dim + h * hd..t * dim + (h + 1) * hd];
-                let att = &mut s.att[..=pos];
+                let q = &q[t * dim + h * hd..t * dim + (h + 1) * hd];
+                let att = &mut att[..=pos];
                 for (p, a) in att.iter_mut().enumerate() {
                     let o = layer_off + p * kv_dim + kvh * hd;
-                    *a = dot_f32(q, &s.key_cache[o..o + hd]) * scale;
+                    *a = dot_f32(q, &key_cache[o..o + hd]) * scale;
                 }
                 softmax(att);
-                let out = &mut s.xb2[t * dim + h * hd..t * dim + (h + 1) * hd];
                 out.fill(0.0);
                 for (p, &a) in att.iter().enumerate() {
                     let o = layer_off + p * kv_dim + kvh * hd;
-                    for (y, &v) in out.iter_mut().zip(&s.value_cache[o..o + hd]) {
+                    for (y, &v) in out.iter_mut().zip(&value_cache[o..o + hd]) {
                         *y += a * v;
                     }
                 }
-            }
-        }
+            },
+        );
         prepare(&[&w.wo], &s.xb2, &mut s.xq, n)?;
         product(k, &w.wo, &s.xb2, &s.xq, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
@@ -1032,9 +1041,18 @@ impl Model {
         prepare(&[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, n)?;
         product(k, &w.w_gate, &s.xb, &s.xq, n, &mut s.hb)?;
         product(k, &w.w_up, &s.xb, &s.xq, n, &mut s.hb2)?;
-        for (g, u) in s.hb.iter_mut().zip(&s.hb2).take(n * hidden) {
-            *g = silu(*g) * *u;
-        }
+        let up = &s.hb2;
+        k.for_each_chunk(
+            n > 1,
+            &mut s.hb[..n * hidden],
+            hidden,
+            &mut [],
+            &|t, gate, _| {
+                for (g, u) in gate.iter_mut().zip(&up[t * hidden..]) {
+                    *g = silu(*g) * *u;
+                }
+            },
+        );
         prepare(&[&w.w_down], &s.hb, &mut s.xq, n)?;
         product(k, &w.w_down, &s.hb, &s.xq, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {

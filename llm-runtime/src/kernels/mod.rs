@@ -368,14 +368,15 @@ impl Kernels {
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
             let rows = y.len();
-            let parts = pool.threads();
+            let chunks = RowChunks::new(rows, pool.threads());
             let shared = SharedOut(OutMat::new(y, rows));
-            pool.run(&|i| {
-                // SAFETY: the pool calls this once per index `i < parts`, and `row_chunk` gives
-                // distinct indices disjoint ranges.
-                let mut part = unsafe { shared.claim(row_chunk(rows, parts, i)) };
-                let r = part.cols();
-                matvec_rows(path, &w[r.start * kb..r.end * kb], x, part.row_mut(0));
+            pool.run(&|_| {
+                while let Some(r) = chunks.next() {
+                    // SAFETY: `RowChunks::next` hands out each (disjoint) range only once.
+                    let mut part = unsafe { shared.claim(r) };
+                    let r = part.cols();
+                    matvec_rows(path, &w[r.start * kb..r.end * kb], x, part.row_mut(0));
+                }
             });
             return Ok(());
         }
@@ -407,20 +408,71 @@ impl Kernels {
         let out = OutMat::new(y, rows);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
-            let parts = pool.threads();
+            let chunks = RowChunks::new(rows, pool.threads());
             let shared = SharedOut(out);
-            pool.run(&|i| {
-                // SAFETY: the pool calls this once per index `i < parts`, and `row_chunk` gives
-                // distinct indices disjoint ranges.
-                let mut part = unsafe { shared.claim(row_chunk(rows, parts, i)) };
-                let r = part.cols();
-                matmul_rows(path, &w[r.start * kb..r.end * kb], kb, x, n, &mut part);
+            pool.run(&|_| {
+                while let Some(r) = chunks.next() {
+                    // SAFETY: `RowChunks::next` hands out each (disjoint) range only once.
+                    let mut part = unsafe { shared.claim(r) };
+                    let r = part.cols();
+                    matmul_rows(path, &w[r.start * kb..r.end * kb], kb, x, n, &mut part);
+                }
             });
             return Ok(());
         }
         let mut out = out;
         matmul_rows(path, w, kb, x, n, &mut out);
         Ok(())
+    }
+}
+
+/// The work of [`Kernels::for_each_chunk`]: `(chunk index, chunk, this thread's scratch)`.
+pub type ChunkFn<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'a;
+
+impl Kernels {
+    /// Calls `f(i, chunk, scratch)` for every `chunk` of `data.chunks_mut(chunk_len)` (`i` is
+    /// its index), spread over the threads when `parallel` is set and there is a pool. Each
+    /// running thread gets its own `scratch`: part `p` of `scratch` cut into [`Kernels::threads`]
+    /// equal parts. Model code uses it for the per-token and per-head work around the products
+    /// (attention, activations).
+    pub fn for_each_chunk(
+        &self,
+        parallel: bool,
+        data: &mut [f32],
+        chunk_len: usize,
+        scratch: &mut [f32],
+        f: &ChunkFn<'_>,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        let per = scratch.len() / self.threads();
+        #[cfg(feature = "std")]
+        if let (Some(pool), true) = (&self.pool, parallel) {
+            let count = data.len().div_ceil(chunk_len);
+            let next = core::sync::atomic::AtomicUsize::new(0);
+            let items = SharedOut(OutMat::new(data, data.len()));
+            let scratches = SharedOut(OutMat::new(scratch, scratch.len()));
+            pool.run(&|p| {
+                // SAFETY: the pool never runs the same participant index `p` twice at once, so
+                // the scratch parts (disjoint for distinct `p`) are never shared.
+                let mut sc = unsafe { scratches.claim(p * per..(p + 1) * per) };
+                loop {
+                    let i = next.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let r = i * chunk_len..((i + 1) * chunk_len).min(items.0.len);
+                    // SAFETY: each chunk index is claimed exactly once, and chunks are disjoint.
+                    let mut part = unsafe { items.claim(r) };
+                    f(i, part.row_mut(0), sc.row_mut(0));
+                }
+            });
+            return;
+        }
+        let _ = parallel;
+        let sc = &mut scratch[..per];
+        for (i, chunk) in data.chunks_mut(chunk_len).enumerate() {
+            f(i, chunk, sc);
+        }
     }
 }
 
@@ -448,15 +500,37 @@ fn check_shape(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &[f32], n: usize) -> Result<
     Ok(())
 }
 
-/// Part `i` of `rows` split into `parts` contiguous ranges, each a multiple of 4 rows except
-/// the last (the SIMD kernels work on 4-row tiles). Parts may be empty.
+/// `rows` cut into contiguous ranges that threads claim one at a time, so a thread that falls
+/// behind (or is not scheduled) leaves its share to the others. Every range but the last is a
+/// multiple of 8 rows (the SIMD tiles are 4 or 8 rows; edge rows then fall where they would
+/// single-threaded, so results do not depend on the split). About 8 ranges per thread, each at
+/// most 256 rows, balance the load at one atomic add per range.
 #[cfg(feature = "std")]
-fn row_chunk(rows: usize, parts: usize, i: usize) -> core::ops::Range<usize> {
-    let tiles = rows.div_ceil(4);
-    let per = tiles.div_ceil(parts.max(1));
-    let s = (i * per * 4).min(rows);
-    let e = ((i + 1) * per * 4).min(rows);
-    s..e
+struct RowChunks {
+    rows: usize,
+    len: usize,
+    next: core::sync::atomic::AtomicUsize,
+}
+
+#[cfg(feature = "std")]
+impl RowChunks {
+    fn new(rows: usize, threads: usize) -> RowChunks {
+        let len = (rows.div_ceil(threads.max(1) * 8).next_multiple_of(8)).clamp(8, 256);
+        RowChunks {
+            rows,
+            len,
+            next: core::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The next unclaimed range, each exactly once across all threads.
+    fn next(&self) -> Option<core::ops::Range<usize>> {
+        let i = self
+            .next
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let s = i.checked_mul(self.len).filter(|&s| s < self.rows)?;
+        Some(s..(s + self.len).min(self.rows))
+    }
 }
 
 /// Dispatches one contiguous block of rows (`y.len()` of them) to a matvec path.

@@ -4,6 +4,11 @@
 //! more than the work; workers stay alive, spin briefly on a generation counter (the next
 //! product usually follows within microseconds), then sleep on a condition variable. Running a
 //! job allocates nothing.
+//!
+//! Jobs share their work out dynamically (callers hand out chunks through an atomic counter),
+//! and a job only waits for the workers that actually joined it: on a loaded machine a worker
+//! that is not scheduled in time is simply left out, instead of stalling the product until the
+//! scheduler gets round to it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,6 +20,9 @@ const SPIN: Duration = Duration::from_micros(200);
 
 type Job = dyn Fn(usize) + Sync;
 
+/// Set in `Shared::joined` once the caller stops admitting workers to the current job.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
 /// A job pointer with its lifetime erased; only dereferenced while `Pool::run` is on the stack.
 #[derive(Clone, Copy)]
 struct JobPtr(*const Job);
@@ -25,7 +33,10 @@ unsafe impl Send for JobPtr {}
 struct Shared {
     job: Mutex<Option<JobPtr>>,
     generation: AtomicU64,
-    remaining: AtomicUsize,
+    /// [`CLOSED`] | the number of workers that joined the current job.
+    joined: AtomicUsize,
+    /// Workers that joined the current job and finished it.
+    done: AtomicUsize,
     sleepers: AtomicUsize,
     panicked: AtomicBool,
     stop: AtomicBool,
@@ -50,7 +61,8 @@ impl Pool {
         let shared = Arc::new(Shared {
             job: Mutex::new(None),
             generation: AtomicU64::new(0),
-            remaining: AtomicUsize::new(0),
+            joined: AtomicUsize::new(CLOSED),
+            done: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -77,27 +89,34 @@ impl Pool {
         self.workers.len() + 1
     }
 
-    /// Calls `f(i)` exactly once for each `i < threads()`, concurrently, and returns when all
-    /// calls have returned. Panics (after all calls finished) if one of them panicked.
+    /// Calls `f(0)` on this thread and `f(i)` for worker `i` (`1 <= i < threads()`) on each
+    /// worker that picks the job up before `f(0)` returns; returns when all those calls have
+    /// returned. A worker may be left out (it was not scheduled in time) and, rarely, may call
+    /// `f(i)` twice, never concurrently with itself: `f` must share its work dynamically (e.g.
+    /// chunks claimed through an atomic counter) so that `f(0)` alone finishes whatever is left.
+    /// Panics (after all calls finished) if one of them panicked.
     pub(crate) fn run<'a>(&self, f: &'a (dyn Fn(usize) + Sync + 'a)) {
         let _serial = lock(&self.run_lock);
         let s = &*self.shared;
         // SAFETY: this only erases the lifetime; the pointer is dereferenced by workers solely
-        // between the generation bump below and their `remaining` decrement, and this function
-        // does not return before `remaining` is zero.
+        // between joining the job (possible only until `f(0)` returns and the job is closed)
+        // and counting themselves done, and this function does not return before every worker
+        // that joined is done.
         let ptr: *const Job =
             unsafe { core::mem::transmute::<&'a (dyn Fn(usize) + Sync + 'a), &'static Job>(f) };
         *lock(&s.job) = Some(JobPtr(ptr));
-        s.remaining.store(self.workers.len(), Ordering::SeqCst);
+        s.done.store(0, Ordering::SeqCst);
+        s.joined.store(0, Ordering::SeqCst);
         s.generation.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = lock(&s.wake);
             s.wake_cv.notify_all();
         }
         let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
+        let joined = s.joined.fetch_or(CLOSED, Ordering::SeqCst) & !CLOSED;
         let start = Instant::now();
         let mut spins = 0u32;
-        while s.remaining.load(Ordering::Acquire) != 0 {
+        while s.done.load(Ordering::Acquire) != joined {
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(64) && start.elapsed() > SPIN {
                 std::thread::yield_now();
@@ -157,15 +176,35 @@ fn worker(s: &Shared, index: usize) {
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
+        if !join(s) {
+            continue;
+        }
         let job = *lock(&s.job);
         if let Some(JobPtr(f)) = job {
-            // SAFETY: `run` published this pointer before bumping the generation and keeps the
-            // closure alive until `remaining` reaches zero, which happens only after this call.
+            // SAFETY: `run` published this pointer before opening the job and keeps the closure
+            // alive until every worker that joined has counted itself done, after this call.
             let f = unsafe { &*f };
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(index))).is_err() {
                 s.panicked.store(true, Ordering::SeqCst);
             }
         }
-        s.remaining.fetch_sub(1, Ordering::AcqRel);
+        s.done.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Joins the current job unless the caller has closed it (then there is nothing left to do).
+fn join(s: &Shared) -> bool {
+    let mut cur = s.joined.load(Ordering::SeqCst);
+    loop {
+        if cur & CLOSED != 0 {
+            return false;
+        }
+        match s
+            .joined
+            .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
     }
 }

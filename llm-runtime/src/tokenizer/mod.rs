@@ -492,14 +492,31 @@ impl StreamDecoder {
                 self.pending.remove(0);
             }
         }
-        let valid = match core::str::from_utf8(&self.pending) {
-            Ok(s) => s.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            // An invalid sequence will never complete: flush it lossily.
-            Err(_) => self.pending.len(),
-        };
-        out.push_str(&String::from_utf8_lossy(&self.pending[..valid]));
-        self.pending.drain(..valid);
+        loop {
+            let e = match core::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    return;
+                }
+                Err(e) => e,
+            };
+            let valid = e.valid_up_to();
+            out.push_str(core::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
+            match e.error_len() {
+                // An unfinished char at the end: hold it back for the next token.
+                None => {
+                    self.pending.drain(..valid);
+                    return;
+                }
+                // An invalid sequence never completes: one U+FFFD for it, as a whole decode
+                // gives, and the bytes after it are looked at again (they may start a char).
+                Some(n) => {
+                    out.push(char::REPLACEMENT_CHARACTER);
+                    self.pending.drain(..valid + n);
+                }
+            }
+        }
     }
 
     /// Flushes held-back bytes (lossily).

@@ -62,6 +62,19 @@ fn spm_byte_fallback_and_decode() {
         d.push(&t, id, &mut out);
     }
     assert_eq!(out, "aé");
+
+    // A char cut short by another start byte: the lone byte is one U+FFFD and the char that
+    // follows still completes, as in a whole decode (found by the `tokenizer` fuzz target).
+    let b = |x: &str| t.token_id(x).unwrap();
+    let ids = [b("<0xC3>"), b("<0xC3>"), b("<0xA9>")];
+    let mut d = StreamDecoder::continuing();
+    let mut out = String::new();
+    for &id in &ids {
+        d.push(&t, id, &mut out);
+    }
+    d.finish(&mut out);
+    assert_eq!(out, "\u{FFFD}é");
+    assert_eq!(out, t.decode(&ids));
 }
 
 #[test]

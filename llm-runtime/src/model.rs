@@ -22,6 +22,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+mod fastexp;
+
 use crate::gguf::{Gguf, TensorInfo, TensorType, Value, ViewError};
 use crate::kernels::{BlockQ8_0, KernelError, Kernels, QK8_0};
 
@@ -1291,8 +1293,11 @@ fn rope(v: &mut [f32], cos: &[f32], sin: &[f32], style: RopeStyle) {
 fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f64;
+    // Exponentials first in a branch-free loop that vectorises, then the ordered sum.
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
+        *v = fastexp::expf(*v - max);
+    }
+    for v in x.iter() {
         sum += f64::from(*v);
     }
     let inv = (1.0 / sum) as f32;
@@ -1302,7 +1307,7 @@ fn softmax(x: &mut [f32]) {
 }
 
 fn silu(x: f32) -> f32 {
-    x / (1.0 + libm::expf(-x))
+    x / (1.0 + fastexp::expf(-x))
 }
 
 /// Loads config and weights from a parsed GGUF file in one step.

@@ -285,7 +285,7 @@ struct Ticks(Cell<u64>);
 impl Clock for Ticks {
     fn now(&self) -> u64 {
         let t = self.0.get();
-        self.0.set(t + 1);
+        self.0.set(t.wrapping_add(1));
         t
     }
 }

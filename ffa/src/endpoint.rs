@@ -59,6 +59,35 @@ impl core::fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// A failed FFA_MEM_RETRIEVE_REQ flow, and whether the SPMC had already granted the memory.
+///
+/// Once the SPMC answers FFA_MEM_RETRIEVE_RESP the borrower holds the region at the SPMC, even
+/// if the response then turns out unusable (malformed, fragments refused, too large). Such a
+/// borrower must relinquish the handle, or the owner can never reclaim it (Hafnium: "not
+/// relinquished by all borrowers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetrieveError {
+    pub error: Error,
+    /// The SPMC answered RETRIEVE_RESP: the handle is held and must be relinquished.
+    pub retrieved: bool,
+}
+
+impl From<RetrieveError> for Error {
+    fn from(e: RetrieveError) -> Self {
+        e.error
+    }
+}
+
+impl core::fmt::Display for RetrieveError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.retrieved {
+            write!(f, "{} (after RETRIEVE_RESP: held at the SPMC)", self.error)
+        } else {
+            write!(f, "{}", self.error)
+        }
+    }
+}
+
 /// PARTITION_INFO_GET's reply: `count` descriptors of `desc_size` bytes in the RX buffer
 /// (`desc_size` is 0 when only the count was asked for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -529,22 +558,47 @@ mod mem_flows {
             req: &MemTransaction,
             bufs: &mut impl RxTxBuffers,
             max_total: usize,
-        ) -> Result<MemTransaction, Error> {
-            let bytes = req.to_vec(DescKind::RetrieveReq)?;
+        ) -> Result<MemTransaction, RetrieveError> {
+            let not_held = |error: Error| RetrieveError {
+                error,
+                retrieved: false,
+            };
+            let bytes = req
+                .to_vec(DescKind::RetrieveReq)
+                .map_err(|e| not_held(e.into()))?;
             let size = bufs.size();
             if bytes.len() > size {
-                return Err(Error::Buffer {
+                return Err(not_held(Error::Buffer {
                     needed: bytes.len(),
                     size,
-                });
+                }));
             }
             bufs.write_tx(&bytes);
             let len = bytes.len() as u32;
-            let (total, frag) = self.mem_retrieve_req(MemOpArgs {
-                total_len: len,
-                frag_len: len,
-                buf: MemOpBuf::Tx32,
-            })?;
+            let (total, frag) = self
+                .mem_retrieve_req(MemOpArgs {
+                    total_len: len,
+                    frag_len: len,
+                    buf: MemOpBuf::Tx32,
+                })
+                .map_err(not_held)?;
+            self.gather_response(req, bufs, max_total, total, frag)
+                .map_err(|error| RetrieveError {
+                    error,
+                    retrieved: true,
+                })
+        }
+
+        /// The rest of a retrieve after RETRIEVE_RESP(total, frag): fragments, then parse.
+        fn gather_response(
+            &mut self,
+            req: &MemTransaction,
+            bufs: &mut impl RxTxBuffers,
+            max_total: usize,
+            total: u32,
+            frag: u32,
+        ) -> Result<MemTransaction, Error> {
+            let size = bufs.size();
             let mut chunk = alloc::vec![0u8; size];
             let first = chunk.get_mut(..frag as usize).ok_or(Error::Buffer {
                 needed: frag as usize,
@@ -1199,7 +1253,10 @@ mod tests {
         let mut ep = Endpoint::new(fake);
         assert_eq!(
             ep.mem_retrieve(&req, &mut bufs, 1 << 20),
-            Err(Error::Mem(MemError::ReservedNotZero { offset: 40 }))
+            Err(RetrieveError {
+                error: Error::Mem(MemError::ReservedNotZero { offset: 40 }),
+                retrieved: true,
+            })
         );
         ep.conduit().assert_done();
 
@@ -1218,9 +1275,30 @@ mod tests {
         let mut ep = Endpoint::new(fake);
         assert_eq!(
             ep.mem_retrieve(&req, &mut bufs, 1 << 20),
-            Err(Error::Buffer {
-                needed: 8192,
-                size: 4096
+            Err(RetrieveError {
+                error: Error::Buffer {
+                    needed: 8192,
+                    size: 4096
+                },
+                retrieved: true,
+            })
+        );
+
+        // Refused by the SPMC: nothing is held.
+        let fake = ScriptedConduit::new().expect(
+            Interface::MemRetrieveReq(MemOpArgs {
+                total_len: 80,
+                frag_len: 80,
+                buf: crate::MemOpBuf::Tx32,
+            }),
+            err(FfaError::InvalidParameters),
+        );
+        let mut ep = Endpoint::new(fake);
+        assert_eq!(
+            ep.mem_retrieve(&req, &mut bufs, 1 << 20),
+            Err(RetrieveError {
+                error: Error::Ffa(FfaError::InvalidParameters),
+                retrieved: false,
             })
         );
     }

@@ -209,8 +209,13 @@ pub enum EntryPoint {
 pub struct Handle(pub u64);
 
 impl Handle {
-    /// Bits \[63:62\] = 0b01: allocated by the SPMC (FF-A v1.2 sec. 10.10.2).
-    pub const ALLOCATOR_SPMC: u64 = 1 << 63;
+    /// Bit 63, the handle allocator (FF-A v1.2 sec. 10.10.2): 0 = the SPMC allocated it.
+    /// Hafnium's handles are share-state indices with this bit clear, the first being 0x0.
+    pub const ALLOCATOR_SPMC: u64 = 0;
+    /// Bit 63 set: a hypervisor (the NS partition manager) allocated the handle.
+    pub const ALLOCATOR_HYPERVISOR: u64 = 1 << 63;
+    /// The one value no transaction ever has (Hafnium `FFA_MEMORY_HANDLE_INVALID`).
+    pub const INVALID: Self = Self(u64::MAX);
 
     pub const fn from_halves(lo: u32, hi: u32) -> Self {
         Self(((hi as u64) << 32) | lo as u64)

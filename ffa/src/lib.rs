@@ -47,7 +47,7 @@ mod version;
 pub use conduit::Conduit;
 #[cfg(target_arch = "aarch64")]
 pub use conduit::{Hvc, Smc};
-pub use endpoint::{Endpoint, Error, MemSendReply, PartitionCount, RxTxBuffers};
+pub use endpoint::{Endpoint, Error, MemSendReply, PartitionCount, RetrieveError, RxTxBuffers};
 pub use error::{DecodeError, FfaError};
 pub use func_id::FuncId;
 pub use interface::{

@@ -135,6 +135,21 @@ impl MemRegionAttributes {
         ns: false,
     };
 
+    /// What a sender of `kind` to `borrowers` endpoints names (FF-A v1.2 sec. 10.10.4.1 and
+    /// Hafnium v2.15's send checks, which Linux's FF-A driver follows): a share, or a lend to
+    /// several borrowers, names Normal WB inner-shareable; a donate or a lend to one borrower
+    /// leaves the type to the borrower (Hafnium refuses one that names it).
+    pub const fn for_send(kind: SendKind, borrowers: usize) -> Self {
+        match kind {
+            SendKind::Lend if borrowers > 1 => Self::NORMAL_WB_INNER,
+            SendKind::Lend | SendKind::Donate => Self {
+                mem_type: MemType::Unspecified,
+                ns: false,
+            },
+            SendKind::Share => Self::NORMAL_WB_INNER,
+        }
+    }
+
     pub const fn to_u16(self) -> u16 {
         let t = match self.mem_type {
             MemType::Unspecified => 0,
@@ -201,6 +216,23 @@ pub enum InstructionAccess {
     NotSpecified = 0b00,
     NotExecutable = 0b01,
     Executable = 0b10,
+}
+
+impl InstructionAccess {
+    /// What a single borrower's retrieve request names for a transaction of type `tx`, in the
+    /// order to try (FF-A v1.2 sec. 10.10.3, Table 10.15, as Hafnium v2.15 enforces it in
+    /// `ffa_memory_retrieve_is_memory_access_valid`): a share must leave it unspecified
+    /// (INVALID_PARAMETERS otherwise); a lend or donate to one borrower must specify it, and
+    /// never-executable is the only choice for normal-world memory. A borrower that does not
+    /// know the type tries the share form first, then the lend/donate form: a wrong form is
+    /// refused before the SPMC changes any state.
+    pub const fn for_retrieve(tx: TransactionType) -> &'static [InstructionAccess] {
+        match tx {
+            TransactionType::Share => &[Self::NotSpecified],
+            TransactionType::Lend | TransactionType::Donate => &[Self::NotExecutable],
+            TransactionType::Unspecified => &[Self::NotSpecified, Self::NotExecutable],
+        }
+    }
 }
 
 /// Endpoint memory access permissions descriptor (the first 4 bytes of an EMAD, without
@@ -727,12 +759,12 @@ impl MemTransaction {
         let emad_end = u64::from(emad_off) + u64::from(count) * esz;
         r.need(emad_end)?;
         let attributes = MemRegionAttributes::from_u16(attr_raw)?;
-        check_attributes(kind, attributes, attr_raw)?;
+        check_attributes(kind, attributes, attr_raw, flags)?;
         check_flags(kind, flags)?;
         match kind {
             DescKind::Send(_) if handle.0 != 0 => return Err(MemError::BadHandle(handle.0)),
-            DescKind::RetrieveReq | DescKind::RetrieveResp if handle.0 == 0 => {
-                return Err(MemError::BadHandle(0));
+            DescKind::RetrieveReq | DescKind::RetrieveResp if handle == Handle::INVALID => {
+                return Err(MemError::BadHandle(handle.0));
             }
             _ => {}
         }
@@ -859,12 +891,25 @@ fn put(out: &mut [u8], off: usize, b: &[u8]) {
     }
 }
 
-fn check_attributes(kind: DescKind, a: MemRegionAttributes, raw: u16) -> Result<(), MemError> {
+fn check_attributes(
+    kind: DescKind,
+    a: MemRegionAttributes,
+    raw: u16,
+    flags: MemFlags,
+) -> Result<(), MemError> {
     let ok = match kind {
-        // Only the SPMC states the security state (v1.1 sec. 10.10.4.1.1).
+        // Only the SPMC states the security state (v1.1 sec. 10.10.4.1.1). A share names the
+        // type; whether a lend or donate may is a rule of the receiver count, checked by the
+        // SPMC (Hafnium: a single-borrower lend/donate must leave it unspecified).
         DescKind::Send(s) => !a.ns && (s != SendKind::Share || a.mem_type != MemType::Unspecified),
         DescKind::RetrieveReq => !a.ns,
-        DescKind::RetrieveResp => a.mem_type != MemType::Unspecified,
+        // The SPMC copies the sender's attributes (plus NS): a share's type is always named; a
+        // lend/donate's may be unspecified (Hafnium, and TF-A's EL3 SPMC for Linux's lends).
+        // The transaction type may be left out of a response's flags, so only a response that
+        // says it answers a share must carry a type.
+        DescKind::RetrieveResp => {
+            a.mem_type != MemType::Unspecified || flags.transaction_type() != TransactionType::Share
+        }
     };
     if ok {
         Ok(())
@@ -991,8 +1036,8 @@ impl MemRelinquishDesc {
         if flags & !3 != 0 {
             return Err(MemError::BadFlags(flags));
         }
-        if handle.0 == 0 {
-            return Err(MemError::BadHandle(0));
+        if handle == Handle::INVALID {
+            return Err(MemError::BadHandle(handle.0));
         }
         if n == 0 {
             return Err(MemError::NoEndpoints);

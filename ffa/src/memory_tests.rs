@@ -474,11 +474,18 @@ fn per_kind_rules() {
         parse(&b, DescKind::RetrieveReq),
         Err(MemError::BadCompositeOffset(80))
     );
+    // Hafnium's first handle is 0x0 (allocator bit 63 clear = SPMC); only all-ones is invalid.
     let mut b = good.clone();
     set64(&mut b, 8, 0);
     assert_eq!(
+        parse(&b, DescKind::RetrieveReq).map(|t| t.handle),
+        Ok(Handle(0))
+    );
+    let mut b = good.clone();
+    set64(&mut b, 8, u64::MAX);
+    assert_eq!(
         parse(&b, DescKind::RetrieveReq),
-        Err(MemError::BadHandle(0))
+        Err(MemError::BadHandle(u64::MAX))
     );
     let mut b = good.clone();
     b[2] |= 0x40;
@@ -492,11 +499,57 @@ fn per_kind_rules() {
         parse(&b, DescKind::RetrieveReq),
         Err(MemError::BadEmadFlags { index: 0, flags: 1 })
     );
-    // A send descriptor is not a valid retrieve response (no handle, no type).
-    let s = lend(EmadSize::V1_2).to_vec(LEND).unwrap();
+}
+
+/// Retrieve responses as Hafnium v2.15 and TF-A's EL3 SPMC build them for a single-borrower
+/// lend whose sender left the memory type unspecified (as Linux's FF-A driver always does):
+/// attributes 0x40 (type unspecified + NS) from Hafnium, 0x00 or 0x40 from the EL3 SPMC. A
+/// share's response always names a type.
+#[test]
+fn retrieve_response_attributes_of_both_spmcs() {
+    let mut t = lend(EmadSize::V1_2);
+    t.handle = Handle(0);
+    t.receivers[0].perm.instruction_access = InstructionAccess::NotExecutable;
+    for (tx, raw, ok) in [
+        (TransactionType::Lend, 0x40, true),
+        (TransactionType::Lend, 0x00, true),
+        (TransactionType::Donate, 0x40, true),
+        (TransactionType::Share, 0x40, false),
+        (TransactionType::Share, 0x00, false),
+        (TransactionType::Share, 0x6F, true),
+        (TransactionType::Unspecified, 0x40, true),
+    ] {
+        t.flags = MemFlags(0).with_type(tx);
+        let mut b = t.to_vec(DescKind::RetrieveResp).unwrap();
+        b[2..4].copy_from_slice(&u16::to_le_bytes(raw));
+        let got = parse(&b, DescKind::RetrieveResp);
+        if ok {
+            let a = got.unwrap().attributes;
+            assert_eq!(a.to_u16(), raw, "{tx:?} {raw:#x}");
+        } else {
+            assert_eq!(got, Err(MemError::AttributesNotAllowed(raw)), "{tx:?}");
+        }
+    }
+}
+
+#[test]
+fn retrieve_instruction_access_follows_the_transaction_type() {
+    use InstructionAccess::*;
     assert_eq!(
-        parse(&s, DescKind::RetrieveResp),
-        Err(MemError::BadHandle(0))
+        InstructionAccess::for_retrieve(TransactionType::Share),
+        &[NotSpecified]
+    );
+    assert_eq!(
+        InstructionAccess::for_retrieve(TransactionType::Lend),
+        &[NotExecutable]
+    );
+    assert_eq!(
+        InstructionAccess::for_retrieve(TransactionType::Donate),
+        &[NotExecutable]
+    );
+    assert_eq!(
+        InstructionAccess::for_retrieve(TransactionType::Unspecified),
+        &[NotSpecified, NotExecutable]
     );
 }
 
@@ -530,11 +583,17 @@ fn relinquish_round_trip_and_rejects() {
         MemRelinquishDesc::parse(&bad[..n]),
         Err(MemError::Truncated { .. })
     ));
+    let mut zero = b;
+    zero[..8].fill(0);
+    assert_eq!(
+        MemRelinquishDesc::parse(&zero[..n]).map(|d| d.handle),
+        Ok(Handle(0))
+    );
     let mut bad = b;
-    bad[..8].fill(0);
+    bad[..8].fill(0xff);
     assert_eq!(
         MemRelinquishDesc::parse(&bad[..n]),
-        Err(MemError::BadHandle(0))
+        Err(MemError::BadHandle(u64::MAX))
     );
     let dup = MemRelinquishDesc {
         endpoints: vec![SP, SP],
@@ -676,7 +735,9 @@ fn arb_transaction() -> impl Strategy<Value = (DescKind, MemTransaction)> {
         let valid_attrs: Vec<MemRegionAttributes> = (0u16..0x80)
             .filter_map(|v| {
                 let a = MemRegionAttributes::from_u16(v).ok()?;
-                check_attributes(kind, a, v).ok().map(|_| a)
+                // Valid whatever the flags' transaction type says (a share is strictest).
+                let share = MemFlags(0).with_type(TransactionType::Share);
+                check_attributes(kind, a, v, share).ok().map(|_| a)
             })
             .collect();
         let attrs = prop::sample::select(valid_attrs);
@@ -684,7 +745,7 @@ fn arb_transaction() -> impl Strategy<Value = (DescKind, MemTransaction)> {
         let flags = any::<u32>().prop_map(move |v| MemFlags(v & mask));
         let handle = match kind {
             DescKind::Send(_) => Just(0u64).boxed(),
-            _ => (1u64..).boxed(),
+            _ => (0u64..u64::MAX).boxed(),
         };
         let size = prop_oneof![Just(EmadSize::V1_1), Just(EmadSize::V1_2)];
         let receivers = proptest::collection::vec((arb_perm(kind), any::<[u64; 2]>()), 1..5);

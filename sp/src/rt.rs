@@ -286,7 +286,7 @@ struct SpMemory {
 }
 
 impl MemPlatform for SpMemory {
-    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::RetrieveError> {
         ep().mem_retrieve(req, &mut Buffers, shmem::MAX_RESPONSE)
     }
 

@@ -8,7 +8,20 @@
 //!    transaction type) and against what the SP will map (normal write-back memory, readable,
 //!    clear of the SP's own memory and of every region it holds, bounded in size).
 //! 2. Map each constituent range in the SP's stage-1 (identity, never executable, NS as the
-//!    response's attribute bit 6 says, read-only unless write access was granted). A region that
+//!    response's attribute bit 6 says, read-only unless write access was granted).
+//!
+//! The attributes a region is mapped with follow one rule the spec and Hafnium agree on:
+//! - Memory type: the SP's retrieve request leaves it unspecified (FF-A v1.2 sec. 10.10.4.1,
+//!   Table 10.18: the retriever may; Hafnium accepts unspecified or Normal WB inner-shareable).
+//!   The response carries the sender's attributes: a share names its type, which must be Normal
+//!   write-back (the only normal type in the SP's MAIR); a single-borrower lend or donate
+//!   leaves it unspecified (Hafnium requires that of the sender; Linux's FF-A driver always
+//!   does), and then the SP maps Normal write-back inner-shareable, the type Hafnium and TF-A
+//!   map the memory with at stage 2 / EL3 anyway. Any other type is refused.
+//! - Security state: the response's NS bit (sec. 10.10.4.1.1: set only by the SPMC). Hafnium
+//!   sets it for normal-world memory; TF-A's EL3 SPMC too.
+//! - Instruction access: never executable, whatever was granted (an unspecified one in a share
+//!   response is mapped NX too). Data access: what the response grants. A region that
 //!    fails any check or cannot be mapped is unmapped again and relinquished at once, so the
 //!    owner can reclaim it: nothing half-held remains.
 //! 3. Access: a [`Span`] is an (offset, length) checked once against the region; its bytes are
@@ -20,7 +33,7 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 use ffa::{
-    FfaError, Handle, PAGE_SIZE, PartitionId,
+    FfaError, Handle, PAGE_SIZE, PartitionId, RetrieveError,
     memory::{
         Cacheability, DataAccess, EmadSize, InstructionAccess, MemAccessPerm, MemRange,
         MemTransaction, MemType, TransactionType,
@@ -65,7 +78,7 @@ pub enum MapFail {
 pub trait MemPlatform {
     /// FFA_MEM_RETRIEVE_REQ of `req` through the TX buffer; the response, reassembled from its
     /// fragments and parsed (sender checked against `req`).
-    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error>;
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, RetrieveError>;
     /// FFA_MEM_RELINQUISH of `handle` for this endpoint.
     fn relinquish(&mut self, handle: Handle) -> Result<(), ffa::Error>;
     /// Identity-maps `range` (page aligned) with `access`, never executable.
@@ -90,7 +103,7 @@ pub trait MemPlatform {
 }
 
 impl<T: MemPlatform + ?Sized> MemPlatform for alloc::boxed::Box<T> {
-    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, RetrieveError> {
         (**self).retrieve(req)
     }
     fn relinquish(&mut self, handle: Handle) -> Result<(), ffa::Error> {
@@ -334,24 +347,7 @@ impl<P: MemPlatform> SharedMemory<P> {
             return Err(MemError::NoRoom);
         }
         let handle = Handle(handle);
-        // Data access not specified: the SP takes what the owner granted (read-only or
-        // read-write; the response says which). Hafnium: a lend or donate to one borrower needs
-        // an instruction access in the request; NX for every type (the SP never executes
-        // shared memory).
-        let req = MemTransaction::retrieve_request(
-            handle,
-            sender,
-            MemAccessPerm {
-                endpoint_id: self.own_id,
-                data_access: DataAccess::NotSpecified,
-                instruction_access: InstructionAccess::NotExecutable,
-                non_retrieval_borrower: false,
-            },
-            tx_type,
-            0,
-            EmadSize::V1_2,
-        );
-        let resp = self.platform.retrieve(&req)?;
+        let resp = self.retrieve_from_spmc(handle, sender, tx_type)?;
         self.retrieves = self.retrieves.wrapping_add(1);
         let region = match self.check(&resp, sender, handle, tx_type) {
             Ok(access) => Region {
@@ -375,6 +371,50 @@ impl<P: MemPlatform> SharedMemory<P> {
         let info = region.info();
         self.regions.push(region);
         Ok(info)
+    }
+
+    /// FFA_MEM_RETRIEVE_REQ in the form the transaction type needs
+    /// ([`InstructionAccess::for_retrieve`]): data access not specified, so the SP takes what
+    /// the owner granted (the response says which); never executable when it must be named.
+    /// A response the SPMC gave but the SP cannot use is relinquished at once.
+    fn retrieve_from_spmc(
+        &mut self,
+        handle: Handle,
+        sender: PartitionId,
+        tx_type: TransactionType,
+    ) -> Result<MemTransaction, MemError> {
+        let forms = InstructionAccess::for_retrieve(tx_type);
+        let mut tried = 0;
+        loop {
+            let req = MemTransaction::retrieve_request(
+                handle,
+                sender,
+                MemAccessPerm {
+                    endpoint_id: self.own_id,
+                    data_access: DataAccess::NotSpecified,
+                    instruction_access: forms[tried],
+                    non_retrieval_borrower: false,
+                },
+                tx_type,
+                0,
+                EmadSize::V1_2,
+            );
+            tried += 1;
+            match self.platform.retrieve(&req) {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.retrieved => {
+                    self.retrieves = self.retrieves.wrapping_add(1);
+                    log::warn!("retrieve response for {:#x}: {}", handle.0, e.error);
+                    return Err(self.give_back(handle, RejectReason::BadDescriptor, &[]));
+                }
+                // Refused before any state changed: the next form may be the one this
+                // handle's type needs.
+                Err(e)
+                    if e.error == ffa::Error::Ffa(FfaError::InvalidParameters)
+                        && tried < forms.len() => {}
+                Err(e) => return Err(e.error.into()),
+            }
+        }
     }
 
     /// Undoes a retrieve that will not be kept: unmaps `mapped`, relinquishes `handle`.
@@ -413,16 +453,15 @@ impl<P: MemPlatform> SharedMemory<P> {
         {
             return Err(BadDescriptor);
         }
-        // The SP's runtime MAIR has one normal type (write-back); other types it cannot map
-        // with the attributes the owner asked for.
-        if !matches!(
-            resp.attributes.mem_type,
+        // The mapping rule (module doc): a named type must be the one normal type the SP's
+        // MAIR has (write-back); "not specified" is allowed only for a lend or donate.
+        match resp.attributes.mem_type {
             MemType::Normal {
                 cacheability: Cacheability::WriteBack,
                 ..
-            }
-        ) {
-            return Err(UnsupportedAttributes);
+            } => {}
+            MemType::Unspecified if got_type != TransactionType::Share => {}
+            _ => return Err(UnsupportedAttributes),
         }
         let writable = match me.data_access {
             DataAccess::ReadWrite => true,

@@ -14,6 +14,10 @@ struct Fake {
     retrieved: Vec<u64>,
     relinquished: Vec<u64>,
     refuse_relinquish: bool,
+    /// Answer RETRIEVE_RESP, then hand the SP a response it cannot parse (held at the SPMC).
+    garble_response: bool,
+    /// Retrieve requests refused for their instruction access (Hafnium's rule).
+    refused_forms: usize,
     /// Fail the map of the n-th range (0-based) of the next retrieve.
     fail_map_at: Option<usize>,
     maps_this_retrieve: usize,
@@ -43,23 +47,48 @@ impl Fake {
 }
 
 impl MemPlatform for Fake {
-    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, RetrieveError> {
+        let refuse = |code| RetrieveError {
+            error: ffa::Error::Ffa(code),
+            retrieved: false,
+        };
         // The request is the form Hafnium wants: it must build, and parse back as a request
-        // (a partition manager refuses what does not, e.g. handle 0).
+        // (a partition manager refuses what does not, e.g. the invalid handle).
         let bytes = req.to_vec(ffa::memory::DescKind::RetrieveReq).unwrap();
         ffa::memory::MemTransaction::parse(
             &bytes,
             ffa::memory::DescKind::RetrieveReq,
             Default::default(),
         )
-        .map_err(|e| ffa::Error::Ffa(e.to_ffa_error()))?;
+        .map_err(|e| refuse(e.to_ffa_error()))?;
         self.maps_this_retrieve = 0;
         let t = self
             .offers
             .get(&req.handle.0)
             .cloned()
-            .ok_or(ffa::Error::Ffa(FfaError::InvalidParameters))?;
+            .ok_or(refuse(FfaError::InvalidParameters))?;
+        let sent = t.flags.transaction_type();
+        let asked = req.flags.transaction_type();
+        if asked != TransactionType::Unspecified && asked != sent {
+            return Err(refuse(FfaError::InvalidParameters));
+        }
+        // Hafnium v2.15 `ffa_memory_retrieve_is_memory_access_valid`, one borrower.
+        let ia = req.receivers[0].perm.instruction_access;
+        let ia_ok = match sent {
+            TransactionType::Share => ia == InstructionAccess::NotSpecified,
+            _ => ia == InstructionAccess::NotExecutable,
+        };
+        if !ia_ok {
+            self.refused_forms += 1;
+            return Err(refuse(FfaError::InvalidParameters));
+        }
         self.retrieved.push(req.handle.0);
+        if self.garble_response {
+            return Err(RetrieveError {
+                error: ffa::Error::Mem(ffa::memory::MemError::ReservedNotZero { offset: 40 }),
+                retrieved: true,
+            });
+        }
         Ok(t)
     }
 
@@ -124,9 +153,18 @@ impl MemPlatform for Fake {
 fn offer(handle: u64, ty: TransactionType, ranges: &[(u64, u32)]) -> MemTransaction {
     MemTransaction {
         sender_id: NW,
-        attributes: MemRegionAttributes {
-            ns: true,
-            ..MemRegionAttributes::NORMAL_WB_INNER
+        // As Hafnium answers: the sender's attributes + NS; a single-borrower lend or donate
+        // leaves the type unspecified.
+        attributes: if ty == TransactionType::Share {
+            MemRegionAttributes {
+                ns: true,
+                ..MemRegionAttributes::NORMAL_WB_INNER
+            }
+        } else {
+            MemRegionAttributes {
+                mem_type: MemType::Unspecified,
+                ns: true,
+            }
         },
         flags: MemFlags(0).with_type(ty),
         handle: Handle(handle),
@@ -256,8 +294,14 @@ fn refused_regions_are_given_back() {
     let mut m = shm(&[wrong_type, device, nc, own, other_receiver, no_access, huge]);
     // Asked for 9, answered about 10.
     m.platform.offers.insert(9, other_handle);
+    // A lend asked for as a share: the partition manager refuses it (Hafnium: type mismatch),
+    // nothing is held.
+    assert_eq!(
+        m.retrieve(NW, 2, TransactionType::Share),
+        Err(MemError::Ffa(FfaError::InvalidParameters))
+    );
+    assert!(m.platform.relinquished.is_empty());
     let cases = [
-        (2, TransactionType::Share, BadDescriptor),
         (3, TransactionType::Share, UnsupportedAttributes),
         (4, TransactionType::Unspecified, UnsupportedAttributes),
         (5, TransactionType::Share, Overlap),
@@ -506,4 +550,63 @@ fn read_at_and_write_at_cross_ranges_and_check_bounds() {
         Err(MemError::OutOfBounds)
     );
     assert_eq!(m.read_at(42, 0, &mut back), Err(MemError::NoSuchRegion(42)));
+}
+
+/// Hafnium refuses NX in a share's retrieve and requires it in a single-borrower lend's: the
+/// SP asks in the form the type needs, and tries both when the client left the type out.
+#[test]
+fn retrieve_request_form_follows_the_transaction_type() {
+    let mut m = shm(&[
+        offer(0, TransactionType::Share, &[(0, 1)]),
+        offer(1, TransactionType::Lend, &[(2, 1)]),
+        offer(2, TransactionType::Donate, &[(4, 1)]),
+        offer(3, TransactionType::Share, &[(6, 1)]),
+        offer(4, TransactionType::Lend, &[(8, 1)]),
+    ]);
+    // Handle 0 is Hafnium's first handle.
+    m.retrieve(NW, 0, TransactionType::Share).unwrap();
+    m.retrieve(NW, 1, TransactionType::Lend).unwrap();
+    m.retrieve(NW, 2, TransactionType::Donate).unwrap();
+    assert_eq!(m.platform.refused_forms, 0);
+    m.retrieve(NW, 3, TransactionType::Unspecified).unwrap();
+    assert_eq!(m.platform.refused_forms, 0);
+    let lent = m.retrieve(NW, 4, TransactionType::Unspecified).unwrap();
+    assert_eq!(m.platform.refused_forms, 1);
+    assert_eq!(
+        lent.flags >> region_flags::TYPE_SHIFT & 3,
+        TransactionType::Lend as u32
+    );
+    // A lend's unspecified type is mapped as normal memory, NS from the response.
+    assert!(m.platform.mapped.get(&(BASE + 8 * PAGE)).unwrap().ns);
+    assert_eq!(m.stats().live_regions, 5);
+}
+
+/// A response the SPMC handed out but the SP cannot use is relinquished, so the owner can
+/// reclaim (Hafnium otherwise answers "not relinquished by all borrowers").
+#[test]
+fn unusable_response_is_relinquished() {
+    let mut m = shm(&[offer(5, TransactionType::Lend, &[(0, 2)])]);
+    m.platform.garble_response = true;
+    assert_eq!(
+        m.retrieve(NW, 5, TransactionType::Lend),
+        Err(MemError::Rejected(RejectReason::BadDescriptor))
+    );
+    assert_eq!(m.platform.relinquished, vec![5]);
+    assert!(m.platform.retrieved.is_empty());
+    let s = m.stats();
+    assert_eq!((s.live_regions, s.mapped_pages), (0, 0));
+    assert_eq!((s.retrieves, s.relinquishes), (1, 1));
+}
+
+/// A share whose response leaves the memory type unspecified is refused (and given back).
+#[test]
+fn share_without_memory_type_is_refused() {
+    let mut o = offer(6, TransactionType::Share, &[(0, 1)]);
+    o.attributes.mem_type = MemType::Unspecified;
+    let mut m = shm(&[o]);
+    assert_eq!(
+        m.retrieve(NW, 6, TransactionType::Share),
+        Err(MemError::Rejected(RejectReason::UnsupportedAttributes))
+    );
+    assert_eq!(m.platform.relinquished, vec![6]);
 }

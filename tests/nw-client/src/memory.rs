@@ -94,7 +94,7 @@ impl<E: Env> Ctx<'_, E> {
         };
         MemTransaction {
             sender_id: self.own_id,
-            attributes: MemRegionAttributes::NORMAL_WB_INNER,
+            attributes: MemRegionAttributes::for_send(kind, 1),
             flags: MemFlags(0),
             handle: Handle(0),
             tag: 0,
@@ -349,7 +349,7 @@ fn share<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let sent = r.check(
         "share.send",
         match h {
-            Ok(h) if h.0 != 0 => Ok(()),
+            Ok(h) if h != Handle::INVALID => Ok(()),
             other => Err(f(format_args!("{other:x?}"))),
         },
     );
@@ -1070,14 +1070,14 @@ fn cycles<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         })()
     });
     r.check("cycles.no_leaked_handle", {
-        let mut sorted = handles.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != handles.len() || handles.len() != CYCLES as usize {
+        // Handles may repeat: Hafnium hands out the lowest free share-state index, so a
+        // leak-free loop sees the same handle each time. What must hold is that every cycle
+        // got one and none of them is still live.
+        if handles.len() != CYCLES as usize {
             Err(f(format_args!(
-                "{} distinct handles in {} cycles",
-                sorted.len(),
-                handles.len()
+                "{} handles in {} cycles",
+                handles.len(),
+                CYCLES
             )))
         } else {
             // Every one is gone: reclaiming any again is refused.

@@ -181,10 +181,10 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     /// A send descriptor from this client to the SP for `ranges` (address, pages).
-    fn serve_desc(&self, ranges: &[(u64, u32)]) -> MemTransaction {
+    fn serve_desc(&self, kind: SendKind, ranges: &[(u64, u32)]) -> MemTransaction {
         MemTransaction {
             sender_id: self.own_id,
-            attributes: MemRegionAttributes::NORMAL_WB_INNER,
+            attributes: MemRegionAttributes::for_send(kind, 1),
             flags: MemFlags(0),
             handle: Handle(0),
             tag: 0,
@@ -206,7 +206,7 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     fn give(&mut self, kind: SendKind, ranges: &[(u64, u32)]) -> Result<Handle, Fail> {
-        let desc = self.serve_desc(ranges);
+        let desc = self.serve_desc(kind, ranges);
         let (ep, bufs) = self.env.ep_bufs();
         ep.mem_send(kind, &desc, bufs)
             .map_err(|e| f(format_args!("{kind:?} of {ranges:x?}: {e:?}")))

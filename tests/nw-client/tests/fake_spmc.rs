@@ -4,10 +4,10 @@
 
 use ffa::{
     Conduit, Endpoint, FfaError, FuncId, Handle, Interface, MemOpArgs, PartitionInfo,
-    PartitionProperties, Regs, RxTxBuffers, SuccessArgs, Uuid, Version,
+    PartitionProperties, Regs, RetrieveError, RxTxBuffers, SuccessArgs, Uuid, Version,
     memory::{
         DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm,
-        MemFlags, MemTransaction, ParseOptions, SendKind, TransactionType,
+        MemFlags, MemRegionAttributes, MemTransaction, ParseOptions, SendKind, TransactionType,
     },
 };
 use flexserve_proto::SERVICE_UUID;
@@ -71,7 +71,7 @@ impl World {
         Rc::new(RefCell::new(World {
             ns: vec![0; WINDOW as usize],
             nw_tx: vec![0; 4096],
-            next_handle: 1,
+            next_handle: 0,
             enforce: true,
             ..Default::default()
         }))
@@ -93,7 +93,10 @@ impl World {
             Ok(t) => t,
             Err(e) => return error(e.to_ffa_error()),
         };
-        if t.receivers.iter().any(|e| e.perm.endpoint_id != SP_ID) {
+        // Hafnium: the sender's memory type is the one its kind and borrower count call for.
+        if t.receivers.iter().any(|e| e.perm.endpoint_id != SP_ID)
+            || t.attributes != MemRegionAttributes::for_send(kind, t.receivers.len())
+        {
             return error(FfaError::InvalidParameters);
         }
         if Self::pages(&t).any(|p| !in_window(p, PAGE) || self.busy.contains(&p)) {
@@ -124,8 +127,10 @@ impl World {
     }
 
     fn new_handle(&mut self) -> u64 {
+        // Hafnium's scheme: share-state indices from 0, allocator bit 63 clear (SPMC).
+        let h = Handle::ALLOCATOR_SPMC | self.next_handle;
         self.next_handle += 1;
-        Handle::ALLOCATOR_SPMC | (self.next_handle * 0x1_0001)
+        h
     }
 
     fn mem_send(&mut self, kind: SendKind, args: MemOpArgs) -> Regs {
@@ -209,7 +214,26 @@ impl World {
 
     /// FFA_MEM_RETRIEVE_REQ by the SP: the response, built and parsed as the SP's `ffa` flow
     /// would.
-    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, RetrieveError> {
+        let resp = self.grant(req).map_err(|error| RetrieveError {
+            error,
+            retrieved: false,
+        })?;
+        let bytes = resp.to_vec(DescKind::RetrieveResp);
+        let opts = ParseOptions {
+            expected_sender: Some(req.sender_id),
+            emad_size: None,
+        };
+        bytes
+            .and_then(|b| MemTransaction::parse(&b, DescKind::RetrieveResp, opts))
+            .map_err(|e| RetrieveError {
+                error: e.into(),
+                retrieved: true,
+            })
+    }
+
+    /// The retrieve checks Hafnium v2.15 makes, then the response it builds.
+    fn grant(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
         let bytes = req.to_vec(DescKind::RetrieveReq)?;
         let req = MemTransaction::parse(&bytes, DescKind::RetrieveReq, ParseOptions::default())?;
         let inv = ffa::Error::Ffa(FfaError::InvalidParameters);
@@ -227,6 +251,8 @@ impl World {
             || req.receivers.len() != 1
             || req.receivers[0].perm.endpoint_id != SP_ID
             || sent_emad.is_none()
+            || !InstructionAccess::for_retrieve(kind)
+                .contains(&req.receivers[0].perm.instruction_access)
         {
             return Err(inv);
         }
@@ -261,12 +287,7 @@ impl World {
             // Donation completes on retrieval: the handle is gone, the pages are the SP's.
             self.txs.remove(&req.handle.0);
         }
-        let bytes = resp.to_vec(DescKind::RetrieveResp)?;
-        let opts = ParseOptions {
-            expected_sender: Some(req.sender_id),
-            emad_size: None,
-        };
-        Ok(MemTransaction::parse(&bytes, DescKind::RetrieveResp, opts)?)
+        Ok(resp)
     }
 
     fn relinquish(&mut self, h: Handle) -> Result<(), ffa::Error> {
@@ -285,7 +306,7 @@ impl World {
 struct SpPlatform(Shared);
 
 impl MemPlatform for SpPlatform {
-    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, ffa::Error> {
+    fn retrieve(&mut self, req: &MemTransaction) -> Result<MemTransaction, RetrieveError> {
         self.0.borrow_mut().retrieve(req)
     }
 

@@ -1669,7 +1669,7 @@ mod tests {
         let ok = nwc(&mut s, &mut m, share_call);
         assert_eq!(ok[0], SUCCESS32);
         let h = Handle::from_halves(ok[2] as u32, ok[3] as u32);
-        assert_eq!(h.0 >> 63, 1);
+        assert_eq!(h.0 >> 63, 0, "SPMC-allocated handle");
 
         // SP retrieve: BUSY while its RX holds a message, then the response in RX.
         spc(
@@ -1719,6 +1719,7 @@ mod tests {
         for r in &mut l.ranges {
             r.address += 0x1000;
         }
+        l.attributes = MemRegionAttributes::for_send(SendKind::Lend, 1);
         let lb = l.to_vec(DescKind::Send(SendKind::Lend)).unwrap();
         let mut plan = ffa::memory::plan_fragments(lb.len(), 96, 4096).unwrap();
         let (_, first) = plan.next().unwrap();
@@ -1759,6 +1760,8 @@ mod tests {
             (SUCCESS32, hl.0 & 0xffff_ffff, hl.0 >> 32)
         );
         assert_eq!(m.hw.nw_revoked.len(), 400);
+        // A single-borrower lend's retriever names its instruction access (Hafnium).
+        rp.instruction_access = InstructionAccess::NotExecutable;
         let req =
             MemTransaction::retrieve_request(hl, 0, rp, TransactionType::Lend, 0, EmadSize::V1_2)
                 .to_vec(DescKind::RetrieveReq)

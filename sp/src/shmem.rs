@@ -8,7 +8,15 @@
 //!    transaction type) and against what the SP will map (normal write-back memory, readable,
 //!    clear of the SP's own memory and of every region it holds, bounded in size).
 //! 2. Map each constituent range in the SP's stage-1 (identity, never executable, NS as the
-//!    response's attribute bit 6 says, read-only unless write access was granted).
+//!    response's attribute bit 6 says, read-only unless write access was granted). A region
+//!    that fails any check or cannot be mapped is unmapped again and relinquished at once, so
+//!    the owner can reclaim it: nothing half-held remains. That includes a response the SPMC
+//!    granted (RETRIEVE_RESP) that the `ffa` parser then refused.
+//! 3. Access: a [`Span`] is an (offset, length) checked once against the region; its bytes are
+//!    reached only through the platform's copy routines, chunk by chunk, into private buffers.
+//! 4. `release`: unmap (the page-table layer invalidates the TLB), then FFA_MEM_RELINQUISH.
+//!    If the relinquish is refused the mapping is restored and the region stays held. Donated
+//!    memory is not relinquished (it belongs to the SP now); it is only unmapped.
 //!
 //! The attributes a region is mapped with follow one rule the spec and Hafnium agree on:
 //! - Memory type: the SP's retrieve request leaves it unspecified (FF-A v1.2 sec. 10.10.4.1,
@@ -21,14 +29,9 @@
 //! - Security state: the response's NS bit (sec. 10.10.4.1.1: set only by the SPMC). Hafnium
 //!   sets it for normal-world memory; TF-A's EL3 SPMC too.
 //! - Instruction access: never executable, whatever was granted (an unspecified one in a share
-//!   response is mapped NX too). Data access: what the response grants. A region that
-//!    fails any check or cannot be mapped is unmapped again and relinquished at once, so the
-//!    owner can reclaim it: nothing half-held remains.
-//! 3. Access: a [`Span`] is an (offset, length) checked once against the region; its bytes are
-//!    reached only through the platform's copy routines, chunk by chunk, into private buffers.
-//! 4. `release`: unmap (the page-table layer invalidates the TLB), then FFA_MEM_RELINQUISH.
-//!    If the relinquish is refused the mapping is restored and the region stays held. Donated
-//!    memory is not relinquished (it belongs to the SP now); it is only unmapped.
+//!   response is mapped NX too). Data access: what the response grants.
+//! - Request form: instruction access per [`InstructionAccess::for_retrieve`] (a share leaves it
+//!   unspecified, a single-borrower lend/donate names NX), data access unspecified.
 
 use alloc::vec::Vec;
 use core::ops::Range;

@@ -9,7 +9,7 @@ use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
 use buddy_system_allocator::LockedHeap;
 use core::{fmt::Write, panic::PanicInfo, ptr::NonNull};
 use ffa::{Conduit, Endpoint, REG_COUNT, Regs, RxTxBuffers, Smc};
-use nw_client::{Env, Probe, scenarios};
+use nw_client::{Env, Probe, Spmc, scenarios};
 use testbed_layout::{control, flash, ns_ram, virt};
 
 entry!(main, 8);
@@ -91,6 +91,8 @@ struct Machine {
     bufs: Buffers,
     /// The model file QEMU loaded, from the boot configuration (checked to lie in the window).
     model: Option<(u64, u64)>,
+    /// `spmc=` of the boot configuration.
+    spmc: Spmc,
 }
 
 /// Whether `[pa, pa + len)` lies in the share window (the only memory `mem_*` touch).
@@ -260,6 +262,10 @@ impl Env for Machine {
         self.model
     }
 
+    fn spmc(&self) -> Spmc {
+        self.spmc
+    }
+
     fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (base, size) = self.model?;
         // SAFETY: `model` was checked to lie in the share window (mapped by the initial map);
@@ -342,16 +348,20 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let parsed = read_boot_config(boot_config).and_then(|c| {
         let name = flash::BootConfig::get(c, "scenario")
             .ok_or("no `scenario=` in the boot configuration")?;
-        Ok((name, model_of(c)?))
+        let spmc = match flash::BootConfig::get(c, "spmc") {
+            None => Spmc::Testbed,
+            Some(v) => Spmc::parse(v).ok_or("`spmc=` is not testbed, hafnium or el3")?,
+        };
+        Ok((name, model_of(c)?, spmc))
     });
-    let (name, model) = match parsed {
+    let (name, model, spmc) = match parsed {
         Ok(n) => n,
         Err(e) => {
-            let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed");
+            let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed, 0 skipped");
             exit(control::EXIT_FAIL)
         }
     };
-    let _ = writeln!(out, "nw-client: scenario {name}");
+    let _ = writeln!(out, "nw-client: scenario {name} under {}", spmc.name());
     // SAFETY: HEAP_MEM is a static used only as the heap, handed over once, before any
     // allocation.
     unsafe {
@@ -361,6 +371,7 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         ep: Endpoint::new(Smc),
         bufs: Buffers,
         model,
+        spmc,
     };
     let (_, failed) = scenarios::run(name, &mut m, &mut out);
     exit(if failed == 0 {
@@ -372,7 +383,10 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    let _ = writeln!(uart(), "FAIL client_panic: {info}\n0 passed, 1 failed");
+    let _ = writeln!(
+        uart(),
+        "FAIL client_panic: {info}\n0 passed, 1 failed, 0 skipped"
+    );
     exit(control::EXIT_FAIL)
 }
 
@@ -386,7 +400,7 @@ fn fatal(kind: &str, state: &RegisterStateRef) -> ! {
     }
     let _ = writeln!(
         uart(),
-        "FAIL client_exception: {kind}: ESR {esr:#x} FAR {far:#x} ELR {:#x}\n0 passed, 1 failed",
+        "FAIL client_exception: {kind}: ESR {esr:#x} FAR {far:#x} ELR {:#x}\n0 passed, 1 failed, 0 skipped",
         state.elr
     );
     exit(control::EXIT_FAIL)

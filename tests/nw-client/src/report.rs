@@ -155,6 +155,10 @@ impl<W: Write> Report<W> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "the checks' own result type, as in the scenarios"
+)]
 mod tests {
     use super::*;
 

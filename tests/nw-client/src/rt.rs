@@ -7,7 +7,12 @@ use aarch64_rt::{
 };
 use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
 use buddy_system_allocator::LockedHeap;
-use core::{fmt::Write, panic::PanicInfo, ptr::NonNull};
+use core::{
+    fmt::Write,
+    panic::PanicInfo,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use ffa::{Conduit, Endpoint, REG_COUNT, Regs, RxTxBuffers, Smc};
 use nw_client::{Env, Probe, Spmc, scenarios};
 use testbed_layout::{control, flash, ns_ram, virt};
@@ -103,6 +108,14 @@ fn in_window(pa: u64, len: usize) -> bool {
             .is_some_and(|end| end <= ns_ram::CLIENT_SHARE_BASE + ns_ram::CLIENT_SHARE_SIZE)
 }
 
+/// Whether the boot configuration said the testbed (`spmc=testbed` or no key): only there may
+/// the client make testbed control calls. Written once in `main` before any check runs.
+static ON_TESTBED: AtomicBool = AtomicBool::new(true);
+
+fn on_testbed() -> bool {
+    ON_TESTBED.load(Ordering::Relaxed)
+}
+
 /// The testbed's count of blocked accesses, the last address and its details.
 fn blocked_accesses() -> (u64, u64, u64) {
     let mut regs = [0u64; REG_COUNT];
@@ -158,7 +171,11 @@ impl Env for Machine {
                 detail: 0,
             };
         }
-        let (before, _, _) = blocked_accesses();
+        let (before, _, _) = if on_testbed() {
+            blocked_accesses()
+        } else {
+            (0, 0, 0)
+        };
         let value: u64;
         // SAFETY: an aligned 8-byte load from the share window (mapped by the initial map). If
         // the page was lent away the testbed emulates the load (POISON) and skips it; a plain
@@ -166,6 +183,14 @@ impl Env for Machine {
         unsafe {
             core::arch::asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) pa,
                 options(nostack, readonly, preserves_flags));
+        }
+        if !on_testbed() {
+            // No testbed to ask: the load just happened.
+            return Probe {
+                value,
+                blocked: None,
+                detail: 0,
+            };
         }
         let (after, last, detail) = blocked_accesses();
         let blocked = after == before.wrapping_add(1) && last == pa;
@@ -184,13 +209,24 @@ impl Env for Machine {
                 detail: 0,
             };
         }
-        let (before, _, _) = blocked_accesses();
+        let (before, _, _) = if on_testbed() {
+            blocked_accesses()
+        } else {
+            (0, 0, 0)
+        };
         // SAFETY: an aligned 8-byte store into the share window (mapped by the initial map),
         // which only the client's scenarios use; if the page was lent away the testbed drops
         // the store and skips it (a plain STR has the syndrome it needs).
         unsafe {
             core::arch::asm!("str {v}, [{a}]", v = in(reg) value, a = in(reg) pa,
                 options(nostack, preserves_flags));
+        }
+        if !on_testbed() {
+            return Probe {
+                value: 0,
+                blocked: None,
+                detail: 0,
+            };
         }
         let (after, last, detail) = blocked_accesses();
         let blocked = after == before.wrapping_add(1) && last == pa;
@@ -330,10 +366,12 @@ fn model_of(config: &[u8]) -> Result<Option<(u64, u64)>, &'static str> {
 
 fn exit(status: u64) -> ! {
     let mut regs = [0u64; REG_COUNT];
-    regs[0] = u64::from(control::TESTBED_EXIT);
-    regs[1] = status;
-    Smc.call(regs);
-    // If the testbed did not power off: PSCI SYSTEM_OFF, then wait.
+    if on_testbed() {
+        regs[0] = u64::from(control::TESTBED_EXIT);
+        regs[1] = status;
+        Smc.call(regs);
+    }
+    // Elsewhere (TF-A), or if the testbed did not power off: PSCI SYSTEM_OFF, then wait.
     regs = [0; REG_COUNT];
     regs[0] = u64::from(control::PSCI_SYSTEM_OFF);
     Smc.call(regs);
@@ -361,6 +399,7 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             exit(control::EXIT_FAIL)
         }
     };
+    ON_TESTBED.store(spmc == Spmc::Testbed, Ordering::Relaxed);
     let _ = writeln!(out, "nw-client: scenario {name} under {}", spmc.name());
     // SAFETY: HEAP_MEM is a static used only as the heap, handed over once, before any
     // allocation.

@@ -130,7 +130,7 @@ fn cmd_run(args: &[String]) -> Result<()> {
         "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at NS-EL1)"
     );
     let out = qemu::run(&flash, Some(&model), Duration::from_secs(600), true)?;
-    out.verdict(false).map_err(|e| format!("demo: {e}"))
+    out.verdict(false, true).map_err(|e| format!("demo: {e}"))
 }
 
 fn cmd_scenario(args: &[String]) -> Result<()> {
@@ -162,7 +162,7 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
         Duration::from_secs(timeout_s),
         true,
     )?;
-    let verdict = out.verdict(expect_sp_failure);
+    let verdict = out.verdict(expect_sp_failure, true);
     eprintln!(
         "xtask: scenario {name}: {} passed, {} failed, {:.1} s wall{}",
         out.passed,

@@ -1,9 +1,10 @@
 //! Booting the testbed under `qemu-system-aarch64` and judging a scenario's output.
 //!
-//! The normal-world client prints one line per check (`PASS name` / `FAIL name: reason`) and a
-//! closing `N passed, N failed`, then asks EL3 to power off with a status (semihosting exit).
-//! A run fails on any FAIL line, a missing or inconsistent summary, a non-zero exit status, an SP
-//! failure reported by the testbed, or a timeout.
+//! The normal-world client prints one line per check (`PASS name`, `FAIL name: reason` or
+//! `SKIP name: reason`) and a closing `N passed, N failed, N skipped`, then asks EL3 to power off
+//! with a status (semihosting exit). A run fails on any FAIL line, a missing summary or one that
+//! disagrees with the lines printed, a non-zero exit status, an SP failure reported by the
+//! testbed, or a timeout; a testbed run also fails on any SKIP (nothing is skipped there).
 
 use crate::Result;
 use std::io::{BufRead, BufReader};
@@ -16,8 +17,11 @@ use std::time::{Duration, Instant};
 pub struct Outcome {
     pub passed: usize,
     pub failed: usize,
-    pub summary: Option<(usize, usize)>,
+    pub skipped: usize,
+    /// The client's closing line: (passed, failed, skipped).
+    pub summary: Option<(usize, usize, usize)>,
     pub fails: Vec<String>,
+    pub skips: Vec<String>,
     pub sp_failures: Vec<String>,
     pub exit: Option<i32>,
     pub timed_out: bool,
@@ -32,6 +36,9 @@ impl Outcome {
         } else if l.starts_with("FAIL ") {
             self.failed += 1;
             self.fails.push(l.to_string());
+        } else if l.starts_with("SKIP ") {
+            self.skipped += 1;
+            self.skips.push(l.to_string());
         } else if let Some(s) = parse_summary(l) {
             self.summary = Some(s);
         } else if l.contains("testbed: SP") && l.contains("failed") {
@@ -40,18 +47,30 @@ impl Outcome {
         self.lines.push(l.to_string());
     }
 
-    /// Why the run failed, if it did.
-    pub fn verdict(&self, expect_sp_failure: bool) -> std::result::Result<(), String> {
+    /// Why the run failed, if it did. `on_testbed`: the run was on the testbed, where every
+    /// check runs, so any SKIP is a failure.
+    pub fn verdict(
+        &self,
+        expect_sp_failure: bool,
+        on_testbed: bool,
+    ) -> std::result::Result<(), String> {
         if self.timed_out {
             return Err("timed out".into());
         }
-        let Some((p, f)) = self.summary else {
-            return Err("no `N passed, N failed` summary line".into());
+        let Some((p, f, s)) = self.summary else {
+            return Err("no `N passed, N failed, N skipped` summary line".into());
         };
-        if (p, f) != (self.passed, self.failed) {
+        if (p, f, s) != (self.passed, self.failed, self.skipped) {
             return Err(format!(
-                "summary says {p} passed, {f} failed but {} PASS and {} FAIL lines were printed",
-                self.passed, self.failed
+                "summary says {p} passed, {f} failed, {s} skipped but {} PASS, {} FAIL and {} \
+                 SKIP lines were printed",
+                self.passed, self.failed, self.skipped
+            ));
+        }
+        if on_testbed && s > 0 {
+            return Err(format!(
+                "{s} check(s) skipped on the testbed, first: {}",
+                self.skips.first().map_or("?", String::as_str)
             ));
         }
         if f > 0 || !self.fails.is_empty() {
@@ -70,17 +89,18 @@ impl Outcome {
     }
 }
 
-/// `N passed, N failed` alone on a line (an optional `word:` may precede it).
-fn parse_summary(line: &str) -> Option<(usize, usize)> {
+/// `N passed, N failed, N skipped` alone on a line (an optional `word:` may precede it).
+fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
     let l = line.trim();
     let l = match l.split_once(": ") {
         Some((w, rest)) if !w.contains(' ') => rest,
         _ => l,
     };
-    let (a, b) = l.split_once(", ")?;
-    let p = a.strip_suffix(" passed")?.parse().ok()?;
-    let f = b.split(',').next()?.strip_suffix(" failed")?.parse().ok()?;
-    Some((p, f))
+    let mut parts = l.split(", ");
+    let p = parts.next()?.strip_suffix(" passed")?.parse().ok()?;
+    let f = parts.next()?.strip_suffix(" failed")?.parse().ok()?;
+    let s = parts.next()?.strip_suffix(" skipped")?.parse().ok()?;
+    parts.next().is_none().then_some((p, f, s))
 }
 
 /// The QEMU command line; `model` is loaded into NS RAM at `ns_ram::MODEL_BASE`.
@@ -182,11 +202,19 @@ mod tests {
 
     #[test]
     fn summary_lines() {
-        assert_eq!(parse_summary("12 passed, 0 failed"), Some((12, 0)));
-        assert_eq!(parse_summary("messaging: 3 passed, 1 failed"), Some((3, 1)));
-        assert_eq!(parse_summary("3 passed, 1 failed, 2 skipped"), Some((3, 1)));
+        assert_eq!(
+            parse_summary("12 passed, 0 failed, 0 skipped"),
+            Some((12, 0, 0))
+        );
+        assert_eq!(
+            parse_summary("messaging: 3 passed, 1 failed, 2 skipped"),
+            Some((3, 1, 2))
+        );
+        // The old two-count line is no longer a summary.
+        assert_eq!(parse_summary("3 passed, 1 failed"), None);
+        assert_eq!(parse_summary("3 passed, 1 failed, 2 skipped, 4 more"), None);
         assert_eq!(parse_summary("PASS x"), None);
-        assert_eq!(parse_summary("so 3 passed, 1 failed here"), None);
+        assert_eq!(parse_summary("so 3 passed, 1 failed, 0 skipped here"), None);
     }
 
     fn outcome(lines: &[&str], exit: i32) -> Outcome {
@@ -200,34 +228,59 @@ mod tests {
 
     #[test]
     fn verdicts() {
+        let good = ["PASS a", "PASS b", "2 passed, 0 failed, 0 skipped"];
+        assert!(outcome(&good, 0).verdict(false, true).is_ok());
         assert!(
-            outcome(&["PASS a", "PASS b", "2 passed, 0 failed"], 0)
-                .verdict(false)
-                .is_ok()
-        );
-        assert!(
-            outcome(&["PASS a", "FAIL b: x", "1 passed, 1 failed"], 1)
-                .verdict(false)
+            outcome(&["PASS a", "FAIL b: x", "1 passed, 1 failed, 0 skipped"], 1)
+                .verdict(false, true)
                 .is_err()
         );
-        assert!(outcome(&["PASS a"], 0).verdict(false).is_err());
+        assert!(outcome(&["PASS a"], 0).verdict(false, true).is_err());
         assert!(
-            outcome(&["PASS a", "3 passed, 0 failed"], 0)
-                .verdict(false)
+            outcome(&["PASS a", "3 passed, 0 failed, 0 skipped"], 0)
+                .verdict(false, true)
                 .is_err()
         );
         assert!(
-            outcome(&["PASS a", "1 passed, 0 failed"], 1)
-                .verdict(false)
+            outcome(&["PASS a", "1 passed, 0 failed, 0 skipped"], 1)
+                .verdict(false, true)
                 .is_err()
         );
-        assert!(outcome(&["0 passed, 0 failed"], 0).verdict(false).is_err());
+        assert!(
+            outcome(&["0 passed, 0 failed, 0 skipped"], 0)
+                .verdict(false, true)
+                .is_err()
+        );
         let sp = [
             "testbed: SP 8001 failed: panic",
             "PASS a",
-            "1 passed, 0 failed",
+            "1 passed, 0 failed, 0 skipped",
         ];
-        assert!(outcome(&sp, 0).verdict(false).is_err());
-        assert!(outcome(&sp, 0).verdict(true).is_ok());
+        assert!(outcome(&sp, 0).verdict(false, true).is_err());
+        assert!(outcome(&sp, 0).verdict(true, true).is_ok());
+    }
+
+    #[test]
+    fn skips() {
+        let skipped = [
+            "PASS a",
+            "SKIP b: needs the testbed",
+            "1 passed, 0 failed, 1 skipped",
+        ];
+        // Under a real SPMC a skip is allowed; on the testbed it fails the run.
+        assert!(outcome(&skipped, 0).verdict(false, false).is_ok());
+        let e = outcome(&skipped, 0).verdict(false, true).unwrap_err();
+        assert!(e.contains("SKIP b"), "{e}");
+        // The summary must count the SKIP lines.
+        assert!(
+            outcome(&["PASS a", "SKIP b: x", "1 passed, 0 failed, 0 skipped"], 0)
+                .verdict(false, false)
+                .is_err()
+        );
+        assert!(
+            outcome(&["PASS a", "1 passed, 0 failed, 1 skipped"], 0)
+                .verdict(false, false)
+                .is_err()
+        );
     }
 }

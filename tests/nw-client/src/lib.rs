@@ -2,17 +2,54 @@
 //! buffer, and the SIMD world-switch probe) so that they also run on the host against a fake
 //! partition manager. The bare-metal entry is in `main.rs`.
 //!
-//! Output: one line per check, `PASS name` or `FAIL name: reason`, and last `N passed, N failed`.
+//! Output: one line per check, `PASS name`, `FAIL name: reason` or `SKIP name: reason`, and last
+//! `N passed, N failed, N skipped`. Checks that need the testbed are skipped elsewhere
+//! ([`report::Report::testbed_only`]); on the testbed nothing is skipped.
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
 
+pub mod cores;
 pub mod memory;
 pub mod report;
 pub mod scenarios;
 pub mod serve;
 
+use cores::{CoreJob, CoreRun, CpuOnError};
 use ffa::{Conduit, Endpoint, Regs, RxTxBuffers};
+
+/// The partition manager the client runs under, from the boot configuration's `spmc=` key
+/// (`testbed` when absent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spmc {
+    /// The project's QEMU testbed (EL3 + S-EL2 in one image): enforces lends on the normal
+    /// world's stage-2, reports blocked accesses, answers its control calls; one CPU.
+    Testbed,
+    /// TF-A's BL31 with Hafnium at S-EL2; the client is TF-A's BL33.
+    Hafnium,
+    /// TF-A's BL31 with its EL3 SPMC; the client is TF-A's BL33.
+    El3,
+}
+
+impl Spmc {
+    /// The boot-configuration value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "testbed" => Some(Spmc::Testbed),
+            "hafnium" => Some(Spmc::Hafnium),
+            "el3" => Some(Spmc::El3),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Spmc::Testbed => "testbed",
+            Spmc::Hafnium => "hafnium",
+            Spmc::El3 => "el3",
+        }
+    }
+}
 
 /// The result of [`Env::probe_read`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +104,18 @@ pub trait Env {
     /// only; `None` where there is none.
     fn counter(&self) -> Option<(u64, u64)> {
         None
+    }
+
+    /// The partition manager this run is under.
+    fn spmc(&self) -> Spmc {
+        Spmc::Testbed
+    }
+
+    /// Starts a second core (PSCI CPU_ON), has it run `job` ([`cores::run_job`]), waits for its
+    /// report and for the core to be off again (it calls CPU_OFF). Never called on the testbed.
+    fn on_second_core(&mut self, job: &CoreJob) -> Result<CoreRun, CpuOnError> {
+        let _ = job;
+        Err(CpuOnError::NoSecondCore)
     }
 
     /// Where the model file (GGUF) lies in the share window, if the boot configuration names

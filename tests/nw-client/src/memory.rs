@@ -12,7 +12,7 @@
 
 use crate::{
     Env, fail,
-    report::{CheckResult, Fail, Report},
+    report::{CheckResult, Fail, Needs, Report},
     scenarios::{Ctx, discovery, setup},
 };
 use alloc::{vec, vec::Vec};
@@ -33,6 +33,7 @@ use flexserve_proto::{
 use testbed_layout::control;
 
 const PAGE: u64 = 4096;
+const S2: Needs = Needs::Stage2Enforcement;
 const SHARE: [(u64, u32); 2] = [(0, 2), (4, 2)];
 const CYCLE: [(u64, u32); 1] = [(8, 1)];
 const LEND: [(u64, u32); 1] = [(16, 2)];
@@ -551,14 +552,13 @@ fn lend<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         return;
     };
     let pa = c.page(LEND[0].0) + 0x808;
-    r.check(
-        "lend.nw_read_blocked_and_reported",
-        blocked(c, pa, control::OWNER_LENT),
-    );
-    r.check(
-        "lend.nw_write_blocked_and_reported",
-        write_blocked(c, pa, control::OWNER_LENT),
-    );
+    let spmc = c.env.spmc();
+    r.testbed_only(spmc, "lend.nw_read_blocked_and_reported", S2, || {
+        blocked(c, pa, control::OWNER_LENT)
+    });
+    r.testbed_only(spmc, "lend.nw_write_blocked_and_reported", S2, || {
+        write_blocked(c, pa, control::OWNER_LENT)
+    });
     let info = c.retrieve_ok(h, 2);
     let got = r.check(
         "lend.retrieve",
@@ -597,10 +597,9 @@ fn lend<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         })()
     });
     r.check("lend.release", c.done(Request::MemRelease { region: id }));
-    r.check(
-        "lend.blocked_until_reclaimed",
-        blocked(c, pa, control::OWNER_LENT),
-    );
+    r.testbed_only(spmc, "lend.blocked_until_reclaimed", S2, || {
+        blocked(c, pa, control::OWNER_LENT)
+    });
     r.check("lend.reclaim", ok(c.reclaim(h)));
     r.check("lend.nw_reads_again", {
         let p = c.env.probe_read(pa);
@@ -629,10 +628,10 @@ fn donate<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         return;
     };
     let pa = c.page(DONATE[0].0);
-    r.check(
-        "donate.nw_read_blocked",
-        blocked(c, pa, control::OWNER_DONATED),
-    );
+    let spmc = c.env.spmc();
+    r.testbed_only(spmc, "donate.nw_read_blocked", S2, || {
+        blocked(c, pa, control::OWNER_DONATED)
+    });
     let info = c.retrieve_ok(h, 3);
     let got = r.check(
         "donate.retrieve",
@@ -668,10 +667,9 @@ fn donate<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             region: info.region,
         }),
     );
-    r.check(
-        "donate.never_returns",
-        blocked(c, pa, control::OWNER_DONATED),
-    );
+    r.testbed_only(spmc, "donate.never_returns", S2, || {
+        blocked(c, pa, control::OWNER_DONATED)
+    });
 }
 
 /// `MemStats` over DIRECT_REQ_32 and DIRECT_REQ2 answers as over DIRECT_REQ_64.
@@ -927,15 +925,21 @@ fn malformed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         }
         want_ffa(res, Inv)
     });
-    r.check("mal.memory_not_owned", {
-        let mut d = good.clone();
-        put(
-            &mut d,
-            at::RANGE0,
-            &u64b(testbed_layout::ns_ram::TESTBED_NS_BASE),
-        );
-        refused(c, SendKind::Share, &d, None, Denied)
-    });
+    let spmc = c.env.spmc();
+    r.testbed_only(
+        spmc,
+        "mal.memory_not_owned",
+        Needs::TestbedReservedMemory,
+        || {
+            let mut d = good.clone();
+            put(
+                &mut d,
+                at::RANGE0,
+                &u64b(testbed_layout::ns_ram::TESTBED_NS_BASE),
+            );
+            refused(c, SendKind::Share, &d, None, Denied)
+        },
+    );
     r.check("mal.lend_already_lent", {
         (|| {
             let desc = c.desc(SendKind::Lend, &[(PROBE + 10, 1)]);

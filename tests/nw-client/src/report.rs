@@ -1,5 +1,7 @@
-//! Check results as lines: `PASS name`, `FAIL name: reason`, then `N passed, N failed`.
+//! Check results as lines: `PASS name`, `FAIL name: reason`, `SKIP name: reason`, then
+//! `N passed, N failed, N skipped`.
 
+use crate::Spmc;
 use core::fmt::{self, Write};
 
 /// A failure reason, formatted into a fixed buffer (the client has no heap). Longer reasons are
@@ -56,11 +58,34 @@ macro_rules! fail {
 
 pub type CheckResult = Result<(), Fail>;
 
+/// What a testbed-only check relies on that TF-A + Hafnium and TF-A's EL3 SPMC do not offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Lent/donated pages taken from the normal world's stage-2, and the blocked accesses
+    /// reported by `control::TESTBED_BLOCKED_ACCESSES` (no NS-EL2 hypervisor runs under TF-A).
+    Stage2Enforcement,
+    /// The NS memory the testbed keeps from the normal world (`ns_ram::TESTBED_NS_BASE`).
+    TestbedReservedMemory,
+    /// The testbed's handling of an SP that fails (it marks the SP dead and answers ABORTED).
+    SpFailureHandling,
+}
+
+impl Needs {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Needs::Stage2Enforcement => "needs the testbed's NW stage-2 enforcement and reports",
+            Needs::TestbedReservedMemory => "needs the testbed's reserved NS memory",
+            Needs::SpFailureHandling => "needs the testbed's SP failure handling",
+        }
+    }
+}
+
 /// Counts and prints check results.
 pub struct Report<W: Write> {
     out: W,
     pub passed: u32,
     pub failed: u32,
+    pub skipped: u32,
 }
 
 impl<W: Write> Report<W> {
@@ -69,7 +94,30 @@ impl<W: Write> Report<W> {
             out,
             passed: 0,
             failed: 0,
+            skipped: 0,
         }
+    }
+
+    /// Runs `check` on the testbed; under a real SPMC it is not run and prints
+    /// `SKIP name: reason`. Returns false only for a failure.
+    pub fn testbed_only(
+        &mut self,
+        spmc: Spmc,
+        name: &str,
+        needs: Needs,
+        check: impl FnOnce() -> CheckResult,
+    ) -> bool {
+        if spmc == Spmc::Testbed {
+            return self.check(name, check());
+        }
+        self.skipped += 1;
+        let _ = writeln!(
+            self.out,
+            "SKIP {name}: {} (running under {})",
+            needs.reason(),
+            spmc.name()
+        );
+        true
     }
 
     pub fn check(&mut self, name: &str, result: CheckResult) -> bool {
@@ -87,14 +135,18 @@ impl<W: Write> Report<W> {
         }
     }
 
-    /// Free text (demo output); never starts with PASS/FAIL.
+    /// Free text (demo output); never starts with PASS/FAIL/SKIP.
     pub fn note(&mut self, args: fmt::Arguments<'_>) {
         let _ = writeln!(self.out, "  {args}");
     }
 
-    /// Prints the closing `N passed, N failed` line.
+    /// Prints the closing `N passed, N failed, N skipped` line.
     pub fn finish(&mut self) {
-        let _ = writeln!(self.out, "{} passed, {} failed", self.passed, self.failed);
+        let _ = writeln!(
+            self.out,
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        );
     }
 
     pub fn out(&mut self) -> &mut W {
@@ -103,6 +155,10 @@ impl<W: Write> Report<W> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "the checks' own result type, as in the scenarios"
+)]
 mod tests {
     use super::*;
 
@@ -112,7 +168,37 @@ mod tests {
         r.check("a", Ok(()));
         r.check("b", Err(Fail::new(format_args!("got {}", 3))));
         r.finish();
-        assert_eq!(r.out(), "PASS a\nFAIL b: got 3\n1 passed, 1 failed\n");
+        assert_eq!(
+            r.out(),
+            "PASS a\nFAIL b: got 3\n1 passed, 1 failed, 0 skipped\n"
+        );
+    }
+
+    #[test]
+    fn testbed_only_checks_run_on_the_testbed_and_skip_elsewhere() {
+        let mut r = Report::new(String::new());
+        assert!(
+            !r.testbed_only(Spmc::Testbed, "t", Needs::Stage2Enforcement, || {
+                Err(Fail::new(format_args!("no")))
+            })
+        );
+        let mut ran = false;
+        assert!(
+            r.testbed_only(Spmc::Hafnium, "h", Needs::Stage2Enforcement, || {
+                ran = true;
+                Ok(())
+            })
+        );
+        r.testbed_only(Spmc::El3, "e", Needs::SpFailureHandling, || Ok(()));
+        r.finish();
+        assert!(!ran, "a skipped check must not run");
+        assert_eq!(
+            r.out(),
+            "FAIL t: no\n\
+             SKIP h: needs the testbed's NW stage-2 enforcement and reports (running under hafnium)\n\
+             SKIP e: needs the testbed's SP failure handling (running under el3)\n\
+             0 passed, 1 failed, 2 skipped\n"
+        );
     }
 
     #[test]

@@ -7,9 +7,14 @@ use aarch64_rt::{
 };
 use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
 use buddy_system_allocator::LockedHeap;
-use core::{fmt::Write, panic::PanicInfo, ptr::NonNull};
+use core::{
+    fmt::Write,
+    panic::PanicInfo,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use ffa::{Conduit, Endpoint, REG_COUNT, Regs, RxTxBuffers, Smc};
-use nw_client::{Env, Probe, scenarios};
+use nw_client::{Env, Probe, Spmc, scenarios};
 use testbed_layout::{control, flash, ns_ram, virt};
 
 entry!(main, 8);
@@ -91,6 +96,8 @@ struct Machine {
     bufs: Buffers,
     /// The model file QEMU loaded, from the boot configuration (checked to lie in the window).
     model: Option<(u64, u64)>,
+    /// `spmc=` of the boot configuration.
+    spmc: Spmc,
 }
 
 /// Whether `[pa, pa + len)` lies in the share window (the only memory `mem_*` touch).
@@ -99,6 +106,14 @@ fn in_window(pa: u64, len: usize) -> bool {
         && pa
             .checked_add(len as u64)
             .is_some_and(|end| end <= ns_ram::CLIENT_SHARE_BASE + ns_ram::CLIENT_SHARE_SIZE)
+}
+
+/// Whether the boot configuration said the testbed (`spmc=testbed` or no key): only there may
+/// the client make testbed control calls. Written once in `main` before any check runs.
+static ON_TESTBED: AtomicBool = AtomicBool::new(true);
+
+fn on_testbed() -> bool {
+    ON_TESTBED.load(Ordering::Relaxed)
 }
 
 /// The testbed's count of blocked accesses, the last address and its details.
@@ -156,7 +171,11 @@ impl Env for Machine {
                 detail: 0,
             };
         }
-        let (before, _, _) = blocked_accesses();
+        let (before, _, _) = if on_testbed() {
+            blocked_accesses()
+        } else {
+            (0, 0, 0)
+        };
         let value: u64;
         // SAFETY: an aligned 8-byte load from the share window (mapped by the initial map). If
         // the page was lent away the testbed emulates the load (POISON) and skips it; a plain
@@ -164,6 +183,14 @@ impl Env for Machine {
         unsafe {
             core::arch::asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) pa,
                 options(nostack, readonly, preserves_flags));
+        }
+        if !on_testbed() {
+            // No testbed to ask: the load just happened.
+            return Probe {
+                value,
+                blocked: None,
+                detail: 0,
+            };
         }
         let (after, last, detail) = blocked_accesses();
         let blocked = after == before.wrapping_add(1) && last == pa;
@@ -182,13 +209,24 @@ impl Env for Machine {
                 detail: 0,
             };
         }
-        let (before, _, _) = blocked_accesses();
+        let (before, _, _) = if on_testbed() {
+            blocked_accesses()
+        } else {
+            (0, 0, 0)
+        };
         // SAFETY: an aligned 8-byte store into the share window (mapped by the initial map),
         // which only the client's scenarios use; if the page was lent away the testbed drops
         // the store and skips it (a plain STR has the syndrome it needs).
         unsafe {
             core::arch::asm!("str {v}, [{a}]", v = in(reg) value, a = in(reg) pa,
                 options(nostack, preserves_flags));
+        }
+        if !on_testbed() {
+            return Probe {
+                value: 0,
+                blocked: None,
+                detail: 0,
+            };
         }
         let (after, last, detail) = blocked_accesses();
         let blocked = after == before.wrapping_add(1) && last == pa;
@@ -260,6 +298,10 @@ impl Env for Machine {
         self.model
     }
 
+    fn spmc(&self) -> Spmc {
+        self.spmc
+    }
+
     fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (base, size) = self.model?;
         // SAFETY: `model` was checked to lie in the share window (mapped by the initial map);
@@ -324,10 +366,12 @@ fn model_of(config: &[u8]) -> Result<Option<(u64, u64)>, &'static str> {
 
 fn exit(status: u64) -> ! {
     let mut regs = [0u64; REG_COUNT];
-    regs[0] = u64::from(control::TESTBED_EXIT);
-    regs[1] = status;
-    Smc.call(regs);
-    // If the testbed did not power off: PSCI SYSTEM_OFF, then wait.
+    if on_testbed() {
+        regs[0] = u64::from(control::TESTBED_EXIT);
+        regs[1] = status;
+        Smc.call(regs);
+    }
+    // Elsewhere (TF-A), or if the testbed did not power off: PSCI SYSTEM_OFF, then wait.
     regs = [0; REG_COUNT];
     regs[0] = u64::from(control::PSCI_SYSTEM_OFF);
     Smc.call(regs);
@@ -342,16 +386,21 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let parsed = read_boot_config(boot_config).and_then(|c| {
         let name = flash::BootConfig::get(c, "scenario")
             .ok_or("no `scenario=` in the boot configuration")?;
-        Ok((name, model_of(c)?))
+        let spmc = match flash::BootConfig::get(c, "spmc") {
+            None => Spmc::Testbed,
+            Some(v) => Spmc::parse(v).ok_or("`spmc=` is not testbed, hafnium or el3")?,
+        };
+        Ok((name, model_of(c)?, spmc))
     });
-    let (name, model) = match parsed {
+    let (name, model, spmc) = match parsed {
         Ok(n) => n,
         Err(e) => {
-            let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed");
+            let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed, 0 skipped");
             exit(control::EXIT_FAIL)
         }
     };
-    let _ = writeln!(out, "nw-client: scenario {name}");
+    ON_TESTBED.store(spmc == Spmc::Testbed, Ordering::Relaxed);
+    let _ = writeln!(out, "nw-client: scenario {name} under {}", spmc.name());
     // SAFETY: HEAP_MEM is a static used only as the heap, handed over once, before any
     // allocation.
     unsafe {
@@ -361,6 +410,7 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         ep: Endpoint::new(Smc),
         bufs: Buffers,
         model,
+        spmc,
     };
     let (_, failed) = scenarios::run(name, &mut m, &mut out);
     exit(if failed == 0 {
@@ -372,7 +422,10 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    let _ = writeln!(uart(), "FAIL client_panic: {info}\n0 passed, 1 failed");
+    let _ = writeln!(
+        uart(),
+        "FAIL client_panic: {info}\n0 passed, 1 failed, 0 skipped"
+    );
     exit(control::EXIT_FAIL)
 }
 
@@ -386,7 +439,7 @@ fn fatal(kind: &str, state: &RegisterStateRef) -> ! {
     }
     let _ = writeln!(
         uart(),
-        "FAIL client_exception: {kind}: ESR {esr:#x} FAR {far:#x} ELR {:#x}\n0 passed, 1 failed",
+        "FAIL client_exception: {kind}: ESR {esr:#x} FAR {far:#x} ELR {:#x}\n0 passed, 1 failed, 0 skipped",
         state.elr
     );
     exit(control::EXIT_FAIL)

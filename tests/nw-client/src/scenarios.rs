@@ -9,7 +9,7 @@
 
 use crate::{
     Env, fail,
-    report::{CheckResult, Report},
+    report::{CheckResult, Needs, Report},
 };
 use core::fmt::Write;
 use ffa::{
@@ -99,19 +99,7 @@ impl<'e, E: Env> Ctx<'e, E> {
         width: Width,
     ) -> Result<[u64; 5], Error> {
         let sp = self.sp.map_or(0, |s| s.id);
-        let args = match width {
-            Width::W32 => DirectMsgArgs::Args32(req.map(|v| v as u32)),
-            Width::W64 => DirectMsgArgs::Args64(*req),
-        };
-        match self.env.ep().direct_req(self.own_id, sp, args)? {
-            DirectMsgArgs::Args32(a) => Ok(a.map(u64::from)),
-            DirectMsgArgs::Args64(a) => Ok(a),
-            DirectMsgArgs::Framework32 { msg_type, .. }
-            | DirectMsgArgs::Framework64 { msg_type, .. } => Err(Error::UnexpectedReply {
-                request: FuncId::MsgSendDirectReq32,
-                reply: FuncId::from_u32(u32::from(msg_type)).unwrap_or(FuncId::Error),
-            }),
-        }
+        direct_on(self.env.ep(), self.own_id, sp, req, width)
     }
 
     pub(crate) fn direct2(
@@ -120,11 +108,7 @@ impl<'e, E: Env> Ctx<'e, E> {
         req: &[u64; DIRECT2_PAYLOAD_REGS],
     ) -> Result<[u64; 14], Error> {
         let sp = self.sp.map_or(0, |s| s.id);
-        Ok(self
-            .env
-            .ep()
-            .direct_req2(self.own_id, sp, uuid, DirectMsg2Args(*req))?
-            .0)
+        direct2_on(self.env.ep(), self.own_id, sp, uuid, req)
     }
 
     /// A ping over DIRECT_REQ; checks the echo and that the SP's counter moved by exactly one.
@@ -141,25 +125,69 @@ impl<'e, E: Env> Ctx<'e, E> {
     }
 
     fn check_ping_reply(&mut self, reply: &[u64], payload: &[u64], width: Width) -> CheckResult {
-        match Response::decode(reply, width, Command::Ping) {
-            Ok(Response::Ping {
-                counter,
-                payload: echo,
-            }) => {
-                if echo != payload {
-                    fail!("echo {echo:x?} != sent {payload:x?}");
-                }
-                if let Some(prev) = self.counter
-                    && counter != prev.wrapping_add(1) & mask(width)
-                {
-                    fail!("SP counter {counter} after {prev}: expected {}", prev + 1);
-                }
-                self.counter = Some(counter);
-                Ok(())
-            }
-            Ok(other) => fail!("reply {other:?}"),
-            Err(e) => fail!("undecodable reply {reply:x?}: {e:?}"),
+        let counter = ping_echo(reply, payload, width)?;
+        if let Some(prev) = self.counter
+            && counter != prev.wrapping_add(1) & mask(width)
+        {
+            fail!("SP counter {counter} after {prev}: expected {}", prev + 1);
         }
+        self.counter = Some(counter);
+        Ok(())
+    }
+}
+
+/// One request from `own` to `sp` over DIRECT_REQ_32/64; returns the reply registers.
+pub(crate) fn direct_on<C: Conduit>(
+    ep: &mut ffa::Endpoint<C>,
+    own: PartitionId,
+    sp: PartitionId,
+    req: &[u64; DIRECT_PAYLOAD_REGS],
+    width: Width,
+) -> Result<[u64; 5], Error> {
+    let args = match width {
+        Width::W32 => DirectMsgArgs::Args32(req.map(|v| v as u32)),
+        Width::W64 => DirectMsgArgs::Args64(*req),
+    };
+    match ep.direct_req(own, sp, args)? {
+        DirectMsgArgs::Args32(a) => Ok(a.map(u64::from)),
+        DirectMsgArgs::Args64(a) => Ok(a),
+        DirectMsgArgs::Framework32 { msg_type, .. }
+        | DirectMsgArgs::Framework64 { msg_type, .. } => Err(Error::UnexpectedReply {
+            request: FuncId::MsgSendDirectReq32,
+            reply: FuncId::from_u32(u32::from(msg_type)).unwrap_or(FuncId::Error),
+        }),
+    }
+}
+
+/// One request from `own` to service `uuid` of `sp` over DIRECT_REQ2.
+pub(crate) fn direct2_on<C: Conduit>(
+    ep: &mut ffa::Endpoint<C>,
+    own: PartitionId,
+    sp: PartitionId,
+    uuid: Uuid,
+    req: &[u64; DIRECT2_PAYLOAD_REGS],
+) -> Result<[u64; 14], Error> {
+    Ok(ep.direct_req2(own, sp, uuid, DirectMsg2Args(*req))?.0)
+}
+
+/// Checks a ping answer's echo; returns the SP's request counter from it.
+pub(crate) fn ping_echo(
+    reply: &[u64],
+    payload: &[u64],
+    width: Width,
+) -> Result<u64, crate::report::Fail> {
+    match Response::decode(reply, width, Command::Ping) {
+        Ok(Response::Ping {
+            counter,
+            payload: echo,
+        }) => {
+            if echo != payload {
+                fail!("echo {echo:x?} != sent {payload:x?}");
+            }
+            Ok(counter)
+        }
+        Ok(other) => fail!("reply {other:?}"),
+        Err(e) => fail!("undecodable reply {reply:x?}: {e:?}"),
     }
 }
 
@@ -387,6 +415,7 @@ fn messaging<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     r.check("direct.unknown_destination", unknown_destination(c));
     r.check("ffa.unsupported_function", unsupported_function(c));
     r.check("simd.preserved_across_world_switch", simd_preserved(c));
+    crate::cores::cross_core(c, r);
 }
 
 fn ping_req2<E: Env>(c: &mut Ctx<'_, E>) -> CheckResult {
@@ -603,23 +632,32 @@ fn sp_fault<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>, kind: Fault
     r.check("fault.ping_before", c.ping(&[1, 2, 3], Width::W64));
     let mut req = [0u64; DIRECT_PAYLOAD_REGS];
     let _ = (Request::Fault { kind }).encode(&mut req, Width::W64);
-    r.check("fault.request_reports_aborted", {
-        match c.direct(&req, Width::W64) {
+    let spmc = c.env.spmc();
+    r.testbed_only(
+        spmc,
+        "fault.request_reports_aborted",
+        Needs::SpFailureHandling,
+        || match c.direct(&req, Width::W64) {
             Err(Error::Ffa(FfaError::Aborted)) => Ok(()),
             other => Err(crate::report::Fail::new(format_args!(
                 "{kind:?}: {other:x?}, expected ABORTED"
             ))),
-        }
-    });
-    r.check("fault.sp_stays_down", {
-        let args = [Command::Ping as u64, 0, 4, 5, 6];
-        match c.direct(&args, Width::W64) {
-            Err(Error::Ffa(FfaError::Aborted)) => Ok(()),
-            other => Err(crate::report::Fail::new(format_args!(
-                "ping after the failure: {other:x?}, expected ABORTED"
-            ))),
-        }
-    });
+        },
+    );
+    r.testbed_only(
+        spmc,
+        "fault.sp_stays_down",
+        Needs::SpFailureHandling,
+        || {
+            let args = [Command::Ping as u64, 0, 4, 5, 6];
+            match c.direct(&args, Width::W64) {
+                Err(Error::Ffa(FfaError::Aborted)) => Ok(()),
+                other => Err(crate::report::Fail::new(format_args!(
+                    "ping after the failure: {other:x?}, expected ABORTED"
+                ))),
+            }
+        },
+    );
 }
 
 // ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 
 use crate::{
     Env, fail,
-    report::{CheckResult, Fail, Report},
+    report::{CheckResult, Fail, Needs, Report},
     scenarios::{Ctx, discovery, setup},
 };
 use alloc::{string::String, vec, vec::Vec};
@@ -592,9 +592,11 @@ pub(crate) fn demo_model<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>
         IO_PAGES as u64 * PAGE / 1024,
         model.0
     ));
-    r.check(
+    r.testbed_only(
+        c.env.spmc(),
         "demo.lent_model_unreadable_by_client",
-        lent_blocked(c, base + 8),
+        Needs::Stage2Enforcement,
+        || lent_blocked(c, base + 8),
     );
     let t0 = c.env.counter();
     let info = match c.model_load(model) {
@@ -810,9 +812,11 @@ pub(crate) fn serve<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             return;
         }
     };
-    r.check(
+    r.testbed_only(
+        c.env.spmc(),
         "serve.lent_model_unreadable_by_client",
-        lent_blocked(c, base + 8),
+        Needs::Stage2Enforcement,
+        || lent_blocked(c, base + 8),
     );
     let info = match c.model_load(model) {
         Ok(Reply::Model(i)) => Ok(i),

@@ -1,0 +1,225 @@
+//! Requests from a second core (real SPMCs only; the testbed has one CPU and no CPU_ON).
+//!
+//! The primary hands a [`CoreJob`] to core 1 (PSCI CPU_ON, `Env::on_second_core`); core 1 runs
+//! [`run_job`]: `info`, then `rounds` pings over DIRECT_REQ_32, DIRECT_REQ_64 and DIRECT_REQ2,
+//! each checked against the SP's answer, posts a [`CoreReport`] through shared memory and calls
+//! CPU_OFF. The primary reports core 1's checks, then checks that the SP's request counter
+//! continued from core 1's last answer: the SP's service state is one across its execution
+//! contexts.
+#![allow(
+    clippy::result_large_err,
+    reason = "a failure carries its reason inline: the client has no heap, and checks are not hot"
+)]
+
+use crate::{
+    Env, Spmc, fail,
+    report::{CheckResult, Fail, Report},
+    scenarios::{Ctx, direct_on, direct2_on, ping_echo},
+};
+use core::fmt::Write;
+use ffa::{Conduit, Endpoint, PartitionId, PartitionProperties, Uuid};
+use flexserve_proto::{
+    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, PROTOCOL_VERSION, Request, Response,
+    SERVICE_UUID, Width,
+};
+
+/// Pings per transport on core 1.
+pub const ROUNDS: u32 = 32;
+
+/// What core 1 is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreJob {
+    pub own_id: PartitionId,
+    pub sp: PartitionId,
+    /// The SP declared DIRECT_REQ2 receipt.
+    pub req2: bool,
+    pub rounds: u32,
+}
+
+/// Core 1's results.
+#[derive(Debug)]
+pub struct CoreReport {
+    pub info: CheckResult,
+    pub req32: CheckResult,
+    pub req64: CheckResult,
+    pub req2: CheckResult,
+    /// The SP's request counter in core 1's last 64-bit ping answer.
+    pub last_counter: Option<u64>,
+}
+
+/// Why core 1 could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuOnError {
+    /// The machine has no second core to start (host fakes).
+    NoSecondCore,
+    /// PSCI CPU_ON failed with this return code.
+    Psci(i64),
+}
+
+/// A second core's run as the primary saw it.
+#[derive(Debug)]
+pub struct CoreRun {
+    /// `None`: the report did not arrive in time.
+    pub report: Option<CoreReport>,
+    /// Core 1 off again (PSCI AFFINITY_INFO), or the last state AFFINITY_INFO gave.
+    pub off: Result<(), i64>,
+}
+
+/// Core 1's side: the requests of `job` through `ep`.
+pub fn run_job<C: Conduit>(ep: &mut Endpoint<C>, job: &CoreJob) -> CoreReport {
+    let info = info_on(ep, job);
+    // 32-bit answers carry the counter's low half: they are checked among themselves.
+    let req32 = pings(ep, job, Width::W32, &mut None);
+    let mut last = None;
+    let req64 = pings(ep, job, Width::W64, &mut last);
+    let req2 = if job.req2 {
+        pings_req2(ep, job, &mut last)
+    } else {
+        Err(Fail::new(format_args!(
+            "SP {:#x} does not declare DIRECT_REQ2 receipt",
+            job.sp
+        )))
+    };
+    CoreReport {
+        info,
+        req32,
+        req64,
+        req2,
+        last_counter: last,
+    }
+}
+
+fn info_on<C: Conduit>(ep: &mut Endpoint<C>, job: &CoreJob) -> CheckResult {
+    let req = [Command::Info as u64, 0, 0, 0, 0];
+    let reply = match direct_on(ep, job.own_id, job.sp, &req, Width::W64) {
+        Ok(r) => r,
+        Err(e) => fail!("{e:?}"),
+    };
+    match Response::decode(&reply, Width::W64, Command::Info) {
+        Ok(Response::Info(i)) if i.protocol_version >> 16 == PROTOCOL_VERSION >> 16 => Ok(()),
+        Ok(other) => fail!("reply {other:?}"),
+        Err(e) => fail!("undecodable reply {reply:x?}: {e:?}"),
+    }
+}
+
+/// Checks a ping's counter against the previous one on this core (nothing else is asking the
+/// SP meanwhile: the primary waits).
+fn next_counter(counter: u64, last: &mut Option<u64>, width: Width) -> CheckResult {
+    let mask = match width {
+        Width::W32 => u64::from(u32::MAX),
+        Width::W64 => u64::MAX,
+    };
+    if let Some(prev) = *last
+        && counter != prev.wrapping_add(1) & mask
+    {
+        fail!("SP counter {counter} after {prev}");
+    }
+    *last = Some(counter);
+    Ok(())
+}
+
+fn pings<C: Conduit>(
+    ep: &mut Endpoint<C>,
+    job: &CoreJob,
+    width: Width,
+    last: &mut Option<u64>,
+) -> CheckResult {
+    for i in 0..u64::from(job.rounds) {
+        let payload = [0xc0de_0001 ^ i, !i & 0xffff_ffff, i << 8];
+        let mut req = [0u64; DIRECT_PAYLOAD_REGS];
+        if let Err(e) = (Request::Ping { payload: &payload }).encode(&mut req, width) {
+            fail!("cannot encode ping: {e:?}");
+        }
+        let reply = match direct_on(ep, job.own_id, job.sp, &req, width) {
+            Ok(r) => r,
+            Err(e) => fail!("ping {i}: {e:?}"),
+        };
+        ping_echo(&reply, &payload, width)
+            .and_then(|counter| next_counter(counter, last, width))
+            .map_err(|f| Fail::new(format_args!("ping {i}: {}", f.as_str())))?;
+    }
+    Ok(())
+}
+
+fn pings_req2<C: Conduit>(
+    ep: &mut Endpoint<C>,
+    job: &CoreJob,
+    last: &mut Option<u64>,
+) -> CheckResult {
+    for i in 0..u64::from(job.rounds) {
+        let payload: [u64; 12] = core::array::from_fn(|k| (i << 32) | (k as u64 + 0x21));
+        let mut req = [0u64; DIRECT2_PAYLOAD_REGS];
+        if let Err(e) = (Request::Ping { payload: &payload }).encode(&mut req, Width::W64) {
+            fail!("cannot encode ping: {e:?}");
+        }
+        let reply = match direct2_on(ep, job.own_id, job.sp, Uuid(SERVICE_UUID), &req) {
+            Ok(r) => r,
+            Err(e) => fail!("ping {i}: {e:?}"),
+        };
+        ping_echo(&reply, &payload, Width::W64)
+            .and_then(|counter| next_counter(counter, last, Width::W64))
+            .map_err(|f| Fail::new(format_args!("ping {i}: {}", f.as_str())))?;
+    }
+    Ok(())
+}
+
+/// The primary's side, in the `messaging` scenario: start core 1, report its checks, check that
+/// the SP's state is shared. Prints nothing on the testbed (one CPU; a SKIP would fail the run).
+pub(crate) fn cross_core<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    if c.env.spmc() == Spmc::Testbed {
+        return;
+    }
+    let Ok(sp) = c.sp() else {
+        return;
+    };
+    let job = CoreJob {
+        own_id: c.own_id,
+        sp: sp.id,
+        req2: sp
+            .properties
+            .contains(PartitionProperties::DIRECT_REQ2_RECV),
+        rounds: ROUNDS,
+    };
+    let run = c.env.on_second_core(&job);
+    let run = match run {
+        Ok(run) => {
+            r.check("cores.cpu_on", Ok(()));
+            run
+        }
+        Err(e) => {
+            r.check(
+                "cores.cpu_on",
+                Err(Fail::new(format_args!("core 1 did not start: {e:?}"))),
+            );
+            return;
+        }
+    };
+    let Some(report) = run.report else {
+        r.check(
+            "cores.second_core_reported",
+            Err(Fail::new(format_args!(
+                "no report from core 1 in time (SP context on core 1 stuck?)"
+            ))),
+        );
+        return;
+    };
+    r.check("cores.second_core_reported", Ok(()));
+    r.check("cores.second_core_info", report.info);
+    r.check("cores.second_core_ping_req32", report.req32);
+    r.check("cores.second_core_ping_req64", report.req64);
+    r.check("cores.second_core_ping_req2", report.req2);
+    r.check(
+        "cores.second_core_off",
+        run.off
+            .map_err(|s| Fail::new(format_args!("AFFINITY_INFO(core 1) = {s}, not OFF (1)"))),
+    );
+    r.check("cores.sp_state_shared_across_cores", {
+        // The primary's own count is stale now; continue from core 1's.
+        c.counter = report.last_counter;
+        if c.counter.is_none() {
+            Err(Fail::new(format_args!("core 1 saw no 64-bit ping answer")))
+        } else {
+            c.ping(&[0x0c0e, 1, 0xface], Width::W64)
+        }
+    });
+}

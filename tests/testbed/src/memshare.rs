@@ -28,8 +28,9 @@
 //! Every rejected call leaves the state as it was (checks run before any change; a stage-2
 //! update that fails half-way is rolled back).
 //!
-//! Handles: bit 63 set (allocated by the SPMC, as in Hafnium), the other bits from
-//! [`Entropy`] (RNDR on the firmware), so one handle says nothing about the next.
+//! Handles as Hafnium makes them (`share_state_allocate`): bit 63 clear (allocator = SPMC)
+//! and the index of the lowest free table slot, so the first transaction's handle is 0x0
+//! (but see [`FIRST_HANDLE`]).
 
 extern crate alloc;
 
@@ -45,6 +46,10 @@ use testbed_layout::{ns_ram, virt};
 
 /// Live transactions (sending, sent or retrieved).
 pub const MAX_TRANSACTIONS: usize = 64;
+/// Lowest handle handed out. Hafnium's first handle is 0x0, but the `ffa` crate's parser
+/// still rejects handle 0 in retrieve requests and relinquish descriptors (fixed on branch
+/// wt-memfix). TEMPORARY: set to 0 once that fix is merged.
+pub const FIRST_HANDLE: u64 = 1;
 /// Ranges donated to the SP and retrieved (the NW never owns them again); a DONATE that would
 /// overflow this record is refused with NO_MEMORY.
 pub const MAX_DONATED_RANGES: usize = 1024;
@@ -298,14 +303,14 @@ impl MemShare {
         self.txs.iter().position(|t| t.handle == h)
     }
 
-    fn new_handle(&self, rng: &mut dyn Entropy) -> Handle {
-        loop {
-            let h = Handle(Handle::ALLOCATOR_SPMC | (rng.next_u64() >> 1));
-            // ~0 is FFA_MEMORY_HANDLE_INVALID.
-            if h.0 != u64::MAX && self.find(h).is_none() {
-                return h;
-            }
+    /// The lowest free slot index (bit 63 clear: allocated by the SPMC), as Hafnium's
+    /// `share_state_allocate` does. The table is bounded, so a free index exists when called.
+    fn new_handle(&self, _rng: &mut dyn Entropy) -> Handle {
+        let mut i = FIRST_HANDLE;
+        while self.find(Handle(i)).is_some() {
+            i += 1;
         }
+        Handle(i)
     }
 
     /// FFA_MEM_SHARE/LEND/DONATE from `caller` with the first fragment `frag` (copied out of
@@ -530,10 +535,13 @@ impl MemShare {
         else {
             return Err(inval());
         };
-        // Attributes: unspecified, or the ones the memory has.
-        let effective = effective_attributes(sent.attributes);
-        if r.attributes.mem_type != MemType::Unspecified && r.attributes != effective {
-            return Err(inval());
+        // Attributes: unspecified, or normal write-back inner shareable, the only memory
+        // sent here (Hafnium `ffa_memory_retrieve_validate`: `ffa_memory_attributes_validate`,
+        // DENIED; the NS bit the parser already refused).
+        if r.attributes.mem_type != MemType::Unspecified
+            && r.attributes.mem_type != MemRegionAttributes::NORMAL_WB_INNER.mem_type
+        {
+            return Err(FfaError::Denied);
         }
         // Permissions: never more than the owner granted (donate: the new owner has all).
         let data = match (
@@ -547,9 +555,15 @@ impl MemShare {
             (_, DataAccess::ReadWrite, DataAccess::ReadOnly) => return Err(FfaError::Denied),
             (_, d, _) => d,
         };
+        // Instruction access (Hafnium `ffa_memory_retrieve_is_memory_access_valid`): a SHARE
+        // retriever must not name it (the SPMC grants NX); a single borrower of a LEND/DONATE
+        // must, and may not ask for X on NS memory (no RME here to make it secure).
         let instr = match (tx.kind, e.perm.instruction_access) {
-            (SendKind::Share, InstructionAccess::Executable) => return Err(FfaError::Denied),
-            (_, InstructionAccess::NotSpecified) => InstructionAccess::NotExecutable,
+            (SendKind::Share, InstructionAccess::NotSpecified) => InstructionAccess::NotExecutable,
+            (SendKind::Share, _) => return Err(inval()),
+            (_, InstructionAccess::NotSpecified | InstructionAccess::Executable) => {
+                return Err(inval());
+            }
             (_, x) => x,
         };
         // Flags: clearing shared memory makes no sense (the owner still has it), and donated
@@ -569,11 +583,15 @@ impl MemShare {
             instruction_access: instr,
             non_retrieval_borrower: false,
         };
-        // Hafnium tells v1.1+ SPs that NS memory is non-secure (the NS bit).
-        let ns = caller.version >= Version::V1_1;
+        // Hafnium `ffa_memory_add_security_bit_from_mode`: the sender's attributes as sent
+        // (unspecified for a LEND/DONATE) plus NS, because the memory is the normal world's;
+        // for every caller version.
         let mut resp =
-            MemTransaction::retrieve_response(sent, tx.handle, tx_type(tx.kind), grant, ns, emad);
-        resp.attributes = MemRegionAttributes { ns, ..effective };
+            MemTransaction::retrieve_response(sent, tx.handle, tx_type(tx.kind), grant, true, emad);
+        resp.attributes = MemRegionAttributes {
+            ns: true,
+            ..sent.attributes
+        };
         let resp_len = resp
             .encoded_len(DescKind::RetrieveResp)
             .map_err(FfaError::from)?;
@@ -750,22 +768,18 @@ impl MemShare {
     }
 }
 
-/// Hafnium `ffa_memory_attributes_validate`: normal, write-back, inner shareable memory only
-/// (device memory is never lent, shared or donated: DENIED). LEND and DONATE may leave the type
-/// unspecified (FF-A: the borrower's retrieve then supplies it).
+/// Hafnium `ffa_memory_send_validate`: a DONATE, or a LEND to one borrower (always the case
+/// here: the SP is the only receiver), must leave the memory type unspecified
+/// (INVALID_PARAMETERS); a SHARE must name it (the parser refuses unspecified) as normal,
+/// write-back, inner shareable (`ffa_memory_attributes_validate`, DENIED; the testbed also
+/// refuses device memory, which Hafnium accepts as nGnRnE).
 fn check_send_attributes(kind: SendKind, a: MemRegionAttributes) -> Result<(), FfaError> {
     match a.mem_type {
         MemType::Unspecified if kind != SendKind::Share => Ok(()),
         MemType::Unspecified => Err(inval()),
+        _ if kind != SendKind::Share => Err(inval()),
         t if t == MemRegionAttributes::NORMAL_WB_INNER.mem_type => Ok(()),
         _ => Err(FfaError::Denied),
-    }
-}
-
-fn effective_attributes(a: MemRegionAttributes) -> MemRegionAttributes {
-    match a.mem_type {
-        MemType::Unspecified => MemRegionAttributes::NORMAL_WB_INNER,
-        _ => MemRegionAttributes { ns: false, ..a },
     }
 }
 

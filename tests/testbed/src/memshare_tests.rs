@@ -241,17 +241,9 @@ impl T {
     }
 }
 
-/// Parses a retrieve response. TEMPORARY until wt-memfix merges: the `ffa` parser refuses an
-/// unspecified memory type in a response, which is what Hafnium (and now the testbed) sends
-/// for a LEND/DONATE, so such a response is parsed with the type bits patched to normal WB;
-/// the raw attributes are checked by the tests that care.
-fn parse_resp(b: &[u8]) -> MemTransaction {
-    let mut b = b.to_vec();
-    if raw_attrs(&b) & 0x30 == 0 {
-        let a = raw_attrs(&b) | MemRegionAttributes::NORMAL_WB_INNER.to_u16();
-        b[2..4].copy_from_slice(&a.to_le_bytes());
-    }
-    MemTransaction::parse(&b, DescKind::RetrieveResp, ParseOptions::default()).unwrap()
+/// Parses a retrieve response as the SP's `ffa` flow does.
+pub(crate) fn parse_resp(b: &[u8]) -> MemTransaction {
+    MemTransaction::parse(b, DescKind::RetrieveResp, ParseOptions::default()).unwrap()
 }
 
 fn raw_attrs(b: &[u8]) -> u16 {
@@ -1310,4 +1302,58 @@ fn random_sequences_keep_the_invariants() {
             .all(|x| matches!(x.state, State::Sending(..))),
         "only unfinished sends remain"
     );
+}
+
+/// Hafnium `ffa_memory_retrieve_is_memory_access_valid`: instruction access by transaction
+/// type, and the response attributes `ffa_partition_retrieve_request` builds.
+#[test]
+fn hafnium_instruction_access_and_response_attributes() {
+    let mut t = T::new();
+    let hs = t
+        .send(SendKind::Share, &desc(SendKind::Share, &[(BUF, 1)]))
+        .unwrap();
+    for x in [
+        InstructionAccess::NotExecutable,
+        InstructionAccess::Executable,
+    ] {
+        let mut r = req(hs, TransactionType::Share);
+        r.receivers[0].perm.instruction_access = x;
+        assert_eq!(
+            t.retrieve_req(&r).map(|_| ()),
+            Err(FfaError::InvalidParameters),
+            "share retrieve naming {x:?}"
+        );
+    }
+    let (_, head) = t.retrieve_req(&req(hs, TransactionType::Share)).unwrap();
+    assert_eq!(
+        raw_attrs(&head),
+        0x6f,
+        "share: sender's normal WB inner + NS"
+    );
+    let resp = parse_resp(&head);
+    assert_eq!(
+        resp.receivers[0].perm.instruction_access,
+        InstructionAccess::NotExecutable
+    );
+    for kind in [SendKind::Lend, SendKind::Donate] {
+        let h = t.send(kind, &desc(kind, &[(BUF + 0x1000, 1)])).unwrap();
+        for x in [
+            InstructionAccess::NotSpecified,
+            InstructionAccess::Executable,
+        ] {
+            let mut r = req(h, tx_type(kind));
+            r.receivers[0].perm.instruction_access = x;
+            assert_eq!(
+                t.retrieve_req(&r).map(|_| ()),
+                Err(FfaError::InvalidParameters),
+                "{kind:?} retrieve naming {x:?}"
+            );
+        }
+        let (_, head) = t.retrieve_req(&req(h, tx_type(kind))).unwrap();
+        assert_eq!(raw_attrs(&head), 0x40, "{kind:?}: unspecified + NS");
+        if kind == SendKind::Lend {
+            t.relinquish(h, 0).unwrap();
+            t.reclaim(h, false).unwrap();
+        }
+    }
 }

@@ -31,6 +31,9 @@ use ffa::{Handle, MemOpArgs, MemOpBuf};
 
 /// The FF-A version the testbed SPMC implements.
 pub const SPMC_VERSION: Version = Version::V1_2;
+/// What FFA_VERSION answers: Hafnium v2.15 reports v1.3 to any compatible caller (a v1.2 caller
+/// then runs at v1.2). Callers asking for v1.3 itself are still refused here (not modelled).
+pub const REPORTED_VERSION: Version = Version::V1_3;
 /// Endpoint IDs (Hafnium `vm_ids.h`): the NW OS without a hypervisor, the first SP.
 pub const NW_ID: u16 = 0;
 pub const FIRST_SP_ID: u16 = 0x8001;
@@ -449,7 +452,7 @@ impl Spmc {
         }
         ep.version = req;
         Call::VersionOut {
-            output: SPMC_VERSION,
+            output: REPORTED_VERSION,
         }
         .to_regs()
     }
@@ -1106,10 +1109,10 @@ mod tests {
     #[test]
     fn version_negotiation_and_lock() {
         let mut s = spmc(0x203);
-        assert_eq!(nw(&mut s, call(F::Version, &[0x10001]))[0], 0x10002);
+        assert_eq!(nw(&mut s, call(F::Version, &[0x10001]))[0], 0x10003);
         assert_eq!(s.nw_ep.version, Version::V1_1);
         // Still renegotiable before any other call.
-        assert_eq!(nw(&mut s, call(F::Version, &[0x10002]))[0], 0x10002);
+        assert_eq!(nw(&mut s, call(F::Version, &[0x10002]))[0], 0x10003);
         for bad in [0x2_0000, 0x1_0003, 0x8001_0002] {
             assert_eq!(
                 nw(&mut s, call(F::Version, &[bad]))[0] as u32 as i32,
@@ -1118,14 +1121,14 @@ mod tests {
             );
         }
         nw(&mut s, call(F::IdGet, &[]));
-        assert_eq!(nw(&mut s, call(F::Version, &[0x10002]))[0], 0x10002);
+        assert_eq!(nw(&mut s, call(F::Version, &[0x10002]))[0], 0x10003);
         assert_eq!(
             nw(&mut s, call(F::Version, &[0x10001]))[0] as u32 as i32,
             -1,
             "locked after ID_GET"
         );
         // The SP's lock is its own.
-        assert_eq!(sp_reply(&mut s, call(F::Version, &[0x10001]))[0], 0x10002);
+        assert_eq!(sp_reply(&mut s, call(F::Version, &[0x10001]))[0], 0x10003);
     }
 
     #[test]

@@ -228,7 +228,7 @@ mod tests {
         for (platform, load, uart, ctx, req2) in [
             ("qemu", 0x0e30_0000, Some(0x0904_0000), 1, true),
             ("fvp-base", 0x0628_0000, Some(0x1c0b_0000), 1, true),
-            ("rk3588", 0x0840_0000, None, 8, false),
+            ("rk3588", 0x0840_0000, None, 8, true),
         ] {
             let m = SpManifest::parse(&dtc(&platform_dts(platform))).unwrap();
             assert_eq!(

@@ -75,10 +75,11 @@ impl Service {
     }
 
     /// Serves models (`ModelLoad`, `Generate`, `ModelUnload`); they need the memory service
-    /// too, and are `Unsupported` without it.
+    /// too, and are `Unsupported` without it. Generate's arguments and results need
+    /// DIRECT_REQ2's registers, so `info` advertises serving only where the SPMC delivers REQ2.
     pub fn with_serving(mut self, hooks: Hooks) -> Self {
         self.serving = Some(Serving::new(hooks));
-        if self.memory.is_some() {
+        if self.memory.is_some() && self.capabilities & caps::DIRECT_REQ2 != 0 {
             self.capabilities |= caps::SERVING;
         }
         self

@@ -212,12 +212,62 @@ pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage
         .join(platform.name())
         .join("sp_layout.json");
     if layout.exists() {
+        // TF-A's sptool resolves the layout's files relative to it: put the manifest source
+        // the layout names beside it, so `SP_LAYOUT_FILE=<dir>/sp_layout.json` builds in place.
         std::fs::copy(&layout, dir.join("sp_layout.json")).map_err(|e| e.to_string())?;
+        check_layout_files(&dir.join("sp_layout.json"), &dts_path, dir)?;
     }
     Ok(SpPackage {
         pkg: pkg_path,
         image_size: image.len(),
     })
+}
+
+/// Copies the manifest source beside the generated layout and checks that every file the
+/// layout names (`image.file`, `pm.file`) exists in `dir`.
+fn check_layout_files(layout: &Path, dts: &Path, dir: &Path) -> Result<()> {
+    std::fs::copy(dts, dir.join("sp-manifest.dts")).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(layout).map_err(|e| e.to_string())?;
+    for name in layout_file_names(&text) {
+        if !dir.join(&name).exists() {
+            return Err(format!(
+                "{}: names {name}, which is not beside it",
+                layout.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The values of every `"file": "..."` entry of an sp_layout.json.
+fn layout_file_names(text: &str) -> Vec<String> {
+    text.split("\"file\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let v = rest
+                .trim_start()
+                .strip_prefix(':')?
+                .trim_start()
+                .strip_prefix('"')?;
+            v.split('"').next().map(str::to_owned)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn every_platform_layout_names_files_the_build_writes() {
+        for p in ["qemu", "fvp-base", "rk3588"] {
+            let text =
+                std::fs::read_to_string(root().join("fvp").join(p).join("sp_layout.json")).unwrap();
+            let mut names = layout_file_names(&text);
+            names.sort();
+            assert_eq!(names, ["flexserve-sp.bin", "sp-manifest.dts"], "{p}");
+        }
+    }
 }
 
 /// Builds everything the QEMU testbed boots and writes a flash image for one scenario.

@@ -871,3 +871,27 @@ fn serve_scenario_fails_without_serving_or_enforcement() {
         "{out}"
     );
 }
+
+/// Generate needs DIRECT_REQ2's registers: `info` advertises serving only where the SPMC
+/// delivers REQ2 (issue 7 item 8: the RK3588 manifest once disabled it while `info` said yes).
+#[test]
+fn serving_is_advertised_only_with_req2() {
+    use flexserve_proto::{Command, Width, caps};
+    for req2 in [false, true] {
+        let world = World::new();
+        let shm = SharedMemory::new(
+            Box::new(SpPlatform(world.clone())) as Box<dyn MemPlatform>,
+            SP_ID,
+            Vec::from([0x0e30_0000..0x0ec0_0000]),
+        );
+        let mut s = Service::new(1, req2, true)
+            .with_memory(shm)
+            .with_serving(Hooks {
+                now: counter,
+                counter_hz: || 1,
+                heap_free: || 8 << 20,
+            });
+        let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W64);
+        assert_eq!(r[3] & caps::SERVING != 0, req2, "req2 {req2}");
+    }
+}

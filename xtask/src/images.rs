@@ -215,7 +215,7 @@ pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage
         // TF-A's sptool resolves the layout's files relative to it: put the manifest source
         // the layout names beside it, so `SP_LAYOUT_FILE=<dir>/sp_layout.json` builds in place.
         std::fs::copy(&layout, dir.join("sp_layout.json")).map_err(|e| e.to_string())?;
-        check_layout_files(&dir.join("sp_layout.json"), &dts_path, dir)?;
+        check_layout_files(&dir.join("sp_layout.json"), &dts_path, &dir)?;
     }
     Ok(SpPackage {
         pkg: pkg_path,

@@ -254,22 +254,6 @@ fn layout_file_names(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod layout_tests {
-    use super::*;
-
-    #[test]
-    fn every_platform_layout_names_files_the_build_writes() {
-        for p in ["qemu", "fvp-base", "rk3588"] {
-            let text =
-                std::fs::read_to_string(root().join("fvp").join(p).join("sp_layout.json")).unwrap();
-            let mut names = layout_file_names(&text);
-            names.sort();
-            assert_eq!(names, ["flexserve-sp.bin", "sp-manifest.dts"], "{p}");
-        }
-    }
-}
-
 /// Builds everything the QEMU testbed boots and writes a flash image for one scenario.
 pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -> Result<PathBuf> {
     let sp = build_sp(Platform::Qemu, sp_features)?;
@@ -381,4 +365,20 @@ fn place(
     }
     image[start + hdr as usize..end].copy_from_slice(payload);
     Ok(())
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn every_platform_layout_names_files_the_build_writes() {
+        for p in ["qemu", "fvp-base", "rk3588"] {
+            let text =
+                std::fs::read_to_string(root().join("fvp").join(p).join("sp_layout.json")).unwrap();
+            let mut names = layout_file_names(&text);
+            names.sort();
+            assert_eq!(names, ["flexserve-sp.bin", "sp-manifest.dts"], "{p}");
+        }
+    }
 }

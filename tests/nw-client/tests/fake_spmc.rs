@@ -879,10 +879,11 @@ fn serving_is_advertised_only_with_req2() {
     use flexserve_proto::{Command, Width, caps};
     for req2 in [false, true] {
         let world = World::new();
+        let own: Range<u64> = 0x0e30_0000..0x0ec0_0000;
         let shm = SharedMemory::new(
             Box::new(SpPlatform(world.clone())) as Box<dyn MemPlatform>,
             SP_ID,
-            Vec::from([0x0e30_0000..0x0ec0_0000]),
+            Vec::from([own]),
         );
         let mut s = Service::new(1, req2, true)
             .with_memory(shm)

@@ -272,24 +272,7 @@ pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -
         ));
     }
     let pkg = std::fs::read(&sp.pkg).map_err(|e| e.to_string())?;
-    let mut config = format!("scenario={scenario}\n");
-    if let Some(m) = model {
-        // QEMU's loader puts the model at ns_ram::MODEL_BASE (see qemu::qemu_command).
-        let len = std::fs::metadata(m)
-            .map_err(|e| format!("{}: {e}", m.display()))?
-            .len();
-        if len > testbed_layout::ns_ram::MODEL_MAX {
-            return Err(format!(
-                "{}: {len} bytes; the model window holds {}",
-                m.display(),
-                testbed_layout::ns_ram::MODEL_MAX
-            ));
-        }
-        config.push_str(&format!(
-            "model_base={:#x}\nmodel_size={len}\n",
-            testbed_layout::ns_ram::MODEL_BASE
-        ));
-    }
+    let config = boot_config(scenario, "testbed", model)?;
     let mut image = Vec::new();
     place(
         &mut image,
@@ -333,6 +316,89 @@ pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -
         pkg.len(),
         path.display()
     );
+    Ok(path)
+}
+
+/// The client's boot configuration payload: `scenario=`, `spmc=` (testbed, hafnium or el3) and,
+/// with a model (which QEMU's loader puts at `ns_ram::MODEL_BASE`, see
+/// `qemu::nw_loader_args`), `model_base=` and `model_size=`.
+pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<String> {
+    if !matches!(spmc, "testbed" | "hafnium" | "el3") {
+        return Err(format!("unknown SPMC `{spmc}` (testbed, hafnium, el3)"));
+    }
+    let mut config = format!("scenario={scenario}\nspmc={spmc}\n");
+    if let Some(m) = model {
+        let len = std::fs::metadata(m)
+            .map_err(|e| format!("{}: {e}", m.display()))?
+            .len();
+        if len > testbed_layout::ns_ram::MODEL_MAX {
+            return Err(format!(
+                "{}: {len} bytes; the model window holds {}",
+                m.display(),
+                testbed_layout::ns_ram::MODEL_MAX
+            ));
+        }
+        config.push_str(&format!(
+            "model_base={:#x}\nmodel_size={len}\n",
+            testbed_layout::ns_ram::MODEL_BASE
+        ));
+    }
+    Ok(config)
+}
+
+/// Where TF-A's QEMU port loads and enters BL33 (`plat/qemu/qemu/include/platform_def.h`:
+/// NS_IMAGE_OFFSET = NS_DRAM0_BASE + 0x20000000); the `bl33` client is linked there
+/// (tests/nw-client/build.rs).
+#[allow(
+    dead_code,
+    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
+)]
+pub const BL33_BASE: u64 = 0x6000_0000;
+
+/// Builds the normal-world client as TF-A's BL33 (`nw-client` feature `bl33`: linked at
+/// [`BL33_BASE`], entered at NS-EL2 with the MMU off, boot configuration read at
+/// `ns_ram::BOOT_CONFIG`). Returns the flat binary for the FIP's BL33 slot.
+#[allow(
+    dead_code,
+    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
+)]
+pub fn build_client_bl33() -> Result<PathBuf> {
+    let elf = cargo_build_bare("nw-client", "nw-client", Some("bl33"))?;
+    let (bin, base) = elf_to_bin(&elf)?;
+    if base != BL33_BASE || entry_of(&elf)? != BL33_BASE {
+        return Err(format!(
+            "BL33 client linked at {base:#x}, not at TF-A's NS_IMAGE_OFFSET {BL33_BASE:#x}"
+        ));
+    }
+    let dir = out_dir("bl33");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("nw-client-bl33.bin");
+    std::fs::write(&path, &bin).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Writes the boot configuration block (slot header + payload, as in the testbed's flash) that
+/// the BL33 client reads at `ns_ram::BOOT_CONFIG`; QEMU loads it there
+/// (`qemu::nw_loader_args`). Returns its path.
+#[allow(
+    dead_code,
+    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
+)]
+pub fn write_boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<PathBuf> {
+    let config = boot_config(scenario, spmc, model)?;
+    let mut block = Vec::new();
+    place(
+        &mut block,
+        0,
+        flash::BOOT_CONFIG_MAX,
+        config.as_bytes(),
+        true,
+        "boot config",
+    )?;
+    let dir = out_dir("bl33");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join(format!("boot-config-{scenario}-{spmc}.bin"));
+    std::fs::write(&path, &block).map_err(|e| e.to_string())?;
     Ok(path)
 }
 

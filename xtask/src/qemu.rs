@@ -131,19 +131,42 @@ pub fn qemu_command(flash: &Path, model: Option<&Path>) -> Command {
         "-bios",
     ])
     .arg(flash);
-    if let Some(m) = model {
-        cmd.arg("-device").arg(format!(
-            "loader,file={},addr={:#x},force-raw=on",
-            m.display(),
-            testbed_layout::ns_ram::MODEL_BASE
-        ));
-    }
+    cmd.args(nw_loader_args(None, model));
     cmd
+}
+
+/// QEMU `-device loader` arguments that put the client's inputs in NS RAM before reset: the
+/// boot configuration block (`images::write_boot_config`; the BL33 client reads it at
+/// `ns_ram::BOOT_CONFIG`, the testbed copies its own from flash) and the model file at
+/// `ns_ram::MODEL_BASE`.
+pub fn nw_loader_args(boot_config: Option<&Path>, model: Option<&Path>) -> Vec<String> {
+    let loads = [
+        (boot_config, testbed_layout::ns_ram::BOOT_CONFIG),
+        (model, testbed_layout::ns_ram::MODEL_BASE),
+    ];
+    loads
+        .into_iter()
+        .filter_map(|(file, addr)| {
+            file.map(|f| {
+                [
+                    "-device".to_string(),
+                    format!("loader,file={},addr={addr:#x},force-raw=on", f.display()),
+                ]
+            })
+        })
+        .flatten()
+        .collect()
 }
 
 /// Boots `flash`, echoing each output line (with `echo`), until QEMU exits or `timeout`.
 pub fn run(flash: &Path, model: Option<&Path>, timeout: Duration, echo: bool) -> Result<Outcome> {
-    let mut child = qemu_command(flash, model)
+    run_command(qemu_command(flash, model), timeout, echo)
+}
+
+/// Runs a QEMU command line (the testbed's, or one that boots TF-A), collecting the client's
+/// output from its stdout, echoing each line (with `echo`), until QEMU exits or `timeout`.
+pub fn run_command(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Outcome> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -14,7 +14,11 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
 };
 use ffa::{Conduit, Endpoint, REG_COUNT, Regs, RxTxBuffers, Smc};
-use nw_client::{Env, Probe, Spmc, scenarios};
+use nw_client::{
+    Env, Probe, Spmc,
+    cores::{CoreJob, CoreRun, CpuOnError},
+    scenarios,
+};
 use testbed_layout::{control, flash, ns_ram, virt};
 
 entry!(main, 8);
@@ -108,9 +112,10 @@ fn in_window(pa: u64, len: usize) -> bool {
             .is_some_and(|end| end <= ns_ram::CLIENT_SHARE_BASE + ns_ram::CLIENT_SHARE_SIZE)
 }
 
-/// Whether the boot configuration said the testbed (`spmc=testbed` or no key): only there may
-/// the client make testbed control calls. Written once in `main` before any check runs.
-static ON_TESTBED: AtomicBool = AtomicBool::new(true);
+/// Whether the boot configuration said the testbed (`spmc=testbed` or no key; never in the
+/// `bl33` build): only there may the client make testbed control calls. Written once in `main`
+/// before any check runs.
+static ON_TESTBED: AtomicBool = AtomicBool::new(!cfg!(feature = "bl33"));
 
 fn on_testbed() -> bool {
     ON_TESTBED.load(Ordering::Relaxed)
@@ -302,6 +307,10 @@ impl Env for Machine {
         self.spmc
     }
 
+    fn on_second_core(&mut self, job: &CoreJob) -> Result<CoreRun, CpuOnError> {
+        crate::cpu::run_on_core1(job)
+    }
+
     fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (base, size) = self.model?;
         // SAFETY: `model` was checked to lie in the share window (mapped by the initial map);
@@ -324,13 +333,20 @@ impl Env for Machine {
     }
 }
 
-/// The boot configuration's `key=value` payload at `addr`.
+/// The boot configuration's `key=value` payload at `addr` (testbed: x0; `bl33`: x0 is BL31's and
+/// the block is at `ns_ram::BOOT_CONFIG` anyway).
 fn read_boot_config(addr: u64) -> Result<&'static [u8], &'static str> {
+    let addr = if cfg!(feature = "bl33") {
+        ns_ram::BOOT_CONFIG
+    } else {
+        addr
+    };
     if addr != ns_ram::BOOT_CONFIG {
         return Err("x0 is not the boot configuration block");
     }
-    // SAFETY: the testbed copies the block (header + payload, at most BOOT_CONFIG_MAX bytes)
-    // to BOOT_CONFIG in NS DRAM, which the initial map covers; nothing writes it afterwards.
+    // SAFETY: the testbed (or QEMU's loader, for BL33) puts the block (header + payload, at
+    // most BOOT_CONFIG_MAX bytes) at BOOT_CONFIG in NS DRAM, which the initial map covers;
+    // nothing writes it afterwards. Bytes that are not a valid block are refused below.
     let block =
         unsafe { core::slice::from_raw_parts(addr as *const u8, flash::BOOT_CONFIG_MAX as usize) };
     let header = flash::SlotHeader::decode(block, flash::BOOT_CONFIG_MAX)
@@ -390,6 +406,12 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             None => Spmc::Testbed,
             Some(v) => Spmc::parse(v).ok_or("`spmc=` is not testbed, hafnium or el3")?,
         };
+        if cfg!(feature = "bl33") && spmc == Spmc::Testbed {
+            return Err(
+                "this BL33 build runs under TF-A: the boot configuration must say \
+                        spmc=hafnium or spmc=el3",
+            );
+        }
         Ok((name, model_of(c)?, spmc))
     });
     let (name, model, spmc) = match parsed {

@@ -17,7 +17,11 @@ use flexserve_sp::{
     service::Service,
     shmem::{Access, MapFail, MemPlatform, SharedMemory},
 };
-use nw_client::{Env, Probe, scenarios};
+use nw_client::{
+    Env, Probe, Spmc,
+    cores::{self, CoreJob, CoreRun, CpuOnError},
+    scenarios,
+};
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet},
@@ -520,6 +524,10 @@ struct HostEnv {
     world: Shared,
     /// The model file in the window: (address, bytes).
     model: Option<(u64, u64)>,
+    spmc: Spmc,
+    /// `on_second_core` runs the job (on this thread, through the same fake) instead of
+    /// failing as CPU_ON does on a one-CPU machine.
+    second_core: bool,
 }
 
 impl Env for HostEnv {
@@ -607,6 +615,20 @@ impl Env for HostEnv {
         self.model
     }
 
+    fn spmc(&self) -> Spmc {
+        self.spmc
+    }
+
+    fn on_second_core(&mut self, job: &CoreJob) -> Result<CoreRun, CpuOnError> {
+        if !self.second_core {
+            return Err(CpuOnError::Psci(-1));
+        }
+        Ok(CoreRun {
+            report: Some(cores::run_job(&mut self.ep, job)),
+            off: Ok(()),
+        })
+    }
+
     fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (base, size) = self.model?;
         let o = (base - CLIENT_SHARE_BASE) as usize;
@@ -636,6 +658,8 @@ fn env_in(world: Shared, service: Service, req2: bool) -> HostEnv {
         },
         world,
         model: None,
+        spmc: Spmc::Testbed,
+        second_core: false,
     }
 }
 
@@ -719,6 +743,75 @@ fn messaging_passes_except_the_simd_probe_on_the_host() {
     assert_eq!(failed, 1);
     assert!(out.ends_with(&format!("{passed} passed, 1 failed, 0 skipped\n")));
     assert!(out.contains("PASS ping.round_trips_1000\n"));
+    // One CPU on the testbed: the cross-core checks are not attempted, not even skipped.
+    assert!(!out.contains("cores.") && !out.contains("SKIP"), "{out}");
+}
+
+fn run_under(name: &str, e: &mut HostEnv, spmc: Spmc) -> (String, u32, u32) {
+    e.spmc = spmc;
+    let mut out = String::new();
+    let (p, f) = scenarios::run(name, e, &mut out);
+    print!("{out}");
+    (out, p, f)
+}
+
+fn skipped(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("SKIP "))
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect()
+}
+
+#[test]
+fn messaging_under_a_real_spmc_asks_from_a_second_core() {
+    let mut e = env(true);
+    e.second_core = true;
+    let (out, _, failed) = run_under("messaging", &mut e, Spmc::Hafnium);
+    // The SIMD probe cannot run on the host; everything else passes, nothing is skipped.
+    assert_eq!(failed, 1, "{out}");
+    assert!(skipped(&out).is_empty(), "{out}");
+    for name in [
+        "cores.cpu_on",
+        "cores.second_core_reported",
+        "cores.second_core_info",
+        "cores.second_core_ping_req32",
+        "cores.second_core_ping_req64",
+        "cores.second_core_ping_req2",
+        "cores.second_core_off",
+        "cores.sp_state_shared_across_cores",
+    ] {
+        assert!(out.contains(&format!("PASS {name}\n")), "{name}: {out}");
+    }
+    // Without a second core to start, the run fails instead of passing quietly.
+    let (out, _, failed) = run_under("messaging", &mut env(true), Spmc::El3);
+    assert!(
+        out.contains("FAIL cores.cpu_on: core 1 did not start"),
+        "{out}"
+    );
+    assert_eq!(failed, 2, "{out}");
+}
+
+#[test]
+fn cross_core_checks_fail_on_wrong_answers() {
+    // An SP whose manifest lacks REQ2: core 1's REQ2 pings fail with the reason.
+    let mut e = env(false);
+    e.second_core = true;
+    let (out, _, _) = run_under("messaging", &mut e, Spmc::Hafnium);
+    assert!(
+        out.contains("FAIL cores.second_core_ping_req2: SP 0x8001 does not declare DIRECT_REQ2"),
+        "{out}"
+    );
+    // A job aimed at a partition that is not there fails every request check.
+    let job = CoreJob {
+        own_id: 0,
+        sp: 0x8005,
+        req2: true,
+        rounds: 2,
+    };
+    let report = cores::run_job(&mut env(true).ep, &job);
+    assert!(report.info.is_err() && report.req32.is_err());
+    assert!(report.req64.is_err() && report.req2.is_err());
+    assert_eq!(report.last_counter, None);
 }
 
 #[test]
@@ -762,6 +855,16 @@ fn sp_failure_scenarios() {
     assert_eq!(failed, 0, "{out}");
     assert!(out.contains("PASS fault.request_reports_aborted\nPASS fault.sp_stays_down\n"));
     assert!(passed >= 9);
+
+    // Elsewhere the fault is not injected: the SP stays up for the next run.
+    let service = Service::new(0x1234, true, true).with_fault_injection(fault);
+    let (out, _, failed) = run_under("sp-panic", &mut env_with(service, true), Spmc::Hafnium);
+    assert_eq!(failed, 0, "{out}");
+    assert_eq!(
+        skipped(&out),
+        ["fault.request_reports_aborted", "fault.sp_stays_down"]
+    );
+    assert!(out.ends_with(" passed, 0 failed, 2 skipped\n"), "{out}");
 }
 
 #[test]
@@ -823,6 +926,33 @@ fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
     assert!(out.contains("FAIL lend.nw_write_blocked_and_reported: write to"));
     assert!(out.contains("FAIL lend.sp_sees_the_data_not_the_blocked_write"));
     assert_eq!(failed, 6, "{out}");
+}
+
+#[test]
+fn memory_scenario_under_a_real_spmc_skips_exactly_the_testbed_checks() {
+    // No NS stage-2 under TF-A: lent pages stay accessible, as in this fake without
+    // enforcement; the checks that rely on it are skipped, all others still pass.
+    for spmc in [Spmc::Hafnium, Spmc::El3] {
+        let mut e = memory_env();
+        e.world.borrow_mut().enforce = false;
+        let (out, passed, failed) = run_under("memory", &mut e, spmc);
+        assert_eq!(failed, 0, "{out}");
+        assert!(passed >= 30, "{passed} passed");
+        assert_eq!(
+            skipped(&out),
+            [
+                "lend.nw_read_blocked_and_reported",
+                "lend.nw_write_blocked_and_reported",
+                "lend.blocked_until_reclaimed",
+                "donate.nw_read_blocked",
+                "donate.never_returns",
+                "mal.memory_not_owned",
+            ]
+        );
+        assert!(out.contains("PASS lend.sp_sees_the_data_not_the_blocked_write\n"));
+        assert!(out.contains("PASS lend.nw_reads_again\n"));
+        assert!(out.ends_with(&format!("{passed} passed, 0 failed, 6 skipped\n")));
+    }
 }
 
 #[test]
@@ -895,4 +1025,16 @@ fn serving_is_advertised_only_with_req2() {
         let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W64);
         assert_eq!(r[3] & caps::SERVING != 0, req2, "req2 {req2}");
     }
+}
+
+#[test]
+fn serve_and_demo_under_a_real_spmc_skip_only_the_blocked_read() {
+    let (out, passed, failed) = run_under("serve", &mut serving_env(true, false), Spmc::Hafnium);
+    assert_eq!(failed, 0, "{out}");
+    assert!(passed >= 40, "{passed} checks");
+    assert_eq!(skipped(&out), ["serve.lent_model_unreadable_by_client"]);
+    assert!(out.contains("PASS serve.client_reads_model_again\n"));
+    let (out, _, failed) = run_under("demo", &mut serving_env(true, false), Spmc::El3);
+    assert_eq!(failed, 0, "{out}");
+    assert_eq!(skipped(&out), ["demo.lent_model_unreadable_by_client"]);
 }

@@ -1,0 +1,217 @@
+//! CPU bring-up beyond aarch64-rt's EL1 entry: leaving NS-EL2 (the `bl33` build, where TF-A's
+//! BL31 enters the client at NS-EL2 with the MMU off), PSCI, and core 1 for the cross-core
+//! checks (`nw_client::cores`).
+
+use core::{
+    arch::naked_asm,
+    cell::UnsafeCell,
+    sync::atomic::{AtomicU32, Ordering},
+};
+use ffa::{Conduit, Endpoint, REG_COUNT, Smc};
+use nw_client::cores::{self, CoreJob, CoreReport, CoreRun, CpuOnError};
+
+/// PSCI function IDs (SMC64 where there is a choice), DEN0022.
+const PSCI_CPU_OFF: u32 = 0x8400_0002;
+const PSCI_CPU_ON: u32 = 0xC400_0003;
+const PSCI_AFFINITY_INFO: u32 = 0xC400_0004;
+/// AFFINITY_INFO: the core is off.
+const AFFINITY_OFF: i64 = 1;
+/// The core started for the cross-core checks (QEMU virt: MPIDR Aff0 = CPU index).
+const CORE1_MPIDR: u64 = 1;
+
+/// Continues at EL1 (at x30) if running at EL2; returns normally otherwise. Clobbers x9.
+///
+/// EL2 is left so that nothing traps to it: HCR_EL2 = RW only (EL1 is AArch64; no stage 2,
+/// SMC goes to EL3, no interrupt routing), the counter and FP/SIMD/SVE/SME untrapped, EL1 sees
+/// the real MIDR/MPIDR, and SCTLR_EL1 holds only its RES1 bits (MMU and caches off, for the
+/// EL1 entry to turn on). EL1h with DAIF masked.
+#[unsafe(naked)]
+unsafe extern "C" fn el2_to_el1() {
+    naked_asm!(
+        "mrs x9, CurrentEL",
+        "cmp x9, #(2 << 2)",
+        "b.eq 1f",
+        "ret",
+        "1:",
+        "mov x9, #(1 << 31)",
+        "msr hcr_el2, x9",
+        "isb",
+        // CNTHCTL_EL2 (E2H = 0 layout): EL1PCTEN | EL1PCEN.
+        "mrs x9, cnthctl_el2",
+        "orr x9, x9, #3",
+        "msr cnthctl_el2, x9",
+        "msr cntvoff_el2, xzr",
+        // CPTR_EL2 (E2H = 0 layout): RES1 bits 13, 9, 7:0; TFP, TZ, TSM, TCPAC clear.
+        "mov x9, #0x22ff",
+        "msr cptr_el2, x9",
+        "msr hstr_el2, xzr",
+        "msr vttbr_el2, xzr",
+        "mrs x9, midr_el1",
+        "msr vpidr_el2, x9",
+        "mrs x9, mpidr_el1",
+        "msr vmpidr_el2, x9",
+        // SCTLR_EL1 RES1: bits 29, 28, 23, 22, 20, 11.
+        "movz x9, #0x0800",
+        "movk x9, #0x30d0, lsl #16",
+        "msr sctlr_el1, x9",
+        "mov x9, #0x3c5",
+        "msr spsr_el2, x9",
+        "msr elr_el2, x30",
+        "isb",
+        "eret",
+    )
+}
+
+/// The `bl33` image's first instruction (`bl33.ld` puts this section first): drop to EL1, then
+/// aarch64-rt's entry (MMU, BSS, stack, `main`) with x0-x3 as BL31 left them.
+#[cfg(feature = "bl33")]
+#[unsafe(naked)]
+#[unsafe(link_section = ".bl33.entry")]
+#[unsafe(no_mangle)]
+unsafe extern "C" fn bl33_entry() -> ! {
+    naked_asm!("bl {drop}", "b entry", drop = sym el2_to_el1)
+}
+
+/// A PSCI call through SMC; returns x0 as a signed status.
+fn psci(fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    let mut regs = [0u64; REG_COUNT];
+    regs[0] = u64::from(fid);
+    regs[1] = a1;
+    regs[2] = a2;
+    regs[3] = a3;
+    Smc.call(regs)[0] as i64
+}
+
+fn now() -> (u64, u64) {
+    let (count, freq): (u64, u64);
+    // SAFETY: reading the virtual counter and its frequency has no side effects; EL1 may.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntvct_el0", "mrs {}, cntfrq_el0",
+            out(reg) count, out(reg) freq, options(nomem, nostack, preserves_flags));
+    }
+    (count, freq.max(1))
+}
+
+/// Spins until `done()` or `secs` seconds of counter time; returns whether `done()` held.
+fn wait(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let (start, hz) = now();
+    loop {
+        if done() {
+            return true;
+        }
+        if now().0.wrapping_sub(start) > secs * hz {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+const IDLE: u32 = 0;
+const JOB: u32 = 1;
+const DONE: u32 = 2;
+
+/// The primary and core 1 share this: the primary writes `job` and publishes it (JOB, Release)
+/// before CPU_ON; core 1 reads it after an Acquire load of JOB, writes `report` and publishes
+/// it (DONE, Release); the primary reads it after an Acquire load of DONE. Both cores run with
+/// the MMU on and the same inner-shareable write-back mapping, so the atomics order them.
+struct Mailbox {
+    state: AtomicU32,
+    job: UnsafeCell<Option<CoreJob>>,
+    report: UnsafeCell<Option<CoreReport>>,
+}
+
+// SAFETY: `job` and `report` are only accessed in the hand-over order `state` enforces (see the
+// type's doc): each has one writer, which finishes before the Release store that lets the
+// reader in.
+unsafe impl Sync for Mailbox {}
+
+static MAILBOX: Mailbox = Mailbox {
+    state: AtomicU32::new(IDLE),
+    job: UnsafeCell::new(None),
+    report: UnsafeCell::new(None),
+};
+
+const CORE1_STACK_SIZE: usize = 16 * 4096;
+
+#[repr(C, align(4096))]
+struct Stack([u8; CORE1_STACK_SIZE]);
+
+/// Core 1's stack; only core 1 touches it, from CPU_ON to CPU_OFF.
+static mut CORE1_STACK: Stack = Stack([0; CORE1_STACK_SIZE]);
+
+/// Core 1's entry (PSCI CPU_ON, at EL2 under TF-A or EL1, MMU off, x0 = context id = its stack
+/// top): to EL1, the same initial page tables as the primary, FP/SIMD on, stack, Rust.
+#[unsafe(naked)]
+unsafe extern "C" fn core1_entry() -> ! {
+    naked_asm!(
+        "bl {drop}",
+        "bl enable_mmu",
+        "mrs x9, cpacr_el1",
+        "orr x9, x9, #(0x3 << 20)",
+        "msr cpacr_el1, x9",
+        "isb",
+        "mov sp, x0",
+        "b {main}",
+        drop = sym el2_to_el1,
+        main = sym core1_main,
+    )
+}
+
+extern "C" fn core1_main() -> ! {
+    aarch64_rt::set_exception_vector();
+    if MAILBOX.state.load(Ordering::Acquire) == JOB {
+        // SAFETY: JOB was published with Release after the primary wrote `job`; the primary
+        // does not touch it again.
+        let job = unsafe { *MAILBOX.job.get() };
+        if let Some(job) = job {
+            let report = cores::run_job(&mut Endpoint::new(Smc), &job);
+            // SAFETY: the primary reads `report` only after seeing DONE, stored below.
+            unsafe { *MAILBOX.report.get() = Some(report) };
+        }
+        MAILBOX.state.store(DONE, Ordering::Release);
+    }
+    psci(PSCI_CPU_OFF, 0, 0, 0);
+    loop {
+        // SAFETY: WFI only waits (CPU_OFF returned: nothing left to do on this core).
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// Starts core 1 on `job` and waits for its report (30 s) and for it to be off (5 s).
+pub fn run_on_core1(job: &CoreJob) -> Result<CoreRun, CpuOnError> {
+    if MAILBOX.state.load(Ordering::Acquire) != IDLE {
+        // Only one run per boot: a late core 1 may still be writing the mailbox.
+        return Err(CpuOnError::Psci(-4));
+    }
+    // SAFETY: IDLE: core 1 is not running (it only starts below), so nothing else accesses the
+    // mailbox.
+    unsafe { *MAILBOX.job.get() = Some(*job) };
+    MAILBOX.state.store(JOB, Ordering::Release);
+    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
+    let ret = psci(
+        PSCI_CPU_ON,
+        CORE1_MPIDR,
+        core1_entry as *const () as u64,
+        stack_top,
+    );
+    if ret != 0 {
+        MAILBOX.state.store(IDLE, Ordering::Release);
+        return Err(CpuOnError::Psci(ret));
+    }
+    let done = wait(30, || MAILBOX.state.load(Ordering::Acquire) == DONE);
+    let report = if done {
+        // SAFETY: DONE was stored with Release after core 1's last write of `report`.
+        unsafe { (*MAILBOX.report.get()).take() }
+    } else {
+        None
+    };
+    let mut state = 0;
+    let off = wait(5, || {
+        state = psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0);
+        state == AFFINITY_OFF
+    });
+    Ok(CoreRun {
+        report,
+        off: if off { Ok(()) } else { Err(state) },
+    })
+}

@@ -450,8 +450,11 @@ mod tests {
         fn retrieve(
             &mut self,
             _: &ffa::memory::MemTransaction,
-        ) -> Result<ffa::memory::MemTransaction, ffa::Error> {
-            Err(ffa::Error::Ffa(ffa::FfaError::Denied))
+        ) -> Result<ffa::memory::MemTransaction, ffa::RetrieveError> {
+            Err(ffa::RetrieveError {
+                error: ffa::Error::Ffa(ffa::FfaError::Denied),
+                retrieved: false,
+            })
         }
         fn relinquish(&mut self, _: ffa::Handle) -> Result<(), ffa::Error> {
             Ok(())

@@ -164,9 +164,10 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
     )?;
     let verdict = out.verdict(expect_sp_failure, true);
     eprintln!(
-        "xtask: scenario {name}: {} passed, {} failed, {:.1} s wall{}",
+        "xtask: scenario {name}: {} passed, {} failed, {} skipped, {:.1} s wall{}",
         out.passed,
         out.failed,
+        out.skipped,
         t.elapsed().as_secs_f64(),
         verdict
             .as_ref()

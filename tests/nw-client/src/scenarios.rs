@@ -1,5 +1,6 @@
 //! Named scenarios. `messaging`: FF-A set-up, discovery and direct messaging with the FlexServe
-//! SP, including the error paths. `demo`: discovery and a few readable round trips. `memory`
+//! SP, including the error paths, and under a real SPMC requests from a second core
+//! ([`crate::cores`]). `demo`: discovery and a few readable round trips. `memory`
 //! (in [`crate::memory`]): FF-A memory management with the SP. `serve` (in [`crate::serve`]):
 //! model serving; `demo` serves the model too when the boot configuration names one.
 #![allow(

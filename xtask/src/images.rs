@@ -315,19 +315,11 @@ pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<S
 /// Where TF-A's QEMU port loads and enters BL33 (`plat/qemu/qemu/include/platform_def.h`:
 /// NS_IMAGE_OFFSET = NS_DRAM0_BASE + 0x20000000); the `bl33` client is linked there
 /// (tests/nw-client/build.rs).
-#[allow(
-    dead_code,
-    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
-)]
 pub const BL33_BASE: u64 = 0x6000_0000;
 
 /// Builds the normal-world client as TF-A's BL33 (`nw-client` feature `bl33`: linked at
 /// [`BL33_BASE`], entered at NS-EL2 with the MMU off, boot configuration read at
 /// `ns_ram::BOOT_CONFIG`). Returns the flat binary for the FIP's BL33 slot.
-#[allow(
-    dead_code,
-    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
-)]
 pub fn build_client_bl33() -> Result<PathBuf> {
     let elf = cargo_build_bare("nw-client", "nw-client", Some("bl33"))?;
     let (bin, base) = elf_to_bin(&elf)?;
@@ -346,10 +338,6 @@ pub fn build_client_bl33() -> Result<PathBuf> {
 /// Writes the boot configuration block (slot header + payload, as in the testbed's flash) that
 /// the BL33 client reads at `ns_ram::BOOT_CONFIG`; QEMU loads it there
 /// (`qemu::nw_loader_args`). Returns its path.
-#[allow(
-    dead_code,
-    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
-)]
 pub fn write_boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<PathBuf> {
     let config = boot_config(scenario, spmc, model)?;
     let mut block = Vec::new();

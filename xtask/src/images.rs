@@ -386,3 +386,23 @@ fn place(
     image[start + hdr as usize..end].copy_from_slice(payload);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_config_names_scenario_spmc_and_model() {
+        assert_eq!(
+            boot_config("memory", "hafnium", None).unwrap(),
+            "scenario=memory\nspmc=hafnium\n"
+        );
+        let model = root().join("llm-runtime/models/fortunes-q8_0.gguf");
+        let len = std::fs::metadata(&model).unwrap().len();
+        assert_eq!(
+            boot_config("serve", "el3", Some(&model)).unwrap(),
+            format!("scenario=serve\nspmc=el3\nmodel_base=0x50000000\nmodel_size={len}\n")
+        );
+        assert!(boot_config("messaging", "optee", None).is_err());
+    }
+}

@@ -305,9 +305,15 @@ fn cmd_test(args: &[String]) -> Result<()> {
         })?;
         // One image at a time: building them together unifies features across crates that do
         // not share a runtime (only some have a global allocator).
-        for image in ["flexserve-sp", "testbed", "nw-client"] {
+        // The client twice: for the testbed and as TF-A's BL33 (feature `bl33`).
+        for (image, features) in [
+            ("flexserve-sp", ""),
+            ("testbed", ""),
+            ("nw-client", ""),
+            ("nw-client", "bl33"),
+        ] {
             timed(
-                &format!("clippy ({image}, {})", images::BARE_TARGET),
+                &format!("clippy ({image} {features}, {})", images::BARE_TARGET),
                 &mut || {
                     run_status(Command::new(&cargo).current_dir(root()).args([
                         "clippy",
@@ -316,6 +322,8 @@ fn cmd_test(args: &[String]) -> Result<()> {
                         images::BARE_TARGET,
                         "-p",
                         image,
+                        "--features",
+                        features,
                         "--",
                         "-D",
                         "warnings",
@@ -363,6 +371,9 @@ fn cmd_test(args: &[String]) -> Result<()> {
                 images::build_sp(p, &[]).map(|_| ())
             })?;
         }
+        timed("nw-client as BL33", &mut || {
+            images::build_client_bl33().map(|_| ())
+        })?;
     }
     if want("scenarios") {
         for s in SCENARIOS {

@@ -284,6 +284,21 @@ mod tests {
     }
 
     #[test]
+    fn loader_args_put_the_inputs_at_their_addresses() {
+        let args = nw_loader_args(Some(Path::new("/b/cfg.bin")), Some(Path::new("/m.gguf")));
+        assert_eq!(
+            args,
+            [
+                "-device",
+                "loader,file=/b/cfg.bin,addr=0x7fff0000,force-raw=on",
+                "-device",
+                "loader,file=/m.gguf,addr=0x50000000,force-raw=on"
+            ]
+        );
+        assert!(nw_loader_args(None, None).is_empty());
+    }
+
+    #[test]
     fn skips() {
         let skipped = [
             "PASS a",

@@ -1,6 +1,13 @@
 //! CPU bring-up beyond aarch64-rt's EL1 entry: leaving NS-EL2 (the `bl33` build, where TF-A's
 //! BL31 enters the client at NS-EL2 with the MMU off), PSCI, and core 1 for the cross-core
 //! checks (`nw_client::cores`).
+//!
+//! Without TF-A the EL2 entry, the boot configuration, CPU_ON/CPU_OFF/AFFINITY_INFO and
+//! SYSTEM_OFF can be checked on QEMU's own PSCI (the FF-A calls then get SMCCC's -1):
+//! `qemu-system-aarch64 -M virt,secure=off,virtualization=on,gic-version=3 -cpu max -m 1G
+//! -smp 2 -device loader,file=nw-client-bl33.bin,addr=0x60000000,force-raw=on
+//! -device loader,addr=0x60000000,cpu-num=0 -device loader,file=CFG,addr=0x7fff0000,force-raw=on`
+//! (CFG from `xtask`'s `images::write_boot_config`).
 
 use core::{
     arch::naked_asm,

@@ -2,6 +2,8 @@
 //! run their tests on the host. The bare-metal entry, vectors, MMU switch and FF-A loop are in
 //! `main.rs` (aarch64-unknown-none only).
 //!
+//! - [`ec`]: execution contexts: UP or MP, the secondary ECs' stacks, the secondary entry's
+//!   contract.
 //! - [`manifest`]: the SP's FF-A manifest (read from the boot info), validated once.
 //! - [`memmap`]: what the runtime page table maps, by intent, and the page table built from it.
 //! - [`messaging`]: the FF-A message loop as a step function (registers in, next call out).
@@ -13,6 +15,7 @@
 
 extern crate alloc;
 
+pub mod ec;
 pub mod manifest;
 pub mod memmap;
 pub mod messaging;

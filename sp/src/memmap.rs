@@ -131,6 +131,8 @@ pub enum PlanError {
     Overlap(&'static str, &'static str),
     /// The page-table library refused a range.
     Map(&'static str, MapError),
+    /// A guard page (at this address) is unaligned or outside every data mapping.
+    BadGuard(u64),
 }
 
 fn page_round(r: Range<u64>) -> Range<u64> {
@@ -242,12 +244,35 @@ pub fn plan(
 
 /// Builds the identity map for a plan (page tables come from the global allocator).
 pub fn build(maps: &[Mapping]) -> Result<IdMap<El1And0>, PlanError> {
+    build_with_guards(maps, core::iter::empty())
+}
+
+/// Builds the identity map for a plan and leaves `guards` (page-aligned ranges inside a `Data`
+/// mapping: the guard pages of the secondary ECs' stacks, carved from the heap) unmapped. The
+/// table is not live yet, so splitting a block around a guard needs no break-before-make.
+pub fn build_with_guards(
+    maps: &[Mapping],
+    guards: impl IntoIterator<Item = Range<u64>>,
+) -> Result<IdMap<El1And0>, PlanError> {
     let mut idmap = IdMap::with_asid(ASID, ROOT_LEVEL, El1And0);
     for m in maps.iter().filter(|m| !m.range.is_empty()) {
         let r = MemoryRegion::new(m.range.start as usize, m.range.end as usize);
         idmap
             .map_range(&r, m.intent.attributes())
             .map_err(|e| PlanError::Map(m.name, e))?;
+    }
+    for g in guards {
+        let inside_data = maps
+            .iter()
+            .any(|m| m.intent == Intent::Data && m.range.start <= g.start && g.end <= m.range.end);
+        let aligned = g.start.is_multiple_of(PAGE_SIZE) && g.end.is_multiple_of(PAGE_SIZE);
+        if !inside_data || !aligned || g.is_empty() {
+            return Err(PlanError::BadGuard(g.start));
+        }
+        let r = MemoryRegion::new(g.start as usize, g.end as usize);
+        idmap
+            .map_range(&r, A::empty())
+            .map_err(|e| PlanError::Map("guard", e))?;
     }
     Ok(idmap)
 }
@@ -397,6 +422,42 @@ mod tests {
         unmap_shared(&mut idmap, 0x4840_0000..0x4840_1000).unwrap();
         unmap_shared(&mut idmap, 0x4900_0000..0x4900_1000).unwrap();
         assert_eq!(mapped_pages(&idmap), base);
+    }
+
+    #[test]
+    fn guard_pages_in_the_heap_are_left_unmapped() {
+        let m = manifest(false);
+        let maps = plan(&image(), 0xe30_0000..0xe30_0040, 0xe30_1000..0xe30_1100, &m).unwrap();
+        let slots = crate::ec::Slots::new(0xe60_0000, 4).unwrap();
+        let idmap = build_with_guards(&maps, slots.guards()).unwrap();
+        for g in slots.guards() {
+            assert_eq!(flags_at(&idmap, g.start as usize), None, "{g:x?}");
+        }
+        for i in 0..4 {
+            let s = slots.slot(i).unwrap();
+            for a in [s.stack.start, s.stack.end - 1, s.exception_stack.start] {
+                let f = flags_at(&idmap, a as usize).unwrap();
+                assert_eq!(f - A::TABLE_OR_PAGE, Intent::Data.attributes(), "{a:#x}");
+            }
+        }
+        // The rest of the heap (a 2 MiB block before the split) is still mapped.
+        assert!(flags_at(&idmap, 0xe40_0000).is_some());
+        assert!(flags_at(&idmap, 0xebf_f000).is_some());
+        let heap_pages = m.heap.size / PAGE_SIZE;
+        let unguarded = build(&maps).unwrap();
+        assert_eq!(mapped_pages(&unguarded) - mapped_pages(&idmap), 8);
+        assert!(heap_pages > 8);
+        // Guards must lie in RW memory the SP owns, page aligned.
+        for bad in [
+            0xe30_4000..0xe30_5000,
+            0x4000_0000..0x4000_1000,
+            0xe60_0800..0xe60_1800,
+        ] {
+            assert_eq!(
+                build_with_guards(&maps, [bad.clone()]).err(),
+                Some(PlanError::BadGuard(bad.start))
+            );
+        }
     }
 
     #[test]

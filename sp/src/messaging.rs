@@ -23,10 +23,30 @@ pub enum Next {
     GiveUp,
 }
 
+/// How an execution context reaches the service: an SP with one EC owns it; with several, each
+/// EC's loop shares one behind a lock, held for one request at a time.
+pub trait ServiceAccess {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Service) -> R) -> R;
+}
+
+impl ServiceAccess for Service {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Service) -> R) -> R {
+        f(self)
+    }
+}
+
+impl ServiceAccess for &spin::Mutex<Service> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Service) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+/// One execution context's message loop.
 #[derive(Debug)]
-pub struct Messaging {
-    pub service: Service,
+pub struct Messaging<S = Service> {
+    service: S,
     id: PartitionId,
+    /// Errors in a row on this EC.
     errors: u32,
 }
 
@@ -36,8 +56,8 @@ pub fn msg_wait() -> Interface {
     }
 }
 
-impl Messaging {
-    pub fn new(service: Service, id: PartitionId) -> Self {
+impl<S: ServiceAccess> Messaging<S> {
+    pub fn new(service: S, id: PartitionId) -> Self {
         Messaging {
             service,
             id,
@@ -100,11 +120,11 @@ impl Messaging {
         let reply = match args {
             DirectMsgArgs::Args32(a) => {
                 let p = a.map(u64::from);
-                let r = self.service.handle_direct(src, &p, Width::W32);
+                let r = self.service.with(|s| s.handle_direct(src, &p, Width::W32));
                 DirectMsgArgs::Args32(first5(&r).map(|v| v as u32))
             }
             DirectMsgArgs::Args64(a) => {
-                let r = self.service.handle_direct(src, &a, Width::W64);
+                let r = self.service.with(|s| s.handle_direct(src, &a, Width::W64));
                 DirectMsgArgs::Args64(first5(&r))
             }
             DirectMsgArgs::Framework32 { msg_type, .. }
@@ -135,7 +155,9 @@ impl Messaging {
         if dst != self.id {
             log::warn!("direct request 2 for {dst:#x} delivered to {:#x}", self.id);
         }
-        let r = self.service.handle_direct2(src, uuid.as_bytes(), &args.0);
+        let r = self
+            .service
+            .with(|s| s.handle_direct2(src, uuid.as_bytes(), &args.0));
         let mut out = [0u64; 14];
         out.copy_from_slice(&r[..14]);
         Interface::MsgSendDirectResp2 {
@@ -328,6 +350,46 @@ mod tests {
                 Next::GiveUp => panic!("gave up on {r:x?}"),
             }
         }
+    }
+
+    /// Several ECs, one service: each EC's loop takes the lock for one request, so the counters
+    /// are shared and the lock is free between requests.
+    #[test]
+    fn execution_contexts_share_one_service() {
+        let shared = spin::Mutex::new(Service::new(1, true, true));
+        let mut ecs: Vec<Messaging<&spin::Mutex<Service>>> =
+            (0..4).map(|_| Messaging::new(&shared, SP)).collect();
+        for round in 1..=3u64 {
+            for (i, ec) in ecs.iter_mut().enumerate() {
+                let req = Interface::MsgSendDirectReq {
+                    src_id: 0,
+                    dst_id: SP,
+                    args: DirectMsgArgs::Args64([Command::Ping as u64, 0, i as u64, 0, 0]),
+                };
+                let Next::Call(Interface::MsgSendDirectResp {
+                    args: DirectMsgArgs::Args64(r),
+                    ..
+                }) = ec.step(&regs(req))
+                else {
+                    panic!("no response on EC {i}");
+                };
+                // The ping counter counts requests on every EC.
+                assert_eq!(r[1], (round - 1) * 4 + i as u64 + 1);
+                assert_eq!(r[2], i as u64);
+                assert!(shared.try_lock().is_some(), "lock held after a request");
+            }
+        }
+        assert_eq!(shared.lock().served(), 12);
+        // Error streaks are per EC: one EC giving up does not count another's errors.
+        let err = regs(Interface::Error {
+            target_info: 0,
+            code: FfaError::Denied,
+        });
+        for _ in 1..MAX_CONSECUTIVE_ERRORS {
+            assert_eq!(ecs[0].step(&err), Next::Call(msg_wait()));
+        }
+        assert_eq!(ecs[1].step(&err), Next::Call(msg_wait()));
+        assert_eq!(ecs[0].step(&err), Next::GiveUp);
     }
 
     #[test]

@@ -75,10 +75,11 @@ impl Service {
     }
 
     /// Serves models (`ModelLoad`, `Generate`, `ModelUnload`); they need the memory service
-    /// too, and are `Unsupported` without it.
+    /// too, and are `Unsupported` without it. `info` advertises serving only where it works:
+    /// with the memory service and DIRECT_REQ2 (load and generate need its registers).
     pub fn with_serving(mut self, hooks: Hooks) -> Self {
         self.serving = Some(Serving::new(hooks));
-        if self.memory.is_some() {
+        if self.memory.is_some() && self.capabilities & caps::DIRECT_REQ2 != 0 {
             self.capabilities |= caps::SERVING;
         }
         self
@@ -307,6 +308,7 @@ fn encode(response: Response<'_>, width: Width, regs: usize) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
     use flexserve_proto::{Command, Status};
 
     fn ping(p: &[u64], width: Width) -> [u64; DIRECT_PAYLOAD_REGS] {
@@ -441,6 +443,73 @@ mod tests {
         assert_eq!(i.sp_version, crate::SP_VERSION);
     }
 
+    /// A memory platform whose partition manager refuses every retrieve.
+    struct Refusing;
+
+    impl MemPlatform for Refusing {
+        fn retrieve(
+            &mut self,
+            _: &ffa::memory::MemTransaction,
+        ) -> Result<ffa::memory::MemTransaction, ffa::Error> {
+            Err(ffa::Error::Ffa(ffa::FfaError::Denied))
+        }
+        fn relinquish(&mut self, _: ffa::Handle) -> Result<(), ffa::Error> {
+            Ok(())
+        }
+        fn map(
+            &mut self,
+            _: core::ops::Range<u64>,
+            _: crate::shmem::Access,
+        ) -> Result<(), crate::shmem::MapFail> {
+            Ok(())
+        }
+        fn unmap(&mut self, _: core::ops::Range<u64>) -> Result<(), crate::shmem::MapFail> {
+            Ok(())
+        }
+        fn mapped_pages(&self) -> u64 {
+            0
+        }
+        fn read(&self, _: u64, out: &mut [u8]) {
+            out.fill(0);
+        }
+        fn write(&mut self, _: u64, _: &[u8]) {}
+        unsafe fn view(&self, _: u64, _: usize) -> Option<&'static [u8]> {
+            None
+        }
+    }
+
+    fn hooks() -> Hooks {
+        Hooks {
+            now: || 0,
+            counter_hz: || 1,
+            heap_free: || 0,
+        }
+    }
+
+    fn capabilities(s: &mut Service) -> u64 {
+        let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W64);
+        let Response::Info(i) = Response::decode(&r, Width::W64, Command::Info).unwrap() else {
+            panic!("not info: {r:x?}");
+        };
+        i.capabilities
+    }
+
+    /// Load and generate need DIRECT_REQ2: without it (a manifest that leaves messaging-method
+    /// bit 9 clear) `info` must not claim serving.
+    #[test]
+    fn serving_is_advertised_only_with_memory_and_req2() {
+        let memory =
+            || SharedMemory::new(Box::new(Refusing) as Box<dyn MemPlatform>, 0x8001, vec![]);
+        for (req2, want) in [(true, caps::SERVING), (false, 0)] {
+            let mut s = Service::new(1, req2, false)
+                .with_memory(memory())
+                .with_serving(hooks());
+            let c = capabilities(&mut s);
+            assert_eq!(c & caps::SERVING, want, "req2 {req2}");
+            assert_ne!(c & caps::MEMORY, 0);
+        }
+    }
+
     #[test]
     fn serving_commands_are_unsupported_without_serving() {
         let mut s = Service::new(1, true, false);
@@ -454,12 +523,7 @@ mod tests {
             assert_eq!(&r[..2], &[Status::Unsupported as u64, cmd as u64]);
         }
         // Serving needs the memory service: without it the capability stays off.
-        let hooks = Hooks {
-            now: || 0,
-            counter_hz: || 1,
-            heap_free: || 0,
-        };
-        let mut s = Service::new(1, true, false).with_serving(hooks);
+        let mut s = Service::new(1, true, false).with_serving(hooks());
         let r = s.handle_direct(0, &[Command::Info as u64, 0, 0, 0, 0], Width::W64);
         assert_eq!(r[3] & caps::SERVING, 0);
         let r = s.handle_direct(0, &[0x22, 0, 0, 0, 0], Width::W64);

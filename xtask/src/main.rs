@@ -7,7 +7,7 @@
 //!   SPMC instead of the testbed (`spmc.rs`).
 //! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
-//! - `cargo xtask build [--platform qemu|fvp-base|rk3588|all]`: SP packages (+ the QEMU flash image).
+//! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
 //! - `cargo xtask bench [runtime]`: benchmarks, side by side with their peers.
 //! - `cargo xtask deps`: install what the commands need.
 
@@ -223,10 +223,11 @@ fn cmd_build(args: &[String]) -> Result<()> {
     for p in platforms {
         let sp = images::build_sp(p, &[])?;
         eprintln!(
-            "xtask: {}: SP image {} bytes -> {}",
+            "xtask: {}: SP image {} bytes -> {} (manifest {})",
             p.name(),
             sp.image_size,
-            sp.pkg.display()
+            sp.pkg.display(),
+            sp.manifest_dtb.display()
         );
     }
     Ok(())

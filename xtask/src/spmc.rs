@@ -63,9 +63,6 @@ const SMP: usize = 2;
 /// BL32_BASE = SEC_DRAM_BASE): the EL3 SPMC enters the SP image there.
 const EL3_BL32_BASE: u64 = 0x0e10_0000;
 
-/// The EL3 SPMC's TOS_FW_CONFIG slot (TOS_FW_CONFIG_BASE..LIMIT in the same header).
-const TOS_FW_CONFIG_MAX: usize = 0x1000;
-
 /// TF-A options for either stack (TF-A docs/plat/qemu.rst; research/platform-facts.md 4.9).
 const TFA_COMMON: &[&str] = &[
     "PLAT=qemu",
@@ -79,13 +76,13 @@ const TFA_COMMON: &[&str] = &[
     "BRANCH_PROTECTION=1",
     "CTX_INCLUDE_PAUTH_REGS=1",
     "NEED_FDT=yes",
-    // NOTICE and WARNING, not the 32 per-core INFO lines of a debug build.
-    "LOG_LEVEL=30",
 ];
 
 /// TF-A options for Hafnium at S-EL2.
 const TFA_HAFNIUM: &[&str] = &[
     "DEBUG=1",
+    // NOTICE and WARNING, not the 32 per-core INFO lines of a debug build.
+    "LOG_LEVEL=30",
     "SPMD_SPM_AT_SEL2=1",
     "ENABLE_FEAT_SEL2=1",
     // Hafnium's QEMU target is built with MTE (QEMU `mte=on`).
@@ -99,8 +96,10 @@ const TFA_HAFNIUM: &[&str] = &[
 
 /// TF-A options for the EL3 SPMC.
 const TFA_EL3: &[&str] = &[
-    // A debug BL31 with 32 cores' SPMC contexts overflows the port's 0x70000 bytes; release fits.
+    // BL31 with 32 cores' SPMC and FP contexts fits the port's 0x70000 bytes only as a release
+    // build printing ERROR and NOTICE (a debug one overflows by 12 KiB, WARNING adds 4 KiB).
     "DEBUG=0",
+    "LOG_LEVEL=20",
     "SPMD_SPM_AT_SEL2=0",
     "SPMC_AT_EL3=1",
     // The EL3 SPMC saves FP/SIMD around the SP only with this (else the SP corrupts the normal
@@ -149,8 +148,9 @@ pub fn build(
         Spmc::Hafnium => {
             let hafnium = trees.hafnium.as_deref().ok_or("no Hafnium tree")?;
             check_hafnium_configs()?;
+            // build_sp stages sp_layout.json with the image and manifest DTS it names.
             let sp = images::build_sp(Platform::Qemu, sp_features)?;
-            let layout = sp_layout_dir(&sp.pkg)?;
+            let layout = sp.pkg.parent().ok_or("SP package without a directory")?;
             let bl32 = build_hafnium(hafnium)?;
             let cfg = root().join("fvp/qemu");
             let mut opts = vec![
@@ -169,17 +169,13 @@ pub fn build(
             build_tfa(&trees.tfa, "hafnium", &opts, &client, &python)?
         }
         Spmc::El3 => {
-            let platform = Platform::parse("qemu-el3")?;
-            let sp = images::build_sp(platform, sp_features)?;
-            let image = sp.pkg.with_file_name("flexserve-sp.bin");
-            check_el3_image(platform)?;
-            let manifest = root()
-                .join("fvp")
-                .join(platform.name())
-                .join("sp-manifest.dts");
+            // The raw image (sp.pkg for a BL32 platform), checked to fit TOS_FW_CONFIG.
+            let sp = images::build_sp(Platform::QemuEl3, sp_features)?;
+            check_el3_image()?;
+            let manifest = sp.pkg.with_file_name("sp-manifest.dts");
             let mut opts = vec![
                 format!("QEMU_TOS_FW_CONFIG_DTS={}", manifest.display()),
-                format!("BL32={}", image.display()),
+                format!("BL32={}", sp.pkg.display()),
             ];
             opts.extend(TFA_EL3.iter().map(|s| s.to_string()));
             build_tfa(&trees.tfa, "el3", &opts, &client, &python)?
@@ -534,6 +530,15 @@ fn build_tfa(
     python: &Path,
 ) -> Result<PathBuf> {
     let base = out_dir(&format!("tfa-{name}"));
+    let mut args: Vec<String> = TFA_COMMON.iter().map(|s| s.to_string()).collect();
+    args.extend_from_slice(opts);
+    args.push(format!("BL33={}", bl33.display()));
+    // TF-A's make does not rebuild objects when options change: start afresh when they do.
+    let stamp = base.join("xtask-options.txt");
+    let options = format!("{}\n{}\n", tfa.display(), args.join("\n"));
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(options.as_str()) && base.exists() {
+        std::fs::remove_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+    }
     std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
     eprintln!("xtask: building TF-A ({name}) from {}", tfa.display());
     let t = Instant::now();
@@ -543,11 +548,10 @@ fn build_tfa(
         .arg(format!("BUILD_BASE={}", base.display()))
         .arg(format!("PYTHON={}", python.display()))
         .arg(format!("POETRY={}", poetry_shim()?.display()))
-        .args(TFA_COMMON)
-        .args(opts)
-        .arg(format!("BL33={}", bl33.display()))
+        .args(&args)
         .args(["all", "fip"]);
     run_logged(&mut cmd, &base.join("make.log"), "TF-A make")?;
+    std::fs::write(&stamp, options).map_err(|e| format!("{}: {e}", stamp.display()))?;
     let debug = opts.iter().any(|o| o == "DEBUG=1");
     let bios = base
         .join("qemu")
@@ -610,32 +614,6 @@ fn sptool_python() -> Result<PathBuf> {
     Ok(py)
 }
 
-/// A directory TF-A's SP_LAYOUT_FILE can point at: fvp/qemu/sp_layout.json with the image and
-/// the manifest source it names beside it (sptool resolves them relative to the layout).
-fn sp_layout_dir(pkg: &Path) -> Result<PathBuf> {
-    let dir = out_dir("hafnium-sp");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let cfg = root().join("fvp/qemu");
-    let copies = [
-        (pkg.with_file_name("flexserve-sp.bin"), "flexserve-sp.bin"),
-        (cfg.join("sp-manifest.dts"), "sp-manifest.dts"),
-        (cfg.join("sp_layout.json"), "sp_layout.json"),
-    ];
-    for (from, to) in copies {
-        copy_if_changed(&from, &dir.join(to))?;
-    }
-    Ok(dir)
-}
-
-/// Copies unless the destination already holds the same bytes (keeps make's timestamps).
-fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
-    let data = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
-    if std::fs::read(to).ok().as_deref() == Some(&data[..]) {
-        return Ok(());
-    }
-    std::fs::write(to, &data).map_err(|e| format!("{}: {e}", to.display()))
-}
-
 /// The Hafnium-side configuration files agree with the SP's layout and with [`SMP`].
 fn check_hafnium_configs() -> Result<()> {
     let cfg = root().join("fvp/qemu");
@@ -677,28 +655,17 @@ fn json_str<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     rest.strip_prefix('"')?.split('"').next()
 }
 
-/// The `qemu-el3` SP image must start at the BL32 base (TF-A's QEMU port enters BL32 there),
-/// and its manifest must fit TOS_FW_CONFIG's page.
-fn check_el3_image(platform: Platform) -> Result<()> {
+/// The `qemu-el3` SP image just built must start at the BL32 base: TF-A's QEMU port loads and
+/// enters BL32 there, not where the image is linked.
+fn check_el3_image() -> Result<()> {
     let elf = crate::target_dir()
         .join(images::BARE_TARGET)
         .join("release/flexserve-sp");
     let (_, base) = images::elf_to_bin(&elf)?;
     if base != EL3_BL32_BASE {
         return Err(format!(
-            "the {} SP image starts at {base:#x}; TF-A's QEMU port loads and enters BL32 at \
-             {EL3_BL32_BASE:#x}",
-            platform.name()
-        ));
-    }
-    let dtb = images::out_dir(platform.name()).join("sp-manifest.dtb");
-    let len = std::fs::metadata(&dtb)
-        .map_err(|e| format!("{}: {e}", dtb.display()))?
-        .len() as usize;
-    if len > TOS_FW_CONFIG_MAX {
-        return Err(format!(
-            "{}: {len} bytes; TF-A's QEMU port has one page for TOS_FW_CONFIG",
-            dtb.display()
+            "the qemu-el3 SP image starts at {base:#x}; TF-A's QEMU port loads and enters BL32 \
+             at {EL3_BL32_BASE:#x}"
         ));
     }
     Ok(())

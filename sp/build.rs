@@ -29,6 +29,7 @@ fn main() {
         ("CARGO_FEATURE_QEMU", "qemu"),
         ("CARGO_FEATURE_FVP_BASE", "fvp-base"),
         ("CARGO_FEATURE_RK3588", "rk3588"),
+        ("CARGO_FEATURE_QEMU_EL3", "qemu-el3"),
     ];
     let chosen: Vec<&str> = platforms
         .iter()
@@ -37,7 +38,9 @@ fn main() {
         .collect();
     let platform = match chosen.as_slice() {
         [p] => *p,
-        _ => panic!("enable exactly one platform feature (qemu, fvp-base, rk3588), got {chosen:?}"),
+        _ => panic!(
+            "enable exactly one platform feature (qemu, fvp-base, rk3588, qemu-el3), got {chosen:?}"
+        ),
     };
     let linker = root.join("../linker");
     // The platform file gives the MEMORY region `image`; aarch64-rt's image.ld lays out the
@@ -45,8 +48,8 @@ fn main() {
     println!("cargo::rustc-link-search={}", linker.display());
     println!("cargo::rustc-link-arg-bins=-T{platform}.ld");
     println!("cargo::rustc-link-arg-bins=-Timage.ld");
-    // No ELF/program headers in a loadable segment: the first loaded byte must be the entry at
-    // load-address + 0x4000, not headers placed in the gap below it.
+    // No ELF/program headers in a loadable segment: the first loaded byte must be the entry (at
+    // load-address + entrypoint-offset), not headers placed in the gap below it.
     println!("cargo::rustc-link-arg-bins=--nmagic");
     println!(
         "cargo::rerun-if-changed={}",

@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(Slots::new(0x1000, 0), Err(EcError::NoContexts));
         assert_eq!(Slots::new(0x1000, 65), Err(EcError::TooMany(65)));
         assert_eq!(Slots::new(0x1800, 2), Err(EcError::BadBase(0x1800)));
-        assert_eq!(Slots::new(!0xfffu64, 2), Err(EcError::BadBase(!0xfffu64)));
+        assert_eq!(Slots::new(!0xfff_u64, 2), Err(EcError::BadBase(!0xfff_u64)));
     }
 
     #[test]

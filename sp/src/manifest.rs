@@ -225,10 +225,13 @@ mod tests {
 
     #[test]
     fn platform_manifests_carry_the_service_uuid_and_valid_regions() {
-        for (platform, load, uart, ctx, req2) in [
-            ("qemu", 0x0e30_0000, Some(0x0904_0000), 1, true),
-            ("fvp-base", 0x0628_0000, Some(0x1c0b_0000), 1, true),
-            ("rk3588", 0x0840_0000, None, 8, true),
+        // (platform, load-address, entrypoint-offset, UART, execution contexts, REQ2)
+        for (platform, load, entry, uart, ctx, req2) in [
+            ("qemu", 0x0e30_0000, 0x4000, Some(0x0904_0000), 1, true),
+            ("fvp-base", 0x0628_0000, 0x4000, Some(0x1c0b_0000), 8, true),
+            // EL3 SPMC: raw image entered at the BL32 base; one context per PE.
+            ("rk3588", 0x0840_0000, 0, None, 8, true),
+            ("qemu-el3", 0x0e10_0000, 0, Some(0x0904_0000), 32, true),
         ] {
             let m = SpManifest::parse(&dtc(&platform_dts(platform))).unwrap();
             assert_eq!(
@@ -238,16 +241,23 @@ mod tests {
             );
             assert_eq!(m.ffa_version, 0x10002, "{platform}");
             assert_eq!(m.load_address, load, "{platform}");
-            assert_eq!(m.entrypoint_offset, 0x4000, "{platform}");
+            assert_eq!(m.entrypoint_offset, entry, "{platform}");
             assert_eq!(m.execution_ctx_count, ctx, "{platform}");
             assert_eq!(m.receives_direct_req2(), req2, "{platform}");
             assert_eq!(m.uart.map(|u| u.base), uart, "{platform}");
-            // The heap lies outside the 1 MiB package.
+            // The heap lies outside the 1 MiB package or image.
             assert!(
                 m.heap.base >= load + 0x10_0000 || m.heap.end() <= load,
                 "{platform}"
             );
             assert!(m.heap.size >= 4 << 20, "{platform}");
+            // The heap holds the secondary contexts' stacks with room to spare.
+            let stacks = crate::ec::Slots::bytes(ctx as u16);
+            assert!(stacks * 4 < m.heap.size, "{platform}");
+            if platform == "qemu-el3" {
+                // TF-A's QEMU BL32 range: SEC_DRAM 0x0e100000 + 15 MiB.
+                assert!(m.heap.end() <= 0x0f00_0000);
+            }
         }
     }
 

@@ -1,11 +1,18 @@
 //! Bare-metal runtime of the SP: entry, exception vectors, MMU switch, heap, logging, panic, and
 //! the FF-A start-up and message loop.
 //!
-//! Entry contract (Hafnium and the testbed alike; platform-facts.md sec. 3.3, 4.4): S-EL1,
-//! MMU and caches off, PC = load-address + 0x4000 = the first byte of this image (aarch64-rt's
-//! `entry`, placed first by image.ld), x0 = FF-A boot-info blob, DAIF masked. aarch64-rt's entry
-//! enables the initial identity map below (so no Rust code runs with the MMU off), enables FP/SIMD
+//! Entry contract (Hafnium, TF-A's EL3 SPMC and the testbed alike; platform-facts.md sec. 3.3,
+//! 4.4, 4.9): S-EL1, MMU and caches off, PC = the first byte of this image (load-address +
+//! entrypoint-offset for an SP package; the BL32 base for the EL3 SPMC; aarch64-rt's `entry`,
+//! placed first by image.ld), x0 = FF-A boot-info blob, DAIF masked. aarch64-rt's entry enables
+//! the initial identity map below (so no Rust code runs with the MMU off), enables FP/SIMD
 //! (CPACR_EL1.FPEN), zeroes BSS, sets the boot stack and VBAR_EL1, and passes x0-x3 to `main`.
+//!
+//! Several execution contexts (`flexserve_sp::ec`): the primary EC initialises everything; an MP
+//! SP's other ECs enter at [`secondary_entry`] on their core's first CPU_ON, switch to the
+//! primary's page table, take their own stacks and run the same message loop. All ECs share one
+//! [`Service`] behind a spin lock (held for one request), one console lock, and the global heap
+//! (a spin-locked buddy allocator); nothing else is shared.
 
 use aarch64_paging::descriptor::El1Attributes as A;
 use aarch64_paging::{idmap::IdMap, paging::El1And0};
@@ -21,19 +28,21 @@ use core::{
     fmt::{self, Write},
     panic::PanicInfo,
     ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
 };
 use ffa::{
     Conduit, ConsoleLogChars, Endpoint, FfaError, FuncId, Handle, Interface, PartitionId,
-    RxTxPageCount, Smc, Version,
+    PartitionInfo, RxTxPageCount, Smc, Uuid, Version,
     boot_info::{self, BootInfo, BootInfoHeader},
     endpoint::RxTxBuffers,
     memory::{MemRelinquishDesc, MemTransaction},
 };
 use flexserve_sp::{
     BUILD_ID,
+    ec::{self, BootTable, Contexts, Slots},
     manifest::SpManifest,
     memmap::{self, ImageLayout},
-    messaging::{self, Messaging, Next},
+    messaging::{self, Messaging, Next, ServiceAccess},
     serve::Hooks,
     service::Service,
     shmem::{self, Access, MapFail, MemPlatform, SharedMemory},
@@ -124,6 +133,21 @@ static CONSOLE: SpinMutex<Console> = SpinMutex::new(Console {
     len: 0,
 });
 
+/// Which EC holds the console lock (see [`context_id`]), or [`NO_OWNER`].
+static CONSOLE_OWNER: AtomicU64 = AtomicU64::new(NO_OWNER);
+const NO_OWNER: u64 = u64::MAX;
+
+/// This EC's identity for the console: 0 on the primary EC, 1 + the EC index on a secondary
+/// (TPIDR_EL1, set at entry; nothing else uses it).
+fn context_id() -> u64 {
+    let v: u64;
+    // SAFETY: reading TPIDR_EL1 has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags));
+    }
+    v
+}
+
 struct Logger;
 
 impl log::Log for Logger {
@@ -132,10 +156,19 @@ impl log::Log for Logger {
     }
 
     fn log(&self, record: &log::Record) {
-        // A fault while logging must not deadlock the fault report: skip instead.
-        if let Some(mut c) = CONSOLE.try_lock() {
-            let _ = writeln!(c, "[{}] {}", record.level(), record.args());
+        let me = context_id();
+        // A fault while this EC logs must not deadlock its fault report: skip instead. Another
+        // EC's line is waited for.
+        if CONSOLE_OWNER.load(Ordering::Relaxed) == me {
+            return;
         }
+        let mut c = CONSOLE.lock();
+        CONSOLE_OWNER.store(me, Ordering::Relaxed);
+        let _ = match me {
+            0 => writeln!(c, "[{}] {}", record.level(), record.args()),
+            n => writeln!(c, "[{} ec{}] {}", record.level(), n - 1, record.args()),
+        };
+        CONSOLE_OWNER.store(NO_OWNER, Ordering::Relaxed);
     }
 
     fn flush(&self) {}
@@ -164,6 +197,10 @@ enum BootError {
     HeapAboveInitialMap(u64),
     IdGet(ffa::Error),
     RxTxMap(ffa::Error),
+    Contexts(ec::EcError),
+    /// The secondary ECs' stacks do not fit the heap.
+    NoRoomForStacks(u64),
+    SecondaryEp(ffa::Error),
 }
 
 /// Reports a failed start-up to the SPMC (FFA_ERROR instead of FFA_MSG_WAIT) and stops.
@@ -428,6 +465,7 @@ unsafe fn switch_page_table(root: u64) {
 }
 
 fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    set_context_id(0);
     split_stacks();
     // FFA_VERSION first: the version locks after any other FF-A call (CONSOLE_LOG included).
     let spmc_version = match ep().version(FFA_VERSION) {
@@ -449,22 +487,22 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         spmc_version.minor()
     );
 
-    // Boot info and manifest. The SPMC wrote both into the package before entry; they stay
-    // mapped read-only.
-    // SAFETY: x0 points at the boot-info blob in this SP's package (entry contract); the header
-    // is 32 bytes and the package is at least a page.
+    // Boot info and manifest. The SPMC wrote both before entry (into the package, or into its
+    // own memory under the EL3 SPMC); they stay mapped read-only.
+    // SAFETY: x0 points at the boot-info blob (entry contract); the header is 32 bytes and the
+    // SPMC reserves at least a page for it.
     let head =
         unsafe { core::slice::from_raw_parts(boot_info as *const u8, boot_info::HEADER_SIZE) };
     let header =
         BootInfoHeader::parse(head).unwrap_or_else(|e| boot_failed(BootError::BootInfo(e)));
-    // SAFETY: the header was validated; the SPMC sized the blob inside the package.
+    // SAFETY: the header was validated; the SPMC sized the blob.
     let blob =
         unsafe { core::slice::from_raw_parts(boot_info as *const u8, header.blob_size as usize) };
     let info = BootInfo::parse(blob).unwrap_or_else(|e| boot_failed(BootError::BootInfo(e)));
     let (dtb_addr, dtb_size) = info
         .manifest_fdt()
         .unwrap_or_else(|| boot_failed(BootError::NoManifest));
-    // SAFETY: the boot info names the manifest DTB the SPMC placed in this SP's package.
+    // SAFETY: the boot info names the manifest DTB the SPMC placed for this SP.
     let dtb = unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size as usize) };
     let manifest = SpManifest::parse(dtb).unwrap_or_else(|e| boot_failed(BootError::Manifest(e)));
 
@@ -488,14 +526,40 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             .init(manifest.heap.base as usize, manifest.heap.size as usize);
     }
 
+    // Identity, RX/TX and how many ECs the SPMC runs: all before the runtime map, which must
+    // leave the secondary ECs' guard pages out.
+    let id = ep()
+        .id_get()
+        .unwrap_or_else(|e| boot_failed(BootError::IdGet(e)));
+    let (tx, rx) = (&raw const TX_BUFFER as u64, &raw const RX_BUFFER as u64);
+    const ONE_PAGE: Option<RxTxPageCount> = RxTxPageCount::new(1);
+    if let Some(pages) = ONE_PAGE
+        && let Err(e) = ep().rxtx_map(tx, rx, pages)
+    {
+        boot_failed(BootError::RxTxMap(e));
+    }
+    let spmc_ecs = spmc_context_count(id);
+    let contexts = ec::plan(manifest.execution_ctx_count, spmc_ecs)
+        .unwrap_or_else(|e| boot_failed(BootError::Contexts(e)));
+    let slots = match contexts {
+        Contexts::Up => None,
+        Contexts::Mp(n) => Some(allocate_slots(n)),
+    };
+    log::info!(
+        "execution contexts: manifest {}, SPMC {spmc_ecs:?}: {contexts:?}",
+        manifest.execution_ctx_count
+    );
+
     // The initial 1 GiB block goes away.
+    let guards = slots.iter().flat_map(|s| s.guards().collect::<Vec<_>>());
     let idmap = alloc::boxed::Box::leak(alloc::boxed::Box::new(
-        memmap::build(&maps).unwrap_or_else(|e| boot_failed(BootError::Plan(e))),
+        memmap::build_with_guards(&maps, guards)
+            .unwrap_or_else(|e| boot_failed(BootError::Plan(e))),
     ));
     idmap.mark_active();
     // SAFETY: `maps` covers the image (code, rodata, data and bss, the stack above its guard
     // page), the boot info, the manifest and the heap with the same memory types as the initial
-    // map; the table is leaked, so it lives forever.
+    // map; the guard pages left out hold nothing; the table is leaked, so it lives forever.
     unsafe { switch_page_table(idmap.root_address().0 as u64) };
     for m in maps.iter() {
         log::info!(
@@ -522,16 +586,6 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         );
     }
 
-    let id = ep()
-        .id_get()
-        .unwrap_or_else(|e| boot_failed(BootError::IdGet(e)));
-    let (tx, rx) = (&raw const TX_BUFFER as u64, &raw const RX_BUFFER as u64);
-    const ONE_PAGE: Option<RxTxPageCount> = RxTxPageCount::new(1);
-    if let Some(pages) = ONE_PAGE
-        && let Err(e) = ep().rxtx_map(tx, rx, pages)
-    {
-        boot_failed(BootError::RxTxMap(e));
-    }
     // Hafnium answers NOT_SUPPORTED unless a v1.1+ caller sets input bit 1 (NS-bit support).
     let memory = match ep().features(FuncId::MemRetrieveReq32 as u32, 1 << 1) {
         Ok(_) => {
@@ -580,7 +634,18 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     }
     #[cfg(feature = "fault-injection")]
     let service = service.with_fault_injection(inject_fault);
-    let mut msg = Messaging::new(service, id);
+    let shared = SHARED.call_once(|| Shared {
+        service: spin::Mutex::new(service),
+        id,
+    });
+    if let Some(slots) = slots {
+        start_secondaries(&slots);
+    }
+    serve_forever(Messaging::new(&shared.service, id))
+}
+
+/// Every EC's loop: FFA_MSG_WAIT, then answer each request with the next call.
+fn serve_forever<S: ServiceAccess>(mut msg: Messaging<S>) -> ! {
     let mut call = messaging::msg_wait();
     loop {
         let regs = Smc.call(call.to_regs());
@@ -592,6 +657,236 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             }
         };
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secondary execution contexts.
+
+/// What every EC shares: the service (one request at a time) and the partition ID.
+struct Shared {
+    service: spin::Mutex<Service>,
+    id: PartitionId,
+}
+
+// SAFETY: the ECs are cores running this one image in one address space, with no thread-local
+// state. The service's contents that are not `Send` are raw pointers and references into
+// identity-mapped memory (the runtime page table, retrieved regions, the RX/TX pages) that are
+// valid on every core; the mutex serialises every use of them. `id` is never written.
+unsafe impl Send for Shared {}
+// SAFETY: as above; all shared mutation goes through the mutex.
+unsafe impl Sync for Shared {}
+
+static SHARED: spin::Once<Shared> = spin::Once::new();
+
+/// How many ECs the SPMC runs this partition with (its FFA_PARTITION_INFO_GET descriptor for
+/// this ID), or `None` if it does not say.
+fn spmc_context_count(id: PartitionId) -> Option<u16> {
+    let count = match ep().partition_info_get(Uuid(flexserve_proto::SERVICE_UUID), false) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("FFA_PARTITION_INFO_GET: {e}; trusting the manifest's EC count");
+            return None;
+        }
+    };
+    let mut rx = [0u8; BUFFER_SIZE];
+    Buffers.read_rx(&mut rx);
+    if let Err(e) = ep().rx_release() {
+        log::warn!("FFA_RX_RELEASE: {e}");
+    }
+    let found = PartitionInfo::iter(&rx, count.count, count.desc_size)
+        .ok()?
+        .find(|p| p.id == id)
+        .map(|p| p.exec_ctx_count);
+    if found.is_none() {
+        log::warn!("partition info does not list {id:#06x}; trusting the manifest's EC count");
+    }
+    found
+}
+
+/// Takes the secondary ECs' stacks from the heap (never freed: an EC can be entered again
+/// after its core was powered off).
+fn allocate_slots(count: u16) -> Slots {
+    let bytes = Slots::bytes(count);
+    let layout = core::alloc::Layout::from_size_align(bytes as usize, ec::PAGE_SIZE as usize)
+        .unwrap_or_else(|_| boot_failed(BootError::NoRoomForStacks(bytes)));
+    // SAFETY: the layout has a non-zero size (count > 1 for an MP SP).
+    let base = unsafe { alloc::alloc::alloc(layout) };
+    if base.is_null() {
+        boot_failed(BootError::NoRoomForStacks(bytes));
+    }
+    Slots::new(base as u64, count).unwrap_or_else(|e| boot_failed(BootError::Contexts(e)))
+}
+
+#[repr(C, align(64))]
+struct AlignedTable(BootTable);
+
+/// Read by [`secondary_entry`] with the MMU off; written once by the primary EC, then cleaned
+/// to the point of coherency.
+static mut BOOT_TABLE: AlignedTable = AlignedTable(BootTable {
+    mair: 0,
+    tcr: 0,
+    sctlr: 0,
+    ttbr0: 0,
+    slots_base: 0,
+    slot_count: 0,
+});
+
+/// Publishes the primary's translation setup and the slots, then registers the secondary entry
+/// point. The SPMC starts the other ECs on CPU_ON, which the normal world can only issue after
+/// this EC's FFA_MSG_WAIT; the table is complete before the entry point is known to anyone.
+fn start_secondaries(slots: &Slots) {
+    let regs = translation_regs();
+    let table = BootTable::new(regs, slots);
+    // SAFETY: only the primary EC writes the table, once, before any secondary EC can run.
+    unsafe { (&raw mut BOOT_TABLE).write_volatile(AlignedTable(table)) };
+    clean_to_poc(
+        (&raw const BOOT_TABLE) as u64,
+        size_of::<AlignedTable>() as u64,
+    );
+    let entry = secondary_entry as *const () as u64;
+    if let Err(e) = ep().secondary_ep_register(entry) {
+        boot_failed(BootError::SecondaryEp(e));
+    }
+    let r = slots.range();
+    log::info!(
+        "{} execution contexts: secondary entry {entry:#x}, stacks {:#x}..{:#x}",
+        slots.count(),
+        r.start,
+        r.end
+    );
+}
+
+/// MAIR_EL1, TCR_EL1, SCTLR_EL1 and TTBR0_EL1 as the primary EC runs with them.
+fn translation_regs() -> [u64; 4] {
+    let (mair, tcr, sctlr, ttbr0): (u64, u64, u64, u64);
+    // SAFETY: reading these registers has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mrs {}, mair_el1",
+            "mrs {}, tcr_el1",
+            "mrs {}, sctlr_el1",
+            "mrs {}, ttbr0_el1",
+            out(reg) mair, out(reg) tcr, out(reg) sctlr, out(reg) ttbr0,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    [mair, tcr, sctlr, ttbr0]
+}
+
+/// Cleans `len` bytes from `addr` out of the data caches to the point of coherency, for a
+/// reader with the MMU (and so its caches) off.
+fn clean_to_poc(addr: u64, len: u64) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags));
+    }
+    // DminLine: log2 of the smallest data cache line in words.
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut a = addr & !(line - 1);
+    while a < addr + len {
+        // SAFETY: a cache clean by address changes no data; `a` lies in mapped memory (the
+        // line of a static).
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    // SAFETY: a barrier only orders the cleans before what follows.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+fn set_context_id(id: u64) {
+    // SAFETY: TPIDR_EL1 is software's; only `context_id` reads it.
+    unsafe {
+        core::arch::asm!("msr tpidr_el1, {}", in(reg) id, options(nomem, nostack, preserves_flags));
+    }
+}
+
+/// The secondary entry point (see `flexserve_sp::ec` for the SPMCs' contract): MMU off, no stack,
+/// x4 = EC index. Checks the index against the published slots (none: report FFA_ERROR(ABORTED)
+/// for this EC's initialisation), turns the MMU on with the primary's page table and settings,
+/// enables FP/SIMD, sets SP_EL1 to the slot's exception stack and SP_EL0 to its stack (as
+/// `split_stacks` does for the primary), TPIDR_EL1 = index + 1, VBAR_EL1, then calls
+/// [`secondary_main`].
+///
+/// # Safety
+///
+/// Only the SPMC enters it, as a secondary EC's first instruction.
+#[unsafe(naked)]
+unsafe extern "C" fn secondary_entry() -> ! {
+    core::arch::naked_asm!(
+        "mov x19, x4",
+        "adrp x20, {table}",
+        "add x20, x20, :lo12:{table}",
+        "ldr x21, [x20, #{count}]",
+        "cmp x19, x21",
+        "b.hs 2f",
+        "ldr x8, [x20, #{mair}]",
+        "msr mair_el1, x8",
+        "ldr x8, [x20, #{tcr}]",
+        "msr tcr_el1, x8",
+        "ldr x8, [x20, #{ttbr0}]",
+        "msr ttbr0_el1, x8",
+        "isb",
+        "tlbi vmalle1",
+        "ic iallu",
+        "dsb nsh",
+        "isb",
+        "ldr x8, [x20, #{sctlr}]",
+        "msr sctlr_el1, x8",
+        "isb",
+        "mrs x8, cpacr_el1",
+        "orr x8, x8, #(0x3 << 20)",
+        "msr cpacr_el1, x8",
+        "isb",
+        // slot = base + index * SLOT_SIZE
+        "ldr x8, [x20, #{base}]",
+        "movz x9, #{size_lo}",
+        "movk x9, #{size_hi}, lsl #16",
+        "madd x10, x19, x9, x8",
+        "add x11, x10, #{exc_top}",
+        "mov sp, x11",
+        "msr spsel, #0",
+        "add x11, x10, x9",
+        "mov sp, x11",
+        "add x8, x19, #1",
+        "msr tpidr_el1, x8",
+        "bl {vectors}",
+        "mov x0, x19",
+        "b {main}",
+        // No slot: this EC failed to initialise.
+        "2:",
+        "movz w0, #0x0060",
+        "movk w0, #0x8400, lsl #16",
+        "mov x1, xzr",
+        "mov w2, #-8",
+        "smc #0",
+        "3:",
+        "wfi",
+        "b 3b",
+        table = sym BOOT_TABLE,
+        count = const ec::table::SLOT_COUNT,
+        mair = const ec::table::MAIR,
+        tcr = const ec::table::TCR,
+        ttbr0 = const ec::table::TTBR0,
+        sctlr = const ec::table::SCTLR,
+        base = const ec::table::SLOTS_BASE,
+        size_lo = const ec::SLOT_SIZE & 0xffff,
+        size_hi = const ec::SLOT_SIZE >> 16,
+        exc_top = const ec::EXCEPTION_TOP_OFFSET,
+        vectors = sym aarch64_rt::set_exception_vector,
+        main = sym secondary_main,
+    )
+}
+
+/// A secondary EC, on its own stacks with the primary's page table: straight into the message
+/// loop (the primary set up everything else).
+extern "C" fn secondary_main(index: u64) -> ! {
+    // Published before the boot table named any slot.
+    let Some(shared) = SHARED.get() else {
+        abort(FfaError::Aborted)
+    };
+    log::info!("execution context {index} up; waiting");
+    serve_forever(Messaging::new(&shared.service, shared.id))
 }
 
 // ---------------------------------------------------------------------------------------------

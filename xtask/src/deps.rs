@@ -55,21 +55,73 @@ const BENCH_TOOLS: &[Tool] = &[Tool {
     backports: false,
 }];
 
+/// What building TF-A for `--spmc` needs on top (`crate::spmc`): its make, fiptool's OpenSSL
+/// headers, and `venv` for sptool's Python module.
+const TFA_TOOLS: &[Tool] = &[Tool {
+    bin: "make",
+    package: "make",
+    backports: false,
+}];
+const TFA_LIBS: &[(&str, &str)] = &[("/usr/include/openssl/evp.h", "libssl-dev")];
+
+/// What building Hafnium needs besides LLVM (found or installed by `crate::spmc`).
+const HAFNIUM_TOOLS: &[Tool] = &[
+    Tool {
+        bin: "gn",
+        package: "generate-ninja",
+        backports: false,
+    },
+    Tool {
+        bin: "ninja",
+        package: "ninja-build",
+        backports: false,
+    },
+];
+
+/// Debian's LLVM 19 (Hafnium v2.15 builds as C23, which needs clang 18 or later).
+const LLVM_TOOLS: &[Tool] = &[
+    Tool {
+        bin: "clang-19",
+        package: "clang-19",
+        backports: false,
+    },
+    Tool {
+        bin: "ld.lld-19",
+        package: "lld-19",
+        backports: false,
+    },
+];
+
 /// Makes sure every tool and rustup target the tests and images need is present.
 pub fn ensure() -> Result<()> {
-    ensure_tools(TOOLS)
+    ensure_tools(TOOLS, LIBS)
 }
 
 /// [`ensure`], plus what the benchmarks need.
 pub fn ensure_bench() -> Result<()> {
-    ensure_tools(TOOLS)?;
-    ensure_tools(BENCH_TOOLS)
+    ensure_tools(TOOLS, LIBS)?;
+    ensure_tools(BENCH_TOOLS, &[])
 }
 
-fn ensure_tools(tools: &[Tool]) -> Result<()> {
+/// [`ensure`], plus what building TF-A (and, with `hafnium`, Hafnium but for LLVM) needs.
+pub fn ensure_spmc(hafnium: bool) -> Result<()> {
+    ensure_tools(TOOLS, LIBS)?;
+    ensure_tools(TFA_TOOLS, TFA_LIBS)?;
+    if hafnium {
+        ensure_tools(HAFNIUM_TOOLS, &[])?;
+    }
+    Ok(())
+}
+
+/// Installs [`LLVM_TOOLS`] (for a machine without a recent enough LLVM).
+pub fn ensure_llvm() -> Result<()> {
+    ensure_tools(LLVM_TOOLS, &[])
+}
+
+fn ensure_tools(tools: &[Tool], libs: &[(&str, &str)]) -> Result<()> {
     ensure_targets()?;
     let mut missing: Vec<&Tool> = tools.iter().filter(|t| which(t.bin).is_none()).collect();
-    let libs: Vec<&str> = LIBS
+    let libs: Vec<&str> = libs
         .iter()
         .filter(|(f, _)| !Path::new(f).exists())
         .map(|(_, p)| *p)

@@ -14,17 +14,42 @@ pub enum Platform {
     Qemu,
     FvpBase,
     Rk3588,
+    /// QEMU virt under TF-A's EL3 SPMC (the RK3588 mode on QEMU).
+    QemuEl3,
 }
 
+/// How a platform's SPMC takes the SP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loading {
+    /// An SP package (SPKG: boot info, manifest DTB at +0x1000, image at +0x4000) from
+    /// `sp_layout.json`: Hafnium (TF-A's sptool) and the testbed.
+    Package,
+    /// The raw image as BL32, entered at its first byte, and the manifest DTB as TOS_FW_CONFIG
+    /// (one page at most): TF-A's EL3 SPMC.
+    Bl32,
+}
+
+/// TF-A's TOS_FW_CONFIG slot is one page (plat/qemu `TOS_FW_CONFIG_LIMIT`), and the EL3 SPMC
+/// copies the manifest into a two-page boot-info area behind the blob header.
+const TOS_FW_CONFIG_MAX: usize = 0x1000;
+
 impl Platform {
-    pub const ALL: [Platform; 3] = [Platform::Qemu, Platform::FvpBase, Platform::Rk3588];
+    pub const ALL: [Platform; 4] = [
+        Platform::Qemu,
+        Platform::FvpBase,
+        Platform::Rk3588,
+        Platform::QemuEl3,
+    ];
 
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "qemu" => Ok(Platform::Qemu),
             "fvp-base" | "fvp" => Ok(Platform::FvpBase),
             "rk3588" => Ok(Platform::Rk3588),
-            _ => Err(format!("unknown platform `{s}` (qemu, fvp-base, rk3588)")),
+            "qemu-el3" => Ok(Platform::QemuEl3),
+            _ => Err(format!(
+                "unknown platform `{s}` (qemu, fvp-base, rk3588, qemu-el3)"
+            )),
         }
     }
 
@@ -34,6 +59,14 @@ impl Platform {
             Platform::Qemu => "qemu",
             Platform::FvpBase => "fvp-base",
             Platform::Rk3588 => "rk3588",
+            Platform::QemuEl3 => "qemu-el3",
+        }
+    }
+
+    pub fn loading(self) -> Loading {
+        match self {
+            Platform::Qemu | Platform::FvpBase => Loading::Package,
+            Platform::Rk3588 | Platform::QemuEl3 => Loading::Bl32,
         }
     }
 }
@@ -138,7 +171,10 @@ fn dts_u64(dts: &str, prop: &str) -> Option<u64> {
         .split(['<', '>'])
         .nth(1)?
         .split_whitespace()
-        .filter_map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).ok())
+        .filter_map(|c| match c.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => c.parse().ok(),
+        })
         .collect();
     match cells.as_slice() {
         [v] => Some(*v),
@@ -148,12 +184,19 @@ fn dts_u64(dts: &str, prop: &str) -> Option<u64> {
 }
 
 pub struct SpPackage {
+    /// What the SPMC is given: the SPKG ([`Loading::Package`]) or the raw BL32 image
+    /// ([`Loading::Bl32`]).
     pub pkg: PathBuf,
+    /// The manifest DTB (inside the SPKG, or TOS_FW_CONFIG for the EL3 SPMC).
+    pub manifest_dtb: PathBuf,
     pub image_size: usize,
 }
 
 /// Builds the SP for `platform` (with `extra_features`, e.g. the test-only `fault-injection`),
-/// compiles its manifest and writes the SPKG.
+/// compiles its manifest and writes, in `target/flexserve/<platform>[+features]/`:
+/// `flexserve-sp.bin` (the image), `sp-manifest.dts` and `.dtb`, and for a package platform
+/// `flexserve-sp.pkg` plus `sp_layout.json`, whose files are all beside it (TF-A builds from the
+/// layout in place).
 pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage> {
     let features = core::iter::once(platform.name())
         .chain(extra_features.iter().copied())
@@ -168,10 +211,8 @@ pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage
     };
     let dir = out_dir(&variant);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let dts_path = root()
-        .join("fvp")
-        .join(platform.name())
-        .join("sp-manifest.dts");
+    let src = root().join("fvp").join(platform.name());
+    let dts_path = src.join("sp-manifest.dts");
     let dts =
         std::fs::read_to_string(&dts_path).map_err(|e| format!("{}: {e}", dts_path.display()))?;
     // The manifest and the linker script must agree on where the image runs.
@@ -180,78 +221,109 @@ pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage
         dts_u64(&dts, "entrypoint-offset"),
     );
     let entry = entry_of(&elf)?;
+    let offset_ok = match platform.loading() {
+        Loading::Package => eo == Some(u64::from(spkg::IMG_OFFSET)),
+        // Entered at the BL32 base, the image's first byte.
+        Loading::Bl32 => eo == Some(0),
+    };
     match (la, eo) {
-        (Some(la), Some(eo)) if la + eo == load && entry == load => {}
+        (Some(la), Some(eo)) if offset_ok && la + eo == load && entry == load => {}
         _ => {
             return Err(format!(
                 "{}: load-address {la:x?} + entrypoint-offset {eo:x?} does not match the SP image \
-                 (linked at {load:#x}, entry {entry:#x})",
-                dts_path.display()
+                 (linked at {load:#x}, entry {entry:#x}, {:?} loading)",
+                dts_path.display(),
+                platform.loading()
             ));
         }
     }
     let dtb = dir.join("sp-manifest.dtb");
     dtc(&dts_path, &dtb)?;
     let pm = std::fs::read(&dtb).map_err(|e| e.to_string())?;
-    if pm.len() > (spkg::IMG_OFFSET - spkg::PM_OFFSET) as usize {
-        return Err(format!(
-            "manifest DTB is {} bytes; it must fit below the image",
-            pm.len()
-        ));
-    }
-    let header = spkg::Header::new(pm.len() as u32, image.len() as u32);
-    let mut pkg = vec![0u8; spkg::IMG_OFFSET as usize + image.len()];
-    pkg[..spkg::HEADER_SIZE].copy_from_slice(&header.encode());
-    pkg[spkg::PM_OFFSET as usize..][..pm.len()].copy_from_slice(&pm);
-    pkg[spkg::IMG_OFFSET as usize..].copy_from_slice(&image);
-    let pkg_path = dir.join("flexserve-sp.pkg");
-    std::fs::write(&pkg_path, &pkg).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("flexserve-sp.bin"), &image).map_err(|e| e.to_string())?;
-    let layout = root()
-        .join("fvp")
-        .join(platform.name())
-        .join("sp_layout.json");
-    if layout.exists() {
-        // TF-A's sptool resolves the layout's files relative to it: put the manifest source
-        // the layout names beside it, so `SP_LAYOUT_FILE=<dir>/sp_layout.json` builds in place.
-        std::fs::copy(&layout, dir.join("sp_layout.json")).map_err(|e| e.to_string())?;
-        check_layout_files(&dir.join("sp_layout.json"), &dts_path, &dir)?;
-    }
+    // Beside the layout (TF-A's sptool reads the DTS), and the source of the DTB for the rest.
+    std::fs::write(dir.join("sp-manifest.dts"), &dts).map_err(|e| e.to_string())?;
+    let pkg_path = match platform.loading() {
+        Loading::Package => {
+            if pm.len() > (spkg::IMG_OFFSET - spkg::PM_OFFSET) as usize {
+                return Err(format!(
+                    "manifest DTB is {} bytes; it must fit below the image",
+                    pm.len()
+                ));
+            }
+            let header = spkg::Header::new(pm.len() as u32, image.len() as u32);
+            let mut pkg = vec![0u8; spkg::IMG_OFFSET as usize + image.len()];
+            pkg[..spkg::HEADER_SIZE].copy_from_slice(&header.encode());
+            pkg[spkg::PM_OFFSET as usize..][..pm.len()].copy_from_slice(&pm);
+            pkg[spkg::IMG_OFFSET as usize..].copy_from_slice(&image);
+            let pkg_path = dir.join("flexserve-sp.pkg");
+            std::fs::write(&pkg_path, &pkg).map_err(|e| e.to_string())?;
+            stage_layout(&src, &dir)?;
+            pkg_path
+        }
+        Loading::Bl32 => {
+            if pm.len() > TOS_FW_CONFIG_MAX {
+                return Err(format!(
+                    "manifest DTB is {} bytes; TOS_FW_CONFIG holds {TOS_FW_CONFIG_MAX}",
+                    pm.len()
+                ));
+            }
+            dir.join("flexserve-sp.bin")
+        }
+    };
     Ok(SpPackage {
         pkg: pkg_path,
+        manifest_dtb: dtb,
         image_size: image.len(),
     })
 }
 
-/// Copies the manifest source beside the generated layout and checks that every file the
-/// layout names (`image.file`, `pm.file`) exists in `dir`.
-fn check_layout_files(layout: &Path, dts: &Path, dir: &Path) -> Result<()> {
-    std::fs::copy(dts, dir.join("sp-manifest.dts")).map_err(|e| e.to_string())?;
-    let text = std::fs::read_to_string(layout).map_err(|e| e.to_string())?;
-    for name in layout_file_names(&text) {
-        if !dir.join(&name).exists() {
-            return Err(format!(
-                "{}: names {name}, which is not beside it",
-                layout.display()
-            ));
-        }
-    }
-    Ok(())
+/// Copies the platform's `sp_layout.json` into `out` (where the image and manifest DTS are) and
+/// checks that every file it names is there.
+fn stage_layout(src: &Path, out: &Path) -> Result<()> {
+    let from = src.join("sp_layout.json");
+    let to = out.join("sp_layout.json");
+    std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+    check_layout(&to)
 }
 
-/// The values of every `"file": "..."` entry of an sp_layout.json.
-fn layout_file_names(text: &str) -> Vec<String> {
-    text.split("\"file\"")
-        .skip(1)
-        .filter_map(|rest| {
-            let v = rest
-                .trim_start()
-                .strip_prefix(':')?
-                .trim_start()
-                .strip_prefix('"')?;
-            v.split('"').next().map(str::to_owned)
-        })
-        .collect()
+/// Every `"file"` an `sp_layout.json` names must exist beside it: sptool resolves them relative
+/// to the layout's directory.
+fn check_layout(layout: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(layout).map_err(|e| format!("{}: {e}", layout.display()))?;
+    let dir = layout.parent().unwrap_or(Path::new("."));
+    let files = layout_files(&text);
+    if files.is_empty() {
+        return Err(format!("{}: names no files", layout.display()));
+    }
+    match files.iter().find(|f| !dir.join(f).is_file()) {
+        Some(missing) => Err(format!(
+            "{} names `{missing}`, which is not beside it",
+            layout.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The values of the `"file"` keys of an `sp_layout.json` (our layouts are flat objects of
+/// strings; no JSON library needed to find them).
+fn layout_files(json: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = json;
+    while let Some(i) = rest.find("\"file\"") {
+        rest = &rest[i + "\"file\"".len()..];
+        let value = rest
+            .trim_start()
+            .strip_prefix(':')
+            .map(str::trim_start)
+            .and_then(|v| v.strip_prefix('"'))
+            .and_then(|v| v.split_once('"'));
+        if let Some((name, tail)) = value {
+            out.push(name.to_string());
+            rest = tail;
+        }
+    }
+    out
 }
 
 /// Builds everything the QEMU testbed boots and writes a flash image for one scenario.
@@ -349,19 +421,11 @@ pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<S
 /// Where TF-A's QEMU port loads and enters BL33 (`plat/qemu/qemu/include/platform_def.h`:
 /// NS_IMAGE_OFFSET = NS_DRAM0_BASE + 0x20000000); the `bl33` client is linked there
 /// (tests/nw-client/build.rs).
-#[allow(
-    dead_code,
-    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
-)]
 pub const BL33_BASE: u64 = 0x6000_0000;
 
 /// Builds the normal-world client as TF-A's BL33 (`nw-client` feature `bl33`: linked at
 /// [`BL33_BASE`], entered at NS-EL2 with the MMU off, boot configuration read at
 /// `ns_ram::BOOT_CONFIG`). Returns the flat binary for the FIP's BL33 slot.
-#[allow(
-    dead_code,
-    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
-)]
 pub fn build_client_bl33() -> Result<PathBuf> {
     let elf = cargo_build_bare("nw-client", "nw-client", Some("bl33"))?;
     let (bin, base) = elf_to_bin(&elf)?;
@@ -380,10 +444,6 @@ pub fn build_client_bl33() -> Result<PathBuf> {
 /// Writes the boot configuration block (slot header + payload, as in the testbed's flash) that
 /// the BL33 client reads at `ns_ram::BOOT_CONFIG`; QEMU loads it there
 /// (`qemu::nw_loader_args`). Returns its path.
-#[allow(
-    dead_code,
-    reason = "for the --spmc path (xtask/src/spmc.rs, branch wt-spmc)"
-)]
 pub fn write_boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<PathBuf> {
     let config = boot_config(scenario, spmc, model)?;
     let mut block = Vec::new();
@@ -452,14 +512,75 @@ mod tests {
         assert!(boot_config("messaging", "optee", None).is_err());
     }
 
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
     #[test]
-    fn every_platform_layout_names_files_the_build_writes() {
-        for p in ["qemu", "fvp-base", "rk3588"] {
-            let text =
-                std::fs::read_to_string(root().join("fvp").join(p).join("sp_layout.json")).unwrap();
-            let mut names = layout_file_names(&text);
-            names.sort();
-            assert_eq!(names, ["flexserve-sp.bin", "sp-manifest.dts"], "{p}");
+    fn dts_cells() {
+        let dts = "a = <0x0 0x0e100000>;\n\tb = <32>;\n c = <0x4000>; /* x */\n";
+        assert_eq!(dts_u64(dts, "a"), Some(0x0e10_0000));
+        assert_eq!(dts_u64(dts, "b"), Some(32));
+        assert_eq!(dts_u64(dts, "c"), Some(0x4000));
+        assert_eq!(dts_u64(dts, "d"), None);
+    }
+
+    #[test]
+    fn layout_file_names() {
+        let json = r#"{ "sp": { "image": { "file": "a.bin", "offset": "0x4000" },
+            "pm": {"file" :  "m.dts"}, "package": "p" } }"#;
+        assert_eq!(layout_files(json), ["a.bin", "m.dts"]);
+        assert!(layout_files("{}").is_empty());
+    }
+
+    /// What `build_sp` writes for a package platform is enough for TF-A to build from the
+    /// layout in place; a layout copied without its manifest DTS (the old output) is refused.
+    #[test]
+    fn staged_layouts_name_only_files_beside_them() {
+        for p in Platform::ALL
+            .into_iter()
+            .filter(|p| p.loading() == Loading::Package)
+        {
+            let src = root().join("fvp").join(p.name());
+            let out = scratch(p.name());
+            std::fs::copy(src.join("sp_layout.json"), out.join("sp_layout.json")).unwrap();
+            let e = check_layout(&out.join("sp_layout.json")).unwrap_err();
+            assert!(e.contains("not beside it"), "{e}");
+            std::fs::write(out.join("flexserve-sp.bin"), [0u8; 16]).unwrap();
+            std::fs::copy(src.join("sp-manifest.dts"), out.join("sp-manifest.dts")).unwrap();
+            stage_layout(&src, &out).unwrap();
+            let text = std::fs::read_to_string(out.join("sp_layout.json")).unwrap();
+            assert_eq!(layout_files(&text), ["flexserve-sp.bin", "sp-manifest.dts"]);
+            std::fs::remove_dir_all(&out).unwrap();
         }
+    }
+
+    #[test]
+    fn every_platform_has_a_manifest_and_el3_platforms_no_layout() {
+        for p in Platform::ALL {
+            let dir = root().join("fvp").join(p.name());
+            assert!(dir.join("sp-manifest.dts").is_file(), "{}", p.name());
+            let dts = std::fs::read_to_string(dir.join("sp-manifest.dts")).unwrap();
+            let eo = dts_u64(&dts, "entrypoint-offset");
+            match p.loading() {
+                Loading::Package => {
+                    assert!(dir.join("sp_layout.json").is_file(), "{}", p.name());
+                    assert_eq!(eo, Some(u64::from(spkg::IMG_OFFSET)), "{}", p.name());
+                }
+                Loading::Bl32 => {
+                    // The EL3 SPMC takes no SP layout; it enters the image at its first byte.
+                    assert!(!dir.join("sp_layout.json").exists(), "{}", p.name());
+                    assert_eq!(eo, Some(0), "{}", p.name());
+                }
+            }
+            assert_eq!(Platform::parse(p.name()), Ok(p));
+        }
+        // QEMU under the EL3 SPMC: linked at TF-A's QEMU BL32 base.
+        let dts = std::fs::read_to_string(root().join("fvp/qemu-el3/sp-manifest.dts")).unwrap();
+        assert_eq!(dts_u64(&dts, "load-address"), Some(0x0e10_0000));
+        assert_eq!(dts_u64(&dts, "execution-ctx-count"), Some(32));
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! - `cargo xtask run [--model M.gguf]`: build the SP, the testbed and the client, boot QEMU and
 //!   run the demo scenario.
+//! - `run` and `scenario` take `--spmc hafnium|el3` (with `--tfa DIR`, `--hafnium DIR` or
+//!   FLEXSERVE_TFA_DIR / FLEXSERVE_HAFNIUM_DIR) to run on real TF-A + Hafnium or TF-A's EL3
+//!   SPMC instead of the testbed (`spmc.rs`).
 //! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
-//! - `cargo xtask build [--platform qemu|fvp-base|rk3588|all]`: SP packages (+ the QEMU flash image).
+//! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
 //! - `cargo xtask bench [runtime]`: benchmarks, side by side with their peers.
 //! - `cargo xtask deps`: install what the commands need.
 
@@ -12,7 +15,9 @@ mod bench_runtime;
 mod deps;
 mod images;
 mod qemu;
+mod spmc;
 
+use spmc::Spmc;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -108,8 +113,9 @@ fn main() {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <run [--model M] | test [--only STEP] | scenario NAME | build [--platform P] \
-     | bench [runtime] | deps>"
+    "usage: cargo xtask <run [--model M] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
+     | build [--platform P] | bench [runtime] | deps>\n  \
+     SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)"
         .into()
 }
 
@@ -121,30 +127,56 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 fn cmd_run(args: &[String]) -> Result<()> {
+    let spmc = Spmc::from_args(args)?;
     deps::ensure()?;
     let model = flag(args, "--model")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(DEFAULT_MODEL));
-    let flash = images::build_flash("demo", &[], Some(&model))?;
-    eprintln!(
-        "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at NS-EL1)"
-    );
-    let out = qemu::run(&flash, Some(&model), Duration::from_secs(600), true)?;
-    out.verdict(false, true).map_err(|e| format!("demo: {e}"))
+    let timeout = Duration::from_secs(600);
+    let out = if spmc == Spmc::Testbed {
+        let flash = images::build_flash("demo", &[], Some(&model))?;
+        eprintln!(
+            "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at \
+             NS-EL1)"
+        );
+        qemu::run(&flash, Some(&model), timeout, true)?
+    } else {
+        let boot = spmc::build(spmc, args, "demo", &[], Some(&model))?;
+        eprintln!(
+            "xtask: booting QEMU ({}, FlexServe SP, client as BL33)",
+            stack(spmc)
+        );
+        spmc::run(&boot, timeout)?
+    };
+    out.verdict(false, spmc == Spmc::Testbed)
+        .map_err(|e| format!("demo: {e}"))
+}
+
+/// What runs below the client, for messages.
+fn stack(spmc: Spmc) -> &'static str {
+    match spmc {
+        Spmc::Testbed => "testbed EL3 + S-EL2 SPMC",
+        Spmc::Hafnium => "TF-A v2.15 BL31 + Hafnium at S-EL2",
+        Spmc::El3 => "TF-A v2.15 BL31 with the EL3 SPMC",
+    }
 }
 
 fn cmd_scenario(args: &[String]) -> Result<()> {
-    let name = args.first().ok_or("usage: cargo xtask scenario NAME")?;
+    let name = args.first().filter(|a| !a.starts_with("--")).ok_or(
+        "usage: cargo xtask scenario NAME [--spmc testbed|hafnium|el3 --tfa DIR --hafnium DIR]",
+    )?;
+    let spmc = Spmc::from_args(args)?;
     deps::ensure()?;
     let unknown = Scenario::new("");
     let sc = SCENARIOS
         .iter()
         .find(|s| s.name == name)
         .unwrap_or(&unknown);
-    run_scenario(&Scenario { name, ..*sc })
+    run_scenario(&Scenario { name, ..*sc }, spmc, args)
 }
 
-fn run_scenario(sc: &Scenario) -> Result<()> {
+/// Runs one scenario on the testbed or, with `spmc`, on the real firmware `args` names.
+fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
     let Scenario {
         name,
         sp_features,
@@ -153,18 +185,22 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
         timeout_s,
     } = *sc;
     let model = with_model.then(|| root().join(DEFAULT_MODEL));
-    let flash = images::build_flash(name, sp_features, model.as_deref())?;
-    eprintln!("xtask: scenario {name}");
-    let t = Instant::now();
-    let out = qemu::run(
-        &flash,
-        model.as_deref(),
-        Duration::from_secs(timeout_s),
-        true,
-    )?;
-    let verdict = out.verdict(expect_sp_failure, true);
+    let timeout = Duration::from_secs(timeout_s);
+    let (out, t) = if spmc == Spmc::Testbed {
+        let flash = images::build_flash(name, sp_features, model.as_deref())?;
+        eprintln!("xtask: scenario {name}");
+        let t = Instant::now();
+        (qemu::run(&flash, model.as_deref(), timeout, true)?, t)
+    } else {
+        let boot = spmc::build(spmc, args, name, sp_features, model.as_deref())?;
+        eprintln!("xtask: scenario {name} under {}", stack(spmc));
+        let t = Instant::now();
+        (spmc::run(&boot, timeout)?, t)
+    };
+    let verdict = out.verdict(expect_sp_failure, spmc == Spmc::Testbed);
     eprintln!(
-        "xtask: scenario {name}: {} passed, {} failed, {} skipped, {:.1} s wall{}",
+        "xtask: scenario {name} ({}): {} passed, {} failed, {} skipped, {:.1} s wall{}",
+        spmc.name(),
         out.passed,
         out.failed,
         out.skipped,
@@ -187,10 +223,11 @@ fn cmd_build(args: &[String]) -> Result<()> {
     for p in platforms {
         let sp = images::build_sp(p, &[])?;
         eprintln!(
-            "xtask: {}: SP image {} bytes -> {}",
+            "xtask: {}: SP image {} bytes -> {} (manifest {})",
             p.name(),
             sp.image_size,
-            sp.pkg.display()
+            sp.pkg.display(),
+            sp.manifest_dtb.display()
         );
     }
     Ok(())
@@ -341,7 +378,9 @@ fn cmd_test(args: &[String]) -> Result<()> {
     }
     if want("scenarios") {
         for s in SCENARIOS {
-            timed(&format!("scenario {}", s.name), &mut || run_scenario(s))?;
+            timed(&format!("scenario {}", s.name), &mut || {
+                run_scenario(s, Spmc::Testbed, &[])
+            })?;
         }
     }
     eprintln!("xtask: test steps:");

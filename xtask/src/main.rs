@@ -127,7 +127,7 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 fn cmd_run(args: &[String]) -> Result<()> {
-    let spmc = Spmc::from_args(args)?;
+    let spmc = spmc::spmc_from_args(args)?;
     deps::ensure()?;
     let model = flag(args, "--model")
         .map(PathBuf::from)
@@ -165,7 +165,7 @@ fn cmd_scenario(args: &[String]) -> Result<()> {
     let name = args.first().filter(|a| !a.starts_with("--")).ok_or(
         "usage: cargo xtask scenario NAME [--spmc testbed|hafnium|el3 --tfa DIR --hafnium DIR]",
     )?;
-    let spmc = Spmc::from_args(args)?;
+    let spmc = spmc::spmc_from_args(args)?;
     deps::ensure()?;
     let unknown = Scenario::new("");
     let sc = SCENARIOS

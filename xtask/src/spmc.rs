@@ -22,34 +22,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Which partition manager a scenario runs under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Spmc {
-    /// tests/testbed (the default, and what CI runs).
-    Testbed,
-    /// TF-A v2.15.0 + Hafnium v2.15.0 at S-EL2.
-    Hafnium,
-    /// TF-A v2.15.0's EL3 SPMC.
-    El3,
-}
+pub use testbed_layout::Spmc;
 
-impl Spmc {
-    /// `--spmc NAME` of `args`, the testbed without one.
-    pub fn from_args(args: &[String]) -> Result<Self> {
-        match flag(args, "--spmc") {
-            None | Some("testbed") => Ok(Spmc::Testbed),
-            Some("hafnium") => Ok(Spmc::Hafnium),
-            Some("el3") => Ok(Spmc::El3),
-            Some(o) => Err(format!("unknown --spmc `{o}` (testbed, hafnium, el3)")),
-        }
-    }
-
-    /// The boot configuration's `spmc=` value and the output directory's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Spmc::Testbed => "testbed",
-            Spmc::Hafnium => "hafnium",
-            Spmc::El3 => "el3",
+/// `--spmc NAME` of `args`, the testbed without one.
+pub fn spmc_from_args(args: &[String]) -> Result<Spmc> {
+    match flag(args, "--spmc") {
+        None => Ok(Spmc::Testbed),
+        Some(o) => {
+            Spmc::parse(o).ok_or_else(|| format!("unknown --spmc `{o}` (testbed, hafnium, el3)"))
         }
     }
 }
@@ -678,16 +658,16 @@ mod tests {
     #[test]
     fn spmc_flag() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(Spmc::from_args(&args(&[])), Ok(Spmc::Testbed));
+        assert_eq!(spmc_from_args(&args(&[])), Ok(Spmc::Testbed));
         assert_eq!(
-            Spmc::from_args(&args(&["--spmc", "hafnium"])),
+            spmc_from_args(&args(&["--spmc", "hafnium"])),
             Ok(Spmc::Hafnium)
         );
         assert_eq!(
-            Spmc::from_args(&args(&["x", "--spmc", "el3"])),
+            spmc_from_args(&args(&["x", "--spmc", "el3"])),
             Ok(Spmc::El3)
         );
-        assert!(Spmc::from_args(&args(&["--spmc", "optee"])).is_err());
+        assert!(spmc_from_args(&args(&["--spmc", "optee"])).is_err());
     }
 
     #[test]

@@ -18,38 +18,8 @@ pub mod serve;
 use cores::{CoreJob, CoreRun, CpuOnError};
 use ffa::{Conduit, Endpoint, Regs, RxTxBuffers};
 
-/// The partition manager the client runs under, from the boot configuration's `spmc=` key
-/// (`testbed` when absent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Spmc {
-    /// The project's QEMU testbed (EL3 + S-EL2 in one image): enforces lends on the normal
-    /// world's stage-2, reports blocked accesses, answers its control calls; one CPU.
-    Testbed,
-    /// TF-A's BL31 with Hafnium at S-EL2; the client is TF-A's BL33.
-    Hafnium,
-    /// TF-A's BL31 with its EL3 SPMC; the client is TF-A's BL33.
-    El3,
-}
-
-impl Spmc {
-    /// The boot-configuration value.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "testbed" => Some(Spmc::Testbed),
-            "hafnium" => Some(Spmc::Hafnium),
-            "el3" => Some(Spmc::El3),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Spmc::Testbed => "testbed",
-            Spmc::Hafnium => "hafnium",
-            Spmc::El3 => "el3",
-        }
-    }
-}
+/// The partition manager the client runs under (one definition, shared with xtask).
+pub use testbed_layout::Spmc;
 
 /// The result of [`Env::probe_read`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

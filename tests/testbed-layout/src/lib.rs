@@ -346,3 +346,35 @@ mod tests {
         assert_eq!(flash::BootConfig::get(p, "missing"), None);
     }
 }
+
+/// The partition manager a scenario runs under: the boot configuration's `spmc=` value, which
+/// xtask writes and the normal-world client reads (`testbed` when absent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spmc {
+    /// The project's QEMU testbed (EL3 + S-EL2 in one image): enforces lends on the normal
+    /// world's stage-2, reports blocked accesses, answers its control calls; one CPU. What CI
+    /// runs.
+    Testbed,
+    /// TF-A v2.15.0's BL31 with Hafnium v2.15.0 at S-EL2; the client is TF-A's BL33.
+    Hafnium,
+    /// TF-A v2.15.0's BL31 with its EL3 SPMC; the client is TF-A's BL33.
+    El3,
+}
+
+impl Spmc {
+    pub const ALL: [Spmc; 3] = [Spmc::Testbed, Spmc::Hafnium, Spmc::El3];
+
+    /// From the boot-configuration value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The boot-configuration value (also xtask's `--spmc` name and output directory).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Spmc::Testbed => "testbed",
+            Spmc::Hafnium => "hafnium",
+            Spmc::El3 => "el3",
+        }
+    }
+}

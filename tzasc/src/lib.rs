@@ -18,8 +18,9 @@
 //!
 //! # Why not the `arm-tzc` crate
 //!
-//! `arm-tzc` 0.2.1 (Arm's firmware crates) was evaluated; see the [`tzc400`] module doc for the
-//! reasons it is not used.
+//! `arm-tzc` 0.2.1 (Arm's firmware crates) was evaluated and is not used: it is bound to real MMIO
+//! (no register model can stand behind it), panics on values we must report as errors, spins
+//! forever on the gate keeper and has no access check. Details in the [`tzc400`] module doc.
 #![no_std]
 
 pub mod planner;

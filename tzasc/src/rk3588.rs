@@ -382,7 +382,7 @@ pub enum Block {
 /// A register model of FIREWALL_DDR or FIREWALL_DSU with the crate's reading of the bits (see the
 /// module doc): RGN keeps bits [30:16] and [14:0], CON [15:0], MST all 32 bits; other offsets
 /// RAZ/WI.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     block: Block,
     rgn: [u32; REGIONS],

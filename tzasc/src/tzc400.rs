@@ -21,7 +21,21 @@
 //!
 //! # Why not the `arm-tzc` crate
 //!
-//! (Filled in after the evaluation; see the module's tail section.)
+//! `arm-tzc` 0.2.1 (Arm's firmware crates, MIT/Apache-2.0) was read in full. Its register layout
+//! agrees with this one (and its docs supplied two details the model follows: region 0's
+//! filter_en bits read as all ones, and an overlap also sets INT_STATUS.status). It is not used:
+//! - it is bound to `safe_mmio::UniqueMmioPointer` over real memory, so the same driver cannot run
+//!   over a register *model*; the testbed needs one definition of TZC-400 semantics that both the
+//!   SP's driver (through the SPMC's stage-2 trap) and the host tests drive, with W1C INT_CLEAR,
+//!   the gate keeper handshake and RAZ/WI fields, which plain memory cannot give;
+//! - it panics where we need error values: reserved BUILD_CONFIG encodings, misaligned or
+//!   out-of-width addresses (`assert!`), any region count but 9, filter index >= 4;
+//! - its gate keeper request spins forever; ours polls a bounded number of times and reports
+//!   [`Error::GateTimeout`];
+//! - it has no access check (which regions match, overlap, NSAID permission, FAIL_* latching),
+//!   the part the testbed and the planner's tests need most.
+//!
+//! The `arm-tzc` docs and TF-A agree on the layout, so nothing here depends on it.
 
 mod model;
 
@@ -61,11 +75,12 @@ pub struct RegionRegisters {
     pub base_low: Rw,
     /// +0x04 REGION_BASE_HIGH: base [63:32] (bits above the address width RAZ/WI).
     pub base_high: Rw,
-    /// +0x08 REGION_TOP_LOW: inclusive top [31:12]; [11:0] RAZ/WI and taken as 0xfff.
+    /// +0x08 REGION_TOP_LOW: inclusive top [31:12]; [11:0] read as 0xfff, writes ignored.
     pub top_low: Rw,
     /// +0x0C REGION_TOP_HIGH: top [63:32].
     pub top_high: Rw,
-    /// +0x10 REGION_ATTRIBUTES: s_wr_en bit 31, s_rd_en bit 30, filter_en [3:0] (region 0: RAZ).
+    /// +0x10 REGION_ATTRIBUTES: s_wr_en bit 31, s_rd_en bit 30, filter_en [3:0] (region 0: all
+    /// implemented filters, read-only).
     pub attributes: Rw,
     /// +0x14 REGION_ID_ACCESS: nsaid_wr_en [31:16], nsaid_rd_en [15:0].
     pub id_access: Rw,

@@ -5,16 +5,16 @@
 //!
 //! Register behaviour (TZC-400 TRM; TF-A v2.15.0 `tzc400.h` for the layout):
 //! - reserved bits and registers are RAZ/WI; regions and filters beyond BUILD_CONFIG are RAZ/WI;
-//! - region base/top bits [11:0] are RAZ/WI (the top's [11:0] are taken as 0xfff); high words keep
-//!   only the bits below the address width;
-//! - region 0: base/top are read-only (base reads 0, top reads the highest decoded address, with
-//!   [11:0] reading 0 like every top), REGION_ATTRIBUTES.filter_en is RAZ/WI (region 0 applies on
-//!   every filter);
+//! - region base bits [11:0] read as 0 and top bits [11:0] as 0xfff, both ignore writes (4 KiB
+//!   granule, inclusive top); high words keep only the bits below the address width;
+//! - region 0: base/top are read-only (base reads 0, top reads the highest decoded address),
+//!   REGION_ATTRIBUTES.filter_en reads as all implemented filters and ignores writes (region 0
+//!   applies on every filter);
 //! - GATE_KEEPER.open_status follows open_request at once (the model has no transactions in
 //!   flight to drain);
 //! - INT_CLEAR is write-only, write 1 to bit f clears filter f's status, overrun and overlap;
-//! - PID/CID read as a TZC-400 (part 0x460, designer Arm, revision r0p1 in PID2 -- the revision is
-//!   the model's choice), component ID 0xB105F00D.
+//! - PID/CID read as a TZC-400: peripheral ID 0x04_002B_B460 (part 0x460; the value the `arm-tzc`
+//!   crate documents), component ID 0xB105F00D.
 //!
 //! Permission map and the gate keeper: the map a filter enforces is the register state at the
 //! moment its gate was last open, so a reprogramming sequence behind a closed gate takes effect
@@ -139,7 +139,7 @@ struct FailRegs {
 
 /// The TZC-400 model. Implements [`RegisterAccess`] for the driver and [`Model::check`] for the
 /// bus side.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     config: Config,
     action: u32,
@@ -152,7 +152,7 @@ pub struct Model {
     generation: u64,
 }
 
-const PID: [u32; 8] = [0x04, 0x00, 0x00, 0x00, 0x60, 0xb4, 0x1b, 0x00];
+const PID: [u32; 8] = [0x04, 0x00, 0x00, 0x00, 0x60, 0xb4, 0x2b, 0x00];
 const CID: [u32; 4] = [0x0d, 0xf0, 0x05, 0xb1];
 
 impl Model {
@@ -439,11 +439,12 @@ impl Model {
         let r = &self.regs[n];
         match (n, reg) {
             (0, 0) | (0, 1) => 0,
-            (0, 2) => (self.config.build.max_address() as u32) & !0xfff,
+            (0, 2) => self.config.build.max_address() as u32 | 0xfff,
             (0, 3) => self.high_mask(),
+            (0, 4) => r.attributes | u32::from(self.config.build.filter_mask()),
             (_, 0) => r.base_low,
             (_, 1) => r.base_high,
-            (_, 2) => r.top_low,
+            (_, 2) => r.top_low | 0xfff,
             (_, 3) => r.top_high,
             (_, 4) => r.attributes,
             (_, 5) => r.id_access,

@@ -85,10 +85,11 @@ fn run_step(
                 Some(PlanError::NotGranuleAligned { value: a })
             } else if let Some(q) = pages.clone().find(|&q| map[q as usize].is_some()) {
                 Some(PlanError::AlreadySecured { addr: addr(q) })
-            } else if let Some(q) = pages.clone().find(|&q| !in_ns(q)) {
-                Some(PlanError::NotNsMemory { addr: addr(q) })
             } else {
-                None
+                pages
+                    .clone()
+                    .find(|&q| !in_ns(q))
+                    .map(|q| PlanError::NotNsMemory { addr: addr(q) })
             };
             (r, e.map(Err).unwrap_or(Ok((owner, pages, true))))
         }

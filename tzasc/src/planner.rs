@@ -331,19 +331,21 @@ impl Extents {
 
     /// Removes `[base, top]` from `owner`'s extents (all of it must be owned).
     fn remove(&mut self, owner: Owner, base: u64, top: u64) -> Result<(), PlanError> {
-        // Coverage check: walk the owner's extents through the range.
-        let mut at = base;
+        // Coverage check: walk the owner's extents (sorted) through the range; `next` is the
+        // first address not yet known to be the owner's.
+        let mut next = base;
+        let mut covered = false;
         for e in self.as_slice() {
-            if e.owner == owner && e.base <= at && at <= e.top {
+            if e.owner == owner && e.base <= next && next <= e.top {
                 if e.top >= top {
-                    at = top;
+                    covered = true;
                     break;
                 }
-                at = e.top + 1;
+                next = e.top + 1;
             }
         }
-        if at != top {
-            return Err(PlanError::NotSecured { addr: at });
+        if !covered {
+            return Err(PlanError::NotSecured { addr: next });
         }
         let mut out = Extents::EMPTY;
         for e in self.as_slice() {
@@ -649,19 +651,15 @@ impl ExtentPlanner {
         let runs = &runs[..nruns];
 
         // 2. The wanted regions: secure runs and NS pieces (original NS minus runs).
-        let mut want = [Entry::Free; 2 * MAX_EXTENTS + MAX_REGIONS];
+        // Only the first MAX_REGIONS are kept (more never fit); all are counted for the error.
+        let mut want = [Entry::Free; MAX_REGIONS];
         let mut nwant = 0;
         let budget = self.budget();
-        let push = |want: &mut [Entry], nwant: &mut usize, e: Entry| -> Result<(), PlanError> {
-            if *nwant == want.len() {
-                return Err(PlanError::BudgetExhausted {
-                    needed: u8::MAX,
-                    available: budget,
-                });
+        let push = |want: &mut [Entry], nwant: &mut usize, e: Entry| {
+            if let Some(w) = want.get_mut(*nwant) {
+                *w = e;
             }
-            want[*nwant] = e;
             *nwant += 1;
-            Ok(())
         };
         for &(base, top) in runs {
             let region = Region {
@@ -671,7 +669,7 @@ impl ExtentPlanner {
                 ns: self.config.secure_ns,
                 filters: self.config.filters,
             };
-            push(&mut want, &mut nwant, Entry::Secure(region))?;
+            push(&mut want, &mut nwant, Entry::Secure(region));
         }
         for (p, ns) in self.ns.iter().enumerate() {
             let Some(ns) = ns else { continue };
@@ -690,7 +688,7 @@ impl ExtentPlanner {
                             parent: p as u8,
                             region: piece,
                         },
-                    )?;
+                    );
                 }
                 at = top.checked_add(1);
             }
@@ -703,22 +701,22 @@ impl ExtentPlanner {
                         parent: p as u8,
                         region: piece,
                     },
-                )?;
+                );
             }
         }
-        let want = &want[..nwant];
         if nwant > usize::from(budget) {
             return Err(PlanError::BudgetExhausted {
                 needed: nwant.min(u8::MAX as usize) as u8,
                 available: budget,
             });
         }
+        let want = &want[..nwant];
 
         // 3. Assign indices: identical first, then same-kind overlapping, then any free.
         let n = usize::from(self.config.regions);
         let mut table = [Entry::Foreign; MAX_REGIONS];
         let mut taken = [false; MAX_REGIONS];
-        let mut placed = [false; 2 * MAX_EXTENTS + MAX_REGIONS];
+        let mut placed = [false; MAX_REGIONS];
         for (t, e) in taken.iter_mut().zip(&self.table).take(n) {
             *t = matches!(e, Entry::Foreign);
         }

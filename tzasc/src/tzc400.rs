@@ -454,13 +454,11 @@ impl<R: RegisterAccess> Tzc400<R> {
         if !g.is_aligned(region.base) {
             return Err(Error::NotGranuleAligned { addr: region.base });
         }
-        if region.top == u64::MAX || !g.is_aligned(region.top + 1) {
-            // A top of u64::MAX is aligned, but only with a 64-bit address width.
-            if !(region.top == u64::MAX && self.build.address_width == 64) {
-                return Err(Error::NotGranuleAligned {
-                    addr: region.top.wrapping_add(1),
-                });
-            }
+        // top + 1 overflows only for a top of 2^64 - 1, which is aligned (and too wide below).
+        if let Some(end) = region.top.checked_add(1)
+            && !g.is_aligned(end)
+        {
+            return Err(Error::NotGranuleAligned { addr: end });
         }
         if region.top > self.build.max_address() {
             return Err(Error::AddressTooWide { addr: region.top });

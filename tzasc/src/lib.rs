@@ -16,6 +16,22 @@
 //! Hardware is reached through [`RegisterAccess`] (32-bit reads and writes at a byte offset of a
 //! register block): [`Mmio`] on the target, a model on the host and in the testbed.
 //!
+//! # What could not be verified here
+//!
+//! Everything is checked against TF-A v2.15.0's code, the `arm-tzc` crate's documentation and
+//! research/platform-facts.md sec. 7, on register models. Without a board, an FVP or the TRMs:
+//! - RK3588 (see [`rk3588`] for details): the meaning of the MST bits (the crate assumes two
+//!   master slots per register, one deny bit per region and slot, no read/write split), that
+//!   RGN holds CPU physical addresses, behaviour of overlapping regions, reset values, whether a
+//!   DSU region must be enabled on all four channels, and the lack of fault registers.
+//! - TZC-400 on FVP: the address width BUILD_CONFIG reports (the model says 36 bits, which
+//!   TF-A's DRAM2 top of 2^36 - 1 needs), whether the FVP lets filter 0's gate close at run time
+//!   (TF-A avoids closing it; [`tzc400::Tzc400::set_update_filters`] can leave it open), the
+//!   reset value of GATE_KEEPER, and the NSAID 9 of the application processors (TF-A's
+//!   `FVP_NSAID_AP`).
+//! - The TZC-400 TRM calls overlapping enabled regions UNDEFINED; the model denies such accesses
+//!   and flags the overlap, and the planner never programs one.
+//!
 //! # Why not the `arm-tzc` crate
 //!
 //! `arm-tzc` 0.2.1 (Arm's firmware crates) was evaluated and is not used: it is bound to real MMIO
@@ -36,7 +52,7 @@ pub struct Granule {
 }
 
 impl Granule {
-    /// 4 KiB: TZC-400 region base/top bits [11:0] are fixed.
+    /// 4 KiB: TZC-400 region base/top bits \[11:0\] are fixed.
     pub const KIB_4: Granule = Granule { shift: 12 };
     /// 1 MiB: RK3588 FIREWALL_DDR / FIREWALL_DSU regions are programmed in MiB.
     pub const MIB_1: Granule = Granule { shift: 20 };
@@ -291,7 +307,7 @@ pub struct Fault {
     pub write: bool,
     /// The access was secure (NS=0).
     pub secure: bool,
-    /// The master ID (TZC-400 FAIL_ID: VNET[27:24] and ID).
+    /// The master ID (TZC-400 FAIL_ID: VNET\[27:24\] and ID).
     pub id: u32,
     /// The filter that denied it (0 on firewalls without filters).
     pub filter: u8,

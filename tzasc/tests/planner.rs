@@ -482,3 +482,17 @@ fn rk3588_config_and_ordering() {
     assert!(matches!(ops[0], Op::Program(_, r) if r.base == 12 * MIB));
     assert!(matches!(ops[1], Op::Program(_, r) if r.base == 10 * MIB && r.top == 11 * MIB - 1));
 }
+
+/// Sizes that matter for a bare-metal caller's stack (printed for the notes; bounded here).
+#[test]
+fn sizes_stay_small() {
+    use core::mem::size_of;
+    let (p, plan, tzc, rk) = (
+        size_of::<ExtentPlanner>(),
+        size_of::<tzasc::planner::Plan>(),
+        size_of::<tzc400::Model>(),
+        size_of::<tzasc::rk3588::Model>(),
+    );
+    println!("ExtentPlanner {p} B, Plan {plan} B, tzc400::Model {tzc} B, rk3588::Model {rk} B");
+    assert!(p <= 8192 && plan <= 8192 && tzc <= 2048 && rk <= 512);
+}

@@ -174,3 +174,23 @@ impl IntoRead for Model {
         tzasc::RegisterAccess::read(&mut self, off)
     }
 }
+
+#[test]
+fn update_closes_chosen_open_gates_and_restores_them() {
+    let mut t = Tzc400::new(Model::new(Config::FVP_BASE_REVC)).unwrap();
+    t.set_gates(0b0101).unwrap();
+    t.begin_update().unwrap();
+    assert_eq!(t.open_gates(), 0);
+    t.commit_update().unwrap();
+    assert_eq!(
+        t.open_gates(),
+        0b0101,
+        "gates firmware left closed stay closed"
+    );
+    t.set_gates(0xf).unwrap();
+    t.set_update_filters(0b1110);
+    t.begin_update().unwrap();
+    assert_eq!(t.open_gates(), 0b0001, "filter 0 left open");
+    t.commit_update().unwrap();
+    assert_eq!(t.open_gates(), 0xf);
+}

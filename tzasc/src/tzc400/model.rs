@@ -5,7 +5,7 @@
 //!
 //! Register behaviour (TZC-400 TRM; TF-A v2.15.0 `tzc400.h` for the layout):
 //! - reserved bits and registers are RAZ/WI; regions and filters beyond BUILD_CONFIG are RAZ/WI;
-//! - region base bits [11:0] read as 0 and top bits [11:0] as 0xfff, both ignore writes (4 KiB
+//! - region base bits \[11:0\] read as 0 and top bits \[11:0\] as 0xfff, both ignore writes (4 KiB
 //!   granule, inclusive top); high words keep only the bits below the address width;
 //! - region 0: base/top are read-only (base reads 0, top reads the highest decoded address),
 //!   REGION_ATTRIBUTES.filter_en reads as all implemented filters and ignores writes (region 0
@@ -31,6 +31,33 @@
 //! else sets INT_STATUS.overrun and keeps the first failure. The model records the failure
 //! whatever ACTION says; ACTION selects the response (DECERR vs. OKAY with RAZ/WI) and whether the
 //! interrupt line ([`Model::interrupt`]) is raised.
+
+//!
+//! # As an emulated device
+//!
+//! ```
+//! use tzasc::tzc400::{Config, Model, Request};
+//! use tzasc::RegisterAccess;
+//!
+//! let mut dev = Model::new(Config::TESTBED);
+//! // A trapped 32-bit MMIO store / load from the SP goes to the register interface...
+//! dev.write(0x110 + 0x20, 0x4000_0001); // REGION_ATTRIBUTES_1: s_rd_en, filter 0
+//! dev.write(0x008, 1); // GATE_KEEPER: open filter 0
+//! assert_eq!(dev.read(0x008), 0x0001_0001);
+//! // ...and every initiator's access is decided by `check` (latching FAIL_* on a denial).
+//! let v = dev.check(0x0, true, 0, false);
+//! assert!(v.allowed && v.region == Some(1)); // region 1 is 0..=0xfff (base/top reset to 0)
+//! assert!(!dev.check(0x1000, false, 9, false).allowed); // region 0: no access
+//! // Rebuild stage-2 maps when the generation moves, one uniform span at a time.
+//! let (g0, mut addr) = (dev.generation(), 0u64);
+//! while addr < 0x4000 {
+//!     let end = dev.uniform_until(0, addr);
+//!     let ok = dev.permission(&Request { filter: 0, addr, secure: false, nsaid: 9, write: false, privileged: false, id: 9 }).allowed;
+//!     assert!(!ok);
+//!     addr = end.saturating_add(1);
+//! }
+//! assert_eq!(dev.generation(), g0);
+//! ```
 
 use super::{
     ATTR_FILTER_EN_MASK, ATTR_S_RD_EN, ATTR_S_WR_EN, Action, BuildConfig, FAIL_CONTROL_NS,
@@ -88,7 +115,7 @@ pub struct Request {
     pub write: bool,
     /// Privileged access (recorded in FAIL_CONTROL only).
     pub privileged: bool,
-    /// Master ID recorded in FAIL_ID [23:0] (the testbed has no AXI IDs and passes the NSAID).
+    /// Master ID recorded in FAIL_ID \[23:0\] (the testbed has no AXI IDs and passes the NSAID).
     pub id: u32,
 }
 

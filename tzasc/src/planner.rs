@@ -175,6 +175,8 @@ pub enum PlanError {
         /// The index at fault.
         index: RegionIndex,
     },
+    /// Reading the firewall failed ([`ExtentPlanner::from_firewall`]).
+    Firewall(Error),
 }
 
 /// What a region index holds.
@@ -456,6 +458,57 @@ impl ExtentPlanner {
             extents: Extents::EMPTY,
             version: 0,
         })
+    }
+
+    /// A planner over the regions firmware left programmed in `fw`, read back at boot: the
+    /// background region and indices in `config.reserved` are not used; with a `Denied`
+    /// background, a region granting NS access and no secure access is firmware NS memory
+    /// ([`FirmwareKind::Ns`]); every other enabled region is [`FirmwareKind::Fixed`].
+    pub fn from_firewall<F: MemoryFirewall + ?Sized>(
+        mut config: Config,
+        fw: &mut F,
+    ) -> Result<ExtentPlanner, PlanError> {
+        let n = fw.regions().min(MAX_REGIONS as u8);
+        config.regions = config.regions.min(n);
+        let mut list = [FirmwareRegion {
+            index: RegionIndex(0),
+            region: Region {
+                base: 0,
+                top: 0,
+                secure: Access::NONE,
+                ns: NsAccess::NONE,
+                filters: 0,
+            },
+            kind: FirmwareKind::Fixed,
+        }; MAX_REGIONS];
+        let mut len = 0;
+        for i in 0..config.regions {
+            let index = RegionIndex(i);
+            if fw.is_background(index) {
+                config.reserved |= 1 << i;
+                continue;
+            }
+            if config.reserved & (1 << i) != 0 {
+                continue;
+            }
+            let Some(region) = fw.read(index).map_err(PlanError::Firewall)? else {
+                continue;
+            };
+            let ns = region.ns.read.0 | region.ns.write.0 != 0;
+            let kind =
+                if config.background == Background::Denied && ns && region.secure == Access::NONE {
+                    FirmwareKind::Ns
+                } else {
+                    FirmwareKind::Fixed
+                };
+            list[len] = FirmwareRegion {
+                index,
+                region,
+                kind,
+            };
+            len += 1;
+        }
+        ExtentPlanner::new(config, &list[..len])
     }
 
     /// The configuration.

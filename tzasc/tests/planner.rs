@@ -496,3 +496,66 @@ fn sizes_stay_small() {
     println!("ExtentPlanner {p} B, Plan {plan} B, tzc400::Model {tzc} B, rk3588::Model {rk} B");
     assert!(p <= 8192 && plan <= 8192 && tzc <= 2048 && rk <= 512);
 }
+
+/// wt-tbfw's boot programming (NOTES-tbfw.md): region 1 secure RAM, region 2 NS DRAM
+/// 0x4000_0000-0x5fff_ffff, region 3 carve-out 0x6000_0000-0x63ff_ffff, region 4 NS DRAM
+/// 0x6400_0000-0x7fff_ffff; the Flex-Mem window 0x5000_0000-0x57ff_ffff lies in region 2.
+#[test]
+fn testbed_boot_programming_read_back() {
+    let ns = IdMask(1 << 0 | 1 << 1 | 1 << 8 | 1 << AP | 1 << 15);
+    let fw = [
+        FirmwareRegion {
+            index: RegionIndex(1),
+            region: Region::secure_rw(0x0e00_0000, 0x100_0000, 1).unwrap(),
+            kind: FirmwareKind::Fixed,
+        },
+        FirmwareRegion {
+            index: RegionIndex(2),
+            region: Region::ns_rw(0x4000_0000, 0x2000_0000, ns, 1).unwrap(),
+            kind: FirmwareKind::Ns,
+        },
+        FirmwareRegion {
+            index: RegionIndex(3),
+            region: Region::secure_rw(0x6000_0000, 0x400_0000, 1).unwrap(),
+            kind: FirmwareKind::Fixed,
+        },
+        FirmwareRegion {
+            index: RegionIndex(4),
+            region: Region::ns_rw(0x6400_0000, 0x1c00_0000, ns, 1).unwrap(),
+            kind: FirmwareKind::Ns,
+        },
+    ];
+    let mut t = tzc_with_firmware(&fw);
+    let mut p = ExtentPlanner::from_firewall(Config::tzc400(1), &mut t).unwrap();
+    assert_eq!(
+        p,
+        ExtentPlanner::new(Config::tzc400(1), &fw).unwrap(),
+        "read back = declared"
+    );
+    assert_eq!(p.budget(), 6);
+    let window = 0x5000_0000;
+    for (k, used) in [(0u64, 4u8), (1, 6)] {
+        let plan = p.plan_secure(Owner(1), window + k * 16 * MIB, MIB).unwrap();
+        plan.apply(&mut t).unwrap();
+        p.commit(&plan).unwrap();
+        assert_eq!(p.regions_used(), used);
+    }
+    assert_eq!(
+        p.plan_secure(Owner(1), window + 32 * MIB, MIB).err(),
+        Some(PlanError::BudgetExhausted {
+            needed: 8,
+            available: 6
+        })
+    );
+    let m = t.registers();
+    assert!(!m.check(window, false, AP, false).allowed);
+    assert!(m.check(window + MIB, false, AP, false).allowed);
+    assert!(
+        m.check(0x6400_0000, false, AP, false).allowed,
+        "region 4 untouched"
+    );
+    assert!(
+        m.check(0x6000_0000, true, 0, false).allowed,
+        "carve-out untouched"
+    );
+}

@@ -426,3 +426,29 @@ impl RegisterAccess for Mmio {
 // SAFETY: the block is exclusively ours (contract of `new`); moving the handle to another core
 // does not change what it points at.
 unsafe impl Send for Mmio {}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mmio, RegisterAccess};
+    use core::ptr::NonNull;
+
+    #[test]
+    fn mmio_accesses_only_its_block() {
+        let mut regs = [0u32; 4];
+        {
+            // SAFETY: `regs` is 16 bytes of ordinary memory that outlives `mmio` (this block) and
+            // is not touched in it except through `mmio`; volatile access to it is sound.
+            let mut mmio = unsafe { Mmio::new(NonNull::from(&mut regs).cast(), 16) };
+            mmio.write(0x4, 0xdead_beef);
+            mmio.write(0xc, 1);
+            assert_eq!(mmio.read(0x4), 0xdead_beef);
+            // Outside the block or unaligned: reads 0, writes dropped.
+            mmio.write(0x10, 7);
+            mmio.write(0x2, 7);
+            assert_eq!(mmio.read(0x10), 0);
+            assert_eq!(mmio.read(0x2), 0);
+            assert_eq!(mmio.read(usize::MAX - 1), 0);
+        }
+        assert_eq!(regs, [0, 0xdead_beef, 0, 1]);
+    }
+}

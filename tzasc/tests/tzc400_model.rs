@@ -460,3 +460,49 @@ fn nsaid_read_and_write_enables_are_separate() {
         "NSAIDs are 4 bits"
     );
 }
+
+/// The offsets derived from the `#[repr(C)]` block equal TF-A's `tzc400.h` / `tzc400.c` constants.
+#[test]
+fn register_offsets_match_tfa() {
+    use tzasc::tzc400::{BLOCK_SIZE, Registers};
+    assert_eq!(core::mem::size_of::<Registers>(), BLOCK_SIZE);
+    assert_eq!(
+        [
+            offset::BUILD_CONFIG,
+            offset::ACTION,
+            offset::GATE_KEEPER,
+            offset::SPECULATION_CTRL,
+            offset::INT_STATUS,
+            offset::INT_CLEAR
+        ],
+        [0x000, 0x004, 0x008, 0x00c, 0x010, 0x014]
+    );
+    for f in 0..4 {
+        assert_eq!(
+            [
+                offset::fail_address_low(f),
+                offset::fail_address_high(f),
+                offset::fail_control(f),
+                offset::fail_id(f)
+            ],
+            [0x020, 0x024, 0x028, 0x02c].map(|o| o + 0x10 * f)
+        );
+    }
+    for n in 0..9 {
+        assert_eq!(
+            [
+                offset::region_base_low(n),
+                offset::region_base_high(n),
+                offset::region_top_low(n),
+                offset::region_top_high(n),
+                offset::region_attributes(n),
+                offset::region_id_access(n),
+            ],
+            [0x100, 0x104, 0x108, 0x10c, 0x110, 0x114].map(|o| o + 0x20 * n)
+        );
+    }
+    assert_eq!(
+        (offset::PID4, offset::PID0, offset::PID1, offset::CID0),
+        (0xfd0, 0xfe0, 0xfe4, 0xff0)
+    );
+}

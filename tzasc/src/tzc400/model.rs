@@ -88,8 +88,9 @@ impl Config {
     };
 
     /// FVP Base RevC: 9 regions, 4 filters (TF-A uses filters 0 and 2), 4-bit NSAIDs. The address
-    /// width (here 36, FVP's physical address size) is not verified on a real FVP: TF-A only reads
-    /// BUILD_CONFIG, it never prints it.
+    /// width 36 is TF-A's `PLAT_PHY_ADDR_SPACE_SIZE` for FVP (1 << 36, which its DRAM2 top
+    /// 0xf_ffff_ffff fills); what the FVP's BUILD_CONFIG really reports is not verified (TF-A
+    /// reads it but never prints it).
     pub const FVP_BASE_REVC: Config = Config {
         build: BuildConfig {
             filters: 4,

@@ -39,6 +39,10 @@
 
 use crate::{Access, Error, Granule, MemoryFirewall, NsAccess, Region, RegionIndex};
 
+mod extents;
+
+use extents::{Extent, Extents};
+
 /// Most region indices a planner handles (RK3588 has 16, TZC-400 9).
 pub const MAX_REGIONS: usize = 16;
 /// Most owner extents tracked (an owner's adjacent pages merge into one extent).
@@ -179,6 +183,29 @@ pub enum PlanError {
     Firewall(Error),
 }
 
+/// Why [`ExtentPlanner::secure_on`] / [`ExtentPlanner::release_on`] failed. The planner is
+/// unchanged in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyError {
+    /// Refused before anything was written.
+    Plan(PlanError),
+    /// The firewall refused a write or its gate did not follow; the planner then reprogrammed the
+    /// committed state ([`ExtentPlanner::restore`]).
+    Firewall {
+        /// The first error.
+        error: Error,
+        /// Whether reprogramming the committed state succeeded (if not, the hardware may hold
+        /// part of the failed plan: treat the firewall as broken).
+        restored: bool,
+    },
+}
+
+impl From<PlanError> for ApplyError {
+    fn from(e: PlanError) -> Self {
+        ApplyError::Plan(e)
+    }
+}
+
 /// What a region index holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -258,126 +285,6 @@ impl Plan {
             }
         }
         fw.commit_update()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Extent {
-    owner: Owner,
-    base: u64,
-    top: u64,
-}
-
-const NO_EXTENT: Extent = Extent {
-    owner: Owner(0),
-    base: 0,
-    top: 0,
-};
-
-/// Owner extents sorted by base, non-overlapping; same-owner neighbours merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Extents {
-    items: [Extent; MAX_EXTENTS],
-    len: usize,
-}
-
-impl Extents {
-    const EMPTY: Extents = Extents {
-        items: [NO_EXTENT; MAX_EXTENTS],
-        len: 0,
-    };
-
-    fn as_slice(&self) -> &[Extent] {
-        &self.items[..self.len]
-    }
-
-    fn first_overlap(&self, base: u64, top: u64) -> Option<u64> {
-        self.as_slice()
-            .iter()
-            .find(|e| e.base <= top && base <= e.top)
-            .map(|e| e.base.max(base))
-    }
-
-    fn insert(&mut self, x: Extent) -> Result<(), PlanError> {
-        let mut out = Extents::EMPTY;
-        let mut placed = false;
-        // Merge in order of base.
-        let push = |out: &mut Extents, e: Extent| -> Result<(), PlanError> {
-            if out.len > 0 {
-                let last = &mut out.items[out.len - 1];
-                if last.owner == e.owner && last.top.checked_add(1) == Some(e.base) {
-                    last.top = e.top;
-                    return Ok(());
-                }
-            }
-            if out.len == MAX_EXTENTS {
-                return Err(PlanError::TooManyExtents);
-            }
-            out.items[out.len] = e;
-            out.len += 1;
-            Ok(())
-        };
-        for e in self.as_slice() {
-            if !placed && x.base < e.base {
-                push(&mut out, x)?;
-                placed = true;
-            }
-            push(&mut out, *e)?;
-        }
-        if !placed {
-            push(&mut out, x)?;
-        }
-        *self = out;
-        Ok(())
-    }
-
-    /// Removes `[base, top]` from `owner`'s extents (all of it must be owned).
-    fn remove(&mut self, owner: Owner, base: u64, top: u64) -> Result<(), PlanError> {
-        // Coverage check: walk the owner's extents (sorted) through the range; `next` is the
-        // first address not yet known to be the owner's.
-        let mut next = base;
-        let mut covered = false;
-        for e in self.as_slice() {
-            if e.owner == owner && e.base <= next && next <= e.top {
-                if e.top >= top {
-                    covered = true;
-                    break;
-                }
-                next = e.top + 1;
-            }
-        }
-        if !covered {
-            return Err(PlanError::NotSecured { addr: next });
-        }
-        let mut out = Extents::EMPTY;
-        for e in self.as_slice() {
-            let pieces: [Option<Extent>; 2] = if e.owner == owner && e.base <= top && base <= e.top
-            {
-                [
-                    (e.base < base).then_some(Extent {
-                        owner,
-                        base: e.base,
-                        top: base - 1,
-                    }),
-                    (e.top > top).then_some(Extent {
-                        owner,
-                        base: top + 1,
-                        top: e.top,
-                    }),
-                ]
-            } else {
-                [Some(*e), None]
-            };
-            for p in pieces.into_iter().flatten() {
-                if out.len == MAX_EXTENTS {
-                    return Err(PlanError::TooManyExtents);
-                }
-                out.items[out.len] = p;
-                out.len += 1;
-            }
-        }
-        *self = out;
-        Ok(())
     }
 }
 
@@ -645,6 +552,56 @@ impl ExtentPlanner {
     /// [`plan_release`](Self::plan_release) + [`commit`](Self::commit); returns the plan to apply.
     pub fn release(&mut self, owner: Owner, base: u64, size: u64) -> Result<Plan, PlanError> {
         let plan = self.plan_release(owner, base, size)?;
+        self.commit(&plan)?;
+        Ok(plan)
+    }
+
+    /// Secures `[base, base + size)` for `owner` on `fw`, all or nothing: plan, apply (gated),
+    /// commit; on a firewall error the committed state is reprogrammed and nothing changes.
+    /// Returns the applied plan (its `ops().len()` is the number of region writes).
+    pub fn secure_on<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        owner: Owner,
+        base: u64,
+        size: u64,
+    ) -> Result<Plan, ApplyError> {
+        let plan = self.plan_secure(owner, base, size)?;
+        self.apply_and_commit(fw, plan)
+    }
+
+    /// Releases `[base, base + size)` from `owner` on `fw`, all or nothing (see
+    /// [`secure_on`](Self::secure_on)).
+    pub fn release_on<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        owner: Owner,
+        base: u64,
+        size: u64,
+    ) -> Result<Plan, ApplyError> {
+        let plan = self.plan_release(owner, base, size)?;
+        self.apply_and_commit(fw, plan)
+    }
+
+    /// Releases everything `owner` secured on `fw`, all or nothing.
+    pub fn release_all_on<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        owner: Owner,
+    ) -> Result<Plan, ApplyError> {
+        let plan = self.plan_release_all(owner)?;
+        self.apply_and_commit(fw, plan)
+    }
+
+    fn apply_and_commit<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        plan: Plan,
+    ) -> Result<Plan, ApplyError> {
+        if let Err(error) = plan.apply(fw) {
+            let restored = self.restore().apply(fw).is_ok();
+            return Err(ApplyError::Firewall { error, restored });
+        }
         self.commit(&plan)?;
         Ok(plan)
     }

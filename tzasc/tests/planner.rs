@@ -2,7 +2,8 @@
 //! and RK3588 models with the resulting permissions checked page by page.
 
 use tzasc::planner::{
-    Background, Config, Entry, ExtentPlanner, FirmwareKind, FirmwareRegion, Op, Owner, PlanError,
+    ApplyError, Background, Config, Entry, ExtentPlanner, FirmwareKind, FirmwareRegion, Op, Owner,
+    PlanError,
 };
 use tzasc::tzc400::{self, Tzc400};
 use tzasc::{Access, IdMask, MemoryFirewall, Region, RegionIndex};
@@ -334,56 +335,70 @@ fn plans_applied_to_the_tzc400_model_enforce_exactly() {
     }
 }
 
-/// A failed apply (a stuck gate) leaves the planner unchanged; `restore` reprograms the hardware
-/// to the committed state.
+/// A firewall whose programs fail after `fail_after` successes, `failures` times in a row (a
+/// stuck or refusing device).
+struct Flaky {
+    inner: Tzc400<tzc400::Model>,
+    fail_after: usize,
+    failures: usize,
+}
+
+impl Flaky {
+    fn new(inner: Tzc400<tzc400::Model>) -> Flaky {
+        Flaky {
+            inner,
+            fail_after: usize::MAX,
+            failures: usize::MAX,
+        }
+    }
+}
+
+impl MemoryFirewall for Flaky {
+    fn granule(&self) -> tzasc::Granule {
+        self.inner.granule()
+    }
+    fn regions(&self) -> u8 {
+        self.inner.regions()
+    }
+    fn is_background(&self, i: RegionIndex) -> bool {
+        self.inner.is_background(i)
+    }
+    fn program(&mut self, i: RegionIndex, r: &Region) -> Result<(), tzasc::Error> {
+        if self.fail_after == 0 && self.failures > 0 {
+            self.failures -= 1;
+            return Err(tzasc::Error::GateTimeout { filters: 1 });
+        }
+        self.fail_after = self.fail_after.saturating_sub(1);
+        self.inner.program(i, r)
+    }
+    fn clear(&mut self, i: RegionIndex) -> Result<(), tzasc::Error> {
+        self.inner.clear(i)
+    }
+    fn read(&mut self, i: RegionIndex) -> Result<Option<Region>, tzasc::Error> {
+        self.inner.read(i)
+    }
+    fn begin_update(&mut self) -> Result<(), tzasc::Error> {
+        self.inner.begin_update()
+    }
+    fn commit_update(&mut self) -> Result<(), tzasc::Error> {
+        self.inner.commit_update()
+    }
+    fn take_fault(&mut self) -> Option<tzasc::Fault> {
+        self.inner.take_fault()
+    }
+    fn clear_fault(&mut self) {
+        self.inner.clear_fault()
+    }
+}
+
+/// A failed apply (a refused write) leaves the planner unchanged; `restore` reprograms the
+/// hardware to the committed state.
 #[test]
 fn failed_apply_then_restore() {
-    struct Flaky {
-        inner: Tzc400<tzc400::Model>,
-        fail_after: usize,
-    }
-    impl MemoryFirewall for Flaky {
-        fn granule(&self) -> tzasc::Granule {
-            self.inner.granule()
-        }
-        fn regions(&self) -> u8 {
-            self.inner.regions()
-        }
-        fn is_background(&self, i: RegionIndex) -> bool {
-            self.inner.is_background(i)
-        }
-        fn program(&mut self, i: RegionIndex, r: &Region) -> Result<(), tzasc::Error> {
-            if self.fail_after == 0 {
-                return Err(tzasc::Error::GateTimeout { filters: 1 });
-            }
-            self.fail_after -= 1;
-            self.inner.program(i, r)
-        }
-        fn clear(&mut self, i: RegionIndex) -> Result<(), tzasc::Error> {
-            self.inner.clear(i)
-        }
-        fn read(&mut self, i: RegionIndex) -> Result<Option<Region>, tzasc::Error> {
-            self.inner.read(i)
-        }
-        fn begin_update(&mut self) -> Result<(), tzasc::Error> {
-            self.inner.begin_update()
-        }
-        fn commit_update(&mut self) -> Result<(), tzasc::Error> {
-            self.inner.commit_update()
-        }
-        fn take_fault(&mut self) -> Option<tzasc::Fault> {
-            self.inner.take_fault()
-        }
-        fn clear_fault(&mut self) {
-            self.inner.clear_fault()
-        }
-    }
     let fw = testbed_firmware();
     let p = tzc_planner();
-    let mut f = Flaky {
-        inner: tzc_with_firmware(&fw),
-        fail_after: 1,
-    };
+    let mut f = Flaky::new(tzc_with_firmware(&fw));
+    f.fail_after = 1;
     let plan = p.plan_secure(Owner(1), NS_BASE + MIB, PAGE).unwrap();
     assert!(plan.apply(&mut f).is_err());
     assert_eq!(f.inner.open_gates(), 1, "gates reopened after the failure");
@@ -395,6 +410,65 @@ fn failed_apply_then_restore() {
         "back to the committed state"
     );
     assert!(m.check(NS_BASE + 2 * MIB, false, AP, false).allowed);
+}
+
+/// `secure_on` / `release_on`: all or nothing against a firewall that fails mid-plan.
+#[test]
+fn secure_on_is_all_or_nothing() {
+    let fw = testbed_firmware();
+    let mut p = tzc_planner();
+    let mut f = Flaky::new(tzc_with_firmware(&fw));
+    let a = NS_BASE + MIB;
+    let plan = p.secure_on(&mut f, Owner(1), a, 4 * PAGE).unwrap();
+    assert_eq!(plan.ops().len(), 3);
+    assert!(!f.inner.registers().check(a, false, AP, false).allowed);
+    // Growing fails after one of its two writes: state and hardware stay as before.
+    let before = p.clone();
+    f.fail_after = 1;
+    let e = p
+        .secure_on(&mut f, Owner(1), a + 4 * PAGE, PAGE)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        ApplyError::Firewall {
+            error: tzasc::Error::GateTimeout { filters: 1 },
+            restored: false
+        }
+    );
+    assert_eq!(p, before);
+    f.fail_after = usize::MAX;
+    p.restore().apply(&mut f).unwrap();
+    let m = f.inner.registers();
+    assert!(!m.check(a + 3 * PAGE, false, AP, false).allowed);
+    assert!(
+        m.check(a + 4 * PAGE, false, AP, false).allowed,
+        "the failed growth is not in force"
+    );
+    // A single refused write: the restore succeeds and the error says so.
+    let before = p.clone();
+    (f.fail_after, f.failures) = (1, 1);
+    let e = p.release_on(&mut f, Owner(1), a, PAGE).unwrap_err();
+    assert_eq!(
+        e,
+        ApplyError::Firewall {
+            error: tzasc::Error::GateTimeout { filters: 1 },
+            restored: true
+        }
+    );
+    assert_eq!(p, before);
+    assert!(
+        !f.inner.registers().check(a, false, AP, false).allowed,
+        "still secured"
+    );
+    // Plan errors pass through unchanged.
+    f.fail_after = usize::MAX;
+    assert_eq!(
+        p.release_on(&mut f, Owner(2), a, PAGE).unwrap_err(),
+        ApplyError::Plan(PlanError::NotSecured { addr: a })
+    );
+    p.release_all_on(&mut f, Owner(1)).unwrap();
+    assert_eq!(p.regions_used(), 1);
+    assert!(f.inner.registers().check(a, false, AP, false).allowed);
 }
 
 /// Flex-Mem's worst realistic case: a 64-layer model whose layers arrive one by one, each

@@ -269,9 +269,9 @@ impl Plan {
         self.len == 0
     }
 
-    /// Writes the plan: `begin_update`, every op, `commit_update` (nothing for an empty plan). On an error the gates are
-    /// reopened if they were closed and the error returned; the hardware may then hold part of
-    /// the plan: apply [`ExtentPlanner::restore`] to go back.
+    /// Writes the plan: `begin_update`, every op, `commit_update` (nothing for an empty plan).
+    /// On an error the gates are reopened if they were closed and the error returned; the
+    /// hardware may then hold part of the plan: apply [`ExtentPlanner::restore`] to go back.
     pub fn apply<F: MemoryFirewall + ?Sized>(&self, fw: &mut F) -> Result<(), Error> {
         if self.is_empty() {
             // Nothing to write: no gate cycle (each is a trapped MMIO round trip on the testbed).

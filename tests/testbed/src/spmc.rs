@@ -1836,8 +1836,8 @@ mod tests {
         );
         assert_eq!(
             err(&spc(&mut s, &mut m, reclaim(hl))),
-            Some(-6),
-            "SP is not the owner"
+            Some(-2),
+            "SP is not the owner (Hafnium: INVALID_PARAMETERS)"
         );
         assert_eq!(nwc(&mut s, &mut m, reclaim(hl))[0], SUCCESS32);
         assert!(m.hw.nw_revoked.is_empty());

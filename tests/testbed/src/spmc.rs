@@ -632,14 +632,17 @@ impl Spmc {
         if mb.rx_full {
             return error(FfaError::Busy);
         }
-        let mut buf = [0u8; 4 * PartitionInfo::SIZE];
+        // Hafnium v2.15 (`send_versioned_partition_info_descriptors`): the 48-byte v1.3
+        // descriptor to every v1.1+ caller, whose reader goes by w3; 8 bytes to v1.0.
+        let mut buf = [0u8; 4 * PartitionInfo::SIZE_V1_3];
         let desc = if version >= Version::V1_1 {
-            PartitionInfo::SIZE
+            PartitionInfo::SIZE_V1_3
         } else {
             INFO_DESC_SIZE_V1_0
         };
+        let sp_version = self.sp_ep.version.to_u32();
         for (d, info) in buf.chunks_exact_mut(desc).zip(&list[..n]) {
-            d.copy_from_slice(&info.to_bytes()[..desc]);
+            d.copy_from_slice(&info.to_bytes_v1_3(Uuid::NIL, sp_version)[..desc]);
         }
         if !mem.write(mb.rx, &buf[..n * desc]) {
             return error(FfaError::Aborted);
@@ -658,7 +661,9 @@ impl Spmc {
         }
         let version = self.ep(c).version;
         let (list, n) = self.matching(uuid, version);
-        match PartitionInfoRegs::for_range(&list[..n], start, 0) {
+        // Hafnium v2.15: 48-byte descriptors, six registers each, two per call.
+        let versions = [self.sp_ep.version.to_u32(); 4];
+        match PartitionInfoRegs::for_range_v1_3(&list[..n], &versions, start, 0) {
             Some(r) => Call::Success {
                 target_info: 0,
                 args: r.to_success_args(),
@@ -1269,7 +1274,16 @@ mod tests {
         let NwAction::Reply(r) = s.nw_call(&by(Uuid::NIL, 0), &mut m) else {
             panic!()
         };
-        assert_eq!((r[0], r[2], r[3]), (SUCCESS32, 1, 24));
+        assert_eq!(
+            (r[0], r[2], r[3]),
+            (SUCCESS32, 1, 48),
+            "Hafnium's 48-byte form"
+        );
+        assert_eq!(
+            &m.bytes[0x1028..0x102c],
+            &0x10002u32.to_le_bytes(),
+            "SP version"
+        );
         let d = PartitionInfo::from_bytes(m.bytes[0x1000..0x1018].try_into().unwrap());
         assert_eq!((d.id, d.exec_ctx_count), (0x8001, 1));
         assert_eq!(d.properties.0, 0x203 | Props::AARCH64);
@@ -1309,9 +1323,21 @@ mod tests {
         let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[lo, hi, 0]));
         assert_eq!(r[0], F::Success64 as u64);
         assert_eq!(r[2] & 0xffff, 0, "last index");
-        assert_eq!(r[2] >> 48, 24, "descriptor size");
+        assert_eq!(r[2] >> 48, 48, "descriptor size (Hafnium v2.15)");
+        assert_eq!(r[8], 0x10002, "the SP's FF-A version in the sixth register");
         assert_eq!(r[3] & 0xffff, 0x8001);
         assert_eq!((r[4], r[5]), (0, 0), "UUID only for a nil query");
+        let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[0, 0, 0]));
+        assert_eq!(
+            (r[2] & 0xffff, (r[2] >> 16) & 0xffff),
+            (1, 1),
+            "both in one call"
+        );
+        assert_eq!(
+            (r[9] & 0xffff, r[10], r[11]),
+            (0x8001, lo, hi),
+            "six registers on"
+        );
         let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[0, 0, 1]));
         assert_eq!((r[2] & 0xffff, (r[2] >> 16) & 0xffff), (1, 1));
         assert_eq!((r[4], r[5]), (lo, hi));

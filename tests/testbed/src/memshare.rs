@@ -57,8 +57,12 @@ pub const MAX_DONATED_RANGES: usize = 1024;
 /// NO_MEMORY, so the firmware heap (1 MiB, room for the transient copies) never runs out: an
 /// allocation failure would stop the testbed.
 pub const MAX_HELD_BYTES: usize = 384 * 1024;
-/// Largest descriptor accepted (a 512-constituent send is 8.3 KiB).
-pub const MAX_DESC_LEN: usize = 64 * 1024;
+/// Fragments a send may take, the first included (Hafnium v2.15 `MAX_FRAGMENTS`); the next
+/// FRAG_TX is NO_MEMORY and ends the transaction.
+pub const MAX_FRAGMENTS: usize = 20;
+/// Largest descriptor accepted: the most Hafnium can assemble, [`MAX_FRAGMENTS`] full buffers
+/// (a 512-constituent send is 8.3 KiB).
+pub const MAX_DESC_LEN: usize = MAX_FRAGMENTS * BUF_SIZE;
 /// RX/TX buffer size (one page).
 pub const BUF_SIZE: usize = 4096;
 
@@ -150,8 +154,9 @@ impl Entropy for SplitMix {
 
 #[derive(Clone, Debug)]
 enum State {
-    /// FRAG_TX fragments still to come (the assembler and the announced total).
-    Sending(FragmentAssembler, usize),
+    /// FRAG_TX fragments still to come (the assembler, the announced total, the fragments
+    /// received so far).
+    Sending(FragmentAssembler, usize, usize),
     /// Complete; not retrieved.
     Sent,
     /// Retrieved by the receiver; `pending` holds the rest of a fragmented retrieve response
@@ -284,7 +289,7 @@ impl MemShare {
                     + block(d.receivers.capacity() * core::mem::size_of::<ffa::memory::Emad>())
             });
             let state = match &t.state {
-                State::Sending(_, total) => block(*total),
+                State::Sending(_, total, _) => block(*total),
                 State::Retrieved {
                     pending: Some((b, _)),
                     ..
@@ -352,7 +357,7 @@ impl MemShare {
                 kind,
                 owner: caller.id,
                 desc: None,
-                state: State::Sending(asm, total_len),
+                state: State::Sending(asm, total_len, 1),
             });
             return Ok(Reply::FragRx {
                 handle,
@@ -385,9 +390,16 @@ impl MemShare {
         if self.txs[i].owner != caller.id {
             return Err(inval());
         }
-        let State::Sending(asm, _) = &mut self.txs[i].state else {
+        let State::Sending(asm, _, frags) = &mut self.txs[i].state else {
             return Err(inval());
         };
+        // Hafnium `ffa_memory_send_continue_validate`: out of fragment slots, the share state
+        // is freed.
+        if *frags == MAX_FRAGMENTS {
+            self.txs.remove(i);
+            return Err(FfaError::NoMemory);
+        }
+        *frags += 1;
         // A bad fragment ends the transaction (Hafnium frees the share state).
         let done = match asm.push(frag) {
             Ok(d) => d,
@@ -403,7 +415,7 @@ impl MemShare {
             });
         }
         let tx = self.txs.remove(i);
-        let State::Sending(asm, _) = tx.state else {
+        let State::Sending(asm, _, _) = tx.state else {
             return Err(inval());
         };
         let whole = asm.finish().map_err(FfaError::from)?;
@@ -421,9 +433,12 @@ impl MemShare {
         avoid: Option<(u64, u64)>,
         hw: &mut dyn MemHw,
     ) -> Result<(), FfaError> {
+        // EMAD size: Hafnium (`receiver_size_and_offset_valid_for_version`) takes that of the
+        // caller's version or an older one, so a v1.2 sender may use 16-byte EMADs.
         let opts = ParseOptions {
             expected_sender: Some(caller.id),
-            emad_size: Some(EmadSize::for_version(caller.version)),
+            emad_size: (caller.version < Version::V1_2)
+                .then(|| EmadSize::for_version(caller.version)),
         };
         let desc =
             MemTransaction::parse(bytes, DescKind::Send(kind), opts).map_err(FfaError::from)?;

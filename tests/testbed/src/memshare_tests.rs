@@ -810,14 +810,6 @@ fn send_rejections() {
         d,
         FfaError::InvalidParameters,
     );
-    let mut d = base(Share);
-    d.emad_size = EmadSize::V1_1;
-    add(
-        "v1.1 EMADs from a v1.2 caller",
-        Share,
-        d,
-        FfaError::InvalidParameters,
-    );
 
     let mut t = T::new();
     for (name, k, b, e) in &cases {
@@ -1409,6 +1401,45 @@ fn hafnium_send_layout_flags_and_receivers() {
     assert!(t.hw.nw_revoked.is_empty());
     // The good descriptor still goes through.
     assert!(matches!(t.send_raw(Share, &good), Ok(Reply::Handle(_))));
+    // EMAD size of the caller's version or an older one (`receiver_size_and_offset_valid_for_
+    // version`): 16-byte EMADs from v1.2, not 32-byte ones from v1.1.
+    let mut d = desc(Share, &[(BUF + 0x1000, 1)]);
+    d.emad_size = EmadSize::V1_1;
+    assert!(t.send(Share, &d).is_ok(), "v1.1 EMADs from a v1.2 caller");
+    let b = bytes(Share, &desc(Share, &[(BUF + 0x2000, 1)]));
+    let v1_1 = CallerInfo {
+        id: 0,
+        version: Version::V1_1,
+    };
+    let r =
+        t.m.send(v1_1, Share, b.len() as u32, &b, None, &mut t.hw, &mut t.rng);
+    assert_eq!(r, inv, "v1.2 EMADs from a v1.1 caller");
+    // At most MAX_FRAGMENTS (20) fragments: the 21st is NO_MEMORY and ends the send.
+    let ranges: Vec<(u64, u32)> = (0..21).map(|i| (BUF + 0x10_0000 + i * 0x2000, 1)).collect();
+    let b = bytes(Share, &desc(Share, &ranges));
+    let live = t.m.live();
+    let r = t.m.send(
+        NW,
+        Share,
+        b.len() as u32,
+        &b[..112],
+        None,
+        &mut t.hw,
+        &mut t.rng,
+    );
+    let Ok(Reply::FragRx { handle, .. }) = r else {
+        panic!("{r:?}")
+    };
+    for n in 2..=21 {
+        let o = 112 + (n - 2) * 16;
+        let r = t.m.frag_tx(NW, handle, &b[o..o + 16], None, &mut t.hw);
+        if n <= MAX_FRAGMENTS {
+            assert!(matches!(r, Ok(Reply::FragRx { .. })), "fragment {n}: {r:?}");
+        } else {
+            assert_eq!(r, Err(FfaError::NoMemory), "fragment {n}");
+        }
+    }
+    assert_eq!(t.m.live(), live, "the send is gone");
 }
 
 /// Retrieve and relinquish rules Hafnium v2.15 enforces (`ffa_memory_retrieve_validate`,

@@ -228,7 +228,8 @@ impl<C: Conduit> Endpoint<C> {
         })
     }
 
-    /// FFA_PARTITION_INFO_GET_REGS: up to five descriptors from `start_index`.
+    /// FFA_PARTITION_INFO_GET_REGS: up to five descriptors from `start_index` (two of Hafnium's
+    /// 48-byte ones).
     pub fn partition_info_get_regs(
         &mut self,
         uuid: Uuid,

@@ -9,6 +9,11 @@
 //! index \[31:16\] | UUID info tag \[47:32\] | descriptor size \[63:48\], then up to five
 //! descriptors in x3-x17, three registers each: id \[15:0\] | exec contexts \[31:16\] |
 //! properties \[63:32\], UUID lo, UUID hi (Hafnium `ffa_partition_info_regs_get_part_info`).
+//!
+//! Hafnium v2.15 answers every v1.1+ caller with the FF-A v1.3 ALP2 descriptor
+//! ([`PartitionInfo::SIZE_V1_3`], 48 bytes: the 24 above, image UUID, the partition's FF-A
+//! version, reserved), in the RX buffer and in GET_REGS (six registers each, two per call).
+//! Readers take the size from w3 / x2 \[63:48\] and read the first 24 bytes of each entry.
 
 use crate::{PartitionId, SuccessArgs, Uuid};
 
@@ -55,6 +60,17 @@ pub struct BufferTooSmall {
 impl PartitionInfo {
     /// Size of the v1.1+ descriptor.
     pub const SIZE: usize = 24;
+    /// Size of the FF-A v1.3 ALP2 descriptor Hafnium v2.15 returns to v1.1+ callers.
+    pub const SIZE_V1_3: usize = 48;
+
+    /// The 48-byte form: these 24 bytes, `image_uuid`, the partition's FF-A version, reserved.
+    pub fn to_bytes_v1_3(&self, image_uuid: Uuid, ffa_version: u32) -> [u8; Self::SIZE_V1_3] {
+        let mut b = [0u8; Self::SIZE_V1_3];
+        b[..Self::SIZE].copy_from_slice(&self.to_bytes());
+        b[24..40].copy_from_slice(&image_uuid.0);
+        b[40..44].copy_from_slice(&ffa_version.to_le_bytes());
+        b
+    }
 
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
@@ -162,13 +178,42 @@ pub struct PartitionInfoRegs {
     pub current_index: u16,
     pub tag: u16,
     pub desc_size: u16,
-    /// Number of valid entries in `entries` (0..=5).
+    /// Number of valid entries in `entries` (0..=5; 0..=2 for 48-byte descriptors).
     pub count: u8,
     pub entries: [PartitionInfo; Self::MAX_ENTRIES],
+    /// Each entry's FF-A version (48-byte descriptors only; the image UUID is not kept).
+    pub versions: [u32; Self::MAX_ENTRIES],
 }
 
 impl PartitionInfoRegs {
     pub const MAX_ENTRIES: usize = 5;
+    /// x3-x17: the registers descriptors may use.
+    const REGS: usize = 15;
+
+    /// Registers per descriptor of `desc_size` bytes (at least the three of a 24-byte one).
+    fn stride(desc_size: u16) -> usize {
+        usize::from(desc_size).div_ceil(8).max(3)
+    }
+
+    /// Hafnium v2.15's reply: entries `start_index..` of `all` (at most two) as 48-byte
+    /// descriptors with image UUID nil and FF-A version `versions[i]` for `all[i]`; `None` as
+    /// [`Self::for_range`], or if `versions` is shorter than `all`.
+    pub fn for_range_v1_3(
+        all: &[PartitionInfo],
+        versions: &[u32],
+        start_index: u16,
+        tag: u16,
+    ) -> Option<Self> {
+        let mut r = Self::for_range(all, start_index, tag)?;
+        let start = usize::from(start_index);
+        let n = usize::from(r.count).min(Self::REGS / 6);
+        r.count = n as u8;
+        r.current_index = (start + n - 1) as u16;
+        r.desc_size = PartitionInfo::SIZE_V1_3 as u16;
+        r.versions[..n].copy_from_slice(versions.get(start..start + n)?);
+        r.entries[n..].fill(PartitionInfo::default());
+        Some(r)
+    }
 
     /// Build a reply for entries `start_index..` of `all` (at most five), or `None` if
     /// `start_index` is out of range or `all` is empty or longer than 65536 entries.
@@ -187,6 +232,7 @@ impl PartitionInfoRegs {
             desc_size: PartitionInfo::SIZE as u16,
             count: (end - start) as u8,
             entries,
+            versions: [0; Self::MAX_ENTRIES],
         })
     }
 
@@ -201,8 +247,17 @@ impl PartitionInfoRegs {
             | u64::from(self.current_index) << 16
             | u64::from(self.tag) << 32
             | u64::from(self.desc_size) << 48;
+        let stride = Self::stride(self.desc_size);
         for (i, e) in self.entries().iter().enumerate() {
-            a[1 + 3 * i..4 + 3 * i].copy_from_slice(&e.to_regs());
+            let at = 1 + stride * i;
+            if at + stride > a.len() {
+                break;
+            }
+            a[at..at + 3].copy_from_slice(&e.to_regs());
+            if stride >= 6 {
+                // Image UUID (x+3, x+4) nil; the FF-A version in x+5.
+                a[at + 5] = u64::from(self.versions[i]);
+            }
         }
         SuccessArgs::Args64(a)
     }
@@ -224,20 +279,24 @@ impl PartitionInfoRegs {
             return Err(bad);
         }
         let n = usize::from(current - start_index) + 1;
-        if n > Self::MAX_ENTRIES {
-            return Err(bad);
-        }
         let desc_size = (x2 >> 48) as u16;
         if usize::from(desc_size) < PartitionInfo::SIZE {
             return Err(PartitionInfoError::DescriptorTooSmall(desc_size.into()));
         }
+        // Entries are `stride` registers apart (six for Hafnium's 48-byte descriptors).
+        let stride = Self::stride(desc_size);
+        if n > Self::MAX_ENTRIES || n * stride > Self::REGS {
+            return Err(bad);
+        }
         let mut entries = [PartitionInfo::default(); Self::MAX_ENTRIES];
-        for (i, e) in entries.iter_mut().take(n).enumerate() {
-            *e = PartitionInfo::from_regs([
-                args.get(1 + 3 * i),
-                args.get(2 + 3 * i),
-                args.get(3 + 3 * i),
-            ]);
+        let mut versions = [0u32; Self::MAX_ENTRIES];
+        for i in 0..n {
+            let at = 1 + stride * i;
+            entries[i] =
+                PartitionInfo::from_regs([args.get(at), args.get(at + 1), args.get(at + 2)]);
+            if usize::from(desc_size) >= PartitionInfo::SIZE_V1_3 {
+                versions[i] = args.get(at + 5) as u32;
+            }
         }
         Ok(Self {
             last_index: last,
@@ -246,6 +305,7 @@ impl PartitionInfoRegs {
             desc_size,
             count: n as u8,
             entries,
+            versions,
         })
     }
 }
@@ -328,6 +388,45 @@ mod tests {
             first.to_success_args().get(0),
             6 | 4 << 16 | 9 << 32 | 24 << 48
         );
+    }
+
+    /// Hafnium v2.15: 48-byte descriptors, six registers each, two per call; a v1.2 reader
+    /// that assumed three registers would take the image UUID for the next entry.
+    #[test]
+    fn regs_reply_with_hafnium_48_byte_descriptors() {
+        let all: [PartitionInfo; 3] = core::array::from_fn(|i| info(i as u16));
+        let versions = [0x10002, 0x10001, 0x10003];
+        let first = PartitionInfoRegs::for_range_v1_3(&all, &versions, 0, 0).unwrap();
+        assert_eq!(
+            (first.current_index, first.count, first.desc_size),
+            (1, 2, 48)
+        );
+        let args = first.to_success_args();
+        assert_eq!(args.get(0) >> 48, 48);
+        assert_eq!([args.get(4), args.get(5)], [0, 0], "image UUID nil");
+        assert_eq!(args.get(6), 0x10002);
+        assert_eq!(
+            args.get(7),
+            all[1].to_regs()[0],
+            "second entry six registers on"
+        );
+        let back = PartitionInfoRegs::from_success_args(&args, 0).unwrap();
+        assert_eq!(back.entries(), &all[..2]);
+        assert_eq!(back.versions[..2], [0x10002, 0x10001]);
+        let rest = PartitionInfoRegs::for_range_v1_3(&all, &versions, 2, 0).unwrap();
+        let back = PartitionInfoRegs::from_success_args(&rest.to_success_args(), 2).unwrap();
+        assert_eq!((back.entries(), back.versions[0]), (&all[2..], 0x10003));
+        // Three 48-byte entries do not fit x3-x17.
+        let x2 = 2 | 2 << 16 | 48 << 48;
+        let three = SuccessArgs::Args64(core::array::from_fn(|i| if i == 0 { x2 } else { 0 }));
+        assert!(PartitionInfoRegs::from_success_args(&three, 0).is_err());
+        assert!(PartitionInfoRegs::for_range_v1_3(&all, &versions[..1], 0, 0).is_none());
+        // The RX-buffer form: 24 bytes as before, then image UUID and version.
+        let b = all[0].to_bytes_v1_3(Uuid::NIL, 0x10002);
+        assert_eq!(&b[..24], &all[0].to_bytes());
+        assert_eq!(&b[40..44], &0x10002u32.to_le_bytes());
+        let got: std::vec::Vec<_> = PartitionInfo::iter(&b, 1, 48).unwrap().collect();
+        assert_eq!(got, [all[0]]);
     }
 
     #[test]

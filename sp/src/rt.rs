@@ -209,8 +209,8 @@ fn boot_failed(e: BootError) -> ! {
     abort(FfaError::Aborted)
 }
 
-/// Ends the SP in a way the partition manager sees: FFA_ABORT (Hafnium, testbed), then FFA_ERROR
-/// if that returns, then WFI forever.
+/// Ends the SP in a way the partition manager sees: FFA_ABORT (v1.3 partitions; Hafnium and the
+/// testbed answer a v1.2 SP NOT_SUPPORTED), then FFA_ERROR if that returns, then WFI forever.
 fn abort(code: FfaError) -> ! {
     let _ = ep().abort(code.to_u32());
     let _ = ep().call(&Interface::Error {

@@ -5,7 +5,7 @@
  *   DIRECT_REQ_32/64: x3 += 1, x4-x7 echoed, as DIRECT_RESP of the same width;
  *   DIRECT_REQ2:      x4 += 1, x5-x17 echoed, as DIRECT_RESP2;
  *   x3 (or x4 for REQ2) == 0xdead: load from an unmapped IPA (stage-2 fault, "SP failed");
- *   x3 == 0xab047: FFA_ABORT.
+ *   x3 == 0xab047: FFA_ABORT (NOT_SUPPORTED for this v1.2 stand-in, as Hafnium: then FFA_ERROR).
  */
 	.section .text.entry, "ax"
 	.global _start
@@ -89,7 +89,7 @@ fault:
 abort:
 	ldr	x0, =0x84000090		/* FFA_ABORT */
 	smc	#0
-	b	.
+	b	fail			/* NOT_SUPPORTED for a v1.2 SP (as Hafnium): FFA_ERROR */
 fail:
 	ldr	x0, =0x84000060		/* FFA_ERROR(-1) */
 	mov	x1, #0

@@ -167,8 +167,11 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
         "execution-ctx-count",
         required(root, "execution-ctx-count")?,
     )?;
-    if exec_ctx_count == 0 {
-        return Err(ManifestError::BadValue("execution-ctx-count", 0));
+    if exec_ctx_count == 0 || exec_ctx_count > MAX_EXEC_CTX_COUNT {
+        return Err(ManifestError::BadValue(
+            "execution-ctx-count",
+            u64::from(exec_ctx_count),
+        ));
     }
     let load_address = required(root, "load-address")?;
     let entrypoint_offset = int(root, "entrypoint-offset")?.unwrap_or(0);
@@ -257,9 +260,62 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
     Ok(m)
 }
 
+/// The most execution contexts a manifest may declare: one per PE of the largest platform the
+/// project's manifests target (TF-A's QEMU port, PLATFORM_CORE_COUNT = 32, `fvp/qemu-el3`).
+/// The testbed runs one vCPU and reports the count in partition info.
+pub const MAX_EXEC_CTX_COUNT: u16 = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `dtb` with the 4-byte property `name` (first occurrence) set to `value`.
+    fn with_u32_prop(dtb: &[u8], name: &str, value: u32) -> std::vec::Vec<u8> {
+        extern crate std;
+        let be = |o: usize| u32::from_be_bytes(dtb[o..o + 4].try_into().unwrap()) as usize;
+        let (structs, strings) = (be(8), be(12));
+        let mut out = dtb.to_vec();
+        let mut o = structs;
+        loop {
+            match be(o) {
+                1 => {
+                    // FDT_BEGIN_NODE: NUL-terminated name, padded to 4.
+                    let len = dtb[o + 4..].iter().position(|&b| b == 0).unwrap();
+                    o += 4 + (len + 1).div_ceil(4) * 4;
+                }
+                3 => {
+                    let (len, nameoff) = (be(o + 4), be(o + 8));
+                    let n = &dtb[strings + nameoff..];
+                    let end = n.iter().position(|&b| b == 0).unwrap();
+                    if &n[..end] == name.as_bytes() && len == 4 {
+                        out[o + 12..o + 16].copy_from_slice(&value.to_be_bytes());
+                        return out;
+                    }
+                    o += 12 + len.div_ceil(4) * 4;
+                }
+                2 | 4 => o += 4,
+                t => panic!("{name} not found (token {t})"),
+            }
+        }
+    }
+
+    /// Counts the project's manifests use (1: Hafnium UP, 8: FVP, 32: TF-A's QEMU port) parse;
+    /// 0 and counts past [`MAX_EXEC_CTX_COUNT`] do not.
+    #[test]
+    fn execution_context_counts() {
+        for n in [1, 8, 32] {
+            let m = parse(&with_u32_prop(GOOD, "execution-ctx-count", n)).unwrap();
+            assert_eq!(m.exec_ctx_count, n as u16);
+        }
+        for n in [0, u32::from(MAX_EXEC_CTX_COUNT) + 1, 0xffff] {
+            assert_eq!(
+                parse(&with_u32_prop(GOOD, "execution-ctx-count", n)),
+                Err(ManifestError::BadValue("execution-ctx-count", u64::from(n))),
+                "{n}"
+            );
+        }
+        assert!(parse(&with_u32_prop(GOOD, "execution-ctx-count", 0x1_0000)).is_err());
+    }
 
     const GOOD: &[u8] = include_bytes!("../bringup/sp-manifest.dtb");
     const BAD_EL: &[u8] = include_bytes!("../bringup/test-bad-el.dtb");

@@ -43,8 +43,10 @@ use ffa::memory::{
 use ffa::{FfaError, Handle, Version};
 use testbed_layout::{ns_ram, virt};
 
-/// Live transactions (sending, sent or retrieved).
-pub const MAX_TRANSACTIONS: usize = 64;
+/// Live transactions (sending, sent or retrieved): Hafnium v2.15's `MAX_MEM_SHARES`
+/// (`inc/hf/ffa_memory_internal.h`), which the reference project's `secure_qemu_aarch64`
+/// build does not override. A normal-world-facing limit, so the testbed takes Hafnium's.
+pub const MAX_TRANSACTIONS: usize = 100;
 /// Lowest handle handed out: Hafnium's first handle is 0x0.
 pub const FIRST_HANDLE: u64 = 0;
 /// Ranges donated to the SP and retrieved (the NW never owns them again); a DONATE that would
@@ -55,8 +57,12 @@ pub const MAX_DONATED_RANGES: usize = 1024;
 /// NO_MEMORY, so the firmware heap (1 MiB, room for the transient copies) never runs out: an
 /// allocation failure would stop the testbed.
 pub const MAX_HELD_BYTES: usize = 384 * 1024;
-/// Largest descriptor accepted (a 512-constituent send is 8.3 KiB).
-pub const MAX_DESC_LEN: usize = 64 * 1024;
+/// Fragments a send may take, the first included (Hafnium v2.15 `MAX_FRAGMENTS`); the next
+/// FRAG_TX is NO_MEMORY and ends the transaction.
+pub const MAX_FRAGMENTS: usize = 20;
+/// Largest descriptor accepted: the most Hafnium can assemble, [`MAX_FRAGMENTS`] full buffers
+/// (a 512-constituent send is 8.3 KiB).
+pub const MAX_DESC_LEN: usize = MAX_FRAGMENTS * BUF_SIZE;
 /// RX/TX buffer size (one page).
 pub const BUF_SIZE: usize = 4096;
 
@@ -148,8 +154,9 @@ impl Entropy for SplitMix {
 
 #[derive(Clone, Debug)]
 enum State {
-    /// FRAG_TX fragments still to come (the assembler and the announced total).
-    Sending(FragmentAssembler, usize),
+    /// FRAG_TX fragments still to come (the assembler, the announced total, the fragments
+    /// received so far).
+    Sending(FragmentAssembler, usize, usize),
     /// Complete; not retrieved.
     Sent,
     /// Retrieved by the receiver; `pending` holds the rest of a fragmented retrieve response
@@ -282,7 +289,7 @@ impl MemShare {
                     + block(d.receivers.capacity() * core::mem::size_of::<ffa::memory::Emad>())
             });
             let state = match &t.state {
-                State::Sending(_, total) => block(*total),
+                State::Sending(_, total, _) => block(*total),
                 State::Retrieved {
                     pending: Some((b, _)),
                     ..
@@ -333,6 +340,7 @@ impl MemShare {
         if frag.is_empty() || frag.len() > total_len || frag.len() > BUF_SIZE {
             return Err(inval());
         }
+        check_send_layout(frag, total_len)?;
         if total_len > MAX_DESC_LEN {
             return Err(FfaError::NoMemory);
         }
@@ -349,7 +357,7 @@ impl MemShare {
                 kind,
                 owner: caller.id,
                 desc: None,
-                state: State::Sending(asm, total_len),
+                state: State::Sending(asm, total_len, 1),
             });
             return Ok(Reply::FragRx {
                 handle,
@@ -382,9 +390,16 @@ impl MemShare {
         if self.txs[i].owner != caller.id {
             return Err(inval());
         }
-        let State::Sending(asm, _) = &mut self.txs[i].state else {
+        let State::Sending(asm, _, frags) = &mut self.txs[i].state else {
             return Err(inval());
         };
+        // Hafnium `ffa_memory_send_continue_validate`: out of fragment slots, the share state
+        // is freed.
+        if *frags == MAX_FRAGMENTS {
+            self.txs.remove(i);
+            return Err(FfaError::NoMemory);
+        }
+        *frags += 1;
         // A bad fragment ends the transaction (Hafnium frees the share state).
         let done = match asm.push(frag) {
             Ok(d) => d,
@@ -400,7 +415,7 @@ impl MemShare {
             });
         }
         let tx = self.txs.remove(i);
-        let State::Sending(asm, _) = tx.state else {
+        let State::Sending(asm, _, _) = tx.state else {
             return Err(inval());
         };
         let whole = asm.finish().map_err(FfaError::from)?;
@@ -418,19 +433,30 @@ impl MemShare {
         avoid: Option<(u64, u64)>,
         hw: &mut dyn MemHw,
     ) -> Result<(), FfaError> {
+        // EMAD size: Hafnium (`receiver_size_and_offset_valid_for_version`) takes that of the
+        // caller's version or an older one, so a v1.2 sender may use 16-byte EMADs.
         let opts = ParseOptions {
             expected_sender: Some(caller.id),
-            emad_size: Some(EmadSize::for_version(caller.version)),
+            emad_size: (caller.version < Version::V1_2)
+                .then(|| EmadSize::for_version(caller.version)),
         };
         let desc =
             MemTransaction::parse(bytes, DescKind::Send(kind), opts).map_err(FfaError::from)?;
-        // Receivers: the SP only (the parser already rejected duplicates).
-        if desc
-            .receivers
-            .iter()
-            .any(|e| e.perm.endpoint_id != self.receiver)
-        {
+        // Hafnium `ffa_memory_send_validate`: no flag but zero memory (time slicing too).
+        if desc.flags.contains(MemFlags::TIME_SLICING) {
             return Err(inval());
+        }
+        // Receivers: the SP only (the parser already rejected duplicates), in Hafnium's
+        // order and codes (`api_ffa_mem_send`): the sender itself or an SP that does not exist
+        // is INVALID_PARAMETERS, a normal-world endpoint DENIED (`ffa_memory_is_send_valid`).
+        for e in &desc.receivers {
+            let id = e.perm.endpoint_id;
+            if id == caller.id || (is_sp_id(id) && id != self.receiver) {
+                return Err(inval());
+            }
+            if !is_sp_id(id) {
+                return Err(FfaError::Denied);
+            }
         }
         check_send_attributes(kind, desc.attributes)?;
         // Ownership: NS DRAM the NW owns, not already in another transaction nor donated
@@ -508,22 +534,30 @@ impl MemShare {
         let Some(sent) = tx.desc.as_ref() else {
             return Err(inval()); // still being sent
         };
-        if matches!(tx.state, State::Retrieved { .. }) {
+        // Checks in Hafnium's order and codes (`ffa_memory_retrieve_validate`, then
+        // `ffa_memory_retrieve_validate_memory_access_list`, then the retriever's mapping).
+        if r.sender_id != tx.owner {
             return Err(FfaError::Denied);
-        }
-        if r.sender_id != tx.owner || r.tag != sent.tag {
-            return Err(inval());
         }
         let want = r.flags.transaction_type();
         if want != TransactionType::Unspecified && want != tx_type(tx.kind) {
             return Err(inval());
         }
-        // One receiver: the caller, named in the send.
+        if r.tag != sent.tag {
+            return Err(inval());
+        }
+        // Address-range hint (bits [9:5]) unsupported; bypass-borrowers check (bit 10) is
+        // INVALID_PARAMETERS with a single borrower, which every transaction here has.
+        if r.flags.0 & RETRIEVE_HINT_AND_BYPASS != 0 {
+            return Err(inval());
+        }
+        // One receiver: the caller, named in the send (anyone else is not in the sender's
+        // list: DENIED).
         let [e] = r.receivers.as_slice() else {
             return Err(inval());
         };
         if e.perm.endpoint_id != caller.id {
-            return Err(inval());
+            return Err(FfaError::Denied);
         }
         let Some(granted) = sent
             .receivers
@@ -573,6 +607,22 @@ impl MemShare {
         }
         if zero_after && tx.kind == SendKind::Donate {
             return Err(inval());
+        }
+        // Hafnium: the borrower may ask for zeroing only if the lender did.
+        if zero_now && !sent.flags.contains(MemFlags::ZERO_MEMORY) {
+            return Err(FfaError::Denied);
+        }
+        // Hafnium: a read-only borrower cannot have the memory cleared.
+        if (zero_now || zero_after) && data == DataAccess::ReadOnly {
+            return Err(FfaError::Denied);
+        }
+        // Hafnium: v1.2 EMADs on both sides carry the same implementation-defined value.
+        if sent.emad_size == EmadSize::V1_2 && emad == EmadSize::V1_2 && e.impdef != granted.impdef
+        {
+            return Err(inval());
+        }
+        if matches!(tx.state, State::Retrieved { .. }) {
+            return Err(FfaError::Denied);
         }
         let grant = MemAccessPerm {
             endpoint_id: caller.id,
@@ -705,7 +755,7 @@ impl MemShare {
         let State::Retrieved {
             pending: None,
             zero_after,
-            ..
+            write,
         } = tx.state
         else {
             // Not retrieved (or relinquished already), or the response not fully read.
@@ -714,6 +764,10 @@ impl MemShare {
         let clear = d.flags & MemRelinquishDesc::FLAG_ZERO != 0;
         if clear && tx.kind == SendKind::Share {
             return Err(inval());
+        }
+        // Hafnium `ffa_memory_relinquish`: read-only memory cannot be cleared.
+        if clear && !write {
+            return Err(FfaError::Denied);
         }
         let Some(sent) = tx.desc.as_ref() else {
             return Err(inval());
@@ -741,7 +795,8 @@ impl MemShare {
         let i = self.find(handle).ok_or_else(inval)?;
         let tx = &self.txs[i];
         if tx.owner != caller.id {
-            return Err(FfaError::Denied);
+            // Hafnium `reclaim_shared_state`: an SP reclaiming what it did not send.
+            return Err(inval());
         }
         let Some(sent) = tx.desc.as_ref() else {
             return Err(inval()); // not fully sent
@@ -778,6 +833,51 @@ fn check_send_attributes(kind: SendKind, a: MemRegionAttributes) -> Result<(), F
         t if t == MemRegionAttributes::NORMAL_WB_INNER.mem_type => Ok(()),
         _ => Err(FfaError::Denied),
     }
+}
+
+/// Retrieve-request flag bits Hafnium refuses: the address-range hint (bit 9 and its value in
+/// bits \[8:5\]) and the bypass-borrowers check (bit 10, single borrower).
+const RETRIEVE_HINT_AND_BYPASS: u32 = 0x3F << 5;
+
+/// Whether `id` is a secure-world endpoint (Hafnium `vm_id_is_current_world` in the SPMC).
+fn is_sp_id(id: u16) -> bool {
+    id & 0x8000 != 0
+}
+
+/// Hafnium's layout rules for a send's first fragment (`ffa_memory_region_sanity_check`,
+/// `ffa_memory_send_validate`), stricter than the parser: both lengths whole 16-byte units;
+/// the fragment holds the header, the EMADs and the composite header; the composite offset
+/// 16-byte aligned after the EMADs; the descriptor ends exactly after the composite's
+/// constituents (no trailing bytes).
+fn check_send_layout(frag: &[u8], total: usize) -> Result<(), FfaError> {
+    let at = |o: usize| {
+        frag.get(o..o.checked_add(4)?)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    if !frag.len().is_multiple_of(16) || !total.is_multiple_of(16) {
+        return Err(inval());
+    }
+    let (Some(size), Some(count), Some(off)) = (at(24), at(28), at(32)) else {
+        return Err(inval());
+    };
+    if count == 0 || size < 16 {
+        return Err(inval());
+    }
+    let emads_end = size
+        .checked_mul(count)
+        .and_then(|n| n.checked_add(off))
+        .filter(|&e| e <= frag.len())
+        .ok_or_else(inval)?;
+    let composite = at(off + 4).ok_or_else(inval)?;
+    let ranges = composite + ffa::memory::COMPOSITE_HEADER_SIZE;
+    if composite < emads_end || !composite.is_multiple_of(16) || ranges > frag.len() {
+        return Err(inval());
+    }
+    let n = at(composite + 4).ok_or_else(inval)?;
+    if total.checked_sub(ranges) != n.checked_mul(ffa::memory::RANGE_SIZE) {
+        return Err(inval());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -137,9 +137,15 @@ impl SpInfo {
             })
     }
 
-    fn properties(&self, caller_version: Version) -> Props {
+    fn properties(&self, caller_version: Version, world: Caller) -> Props {
         use manifest::msg;
         let m = self.manifest.messaging_method;
+        // Hafnium `ffa_setup_partition_properties`: an SP sends direct requests to SPs only,
+        // so the send bits are reported to SP callers only.
+        let m = match world {
+            Caller::Sp => m,
+            Caller::Nw => m & !(msg::DIRECT_REQ_SEND | msg::DIRECT_REQ2_SEND),
+        };
         let mut p = Props::AARCH64 | (m & (msg::DIRECT_REQ_RECV | msg::DIRECT_REQ_SEND));
         if caller_version >= Version::V1_1 {
             p |= m & msg::INDIRECT;
@@ -362,11 +368,10 @@ impl Spmc {
         Self::mem_reply(r)
     }
 
-    fn mem_frag_tx(&mut self, handle: Handle, len: u32, ep: u16, mem: &mut dyn GuestMem) -> Regs {
+    /// FFA_MEM_FRAG_TX from the NW. w4\[31:16\] (`_ep`) is a hypervisor's sender ID at this
+    /// instance; Hafnium checks it at the SP's instance only, so it is not checked here.
+    fn mem_frag_tx(&mut self, handle: Handle, len: u32, _ep: u16, mem: &mut dyn GuestMem) -> Regs {
         let r = (|| {
-            if ep != 0 {
-                return Err(FfaError::InvalidParameters);
-            }
             let frag = self.read_tx(Caller::Nw, len as usize, mem)?;
             let who = self.caller(Caller::Nw);
             let avoid = self.nw_ep.mailbox.map(|b| (b.tx, b.rx));
@@ -511,9 +516,9 @@ impl Spmc {
             | F::MsgSendDirectResp64
             | F::MsgSendDirectResp2
             | F::ConsoleLog32
-            | F::ConsoleLog64
-            | F::Abort32
-            | F::Abort64 => c == Caller::Sp,
+            | F::ConsoleLog64 => c == Caller::Sp,
+            // Hafnium: only to v1.3 SPs.
+            F::Abort32 | F::Abort64 => c == Caller::Sp && version >= Version::V1_3,
             _ => false,
         };
         if supported {
@@ -524,6 +529,10 @@ impl Spmc {
     }
 
     fn rxtx_map(&mut self, c: Caller, tx: u64, rx: u64, count: u32) -> Regs {
+        // Hafnium `api_vm_configure_pages`: a second pair is DENIED before any argument check.
+        if self.ep(c).mailbox.is_some() {
+            return error(FfaError::Denied);
+        }
         let size = u64::from(count) * PAGE;
         if count != MAILBOX_PAGES
             || tx == 0
@@ -545,11 +554,7 @@ impl Spmc {
         if !allowed(tx) || !allowed(rx) {
             return error(FfaError::InvalidParameters);
         }
-        let ep = self.ep(c);
-        if ep.mailbox.is_some() {
-            return error(FfaError::Denied);
-        }
-        ep.mailbox = Some(Mailbox {
+        self.ep(c).mailbox = Some(Mailbox {
             tx,
             rx,
             rx_full: false,
@@ -559,7 +564,8 @@ impl Spmc {
 
     fn rxtx_unmap(&mut self, c: Caller, id: u16) -> Regs {
         let ep = self.ep(c);
-        if id != 0 && id != ep.id {
+        // Hafnium `api_ffa_rxtx_unmap`: the ID MBZ at the SP's (virtual) instance.
+        if id != 0 && (c == Caller::Sp || id != ep.id) {
             return error(FfaError::InvalidParameters);
         }
         if ep.mailbox.take().is_none() {
@@ -570,7 +576,8 @@ impl Spmc {
 
     fn rx_release(&mut self, c: Caller, id: u16) -> Regs {
         let ep = self.ep(c);
-        if id != 0 && id != ep.id {
+        // Hafnium `api_ffa_rx_release`: the ID MBZ at the SP's (virtual) instance.
+        if id != 0 && (c == Caller::Sp || id != ep.id) {
             return error(FfaError::InvalidParameters);
         }
         match ep.mailbox.as_mut() {
@@ -584,14 +591,14 @@ impl Spmc {
 
     /// The partitions matching `uuid` (nil: all, one entry per UUID for v1.2+ callers, as
     /// Hafnium lists them; the UUID field is filled only for a nil query).
-    fn matching(&self, uuid: Uuid, caller: Version) -> ([PartitionInfo; 4], usize) {
+    fn matching(&self, uuid: Uuid, caller: Version, world: Caller) -> ([PartitionInfo; 4], usize) {
         let mut out = [PartitionInfo::default(); 4];
         let mut n = 0;
         if let Some(sp) = &self.sp {
             let base = PartitionInfo {
                 id: sp.id,
                 exec_ctx_count: sp.manifest.exec_ctx_count,
-                properties: sp.properties(caller),
+                properties: sp.properties(caller, world),
                 uuid: Uuid::NIL,
             };
             for u in sp.manifest.uuids() {
@@ -619,7 +626,7 @@ impl Spmc {
         mem: &mut dyn GuestMem,
     ) -> Regs {
         let version = self.ep(c).version;
-        let (list, n) = self.matching(uuid, version);
+        let (list, n) = self.matching(uuid, version, c);
         if n == 0 {
             return error(FfaError::InvalidParameters);
         }
@@ -632,14 +639,17 @@ impl Spmc {
         if mb.rx_full {
             return error(FfaError::Busy);
         }
-        let mut buf = [0u8; 4 * PartitionInfo::SIZE];
+        // Hafnium v2.15 (`send_versioned_partition_info_descriptors`): the 48-byte v1.3
+        // descriptor to every v1.1+ caller, whose reader goes by w3; 8 bytes to v1.0.
+        let mut buf = [0u8; 4 * PartitionInfo::SIZE_V1_3];
         let desc = if version >= Version::V1_1 {
-            PartitionInfo::SIZE
+            PartitionInfo::SIZE_V1_3
         } else {
             INFO_DESC_SIZE_V1_0
         };
+        let sp_version = self.sp_ep.version.to_u32();
         for (d, info) in buf.chunks_exact_mut(desc).zip(&list[..n]) {
-            d.copy_from_slice(&info.to_bytes()[..desc]);
+            d.copy_from_slice(&info.to_bytes_v1_3(Uuid::NIL, sp_version)[..desc]);
         }
         if !mem.write(mb.rx, &buf[..n * desc]) {
             return error(FfaError::Aborted);
@@ -657,8 +667,10 @@ impl Spmc {
             return error(FfaError::Retry);
         }
         let version = self.ep(c).version;
-        let (list, n) = self.matching(uuid, version);
-        match PartitionInfoRegs::for_range(&list[..n], start, 0) {
+        let (list, n) = self.matching(uuid, version, c);
+        // Hafnium v2.15: 48-byte descriptors, six registers each, two per call.
+        let versions = [self.sp_ep.version.to_u32(); 4];
+        match PartitionInfoRegs::for_range_v1_3(&list[..n], &versions, start, 0) {
             Some(r) => Call::Success {
                 target_info: 0,
                 args: r.to_success_args(),
@@ -832,8 +844,23 @@ impl Spmc {
         }
         match call {
             Call::ConsoleLog { chars } => {
+                // Hafnium `api_ffa_console_log`: CONSOLE_LOG_64 carries x2-x7 (48 characters)
+                // before v1.2.
+                if chars.is_64()
+                    && self.sp_ep.version < Version::V1_2
+                    && chars.as_bytes().len() > 48
+                {
+                    return resume(error(FfaError::InvalidParameters));
+                }
                 self.console_write(chars.as_bytes(), console);
                 resume(success(0))
+            }
+            // Hafnium `api_ffa_msg_wait`: x8-x17 MBZ from a v1.2+ caller, w2 (flags) before.
+            Call::MsgWait { flags }
+                if (self.sp_ep.version >= Version::V1_2 && r[8..].iter().any(|&x| x != 0))
+                    || (self.sp_ep.version < Version::V1_2 && flags.retain_rx_buffer) =>
+            {
+                resume(error(FfaError::InvalidParameters))
             }
             Call::MsgWait { flags } => match self.sp_state {
                 SpState::Init => {
@@ -854,6 +881,11 @@ impl Spmc {
             // SP-to-SP only, and there is one SP: no valid destination.
             Call::MsgSendDirectReq { .. } | Call::MsgSendDirectReq2 { .. } => {
                 resume(error(FfaError::InvalidParameters))
+            }
+            // Hafnium `api_ffa_abort`: FFA_ABORT is for v1.3 SPs only; an older one gets
+            // NOT_SUPPORTED and must end another way (the SP falls back to FFA_ERROR).
+            Call::Abort { .. } if self.sp_ep.version < Version::V1_3 => {
+                resume(error(FfaError::NotSupported))
             }
             Call::Abort { code } => self.abort(AbortReason::FfaAbort(code)),
             Call::MemRetrieveReq(a) => resume(self.mem_retrieve(a, mem)),
@@ -1269,10 +1301,23 @@ mod tests {
         let NwAction::Reply(r) = s.nw_call(&by(Uuid::NIL, 0), &mut m) else {
             panic!()
         };
-        assert_eq!((r[0], r[2], r[3]), (SUCCESS32, 1, 24));
+        assert_eq!(
+            (r[0], r[2], r[3]),
+            (SUCCESS32, 1, 48),
+            "Hafnium's 48-byte form"
+        );
+        assert_eq!(
+            &m.bytes[0x1028..0x102c],
+            &0x10002u32.to_le_bytes(),
+            "SP version"
+        );
         let d = PartitionInfo::from_bytes(m.bytes[0x1000..0x1018].try_into().unwrap());
         assert_eq!((d.id, d.exec_ctx_count), (0x8001, 1));
-        assert_eq!(d.properties.0, 0x203 | Props::AARCH64);
+        assert_eq!(
+            d.properties.0,
+            0x201 | Props::AARCH64,
+            "no send bit for the NW (Hafnium `ffa_setup_partition_properties`)"
+        );
         assert_eq!(d.uuid, UUID, "a nil query reports the UUID");
         assert_eq!(err(&nw(&mut s, by(UUID, 0))), Some(-4), "RX still full");
         assert_eq!(nw(&mut s, call(F::RxRelease, &[]))[0], SUCCESS32);
@@ -1309,9 +1354,21 @@ mod tests {
         let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[lo, hi, 0]));
         assert_eq!(r[0], F::Success64 as u64);
         assert_eq!(r[2] & 0xffff, 0, "last index");
-        assert_eq!(r[2] >> 48, 24, "descriptor size");
+        assert_eq!(r[2] >> 48, 48, "descriptor size (Hafnium v2.15)");
+        assert_eq!(r[8], 0x10002, "the SP's FF-A version in the sixth register");
         assert_eq!(r[3] & 0xffff, 0x8001);
         assert_eq!((r[4], r[5]), (0, 0), "UUID only for a nil query");
+        let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[0, 0, 0]));
+        assert_eq!(
+            (r[2] & 0xffff, (r[2] >> 16) & 0xffff),
+            (1, 1),
+            "both in one call"
+        );
+        assert_eq!(
+            (r[9] & 0xffff, r[10], r[11]),
+            (0x8001, lo, hi),
+            "six registers on"
+        );
         let r = nw(&mut s, call(F::PartitionInfoGetRegs, &[0, 0, 1]));
         assert_eq!((r[2] & 0xffff, (r[2] >> 16) & 0xffff), (1, 1));
         assert_eq!((r[4], r[5]), (lo, hi));
@@ -1447,8 +1504,25 @@ mod tests {
                 reply: None
             }
         );
-        // FFA_ABORT while handling a request answers the requester.
+        // FFA_ABORT from a v1.2 SP: NOT_SUPPORTED (Hafnium `api_ffa_abort`, v1.3 SPs only);
+        // the SP then ends with FFA_ERROR, which answers the requester.
         let mut s = spmc(0x203);
+        assert!(matches!(s.nw_call(&req, &mut mem()), NwAction::RunSp(_)));
+        assert_eq!(err(&sp_reply(&mut s, call(F::Abort32, &[0, 7]))), Some(-1));
+        assert!(
+            matches!(s.sp_state, SpState::Running { .. }),
+            "still running"
+        );
+        assert_eq!(
+            sp(&mut s, call(F::Error, &[0, 0xffff_fff8])),
+            SpAction::Aborted {
+                reason: AbortReason::FfaError(-8),
+                reply: Some(error(FfaError::Aborted))
+            }
+        );
+        // From a v1.3 SP, FFA_ABORT while handling a request answers the requester.
+        let mut s = spmc(0x203);
+        s.sp_ep.version = Version::V1_3;
         assert!(matches!(s.nw_call(&req, &mut mem()), NwAction::RunSp(_)));
         assert_eq!(
             sp(&mut s, call(F::Abort32, &[0, 7])),
@@ -1742,23 +1816,20 @@ mod tests {
         let hl = Handle::from_halves(r[1] as u32, r[2] as u32);
         assert_eq!(r[3] as usize, first);
         let mut last = [0u64; 18];
-        for (o, len) in plan {
+        for (i, (o, len)) in plan.enumerate() {
             m.put(NW_TX, &lb[o..o + len]);
-            let bad_ep = Call::MemFragTx {
-                handle: hl,
-                frag_len: len as u32,
-                endpoint_id: 5,
-            };
-            assert_eq!(err(&nwc(&mut s, &mut m, bad_ep)), Some(-2), "endpoint MBZ");
+            // w4[31:16] from the NW is a hypervisor's sender ID, which Hafnium ignores
+            // (`api_ffa_mem_frag_tx` checks it at the SP's instance only).
             last = nwc(
                 &mut s,
                 &mut m,
                 Call::MemFragTx {
                     handle: hl,
                     frag_len: len as u32,
-                    endpoint_id: 0,
+                    endpoint_id: if i == 0 { 5 } else { 0 },
                 },
             );
+            assert_ne!(err(&last), Some(-2), "fragment {i}");
         }
         assert_eq!(
             (last[0], last[2], last[3]),
@@ -1836,8 +1907,8 @@ mod tests {
         );
         assert_eq!(
             err(&spc(&mut s, &mut m, reclaim(hl))),
-            Some(-6),
-            "SP is not the owner"
+            Some(-2),
+            "SP is not the owner (Hafnium: INVALID_PARAMETERS)"
         );
         assert_eq!(nwc(&mut s, &mut m, reclaim(hl))[0], SUCCESS32);
         assert!(m.hw.nw_revoked.is_empty());
@@ -1853,5 +1924,69 @@ mod tests {
             Some(-1)
         );
         assert_eq!(err(&nwc(&mut s, &mut m, Call::MemRelinquish)), Some(-1));
+    }
+
+    /// Hafnium v2.15's rules for SP-facing calls where the testbed was more lenient, and the
+    /// order of RXTX_MAP's checks.
+    #[test]
+    fn hafnium_sp_instance_rules() {
+        let mut s = spmc(0x203);
+        s.sp_state = SpState::Init;
+        let feat = |s: &mut Spmc, id: F| sp_reply(s, call(F::Features, &[id as u64]));
+        assert_eq!(
+            err(&feat(&mut s, F::Abort32)),
+            Some(-1),
+            "FFA_ABORT: v1.3 SPs only"
+        );
+        assert_eq!(feat(&mut s, F::MsgWait)[0], SUCCESS32);
+        // The SP's own ID in w1 of RX_RELEASE / RXTX_UNMAP: MBZ at its instance.
+        sp_reply(&mut s, call(F::RxTxMap64, &[0x0e3f_0000, 0x0e3f_1000, 1]));
+        assert_eq!(
+            err(&sp_reply(&mut s, call(F::RxRelease, &[0x8001]))),
+            Some(-2)
+        );
+        let unmap_own = call(F::RxTxUnmap, &[0x8001 << 16]);
+        assert_eq!(err(&sp_reply(&mut s, unmap_own)), Some(-2));
+        assert_eq!(
+            err(&sp_reply(&mut s, call(F::RxRelease, &[]))),
+            Some(-6),
+            "empty"
+        );
+        // A second pair: DENIED even with bad arguments (checked first).
+        let bad_map = call(F::RxTxMap64, &[0x0e3f_0008, 0x0e3f_1000, 2]);
+        assert_eq!(err(&sp_reply(&mut s, bad_map)), Some(-6));
+        // Partition info for the SP itself reports the send bits.
+        let count = sp_reply(&mut s, call(F::PartitionInfoGetRegs, &[0, 0, 0]));
+        assert_eq!((count[3] >> 32) as u32, 0x203 | Props::AARCH64);
+        // CONSOLE_LOG_64 before v1.2: six registers, 48 characters.
+        s.sp_ep.version = Version::V1_1;
+        let c = Call::ConsoleLog {
+            chars: ffa::ConsoleLogChars::new64(&[b'x'; 49]).unwrap(),
+        };
+        assert_eq!(
+            err(&sp_reply(&mut s, c.to_regs())),
+            Some(-2),
+            "49 chars, v1.1"
+        );
+        // MSG_WAIT: w2 MBZ before v1.2; x8-x17 MBZ from v1.2.
+        assert_eq!(
+            err(&sp_reply(&mut s, call(F::MsgWait, &[0, 1]))),
+            Some(-2),
+            "v1.1 flags"
+        );
+        s.sp_ep.version = Version::V1_2;
+        let c = Call::ConsoleLog {
+            chars: ffa::ConsoleLogChars::new64(&[b'x'; 49]).unwrap(),
+        };
+        assert_eq!(
+            sp_reply(&mut s, c.to_regs())[0],
+            SUCCESS32,
+            "49 chars, v1.2"
+        );
+        let mut w = call(F::MsgWait, &[]);
+        w[12] = 1;
+        assert_eq!(err(&sp_reply(&mut s, w)), Some(-2), "x12 set");
+        assert_eq!(s.sp_state, SpState::Init);
+        assert_eq!(sp(&mut s, call(F::MsgWait, &[])), SpAction::InitDone);
     }
 }

@@ -7,7 +7,8 @@ use ffa::{
     PartitionProperties, Regs, RetrieveError, RxTxBuffers, SuccessArgs, Uuid, Version,
     memory::{
         DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm,
-        MemFlags, MemRegionAttributes, MemTransaction, ParseOptions, SendKind, TransactionType,
+        MemError, MemFlags, MemRegionAttributes, MemTransaction, ParseOptions, SendKind,
+        TransactionType,
     },
 };
 use flexserve_proto::SERVICE_UUID;
@@ -93,8 +94,15 @@ impl World {
             expected_sender: Some(0),
             emad_size: Some(EmadSize::V1_2),
         };
-        let t = match MemTransaction::parse(bytes, DescKind::Send(kind), opts) {
+        // As Hafnium and the testbed (tests/testbed/src/memshare.rs `complete`): attribute bits
+        // [15:8] are ignored, a zero-page constituent is DENIED.
+        let mut bytes = bytes.to_vec();
+        if let Some(b) = bytes.get_mut(3) {
+            *b = 0;
+        }
+        let t = match MemTransaction::parse(&bytes, DescKind::Send(kind), opts) {
             Ok(t) => t,
+            Err(MemError::ZeroLengthRange { .. }) => return error(FfaError::Denied),
             Err(e) => return error(e.to_ffa_error()),
         };
         // Hafnium: the sender's memory type is the one its kind and borrower count call for.
@@ -931,8 +939,10 @@ fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
 #[test]
 fn memory_scenario_under_a_real_spmc_skips_exactly_the_testbed_checks() {
     // No NS stage-2 under TF-A: lent pages stay accessible, as in this fake without
-    // enforcement; the checks that rely on it are skipped, all others still pass.
-    for spmc in [Spmc::Hafnium, Spmc::El3] {
+    // enforcement; the checks that rely on it are skipped, all others still pass. The fake
+    // answers as Hafnium does (the EL3 SPMC's answers differ: see the next test).
+    {
+        let spmc = Spmc::Hafnium;
         let mut e = memory_env();
         e.world.borrow_mut().enforce = false;
         let (out, passed, failed) = run_under("memory", &mut e, spmc);
@@ -953,6 +963,35 @@ fn memory_scenario_under_a_real_spmc_skips_exactly_the_testbed_checks() {
         assert!(out.contains("PASS lend.nw_reads_again\n"));
         assert!(out.ends_with(&format!("{passed} passed, 0 failed, 6 skipped\n")));
     }
+}
+
+#[test]
+fn memory_scenario_expects_the_el3_spmcs_own_answers() {
+    // Run as if under TF-A's EL3 SPMC against this Hafnium-like fake: exactly the checks where
+    // the EL3 SPMC answers otherwise (nw_client's memory_rules) fail, so they are not vacuous.
+    let mut e = memory_env();
+    e.world.borrow_mut().enforce = false;
+    let (out, _, _) = run_under("memory", &mut e, Spmc::El3);
+    let failed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL "))
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "lend.zero_flag_on_send",
+            "lend.reclaim_zero_flag",
+            "mal.misaligned_range_address",
+            "mal.reserved_header_nonzero",
+            "mal.zero_page_range",
+            "mal.zero_ranges",
+            "mal.overlapping_ranges",
+            "mal.lend_already_lent",
+            "mal.retrieve_lent_twice",
+        ],
+        "{out}"
+    );
 }
 
 #[test]

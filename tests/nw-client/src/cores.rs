@@ -45,6 +45,8 @@ pub struct CoreReport {
     pub req2: CheckResult,
     /// The SP's request counter in core 1's last 64-bit ping answer.
     pub last_counter: Option<u64>,
+    /// MPIDR_EL1 of the core that ran the job (set by the bare-metal runner).
+    pub mpidr: Option<u64>,
 }
 
 /// Why core 1 could not be started.
@@ -86,6 +88,7 @@ pub fn run_job<C: Conduit>(ep: &mut Endpoint<C>, job: &CoreJob) -> CoreReport {
         req64,
         req2,
         last_counter: last,
+        mpidr: None,
     }
 }
 
@@ -204,6 +207,13 @@ pub(crate) fn cross_core<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>
         return;
     };
     r.check("cores.second_core_reported", Ok(()));
+    // The evidence that the requests below came from another core than the primary's.
+    if let Some(m) = report.mpidr {
+        r.note(format_args!(
+            "core 1 (MPIDR {m:#x}): info + {ROUNDS} pings per transport, answered by SP {:#x}",
+            sp.id
+        ));
+    }
     r.check("cores.second_core_info", report.info);
     r.check("cores.second_core_ping_req32", report.req32);
     r.check("cores.second_core_ping_req64", report.req64);

@@ -171,7 +171,13 @@ extern "C" fn core1_main() -> ! {
         // does not touch it again.
         let job = unsafe { *MAILBOX.job.get() };
         if let Some(job) = job {
-            let report = cores::run_job(&mut Endpoint::new(Smc), &job);
+            let mut report = cores::run_job(&mut Endpoint::new(Smc), &job);
+            let mpidr: u64;
+            // SAFETY: reading MPIDR_EL1 has no side effect.
+            unsafe {
+                core::arch::asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack))
+            };
+            report.mpidr = Some(mpidr);
             // SAFETY: the primary reads `report` only after seeing DONE, stored below.
             unsafe { *MAILBOX.report.get() = Some(report) };
         }

@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod cores;
 pub mod memory;
+mod memory_rules;
 pub mod report;
 pub mod scenarios;
 pub mod serve;

@@ -12,13 +12,14 @@
 
 use crate::{
     Env, fail,
+    memory_rules::{self, Answer},
     report::{CheckResult, Fail, Needs, Report},
     scenarios::{Ctx, discovery, setup},
 };
 use alloc::{vec, vec::Vec};
 use core::fmt::Write;
 use ffa::{
-    Error, FfaError, Handle, MemOpArgs, MemOpBuf, MemSendReply, PartitionId, ReclaimFlags,
+    Error, FfaError, FuncId, Handle, MemOpArgs, MemOpBuf, MemSendReply, PartitionId, ReclaimFlags,
     RxTxBuffers,
     memory::{
         COMPOSITE_HEADER_SIZE, DataAccess, DescKind, Emad, EmadSize, InstructionAccess,
@@ -27,8 +28,8 @@ use ffa::{
     },
 };
 use flexserve_proto::{
-    Checksum, Command, DIRECT_PAYLOAD_REGS, MemStats, RegionInfo, Request, Response, Status, Width,
-    caps, pattern_byte, region_flags,
+    Checksum, Command, DIRECT_PAYLOAD_REGS, MemStats, RegionInfo, RejectReason, Request, Response,
+    Status, Width, caps, pattern_byte, region_flags,
 };
 use testbed_layout::control;
 
@@ -41,6 +42,17 @@ const DONATE: [(u64, u32); 1] = [(32, 1)];
 const FRAG_FIRST: u64 = 64;
 const FRAG_RANGES: usize = 512;
 const PROBE: u64 = 2000;
+const DONATE_UNSUPPORTED: &str = "the SPMC does not support FFA_MEM_DONATE (FFA_FEATURES)";
+/// The `donate` checks, all skipped where DONATE is not supported.
+const DONATE_CHECKS: [&str; 7] = [
+    "donate.send",
+    "donate.nw_read_blocked",
+    "donate.retrieve",
+    "donate.sp_uses",
+    "donate.owner_cannot_reclaim",
+    "donate.sp_unmaps",
+    "donate.never_returns",
+];
 pub const CYCLES: u32 = 200;
 
 /// Offsets of fields the malformed cases corrupt (ffa::memory module doc; FF-A v1.2
@@ -81,6 +93,15 @@ fn f(args: core::fmt::Arguments<'_>) -> Fail {
 impl<E: Env> Ctx<'_, E> {
     fn page(&self, n: u64) -> u64 {
         self.env.share_window().0 + n * PAGE
+    }
+
+    /// FFA_FEATURES(FFA_MEM_DONATE): DONATE is optional (TF-A's EL3 SPMC: NOT_SUPPORTED,
+    /// `spmc_ffa_features` lists SHARE and LEND only).
+    fn donate_supported(&mut self) -> bool {
+        !matches!(
+            self.env.ep().features(FuncId::MemDonate32 as u32, 0),
+            Err(Error::Ffa(FfaError::NotSupported))
+        )
     }
 
     fn sp_id(&self) -> PartitionId {
@@ -618,6 +639,12 @@ fn lend<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
 }
 
 fn donate<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    if !c.donate_supported() {
+        for name in DONATE_CHECKS {
+            r.skip(name, DONATE_UNSUPPORTED);
+        }
+        return;
+    }
     let desc = c.desc(SendKind::Donate, &DONATE);
     let h = c.send(SendKind::Donate, &desc);
     let sent = r.check(
@@ -702,12 +729,16 @@ fn transports<E: Env>(c: &mut Ctx<'_, E>) -> CheckResult {
 /// memory" (the owner gets zeros back, not what the borrower left).
 fn lend_zeroing<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let zeros = Checksum::of(&[0u8; PAGE as usize]);
+    let zeroes = memory_rules::zeroes_on_request(c.env.spmc());
     r.check("lend.zero_flag_on_send", {
         (|| {
             let pages = [(PROBE + 20, 1)];
             c.scribble(&pages, 0x44);
             let mut desc = c.desc(SendKind::Lend, &pages);
             desc.flags = MemFlags(MemFlags::ZERO_MEMORY);
+            if !zeroes {
+                return refused_send(c, SendKind::Lend, &desc, FfaError::InvalidParameters);
+            }
             let h = ok(c.send(SendKind::Lend, &desc))?;
             let i = c.retrieve_ok(h, 2)?;
             let sum = c.checksum(i.region, 0, PAGE as u32);
@@ -737,6 +768,13 @@ fn lend_zeroing<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
                 zero_memory: true,
                 time_slicing: false,
             };
+            if !zeroes {
+                // Refused, and the plain reclaim still works.
+                let zeroed = c.env.ep().mem_reclaim(h, flags);
+                let plain = c.reclaim(h);
+                want_ffa(zeroed, FfaError::InvalidParameters)?;
+                return ok(plain);
+            }
             ok(c.env.ep().mem_reclaim(h, flags))?;
             match c.local_checksum(&pages, 0, PAGE) {
                 s if s == zeros => Ok(()),
@@ -802,6 +840,56 @@ fn refused<E: Env>(
     let total = bytes.len() as u32;
     let res = c.send_raw(kind, bytes, total, frag.unwrap_or(total));
     if let Ok(MemSendReply::Done(h)) = res {
+        let _ = c.reclaim(h);
+    }
+    want_ffa(res, want)
+}
+
+/// The malformed share `bytes` (check `name`, spec answer `spec`) gets this SPMC's answer
+/// (`memory_rules::malformed`).
+fn malformed_send<E: Env>(
+    c: &mut Ctx<'_, E>,
+    name: &str,
+    bytes: &[u8],
+    spec: FfaError,
+) -> CheckResult {
+    let answer = memory_rules::malformed(c.env.spmc(), name, spec);
+    let total = bytes.len() as u32;
+    let h = match answer {
+        Answer::Refused(want) => return refused(c, SendKind::Share, bytes, None, want),
+        Answer::Accepted | Answer::AcceptedUnchecked => {
+            match c.send_raw(SendKind::Share, bytes, total, total) {
+                Ok(MemSendReply::Done(h)) => h,
+                other => fail!("{other:x?}, expected the send accepted ({answer:?})"),
+            }
+        }
+    };
+    if answer == Answer::AcceptedUnchecked {
+        // The SP must not map what the SPMC did not check, and must leave nothing behind.
+        let got = c.retrieve(h, 1);
+        if let Ok(SpReply::Region(i)) = &got {
+            let _ = c.call_sp(Request::MemRelease { region: i.region });
+        }
+        let reclaim = c.reclaim(h);
+        match got? {
+            SpReply::Error(Status::RegionRejected | Status::FfaError, _) => {}
+            other => fail!("the SP took the unchecked descriptor: {other:x?}"),
+        }
+        expect_held(c, 0, 0)?;
+        return ok(reclaim);
+    }
+    ok(c.reclaim(h))
+}
+
+/// Sends `desc`, which must be refused with `want`; reclaims it if wrongly accepted.
+fn refused_send<E: Env>(
+    c: &mut Ctx<'_, E>,
+    kind: SendKind,
+    desc: &MemTransaction,
+    want: FfaError,
+) -> CheckResult {
+    let res = c.send(kind, desc);
+    if let Ok(h) = res {
         let _ = c.reclaim(h);
     }
     want_ffa(res, want)
@@ -879,27 +967,27 @@ fn malformed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     for (name, off, bytes, want) in corruptions {
         let mut d = good.clone();
         put(&mut d, off, &bytes);
-        r.check(name, refused(c, SendKind::Share, &d, None, want));
+        r.check(name, malformed_send(c, name, &d, want));
     }
     r.check("mal.zero_page_range", {
         let mut d = good.clone();
         put(&mut d, at::RANGE0_PAGES, &u32b(0));
         put(&mut d, at::TOTAL_PAGES, &u32b(1));
-        refused(c, SendKind::Share, &d, None, Inv)
+        malformed_send(c, "mal.zero_page_range", &d, Inv)
     });
     r.check("mal.zero_ranges", {
         let mut d = good.clone();
         put(&mut d, at::RANGE_COUNT, &u32b(0));
         put(&mut d, at::TOTAL_PAGES, &u32b(0));
         d.truncate(at::RANGE0);
-        refused(c, SendKind::Share, &d, None, Inv)
+        malformed_send(c, "mal.zero_ranges", &d, Inv)
     });
     r.check("mal.overlapping_ranges", {
         let d = c
             .desc(SendKind::Share, &[(PROBE, 2), (PROBE + 1, 1)])
             .to_vec(DescKind::Send(SendKind::Share))
             .unwrap_or_default();
-        refused(c, SendKind::Share, &d, None, Inv)
+        malformed_send(c, "mal.overlapping_ranges", &d, Inv)
     });
     r.check("mal.duplicate_receiver", {
         let mut desc = c.desc(SendKind::Share, &good_pages);
@@ -909,7 +997,8 @@ fn malformed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             .unwrap_or_default();
         refused(c, SendKind::Share, &d, None, Inv)
     });
-    r.check("mal.donate_with_access", {
+    let donate = c.donate_supported();
+    r.skip_unless(donate, "mal.donate_with_access", DONATE_UNSUPPORTED, || {
         let mut desc = c.desc(SendKind::Donate, &good_pages);
         desc.receivers[0].perm.data_access = DataAccess::ReadWrite;
         let d = desc
@@ -949,7 +1038,7 @@ fn malformed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
                 let _ = c.reclaim(h2);
             }
             let reclaim = c.reclaim(h);
-            want_ffa(again, Denied)?;
+            want_ffa(again, memory_rules::lend_already_lent(spmc))?;
             ok(reclaim)
         })()
     });
@@ -992,7 +1081,13 @@ fn malformed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             }
             let reclaim = c.reclaim(h);
             first?;
-            want_sp_ffa(second, Denied)?;
+            if memory_rules::grants_second_retrieve(spmc) {
+                // The SPMC hands the same pages out again; the SP refuses (and relinquishes)
+                // a region overlapping one it holds.
+                want_status(second, Status::RegionRejected, RejectReason::Overlap as u64)?;
+            } else {
+                want_sp_ffa(second, Denied)?;
+            }
             ok(reclaim)
         })()
     });

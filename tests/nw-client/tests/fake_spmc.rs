@@ -7,7 +7,8 @@ use ffa::{
     PartitionProperties, Regs, RetrieveError, RxTxBuffers, SuccessArgs, Uuid, Version,
     memory::{
         DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm,
-        MemFlags, MemRegionAttributes, MemTransaction, ParseOptions, SendKind, TransactionType,
+        MemError, MemFlags, MemRegionAttributes, MemTransaction, ParseOptions, SendKind,
+        TransactionType,
     },
 };
 use flexserve_proto::SERVICE_UUID;
@@ -62,6 +63,8 @@ struct World {
     /// Lend and donate take the pages from the normal world (false: a broken partition
     /// manager, to show the checks can fail).
     enforce: bool,
+    /// Behind TF-A's SPMD (Hafnium, EL3 SPMC): FF-A-range IDs above 0x90 answer SMCCC -1.
+    behind_spmd: bool,
 }
 
 type Shared = Rc<RefCell<World>>;
@@ -93,8 +96,15 @@ impl World {
             expected_sender: Some(0),
             emad_size: Some(EmadSize::V1_2),
         };
-        let t = match MemTransaction::parse(bytes, DescKind::Send(kind), opts) {
+        // As Hafnium and the testbed (tests/testbed/src/memshare.rs `complete`): attribute bits
+        // [15:8] are ignored, a zero-page constituent is DENIED.
+        let mut bytes = bytes.to_vec();
+        if let Some(b) = bytes.get_mut(3) {
+            *b = 0;
+        }
+        let t = match MemTransaction::parse(&bytes, DescKind::Send(kind), opts) {
             Ok(t) => t,
+            Err(MemError::ZeroLengthRange { .. }) => return error(FfaError::Denied),
             Err(e) => return error(e.to_ffa_error()),
         };
         // Hafnium: the sender's memory type is the one its kind and borrower count call for.
@@ -421,6 +431,14 @@ impl FakeSpmc {
 
 impl Conduit for FakeSpmc {
     fn call(&mut self, regs: Regs) -> Regs {
+        if self.world.borrow().behind_spmd
+            && (regs[0] as u32 & 0xbfff_0000) == 0x8400_0000
+            && (regs[0] & 0xffff) > 0x90
+        {
+            let mut r = [0u64; 18];
+            r[0] = u64::from(u32::MAX);
+            return r;
+        }
         let call = match Interface::from_regs(&regs) {
             Ok(c) => c,
             Err(e) => return error(e.to_ffa_error()),
@@ -749,6 +767,7 @@ fn messaging_passes_except_the_simd_probe_on_the_host() {
 
 fn run_under(name: &str, e: &mut HostEnv, spmc: Spmc) -> (String, u32, u32) {
     e.spmc = spmc;
+    e.world.borrow_mut().behind_spmd = spmc != Spmc::Testbed;
     let mut out = String::new();
     let (p, f) = scenarios::run(name, e, &mut out);
     print!("{out}");
@@ -931,8 +950,10 @@ fn memory_scenario_catches_a_partition_manager_that_does_not_enforce() {
 #[test]
 fn memory_scenario_under_a_real_spmc_skips_exactly_the_testbed_checks() {
     // No NS stage-2 under TF-A: lent pages stay accessible, as in this fake without
-    // enforcement; the checks that rely on it are skipped, all others still pass.
-    for spmc in [Spmc::Hafnium, Spmc::El3] {
+    // enforcement; the checks that rely on it are skipped, all others still pass. The fake
+    // answers as Hafnium does (the EL3 SPMC's answers differ: see the next test).
+    {
+        let spmc = Spmc::Hafnium;
         let mut e = memory_env();
         e.world.borrow_mut().enforce = false;
         let (out, passed, failed) = run_under("memory", &mut e, spmc);
@@ -953,6 +974,35 @@ fn memory_scenario_under_a_real_spmc_skips_exactly_the_testbed_checks() {
         assert!(out.contains("PASS lend.nw_reads_again\n"));
         assert!(out.ends_with(&format!("{passed} passed, 0 failed, 6 skipped\n")));
     }
+}
+
+#[test]
+fn memory_scenario_expects_the_el3_spmcs_own_answers() {
+    // Run as if under TF-A's EL3 SPMC against this Hafnium-like fake: exactly the checks where
+    // the EL3 SPMC answers otherwise (nw_client's memory_rules) fail, so they are not vacuous.
+    let mut e = memory_env();
+    e.world.borrow_mut().enforce = false;
+    let (out, _, _) = run_under("memory", &mut e, Spmc::El3);
+    let failed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL "))
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "lend.zero_flag_on_send",
+            "lend.reclaim_zero_flag",
+            "mal.misaligned_range_address",
+            "mal.reserved_header_nonzero",
+            "mal.zero_page_range",
+            "mal.zero_ranges",
+            "mal.overlapping_ranges",
+            "mal.lend_already_lent",
+            "mal.retrieve_lent_twice",
+        ],
+        "{out}"
+    );
 }
 
 #[test]

@@ -36,9 +36,9 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use ffa::memory::{
-    DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm, MemFlags,
-    MemRange, MemRegionAttributes, MemRelinquishDesc, MemTransaction, MemType, ParseOptions,
-    SendKind, TransactionType, plan_fragments,
+    DataAccess, DescKind, EmadSize, FragmentAssembler, InstructionAccess, MemAccessPerm, MemError,
+    MemFlags, MemRange, MemRegionAttributes, MemRelinquishDesc, MemTransaction, MemType,
+    ParseOptions, SendKind, TransactionType, plan_fragments,
 };
 use ffa::{FfaError, Handle, Version};
 use testbed_layout::{ns_ram, virt};
@@ -440,8 +440,21 @@ impl MemShare {
             emad_size: (caller.version < Version::V1_2)
                 .then(|| EmadSize::for_version(caller.version)),
         };
-        let desc =
-            MemTransaction::parse(bytes, DescKind::Send(kind), opts).map_err(FfaError::from)?;
+        // Hafnium reads the attributes through `ffa_memory_attributes_t` (inc/vmapi/hf/ffa.h),
+        // whose bits [15:8] are an unnamed bit-field that no check looks at, so a sender may
+        // set them; the testbed ignores them too (the spec's "MBZ" names no error for them).
+        // Bit 7 is half of Hafnium's two-bit security field and stays refused like the NS bit.
+        let cleared;
+        let bytes = match bytes.get(ATTRIBUTES_HIGH) {
+            Some(&b) if b != 0 => {
+                let mut v = bytes.to_vec();
+                v[ATTRIBUTES_HIGH] = 0;
+                cleared = v;
+                &cleared[..]
+            }
+            _ => bytes,
+        };
+        let desc = MemTransaction::parse(bytes, DescKind::Send(kind), opts).map_err(send_error)?;
         // Hafnium `ffa_memory_send_validate`: no flag but zero memory (time slicing too).
         if desc.flags.contains(MemFlags::TIME_SLICING) {
             return Err(inval());
@@ -817,6 +830,20 @@ impl MemShare {
         }
         self.txs.remove(i);
         Ok(Reply::Ok)
+    }
+}
+
+/// Byte 3 of a send descriptor: bits [15:8] of the memory region attributes.
+const ATTRIBUTES_HIGH: usize = 3;
+
+/// The FF-A error for a send descriptor that does not parse: INVALID_PARAMETERS, except that a
+/// constituent of zero pages is DENIED as in Hafnium, where it passes `ffa_memory_check_overlap`
+/// (a zero size counts as "no overlap") and then fails `constituents_get_mode` (an empty range
+/// has no single mapping mode). The spec names no error for it.
+fn send_error(e: MemError) -> FfaError {
+    match e {
+        MemError::ZeroLengthRange { .. } => FfaError::Denied,
+        e => e.to_ffa_error(),
     }
 }
 

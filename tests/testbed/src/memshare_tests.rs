@@ -655,6 +655,27 @@ fn fragment_errors_end_the_transaction() {
     assert_eq!(t.m.live(), 1);
 }
 
+/// As in Hafnium (`ffa_memory_attributes_t`): attribute bits [15:8] of a send are ignored,
+/// bit 7 (half of Hafnium's security field) is refused like the NS bit.
+#[test]
+fn send_reserved_attribute_bits() {
+    let mut t = T::new();
+    let good = bytes(SendKind::Share, &desc(SendKind::Share, &[(BUF, 1)]));
+    let mut bit7 = good.clone();
+    bit7[2] |= 0x80;
+    assert_eq!(
+        t.send_raw(SendKind::Share, &bit7),
+        Err(FfaError::InvalidParameters)
+    );
+    let mut high = good.clone();
+    high[3] = 0x82; // bits 9 and 15
+    assert!(
+        matches!(t.send_raw(SendKind::Share, &high), Ok(Reply::Handle(_))),
+        "bits [15:8] refused"
+    );
+    assert_eq!(t.m.live(), 1);
+}
+
 /// Every rejected send leaves no trace.
 #[test]
 fn send_rejections() {
@@ -680,11 +701,12 @@ fn send_rejections() {
         desc(Share, &[(BUF, 2), (BUF + 0x1000, 1)]),
         FfaError::InvalidParameters,
     );
+    // Hafnium `constituents_get_mode` (see `send_error`).
     add(
         "zero pages",
         Share,
         desc(Share, &[(BUF, 0)]),
-        FfaError::InvalidParameters,
+        FfaError::Denied,
     );
     add(
         "unaligned",

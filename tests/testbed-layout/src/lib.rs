@@ -75,9 +75,8 @@ pub mod ns_ram {
     /// refuse a secure access to an NS region); its NS alias is ordinary lent memory.
     pub const FLEXMEM_WINDOW_BASE: u64 = MODEL_BASE;
     pub const FLEXMEM_WINDOW_SIZE: u64 = 0x0800_0000;
-    const _: () = assert!(
-        FLEXMEM_WINDOW_BASE + FLEXMEM_WINDOW_SIZE <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE
-    );
+    const _: () =
+        assert!(FLEXMEM_WINDOW_BASE + FLEXMEM_WINDOW_SIZE <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE);
     /// A static secure carve-out in NS DRAM, programmed secure at boot like a phone's TZASC
     /// carve-out (TZC-400 region 3, `firewall::BOOT_REGIONS`) and declared in the SP manifest
     /// as the secure memory region `carveout`: the normal world never maps it and may not send

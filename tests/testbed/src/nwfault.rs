@@ -245,7 +245,8 @@ mod tests {
         let mut x = [7u64; 31];
         // LDR x5, 64-bit.
         let esr = DABT | ISV | 3 << 22 | 5 << 16 | 1 << 15 | TRANSLATION_L3;
-        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0010), &mut x, nw(lent)) else {
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0010), &mut x, nw(lent))
+        else {
             panic!()
         };
         assert_eq!(x[5], control::POISON);
@@ -300,31 +301,39 @@ mod tests {
         let mut x = [7u64; 31];
         x[30] = 0x4000_2000;
         let esr = DABT | TRANSLATION_L3; // ISV = 0 (LDP)
-        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0000), &mut x, nw(lent)) else {
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0000), &mut x, nw(lent))
+        else {
             panic!()
         };
         assert_eq!(pc, 0x4000_1004);
         assert_ne!(blocked.info() & control::UNEMULATED, 0);
         assert_eq!(x[..30], [7u64; 30]);
         let iabt = EC_IABT_LOWER << 26 | TRANSLATION_L3;
-        let Outcome::Resume { blocked, pc } = handle(&syn(iabt, 0x4800_0000), &mut x, nw(lent)) else {
+        let Outcome::Resume { blocked, pc } = handle(&syn(iabt, 0x4800_0000), &mut x, nw(lent))
+        else {
             panic!()
         };
         assert_eq!((blocked.kind, pc), (control::KIND_FETCH, 0x4000_2000));
         assert!(std::format!("{blocked}").contains("not emulated"));
-        let reserved = handle(&syn(DABT | ISV, ns_ram::TESTBED_NS_BASE), &mut x, nw(|_| None));
+        let reserved = handle(
+            &syn(DABT | ISV, ns_ram::TESTBED_NS_BASE),
+            &mut x,
+            nw(|_| None),
+        );
         let Outcome::Resume { blocked, .. } = reserved else {
             panic!()
         };
         assert_eq!(blocked.owner, control::OWNER_RESERVED);
         // DC CIVAC (CM = 1, WnR = 1, ISV = 0) on a lent page: reported and skipped.
         let civac = DABT | 1 << 8 | 1 << 6 | TRANSLATION_L3;
-        let Outcome::Resume { blocked, pc } =
-            handle(&syn(civac, 0x4800_0040), &mut x, nw(lent))
+        let Outcome::Resume { blocked, pc } = handle(&syn(civac, 0x4800_0040), &mut x, nw(lent))
         else {
             panic!()
         };
-        assert_eq!((blocked.kind, blocked.unemulated, pc), (control::KIND_CACHE_MAINT, None, 0x4000_1004));
+        assert_eq!(
+            (blocked.kind, blocked.unemulated, pc),
+            (control::KIND_CACHE_MAINT, None, 0x4000_1004)
+        );
         assert_eq!(
             std::format!("{blocked}"),
             "blocked NW cache maintenance of 0x48000040 (lent to 8001)"

@@ -663,7 +663,8 @@ mod tests {
             exec: false,
             device: false,
         };
-        s2.set(0x5000_3000, Entry::Page { attrs: ro, sw: 0xb }).unwrap();
+        s2.set(0x5000_3000, Entry::Page { attrs: ro, sw: 0xb })
+            .unwrap();
         assert_eq!(s2.entry(0x5000_3000), Entry::Page { attrs: ro, sw: 0xb });
         assert_eq!(s2.lookup(0x5000_3008), Some((0x5000_3008, ro)));
         assert_eq!(s2.tables_used(), 4);

@@ -14,7 +14,7 @@
 
 use ffa::memory::MemRange;
 
-use super::{Changes, DRAM, Firewall, Perm, Tzc};
+use super::{Changes, DRAM, Firewall, Perm};
 use crate::memshare::{HwError, Revoked};
 use crate::stage2::{Attrs, Chunk, Entry, MapError, PAGE, Stage2};
 
@@ -85,7 +85,7 @@ pub fn sp_ns_desired(want: Attrs, p: Perm) -> Entry {
 /// The permissions an SP NS page was retrieved with, if it is one the firewall manages.
 fn sp_ns_wanted(e: Entry) -> Option<Attrs> {
     match e {
-        Entry::Page { attrs, sw } if sw & SW_LIMITED != 0 => Some(from_rwx(sw)),
+        Entry::Page { sw, .. } if sw & SW_LIMITED != 0 => Some(from_rwx(sw)),
         Entry::Page { attrs, .. } => Some(attrs),
         Entry::Revoked(t) if t & SP_HIDDEN != 0 && !is_lend_tag(t) => Some(from_rwx(t as u8)),
         _ => None,
@@ -113,22 +113,23 @@ impl Stale {
     }
 }
 
-impl<M: Tzc> Firewall<M> {
+impl Firewall {
     /// Recomputes every space over `changes`. A space out of tables keeps the pages it could
     /// not change with their old permissions: the error is returned after the rest is done
     /// (the pools are sized so this does not happen; `arch` reports it and stops).
     pub fn apply(&mut self, changes: &Changes, s: &mut Spaces) -> Result<Stale, MapError> {
         let mut stale = Stale::default();
         let mut err = Ok(());
-        let mut bps = [0u64; 2 * super::fw::REGIONS as usize + 1];
         for &(start, end) in changes.ranges() {
-            let n = self.breakpoints(start, end, &mut bps);
-            for i in 0..n {
-                let seg_end = if i + 1 < n { bps[i + 1] } else { end };
-                let p = self.perm(bps[i]);
-                if let Err(e) = self.apply_segment(bps[i], seg_end, p, s, &mut stale) {
+            // Segments over which every address matches the same regions.
+            let mut a = start;
+            while a < end {
+                let seg_end = self.model.uniform_until(0, a).saturating_add(1).min(end);
+                let p = self.perm(a);
+                if let Err(e) = self.apply_segment(a, seg_end, p, s, &mut stale) {
                     err = Err(e);
                 }
+                a = seg_end;
             }
         }
         err.map(|()| stale)
@@ -145,23 +146,35 @@ impl<M: Tzc> Firewall<M> {
         let mut err = Ok(());
         if let Some(nw) = s.nw.as_deref_mut() {
             let want = nw_desired(p);
-            let r = self.walk(nw, start, end, |_, c| match c {
-                Chunk::Absent => Some(true),
-                Chunk::Block(attrs, sw) => Some(want == Entry::Page { attrs, sw }),
-                Chunk::Table => None,
-            }, |_, e| match e {
-                Entry::Empty => None,
-                Entry::Revoked(t) if is_lend_tag(t) => None,
-                _ => Some(want),
-            });
+            let r = self.walk(
+                nw,
+                start,
+                end,
+                |_, c| match c {
+                    Chunk::Absent => Some(true),
+                    Chunk::Block(attrs, sw) => Some(want == Entry::Page { attrs, sw }),
+                    Chunk::Table => None,
+                },
+                |_, e| match e {
+                    Entry::Empty => None,
+                    Entry::Revoked(t) if is_lend_tag(t) => None,
+                    _ => Some(want),
+                },
+            );
             stale.nw |= r.changed;
             err = err.and(r.result);
         }
         if let Some(ns) = s.sp_ns.as_deref_mut() {
-            let r = self.walk(ns, start, end, |_, c| match c {
-                Chunk::Absent => Some(true),
-                _ => None,
-            }, |_, e| sp_ns_wanted(e).map(|w| sp_ns_desired(w, p)));
+            let r = self.walk(
+                ns,
+                start,
+                end,
+                |_, c| match c {
+                    Chunk::Absent => Some(true),
+                    _ => None,
+                },
+                |_, e| sp_ns_wanted(e).map(|w| sp_ns_desired(w, p)),
+            );
             stale.sp |= r.changed;
             err = err.and(r.result);
         }
@@ -173,10 +186,16 @@ impl<M: Tzc> Firewall<M> {
                     continue;
                 }
                 let want = gated_desired(g, p);
-                let r = self.walk(sec, a, b, |_, c| match c {
-                    Chunk::Absent => Some(want == Entry::Empty),
-                    _ => None,
-                }, |_, _| Some(want));
+                let r = self.walk(
+                    sec,
+                    a,
+                    b,
+                    |_, c| match c {
+                        Chunk::Absent => Some(want == Entry::Empty),
+                        _ => None,
+                    },
+                    |_, _| Some(want),
+                );
                 stale.sp |= r.changed;
                 err = err.and(r.result);
             }
@@ -231,7 +250,12 @@ impl<M: Tzc> Firewall<M> {
     /// LEND/DONATE completed: takes `r` out of the NW stage-2 (tagged `why`), unless lend
     /// enforcement is off. A page the firewall already denies takes the lend tag (the lend is
     /// what RECLAIM undoes). All or nothing.
-    pub fn nw_revoke(&mut self, nw: &mut Stage2, r: &MemRange, why: Revoked) -> Result<(), HwError> {
+    pub fn nw_revoke(
+        &mut self,
+        nw: &mut Stage2,
+        r: &MemRange,
+        why: Revoked,
+    ) -> Result<(), HwError> {
         if !self.lend_enforcement {
             return Ok(());
         }
@@ -244,7 +268,13 @@ impl<M: Tzc> Firewall<M> {
                 _ => false,
             };
             if !ok {
-                self.nw_restore(nw, &MemRange { address: r.address, page_count: i as u32 });
+                self.nw_restore(
+                    nw,
+                    &MemRange {
+                        address: r.address,
+                        page_count: i as u32,
+                    },
+                );
                 return Err(HwError::NoTables);
             }
         }
@@ -277,7 +307,13 @@ impl<M: Tzc> Firewall<M> {
                 _ => Err(MapError::AlreadyMapped { ipa: a }),
             };
             if let Err(e) = res {
-                sp_unmap(ns, &MemRange { address: r.address, page_count: i as u32 });
+                sp_unmap(
+                    ns,
+                    &MemRange {
+                        address: r.address,
+                        page_count: i as u32,
+                    },
+                );
                 return Err(match e {
                     MapError::AlreadyMapped { .. } => HwError::AlreadyMapped,
                     _ => HwError::NoTables,

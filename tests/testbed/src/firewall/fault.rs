@@ -7,12 +7,13 @@
 
 use testbed_layout::{control, firewall as fw};
 
+use super::Firewall;
 use super::enforce::{SP_HIDDEN, SW_LIMITED, in_dram};
-use super::{Firewall, Tzc, Verdict};
 use crate::memshare::Revoked;
 use crate::mmio;
 use crate::nwfault::{self, Blocked, Syndrome};
 use crate::stage2::{Entry, Stage2};
+use tzasc::tzc400::Verdict;
 
 /// x3 bits \[31:16\] for a firewall verdict.
 pub fn region_code(v: Verdict) -> u16 {
@@ -23,12 +24,13 @@ pub fn region_code(v: Verdict) -> u16 {
     }
 }
 
-impl<M: Tzc> Firewall<M> {
+impl Firewall {
     fn verdict(&mut self, addr: u64, secure: bool, kind: u64) -> Verdict {
-        let n = fw::CPU_NSAID;
         match kind {
-            control::KIND_CACHE_MAINT => self.model.permits(addr, secure, n, false),
-            k => self.model.check(addr, secure, n, k == control::KIND_WRITE),
+            control::KIND_CACHE_MAINT => self.permits(addr, secure, false),
+            k => self
+                .model
+                .check(addr, secure, fw::CPU_NSAID, k == control::KIND_WRITE),
         }
     }
 

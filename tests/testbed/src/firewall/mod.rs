@@ -27,62 +27,10 @@ pub mod fault;
 mod tests;
 
 use testbed_layout::{firewall as fw, virt};
+use tzasc::tzc400::{self, Model, Request, Verdict, offset};
+use tzasc::{Region, RegisterAccess};
 
 use crate::mmio;
-
-/// The answer of the model for one access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    pub allowed: bool,
-    /// The region that decided (`None`: two enabled regions matched).
-    pub region: Option<u8>,
-    pub overlap: bool,
-}
-
-/// What the testbed needs of a TZC-400 model: its 32-bit register interface and the access
-/// check, latching (`check`, what an access does) and not (`permits`, for recomputing maps).
-pub trait Tzc {
-    fn read32(&mut self, offset: u32) -> u32;
-    fn write32(&mut self, offset: u32, value: u32);
-    fn check(&mut self, addr: u64, secure: bool, nsaid: u8, write: bool) -> Verdict;
-    fn permits(&self, addr: u64, secure: bool, nsaid: u8, write: bool) -> Verdict;
-}
-
-/// TZC-400 register offsets the testbed reads to see what changed (TRM DDI 0504C, table 3-1).
-pub mod reg {
-    pub const ACTION: u32 = 0x004;
-    pub const GATE_KEEPER: u32 = 0x008;
-    /// Region n's block: base low/high, top low/high, attributes, id_access.
-    pub const REGION0: u32 = 0x100;
-    pub const REGION_STRIDE: u32 = 0x20;
-    pub const BASE_LOW: u32 = 0x0;
-    pub const BASE_HIGH: u32 = 0x4;
-    pub const TOP_LOW: u32 = 0x8;
-    pub const TOP_HIGH: u32 = 0xc;
-    pub const ATTRIBUTES: u32 = 0x10;
-    pub const ID_ACCESS: u32 = 0x14;
-    /// ATTRIBUTES: s_rd_en, s_wr_en, filter_en\[3:0\].
-    pub const S_RD_EN: u32 = 1 << 30;
-    pub const S_WR_EN: u32 = 1 << 31;
-    /// GATE_KEEPER: open_request\[3:0\], open_status\[19:16\].
-    pub const OPEN_STATUS_SHIFT: u32 = 16;
-}
-
-/// One region's registers as last applied.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RegionRegs {
-    pub base: u64,
-    pub top: u64,
-    pub attributes: u32,
-    pub id_access: u32,
-}
-
-impl RegionRegs {
-    /// Enabled on filter 0 (the testbed's only filter); region 0 always is.
-    fn enabled(&self, index: usize) -> bool {
-        index == 0 || self.attributes & 1 != 0
-    }
-}
 
 /// NS DRAM, the only memory behind the filter.
 pub const DRAM: (u64, u64) = (virt::NS_RAM_BASE, virt::NS_RAM_BASE + virt::NS_RAM_SIZE);
@@ -99,24 +47,27 @@ pub struct Gated {
 }
 
 pub const MAX_GATED: usize = 4;
+const REGIONS: usize = fw::REGIONS as usize;
+
+/// The regions in force on filter 0, by index.
+type Map = [Option<Region>; REGIONS];
 
 /// The emulated TZC-400 with its enforcement state.
-pub struct Firewall<M: Tzc> {
-    pub model: M,
-    /// The region registers the stage-2 maps currently reflect.
-    applied: [RegionRegs; fw::REGIONS as usize],
+pub struct Firewall {
+    pub model: Model,
+    /// The map the stage-2s currently reflect, and the model generation it came from.
+    applied: Map,
+    applied_generation: u64,
     gated: [Option<Gated>; MAX_GATED],
     /// LEND/DONATE take pages out of the NW stage-2 (boot config `lend-enforcement`).
     pub lend_enforcement: bool,
-    /// Changed ranges waiting for the stage-2s that did not exist yet (the NW's is built
-    /// after the SP's init): applied in full when it appears, so nothing is kept here.
     pub stats: Stats,
 }
 
 /// How much enforcement work was done (for the boot log and tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Permission maps applied (gate reopened with changes).
+    /// Permission maps applied (the map changed).
     pub applies: u64,
     /// Page descriptors rewritten, all spaces.
     pub pages_changed: u64,
@@ -124,14 +75,16 @@ pub struct Stats {
     pub pages_visited: u64,
 }
 
-impl<M: Tzc> Firewall<M> {
-    /// Wraps a model in its reset state and programs it as firmware does at boot
-    /// ([`boot_program`]); nothing is applied to a stage-2 yet (see [`enforce`]).
-    pub fn new(mut model: M, lend_enforcement: bool) -> Self {
+impl Firewall {
+    /// The testbed's TZC-400 (`Config::TESTBED`: 9 regions, 1 filter) programmed as firmware
+    /// does at boot ([`boot_program`]); nothing is applied to a stage-2 yet (see [`enforce`]).
+    pub fn new(lend_enforcement: bool) -> Self {
+        let mut model = Model::new(tzc400::Config::TESTBED);
         boot_program(&mut model);
         let mut f = Firewall {
+            applied: [None; REGIONS],
+            applied_generation: model.generation(),
             model,
-            applied: [RegionRegs::default(); fw::REGIONS as usize],
             gated: [None; MAX_GATED],
             lend_enforcement,
             stats: Stats::default(),
@@ -160,38 +113,28 @@ impl<M: Tzc> Firewall<M> {
         self.gated().find(|g| (g.base..g.end).contains(&addr))
     }
 
-    fn current(&mut self) -> [RegionRegs; fw::REGIONS as usize] {
-        let mut r = [RegionRegs::default(); fw::REGIONS as usize];
-        for (i, e) in r.iter_mut().enumerate() {
-            let b = reg::REGION0 + reg::REGION_STRIDE * i as u32;
-            let m = &mut self.model;
-            let w = |m: &mut M, o| u64::from(m.read32(b + o));
-            e.base = (w(m, reg::BASE_HIGH) << 32 | w(m, reg::BASE_LOW)) & !0xfff;
-            e.top = w(m, reg::TOP_HIGH) << 32 | w(m, reg::TOP_LOW) | 0xfff;
-            e.attributes = m.read32(b + reg::ATTRIBUTES);
-            e.id_access = m.read32(b + reg::ID_ACCESS);
+    fn current(&self) -> Map {
+        let mut m = [None; REGIONS];
+        for (i, r) in self.model.effective_regions(0) {
+            if let Some(slot) = m.get_mut(usize::from(i.0)) {
+                *slot = Some(r);
+            }
         }
-        r
+        m
     }
 
-    /// Whether filter 0's gate is open (accesses flow; a new map takes effect).
-    pub fn gate_open(&mut self) -> bool {
-        self.model.read32(reg::GATE_KEEPER) >> reg::OPEN_STATUS_SHIFT & 1 != 0
-    }
-
-    /// After a register write: if the gate is open and a region changed since the last
-    /// apply, the address ranges whose permissions may have changed (DRAM-clipped, sorted,
-    /// merged; at most one per changed region side); the caller applies them
-    /// ([`enforce::Spaces::apply`]) and the new registers become the applied ones.
+    /// After a register write: if the map in force changed since the last apply (the gate
+    /// reopened over new regions, or a region was written while it was open), the address
+    /// ranges whose permissions may have changed: the old and new extents of each changed
+    /// region (DRAM-clipped, sorted, merged; everything for region 0). The caller applies them
+    /// ([`Firewall::apply`]); they become the applied map.
     pub fn take_changes(&mut self) -> Changes {
         let mut out = Changes::default();
-        if !self.gate_open() {
+        if self.model.generation() == self.applied_generation {
             return out;
         }
+        self.applied_generation = self.model.generation();
         let cur = self.current();
-        if cur == self.applied {
-            return out;
-        }
         for (i, (old, new)) in self.applied.iter().zip(cur.iter()).enumerate() {
             if old == new {
                 continue;
@@ -201,47 +144,52 @@ impl<M: Tzc> Firewall<M> {
                 out.push(DRAM.0, DRAM.1);
                 continue;
             }
-            for r in [old, new] {
-                if r.enabled(i) && r.top >= r.base {
-                    out.push(r.base, r.top.saturating_add(1));
+            match (old, new) {
+                // Same permissions, moved bounds: only the difference changed hands.
+                (Some(o), Some(n)) if (o.secure, o.ns) == (n.secure, n.ns) => {
+                    if o.base != n.base {
+                        out.push(o.base.min(n.base), o.base.max(n.base));
+                    }
+                    if o.top != n.top {
+                        let (a, b) = (o.top.min(n.top), o.top.max(n.top));
+                        out.push(a.saturating_add(1), b.saturating_add(1));
+                    }
+                }
+                _ => {
+                    for r in [old, new].into_iter().flatten() {
+                        out.push(r.base, r.top.saturating_add(1));
+                    }
                 }
             }
         }
         self.applied = cur;
-        self.stats.applies += 1;
+        if !out.is_empty() {
+            self.stats.applies += 1;
+        }
         out
+    }
+
+    /// The model's answer for an access by the CPU (NSAID 9), without latching anything.
+    pub fn permits(&self, addr: u64, secure: bool, write: bool) -> Verdict {
+        self.model.permission(&Request {
+            filter: 0,
+            addr,
+            secure,
+            nsaid: fw::CPU_NSAID,
+            write,
+            privileged: false,
+            id: u32::from(fw::CPU_NSAID),
+        })
     }
 
     /// The permissions of the page at `addr` for the testbed's initiators (no latching).
     pub fn perm(&self, addr: u64) -> Perm {
-        let m = &self.model;
-        let n = fw::CPU_NSAID;
         Perm {
-            ns_r: m.permits(addr, false, n, false).allowed,
-            ns_w: m.permits(addr, false, n, true).allowed,
-            s_r: m.permits(addr, true, n, false).allowed,
-            s_w: m.permits(addr, true, n, true).allowed,
+            ns_r: self.permits(addr, false, false).allowed,
+            ns_w: self.permits(addr, false, true).allowed,
+            s_r: self.permits(addr, true, false).allowed,
+            s_w: self.permits(addr, true, true).allowed,
         }
-    }
-
-    /// Region boundaries inside `[start, end)` (starts of constant-permission segments).
-    fn breakpoints(&self, start: u64, end: u64, out: &mut [u64; 2 * fw::REGIONS as usize + 1]) -> usize {
-        let mut n = 0;
-        out[n] = start;
-        n += 1;
-        for (i, r) in self.applied.iter().enumerate().skip(1) {
-            if !r.enabled(i) {
-                continue;
-            }
-            for b in [r.base, r.top.saturating_add(1)] {
-                if b > start && b < end {
-                    out[n] = b;
-                    n += 1;
-                }
-            }
-        }
-        out[..n].sort_unstable();
-        n
     }
 }
 
@@ -257,20 +205,23 @@ pub struct Perm {
 /// Address ranges to recompute (page aligned, inside DRAM, sorted and disjoint).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    ranges: [(u64, u64); 2 * fw::REGIONS as usize],
+    ranges: [(u64, u64); 2 * REGIONS],
     n: usize,
 }
 
 impl Changes {
     fn push(&mut self, start: u64, end: u64) {
-        let (s, e) = (start.max(DRAM.0) & !0xfff, end.min(DRAM.1).next_multiple_of(0x1000));
+        let (s, e) = (
+            start.max(DRAM.0) & !0xfff,
+            end.min(DRAM.1).next_multiple_of(0x1000),
+        );
         if s >= e {
             return;
         }
         self.ranges[self.n] = (s, e);
         self.n += 1;
         self.ranges[..self.n].sort_unstable();
-        // Merge overlapping or touching ranges.
+        // Merge overlapping or touching ranges (at most 2 * REGIONS are ever pushed).
         let mut w = 0;
         for i in 1..self.n {
             if self.ranges[i].0 <= self.ranges[w].1 {
@@ -302,60 +253,61 @@ impl Changes {
 /// Programs `m` as TF-A's `arm_tzc400_setup` does on FVP (`tzc400_init`, filters disabled,
 /// region 0 `TZC_REGION_S_NONE` with no NSAID, one region per `BOOT_REGIONS` entry on filter
 /// 0, `tzc400_set_action(TZC_ACTION_ERR)`, filters enabled).
-pub fn boot_program<M: Tzc>(m: &mut M) {
-    m.write32(reg::GATE_KEEPER, 0);
-    let r0 = reg::REGION0;
-    m.write32(r0 + reg::ATTRIBUTES, 0);
-    m.write32(r0 + reg::ID_ACCESS, 0);
+pub fn boot_program(m: &mut impl RegisterAccess) {
+    m.write(offset::GATE_KEEPER, 0);
+    m.write(offset::region_attributes(0), 0);
+    m.write(offset::region_id_access(0), 0);
     for r in fw::BOOT_REGIONS {
-        let b = reg::REGION0 + reg::REGION_STRIDE * u32::from(r.index);
-        m.write32(b + reg::BASE_LOW, r.base as u32);
-        m.write32(b + reg::BASE_HIGH, (r.base >> 32) as u32);
-        m.write32(b + reg::TOP_LOW, r.top as u32);
-        m.write32(b + reg::TOP_HIGH, (r.top >> 32) as u32);
+        let n = usize::from(r.index);
+        m.write(offset::region_base_low(n), r.base as u32);
+        m.write(offset::region_base_high(n), (r.base >> 32) as u32);
+        m.write(offset::region_top_low(n), r.top as u32);
+        m.write(offset::region_top_high(n), (r.top >> 32) as u32);
         let sec = if r.secure_rw {
-            reg::S_RD_EN | reg::S_WR_EN
+            tzc400::ATTR_S_RD_EN | tzc400::ATTR_S_WR_EN
         } else {
             0
         };
-        m.write32(b + reg::ATTRIBUTES, sec | 1);
-        let ids = r.ns_rw.iter().fold(0u32, |a, &id| a | 1 << id | 1 << (16 + id));
-        m.write32(b + reg::ID_ACCESS, ids);
+        m.write(offset::region_attributes(n), sec | 1);
+        let ids = r
+            .ns_rw
+            .iter()
+            .fold(0u32, |a, &id| a | 1 << id | 1 << (16 + id));
+        m.write(offset::region_id_access(n), ids);
     }
-    m.write32(reg::ACTION, fw::ACTION_ERR);
-    m.write32(reg::GATE_KEEPER, 1);
+    m.write(offset::ACTION, fw::ACTION_ERR);
+    m.write(offset::GATE_KEEPER, 1);
 }
 
 /// The register block as the SP sees it through the stage-2 trap: 32-bit registers; a 64-bit
-/// access is two (low word first), narrower accesses read as zero and are ignored (the
-/// TZC-400's APB slave takes 32-bit accesses only). The caller applies
+/// access is two (low word first), narrower or unaligned accesses read as zero and are
+/// ignored (the TZC-400's APB slave takes aligned 32-bit accesses). The caller applies
 /// [`Firewall::take_changes`] after every write.
-pub struct TzcDevice<'a, M: Tzc>(pub &'a mut Firewall<M>);
+pub struct TzcDevice<'a>(pub &'a mut Firewall);
 
-impl<M: Tzc> mmio::Device for TzcDevice<'_, M> {
+impl mmio::Device for TzcDevice<'_> {
     fn range(&self) -> (u64, u64) {
         (virt::TZC400_BASE, virt::TZC400_SIZE)
     }
 
     fn read(&mut self, offset: u64, size: u8) -> u64 {
-        let o = offset as u32;
+        let o = offset as usize;
+        let m = &mut self.0.model;
         match size {
-            4 => u64::from(self.0.model.read32(o)),
-            8 => {
-                u64::from(self.0.model.read32(o))
-                    | u64::from(self.0.model.read32(o.wrapping_add(4))) << 32
-            }
+            4 if o.is_multiple_of(4) => u64::from(m.read(o)),
+            8 if o.is_multiple_of(8) => u64::from(m.read(o)) | u64::from(m.read(o + 4)) << 32,
             _ => 0,
         }
     }
 
     fn write(&mut self, offset: u64, size: u8, value: u64) {
-        let o = offset as u32;
+        let o = offset as usize;
+        let m = &mut self.0.model;
         match size {
-            4 => self.0.model.write32(o, value as u32),
-            8 => {
-                self.0.model.write32(o, value as u32);
-                self.0.model.write32(o.wrapping_add(4), (value >> 32) as u32);
+            4 if o.is_multiple_of(4) => m.write(o, value as u32),
+            8 if o.is_multiple_of(8) => {
+                m.write(o, value as u32);
+                m.write(o + 4, (value >> 32) as u32);
             }
             _ => {}
         }

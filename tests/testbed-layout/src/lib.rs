@@ -175,6 +175,42 @@ pub mod firewall {
     };
 }
 
+/// The testbed SPMC's memory ranges, as Hafnium's SPMC manifest declares them (`memory`,
+/// `ns-memory` nodes; `src/manifest.c` `check_partition_memory_is_valid`): an SP's secure
+/// memory regions must lie inside a [`SECURE`](spmc_memory::SECURE) range, its NS ones inside
+/// an [`NS`](spmc_memory::NS) range, and normal-world memory sends must name NS memory. The
+/// Flex-Mem window is in both (lent as NS memory, reached through its secure alias once the
+/// firewall secures it); the carve-out is secure only.
+pub mod spmc_memory {
+    use super::{ns_ram, secure_ram, virt};
+
+    /// `(base, size)` ranges.
+    pub const SECURE: [(u64, u64); 3] = [
+        (
+            secure_ram::PARTITIONS_BASE,
+            secure_ram::PARTITIONS_END - secure_ram::PARTITIONS_BASE,
+        ),
+        (ns_ram::FLEXMEM_WINDOW_BASE, ns_ram::FLEXMEM_WINDOW_SIZE),
+        (ns_ram::CARVEOUT_BASE, ns_ram::CARVEOUT_SIZE),
+    ];
+    pub const NS: [(u64, u64); 2] = [
+        (virt::NS_RAM_BASE, ns_ram::CARVEOUT_BASE - virt::NS_RAM_BASE),
+        (
+            ns_ram::CARVEOUT_BASE + ns_ram::CARVEOUT_SIZE,
+            virt::NS_RAM_BASE + virt::NS_RAM_SIZE - ns_ram::CARVEOUT_BASE - ns_ram::CARVEOUT_SIZE,
+        ),
+    ];
+
+    /// Whether `[base, base + size)` lies inside one of `ranges` (Hafnium's
+    /// `is_memory_region_contained_by_ranges`).
+    pub fn contained(ranges: &[(u64, u64)], base: u64, size: u64) -> bool {
+        let Some(end) = base.checked_add(size) else {
+            return false;
+        };
+        ranges.iter().any(|&(b, s)| base >= b && end <= b + s)
+    }
+}
+
 /// Secure flash layout written by `xtask` (`-bios flash.bin`), like TF-A's BL1 + FIP.
 ///
 /// Each slot starts with a [`SlotHeader`]; its payload follows at `SLOT_HEADER_SIZE`.

@@ -506,6 +506,56 @@ mod tests {
         assert_eq!(flash::BootConfig::get(p, "scenario"), Some("messaging"));
         assert_eq!(flash::BootConfig::get(p, "verbose"), Some("1"));
         assert_eq!(flash::BootConfig::get(p, "missing"), None);
+        assert!(flash::BootConfig::lend_enforcement(p), "default on");
+        assert!(!flash::BootConfig::lend_enforcement(
+            b"lend-enforcement=off\n"
+        ));
+        assert!(flash::BootConfig::lend_enforcement(
+            b"lend-enforcement = on\n"
+        ));
+    }
+
+    #[test]
+    fn spmc_memory_ranges_and_firewall_regions_agree() {
+        use spmc_memory::{NS, SECURE, contained};
+        let (w, ws) = (ns_ram::FLEXMEM_WINDOW_BASE, ns_ram::FLEXMEM_WINDOW_SIZE);
+        let (c, cs) = (ns_ram::CARVEOUT_BASE, ns_ram::CARVEOUT_SIZE);
+        assert!(
+            contained(&SECURE, w, ws) && contained(&NS, w, ws),
+            "window: both"
+        );
+        assert!(
+            contained(&SECURE, c, cs) && !contained(&NS, c, 0x1000),
+            "carve-out: secure"
+        );
+        assert!(
+            !contained(&NS, c - 0x1000, 0x2000),
+            "no NS range straddles it"
+        );
+        assert!(contained(&NS, ns_ram::CLIENT_BASE, ns_ram::CLIENT_SIZE));
+        assert!(!contained(&SECURE, w - 0x1000, 0x1000));
+        // Firmware's regions do not overlap and cover NS DRAM exactly.
+        let r = firewall::BOOT_REGIONS;
+        for (i, a) in r.iter().enumerate() {
+            for b in &r[i + 1..] {
+                assert!(a.top < b.base || b.top < a.base, "{a:?} {b:?}");
+            }
+        }
+        let dram: u64 = r
+            .iter()
+            .filter(|x| x.base >= virt::NS_RAM_BASE)
+            .map(|x| x.top + 1 - x.base)
+            .sum();
+        assert_eq!(dram, virt::NS_RAM_SIZE);
+        assert!(
+            r.iter()
+                .any(|x| x.base == c && x.secure_rw && x.ns_rw.is_empty())
+        );
+        assert!(!contained(
+            &[(virt::TZC400_BASE, virt::TZC400_SIZE)],
+            virt::SECURE_GPIO_BASE,
+            1
+        ));
     }
 }
 

@@ -72,7 +72,7 @@ pub fn decode_fault(
     let dfsc = (esr & 0x3f) as u8;
     // Translation fault, level 0-3 (or permission fault if accepted).
     let translation = dfsc & 0b11_1100 == 0b00_0100;
-    if !translation && !(permission && is_permission_fault(esr)) {
+    if !(translation || permission && is_permission_fault(esr)) {
         return Err(NotEmulable::Fault(dfsc));
     }
     Ok(Access {

@@ -88,7 +88,13 @@ fn invalidate(stale: Stale) {
     if stale.sp {
         // SAFETY: TLB maintenance only.
         unsafe {
-            core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack))
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vmalls12e1is",
+                "dsb ish",
+                "isb",
+                options(nostack)
+            )
         };
     }
     if stale.nw {
@@ -431,7 +437,12 @@ fn gate_regions(info: &SpInfo, hw: &mut PhysMem) {
     let Some(fw) = (unsafe { firewall() }) else {
         return;
     };
-    for r in info.manifest.regions().iter().filter(|r| loader::is_gated(r)) {
+    for r in info
+        .manifest
+        .regions()
+        .iter()
+        .filter(|r| loader::is_gated(r))
+    {
         let a = Attrs::from_manifest(r.attributes, false);
         let g = Gated {
             base: r.base,
@@ -441,7 +452,10 @@ fn gate_regions(info: &SpInfo, hw: &mut PhysMem) {
             exec: a.exec,
         };
         if !fw.add_gated(g) {
-            log!("testbed: too many secure regions over NS DRAM; {:#x} stays unmapped", r.base);
+            log!(
+                "testbed: too many secure regions over NS DRAM; {:#x} stays unmapped",
+                r.base
+            );
         }
     }
     let mut spaces = Spaces {

@@ -302,9 +302,11 @@ mod tests {
                 "{la:#x}"
             );
         }
+        // The manifest with `r` as its only region.
         let with = |r: Region| {
             let mut m = ok;
             m.regions[0] = r;
+            m.region_count = 1;
             m
         };
         let region = |base, attributes, device| Region {
@@ -323,7 +325,7 @@ mod tests {
         );
         // Devices: below secure RAM, not flash.
         assert!(check_placement(&with(region(0x0, 3, true))).is_err());
-        assert_eq!(check_placement(&with(region(0x090b_0000, 3, true))), Ok(()));
+        assert_eq!(check_placement(&with(region(0x0904_0000, 3, true))), Ok(()));
         let wraps = Region {
             pages: u64::MAX,
             ..region(0x0e40_0000, 3, false)

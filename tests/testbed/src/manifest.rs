@@ -320,8 +320,22 @@ mod tests {
                     device: false
                 },
                 Region {
+                    name: Name::new("flexmem-window").unwrap(),
+                    base: 0x5000_0000,
+                    pages: 32768,
+                    attributes: 0x3,
+                    device: false
+                },
+                Region {
                     name: Name::new("uart").unwrap(),
                     base: 0x0904_0000,
+                    pages: 1,
+                    attributes: 0x3,
+                    device: true
+                },
+                Region {
+                    name: Name::new("tzc400").unwrap(),
+                    base: 0x090c_0000,
                     pages: 1,
                     attributes: 0x3,
                     device: true

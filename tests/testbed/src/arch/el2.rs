@@ -351,11 +351,10 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
             let (hpfar, far) = (reg::hpfar_el2(), reg::far_el2());
             // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
             let fw = unsafe { firewall() };
-            // A secure access to the emulated TZC-400 (its programming interface is
-            // secure-only): performed on the model; a new map (gate reopened, region changed
-            // while open) is applied to every stage-2 before the SP resumes.
+            // An access to the emulated TZC-400 (mapped in neither IPA space): performed on the
+            // model; a new map (gate reopened, region changed while open) is applied to every
+            // stage-2 before the SP resumes.
             if let (Ok(a), Some(fw)) = (mmio::decode(esr, hpfar, far), fw)
-                && !mmio::fault_ipa_ns(hpfar)
                 && mmio::emulate(&a, &mut [&mut TzcDevice(fw)], &mut vcpu.x)
             {
                 if a.write {
@@ -373,7 +372,8 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
             };
             // SAFETY: as above (the previous reference is no longer used).
             if let Some(fw) = unsafe { firewall() }
-                && let Some((b, pc)) = fw.sp_fault(hw.sp_ns.as_ref(), &s, &mut vcpu.x)
+                && let Some((b, pc)) =
+                    fw.sp_fault(hw.sp_ns.as_ref(), hw.sp_sec.as_ref(), &s, &mut vcpu.x)
             {
                 super::record_blocked(&b);
                 vcpu.elr = pc;

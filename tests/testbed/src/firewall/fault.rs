@@ -51,32 +51,41 @@ impl Firewall {
     /// An SP stage-2 fault: if the firewall is why, the report and where to resume (the load
     /// poisoned, the store dropped, as for the normal world); `None` if it is something else
     /// (an SP failure).
+    ///
+    /// Which IPA space faulted is read from the stage-2s: a gated page missing from (or
+    /// limited in) the secure space, or a retrieved page the firewall hid in the NS space.
+    /// HPFAR_EL2.NS (FEAT_SEL2: 1 = NS IPA space) only breaks a tie (both candidates: a page
+    /// no region grants to anyone, where either report is true): QEMU 10 sets it for faults in
+    /// the *secure* IPA space (`fault_s1ns` in target/arm/ptw.c; seen with the bring-up SP's
+    /// secure accesses), so it cannot be trusted to say which space faulted.
     pub fn sp_fault(
         &mut self,
         sp_ns: Option<&Stage2>,
+        sp_sec: Option<&Stage2>,
         s: &Syndrome,
         x: &mut [u64; 31],
     ) -> Option<(Blocked, u64)> {
         let kind = s.kind()?;
         let addr = s.addr();
-        let ns = mmio::fault_ipa_ns(s.hpfar);
         if !in_dram(addr) {
             return None;
         }
-        let ours = if ns {
-            match sp_ns.map(|t| t.entry(addr)) {
-                Some(Entry::Revoked(t)) => t & SP_HIDDEN != 0 && Revoked::from_tag(t).is_none(),
-                Some(Entry::Page { sw, .. }) => {
-                    sw & SW_LIMITED != 0 && mmio::is_permission_fault(s.esr)
-                }
-                _ => false,
-            }
-        } else {
-            self.gated_at(addr).is_some()
+        let permission = mmio::is_permission_fault(s.esr);
+        let ns_candidate = match sp_ns.map(|t| t.entry(addr)) {
+            Some(Entry::Revoked(t)) => t & SP_HIDDEN != 0 && Revoked::from_tag(t).is_none(),
+            Some(Entry::Page { sw, .. }) => sw & SW_LIMITED != 0 && permission,
+            _ => false,
         };
-        if !ours {
-            return None;
-        }
+        let sec_candidate = self.gated_at(addr).is_some()
+            && match sp_sec.map(|t| t.entry(addr)) {
+                Some(Entry::Page { .. }) => permission,
+                _ => true,
+            };
+        let ns = match (ns_candidate, sec_candidate) {
+            (false, false) => return None,
+            (true, true) => mmio::fault_ipa_ns(s.hpfar),
+            (ns, _) => ns,
+        };
         let v = self.verdict(addr, !ns, kind);
         if v.allowed && kind != control::KIND_CACHE_MAINT {
             // The stage-2 refused what the firewall allows: the manifest's permissions (e.g.

@@ -8,10 +8,10 @@
  *   x3 == 0xab047: FFA_ABORT.
  *   x3 == 0xf1f10001: firewall probe over the emulated TZC-400 (0x090c0000) and the Flex-Mem window
  *     page W = 0x50000000 (secure alias; MMU off = NS=0): x4 = BUILD_CONFIG, x5 = a secure
- *     load from W+8 before securing (blocked: poison), then secures W (region 2 split around
- *     it with region 6, region 5 secure RW, behind the gate keeper), stores x6 to W+8 and
+ *     load from W+8 before securing (blocked: poison), then secures [W, W + 64 MiB) (region 2
+ *     split around it with region 6, region 5 secure RW, behind the gate keeper), stores x6 to W+8 and
  *     answers x6 = the value loaded back, x7 = FAIL_ADDRESS_LOW.
- *   x3 == 0xf1f10002: scrubs W+8, gives W back to the NS region (gate closed, regions 5/6 off,
+ *   x3 == 0xf1f10002: scrubs W+8, gives the 64 MiB back to the NS region (gate closed, regions 5/6 off,
  *     region 2 whole again, gate open); x5 = a secure load from W+8 after (blocked: poison).
  */
 	.section .text.entry, "ax"
@@ -108,16 +108,16 @@ fw_secure:
 	ldr	w9, =0x4fffffff
 	str	w9, [x20, #0x148]	/* region 2 top low = W - 1 */
 	ldr	w10, [x20, #0x154]	/* region 2 id_access, for region 6 */
-	ldr	w9, =0x50001000
-	str	w9, [x20, #0x1c0]	/* region 6 base low = W + 4 KiB */
+	ldr	w9, =0x54000000
+	str	w9, [x20, #0x1c0]	/* region 6 base low = W + 64 MiB */
 	ldr	w9, =0x5fffffff
 	str	w9, [x20, #0x1c8]	/* region 6 top low */
 	str	w10, [x20, #0x1d4]	/* region 6 id_access */
 	mov	w9, #1
 	str	w9, [x20, #0x1d0]	/* region 6 attributes: filter 0, no secure access */
 	str	w21, [x20, #0x1a0]	/* region 5 base low = W */
-	ldr	w9, =0x50000fff
-	str	w9, [x20, #0x1a8]	/* region 5 top low */
+	ldr	w9, =0x53ffffff
+	str	w9, [x20, #0x1a8]	/* region 5 top low: 64 MiB secured */
 	str	wzr, [x20, #0x1b4]	/* region 5 id_access: no NSAID */
 	ldr	w9, =0xc0000001
 	str	w9, [x20, #0x1b0]	/* region 5 attributes: s_rd, s_wr, filter 0 */

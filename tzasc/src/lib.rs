@@ -16,10 +16,43 @@
 //! Hardware is reached through [`RegisterAccess`] (32-bit reads and writes at a byte offset of a
 //! register block): [`Mmio`] on the target, a model on the host and in the testbed.
 //!
+//! # Granules
+//!
+//! Region boundaries are never rounded: drivers refuse a misaligned region
+//! ([`Error::NotGranuleAligned`]) and the planner a misaligned request
+//! ([`planner::PlanError::NotGranuleAligned`]), so no page is secured or exposed that nobody asked
+//! for. On RK3588 (1 MiB) the caller secures only whole MiB the normal world lent in full.
+//!
+//! # Tests
+//!
+//! `tests/`: the TZC-400 model against the TRM's register rules and TF-A's FVP programming
+//! (`arm_tzc400_setup` replayed, permissions checked at known addresses), the driver's refusals
+//! (nothing written), the RK3588 blocks against TF-A's `secure_region_init`, and the planner with
+//! property tests that apply every plan to the models and compare permissions page by page. A
+//! 64-layer model grown layer by layer stays in 1 secure region (TZC-400: 3 regions with the two
+//! NS pieces around it; RK3588: 1).
+//!
+//! # What could not be verified here
+//!
+//! Everything is checked against TF-A v2.15.0's code, the `arm-tzc` crate's documentation and
+//! research/platform-facts.md sec. 7, on register models. Without a board, an FVP or the TRMs:
+//! - RK3588 (see [`rk3588`] for details): the meaning of the MST bits (the crate assumes two
+//!   master slots per register, one deny bit per region and slot, no read/write split), that
+//!   RGN holds CPU physical addresses, behaviour of overlapping regions, reset values, whether a
+//!   DSU region must be enabled on all four channels, and the lack of fault registers.
+//! - TZC-400 on FVP: the address width BUILD_CONFIG reports (the model says 36 bits, which
+//!   TF-A's DRAM2 top of 2^36 - 1 needs), whether the FVP lets filter 0's gate close at run time
+//!   (TF-A avoids closing it; [`tzc400::Tzc400::set_update_filters`] can leave it open), the
+//!   reset value of GATE_KEEPER, and the NSAID 9 of the application processors (TF-A's
+//!   `FVP_NSAID_AP`).
+//! - The TZC-400 TRM calls overlapping enabled regions UNDEFINED; the model denies such accesses
+//!   and flags the overlap, and the planner never programs one.
+//!
 //! # Why not the `arm-tzc` crate
 //!
-//! `arm-tzc` 0.2.1 (Arm's firmware crates) was evaluated; see the [`tzc400`] module doc for the
-//! reasons it is not used.
+//! `arm-tzc` 0.2.1 (Arm's firmware crates) was evaluated and is not used: it is bound to real MMIO
+//! (no register model can stand behind it), panics on values we must report as errors, spins
+//! forever on the gate keeper and has no access check. Details in the [`tzc400`] module doc.
 #![no_std]
 
 pub mod planner;
@@ -35,7 +68,7 @@ pub struct Granule {
 }
 
 impl Granule {
-    /// 4 KiB: TZC-400 region base/top bits [11:0] are fixed.
+    /// 4 KiB: TZC-400 region base/top bits \[11:0\] are fixed.
     pub const KIB_4: Granule = Granule { shift: 12 };
     /// 1 MiB: RK3588 FIREWALL_DDR / FIREWALL_DSU regions are programmed in MiB.
     pub const MIB_1: Granule = Granule { shift: 20 };
@@ -290,7 +323,7 @@ pub struct Fault {
     pub write: bool,
     /// The access was secure (NS=0).
     pub secure: bool,
-    /// The master ID (TZC-400 FAIL_ID: VNET[27:24] and ID).
+    /// The master ID (TZC-400 FAIL_ID: VNET\[27:24\] and ID).
     pub id: u32,
     /// The filter that denied it (0 on firewalls without filters).
     pub filter: u8,
@@ -409,3 +442,29 @@ impl RegisterAccess for Mmio {
 // SAFETY: the block is exclusively ours (contract of `new`); moving the handle to another core
 // does not change what it points at.
 unsafe impl Send for Mmio {}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mmio, RegisterAccess};
+    use core::ptr::NonNull;
+
+    #[test]
+    fn mmio_accesses_only_its_block() {
+        let mut regs = [0u32; 4];
+        {
+            // SAFETY: `regs` is 16 bytes of ordinary memory that outlives `mmio` (this block) and
+            // is not touched in it except through `mmio`; volatile access to it is sound.
+            let mut mmio = unsafe { Mmio::new(NonNull::from(&mut regs).cast(), 16) };
+            mmio.write(0x4, 0xdead_beef);
+            mmio.write(0xc, 1);
+            assert_eq!(mmio.read(0x4), 0xdead_beef);
+            // Outside the block or unaligned: reads 0, writes dropped.
+            mmio.write(0x10, 7);
+            mmio.write(0x2, 7);
+            assert_eq!(mmio.read(0x10), 0);
+            assert_eq!(mmio.read(0x2), 0);
+            assert_eq!(mmio.read(usize::MAX - 1), 0);
+        }
+        assert_eq!(regs, [0, 0xdead_beef, 0, 1]);
+    }
+}

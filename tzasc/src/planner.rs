@@ -39,6 +39,10 @@
 
 use crate::{Access, Error, Granule, MemoryFirewall, NsAccess, Region, RegionIndex};
 
+mod extents;
+
+use extents::{Extent, Extents};
+
 /// Most region indices a planner handles (RK3588 has 16, TZC-400 9).
 pub const MAX_REGIONS: usize = 16;
 /// Most owner extents tracked (an owner's adjacent pages merge into one extent).
@@ -175,6 +179,31 @@ pub enum PlanError {
         /// The index at fault.
         index: RegionIndex,
     },
+    /// Reading the firewall failed ([`ExtentPlanner::from_firewall`]).
+    Firewall(Error),
+}
+
+/// Why [`ExtentPlanner::secure_on`] / [`ExtentPlanner::release_on`] failed. The planner is
+/// unchanged in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyError {
+    /// Refused before anything was written.
+    Plan(PlanError),
+    /// The firewall refused a write or its gate did not follow; the planner then reprogrammed the
+    /// committed state ([`ExtentPlanner::restore`]).
+    Firewall {
+        /// The first error.
+        error: Error,
+        /// Whether reprogramming the committed state succeeded (if not, the hardware may hold
+        /// part of the failed plan: treat the firewall as broken).
+        restored: bool,
+    },
+}
+
+impl From<PlanError> for ApplyError {
+    fn from(e: PlanError) -> Self {
+        ApplyError::Plan(e)
+    }
 }
 
 /// What a region index holds.
@@ -240,10 +269,14 @@ impl Plan {
         self.len == 0
     }
 
-    /// Writes the plan: `begin_update`, every op, `commit_update`. On an error the gates are
-    /// reopened if they were closed and the error returned; the hardware may then hold part of
-    /// the plan: apply [`ExtentPlanner::restore`] to go back.
+    /// Writes the plan: `begin_update`, every op, `commit_update` (nothing for an empty plan).
+    /// On an error the gates are reopened if they were closed and the error returned; the
+    /// hardware may then hold part of the plan: apply [`ExtentPlanner::restore`] to go back.
     pub fn apply<F: MemoryFirewall + ?Sized>(&self, fw: &mut F) -> Result<(), Error> {
+        if self.is_empty() {
+            // Nothing to write: no gate cycle (each is a trapped MMIO round trip on the testbed).
+            return Ok(());
+        }
         fw.begin_update()?;
         for op in self.ops() {
             let r = match op {
@@ -256,124 +289,6 @@ impl Plan {
             }
         }
         fw.commit_update()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Extent {
-    owner: Owner,
-    base: u64,
-    top: u64,
-}
-
-const NO_EXTENT: Extent = Extent {
-    owner: Owner(0),
-    base: 0,
-    top: 0,
-};
-
-/// Owner extents sorted by base, non-overlapping; same-owner neighbours merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Extents {
-    items: [Extent; MAX_EXTENTS],
-    len: usize,
-}
-
-impl Extents {
-    const EMPTY: Extents = Extents {
-        items: [NO_EXTENT; MAX_EXTENTS],
-        len: 0,
-    };
-
-    fn as_slice(&self) -> &[Extent] {
-        &self.items[..self.len]
-    }
-
-    fn first_overlap(&self, base: u64, top: u64) -> Option<u64> {
-        self.as_slice()
-            .iter()
-            .find(|e| e.base <= top && base <= e.top)
-            .map(|e| e.base.max(base))
-    }
-
-    fn insert(&mut self, x: Extent) -> Result<(), PlanError> {
-        let mut out = Extents::EMPTY;
-        let mut placed = false;
-        // Merge in order of base.
-        let push = |out: &mut Extents, e: Extent| -> Result<(), PlanError> {
-            if out.len > 0 {
-                let last = &mut out.items[out.len - 1];
-                if last.owner == e.owner && last.top.checked_add(1) == Some(e.base) {
-                    last.top = e.top;
-                    return Ok(());
-                }
-            }
-            if out.len == MAX_EXTENTS {
-                return Err(PlanError::TooManyExtents);
-            }
-            out.items[out.len] = e;
-            out.len += 1;
-            Ok(())
-        };
-        for e in self.as_slice() {
-            if !placed && x.base < e.base {
-                push(&mut out, x)?;
-                placed = true;
-            }
-            push(&mut out, *e)?;
-        }
-        if !placed {
-            push(&mut out, x)?;
-        }
-        *self = out;
-        Ok(())
-    }
-
-    /// Removes `[base, top]` from `owner`'s extents (all of it must be owned).
-    fn remove(&mut self, owner: Owner, base: u64, top: u64) -> Result<(), PlanError> {
-        // Coverage check: walk the owner's extents through the range.
-        let mut at = base;
-        for e in self.as_slice() {
-            if e.owner == owner && e.base <= at && at <= e.top {
-                if e.top >= top {
-                    at = top;
-                    break;
-                }
-                at = e.top + 1;
-            }
-        }
-        if at != top {
-            return Err(PlanError::NotSecured { addr: at });
-        }
-        let mut out = Extents::EMPTY;
-        for e in self.as_slice() {
-            let pieces: [Option<Extent>; 2] = if e.owner == owner && e.base <= top && base <= e.top
-            {
-                [
-                    (e.base < base).then_some(Extent {
-                        owner,
-                        base: e.base,
-                        top: base - 1,
-                    }),
-                    (e.top > top).then_some(Extent {
-                        owner,
-                        base: top + 1,
-                        top: e.top,
-                    }),
-                ]
-            } else {
-                [Some(*e), None]
-            };
-            for p in pieces.into_iter().flatten() {
-                if out.len == MAX_EXTENTS {
-                    return Err(PlanError::TooManyExtents);
-                }
-                out.items[out.len] = p;
-                out.len += 1;
-            }
-        }
-        *self = out;
-        Ok(())
     }
 }
 
@@ -454,6 +369,57 @@ impl ExtentPlanner {
             extents: Extents::EMPTY,
             version: 0,
         })
+    }
+
+    /// A planner over the regions firmware left programmed in `fw`, read back at boot: the
+    /// background region and indices in `config.reserved` are not used; with a `Denied`
+    /// background, a region granting NS access and no secure access is firmware NS memory
+    /// ([`FirmwareKind::Ns`]); every other enabled region is [`FirmwareKind::Fixed`].
+    pub fn from_firewall<F: MemoryFirewall + ?Sized>(
+        mut config: Config,
+        fw: &mut F,
+    ) -> Result<ExtentPlanner, PlanError> {
+        let n = fw.regions().min(MAX_REGIONS as u8);
+        config.regions = config.regions.min(n);
+        let mut list = [FirmwareRegion {
+            index: RegionIndex(0),
+            region: Region {
+                base: 0,
+                top: 0,
+                secure: Access::NONE,
+                ns: NsAccess::NONE,
+                filters: 0,
+            },
+            kind: FirmwareKind::Fixed,
+        }; MAX_REGIONS];
+        let mut len = 0;
+        for i in 0..config.regions {
+            let index = RegionIndex(i);
+            if fw.is_background(index) {
+                config.reserved |= 1 << i;
+                continue;
+            }
+            if config.reserved & (1 << i) != 0 {
+                continue;
+            }
+            let Some(region) = fw.read(index).map_err(PlanError::Firewall)? else {
+                continue;
+            };
+            let ns = region.ns.read.0 | region.ns.write.0 != 0;
+            let kind =
+                if config.background == Background::Denied && ns && region.secure == Access::NONE {
+                    FirmwareKind::Ns
+                } else {
+                    FirmwareKind::Fixed
+                };
+            list[len] = FirmwareRegion {
+                index,
+                region,
+                kind,
+            };
+            len += 1;
+        }
+        ExtentPlanner::new(config, &list[..len])
     }
 
     /// The configuration.
@@ -594,6 +560,56 @@ impl ExtentPlanner {
         Ok(plan)
     }
 
+    /// Secures `[base, base + size)` for `owner` on `fw`, all or nothing: plan, apply (gated),
+    /// commit; on a firewall error the committed state is reprogrammed and nothing changes.
+    /// Returns the applied plan (its `ops().len()` is the number of region writes).
+    pub fn secure_on<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        owner: Owner,
+        base: u64,
+        size: u64,
+    ) -> Result<Plan, ApplyError> {
+        let plan = self.plan_secure(owner, base, size)?;
+        self.apply_and_commit(fw, plan)
+    }
+
+    /// Releases `[base, base + size)` from `owner` on `fw`, all or nothing (see
+    /// [`secure_on`](Self::secure_on)).
+    pub fn release_on<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        owner: Owner,
+        base: u64,
+        size: u64,
+    ) -> Result<Plan, ApplyError> {
+        let plan = self.plan_release(owner, base, size)?;
+        self.apply_and_commit(fw, plan)
+    }
+
+    /// Releases everything `owner` secured on `fw`, all or nothing.
+    pub fn release_all_on<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        owner: Owner,
+    ) -> Result<Plan, ApplyError> {
+        let plan = self.plan_release_all(owner)?;
+        self.apply_and_commit(fw, plan)
+    }
+
+    fn apply_and_commit<F: MemoryFirewall + ?Sized>(
+        &mut self,
+        fw: &mut F,
+        plan: Plan,
+    ) -> Result<Plan, ApplyError> {
+        if let Err(error) = plan.apply(fw) {
+            let restored = self.restore().apply(fw).is_ok();
+            return Err(ApplyError::Firewall { error, restored });
+        }
+        self.commit(&plan)?;
+        Ok(plan)
+    }
+
     /// A plan that rewrites every index the planner manages to the committed state (to undo a
     /// partly applied plan). Committing it is a no-op apart from the version.
     pub fn restore(&self) -> Plan {
@@ -649,19 +665,15 @@ impl ExtentPlanner {
         let runs = &runs[..nruns];
 
         // 2. The wanted regions: secure runs and NS pieces (original NS minus runs).
-        let mut want = [Entry::Free; 2 * MAX_EXTENTS + MAX_REGIONS];
+        // Only the first MAX_REGIONS are kept (more never fit); all are counted for the error.
+        let mut want = [Entry::Free; MAX_REGIONS];
         let mut nwant = 0;
         let budget = self.budget();
-        let push = |want: &mut [Entry], nwant: &mut usize, e: Entry| -> Result<(), PlanError> {
-            if *nwant == want.len() {
-                return Err(PlanError::BudgetExhausted {
-                    needed: u8::MAX,
-                    available: budget,
-                });
+        let push = |want: &mut [Entry], nwant: &mut usize, e: Entry| {
+            if let Some(w) = want.get_mut(*nwant) {
+                *w = e;
             }
-            want[*nwant] = e;
             *nwant += 1;
-            Ok(())
         };
         for &(base, top) in runs {
             let region = Region {
@@ -671,7 +683,7 @@ impl ExtentPlanner {
                 ns: self.config.secure_ns,
                 filters: self.config.filters,
             };
-            push(&mut want, &mut nwant, Entry::Secure(region))?;
+            push(&mut want, &mut nwant, Entry::Secure(region));
         }
         for (p, ns) in self.ns.iter().enumerate() {
             let Some(ns) = ns else { continue };
@@ -690,7 +702,7 @@ impl ExtentPlanner {
                             parent: p as u8,
                             region: piece,
                         },
-                    )?;
+                    );
                 }
                 at = top.checked_add(1);
             }
@@ -703,22 +715,22 @@ impl ExtentPlanner {
                         parent: p as u8,
                         region: piece,
                     },
-                )?;
+                );
             }
         }
-        let want = &want[..nwant];
         if nwant > usize::from(budget) {
             return Err(PlanError::BudgetExhausted {
                 needed: nwant.min(u8::MAX as usize) as u8,
                 available: budget,
             });
         }
+        let want = &want[..nwant];
 
         // 3. Assign indices: identical first, then same-kind overlapping, then any free.
         let n = usize::from(self.config.regions);
         let mut table = [Entry::Foreign; MAX_REGIONS];
         let mut taken = [false; MAX_REGIONS];
-        let mut placed = [false; 2 * MAX_EXTENTS + MAX_REGIONS];
+        let mut placed = [false; MAX_REGIONS];
         for (t, e) in taken.iter_mut().zip(&self.table).take(n) {
             *t = matches!(e, Entry::Foreign);
         }

@@ -23,7 +23,7 @@
 //!
 //! NOT verified (assumptions this crate makes; check with the TRM or a board):
 //! - **MST bit meaning.** The crate assumes each 32-bit DDR `MST(i)` holds two master slots:
-//!   bits [15:0] = per-region deny bits of slot `2i`, bits [31:16] = slot `2i + 1`, a set bit
+//!   bits \[15:0\] = per-region deny bits of slot `2i`, bits \[31:16\] = slot `2i + 1`, a set bit
 //!   denying that slot both reads and writes of the region. This fits every value TF-A writes
 //!   ("ddr_mcu can access all" = 0x0000ffff, "dsu_mp_sec can access all" = 0xffff0000, NS
 //!   masters 0xffffffff) and other public code that grants one NPU core access by clearing one
@@ -250,8 +250,8 @@ impl<R: RegisterAccess> FirewallDsu<R> {
     }
 }
 
-/// TF-A's secure DDR master slots (under the two-slots-per-register reading): MST(1) [31:16]
-/// (ddr_mcu), MST(14) both halves (dcf / crypto_s), MST(36) [15:0] (dsu_mp_sec). They keep access
+/// TF-A's secure DDR master slots (under the two-slots-per-register reading): MST(1) \[31:16\]
+/// (ddr_mcu), MST(14) both halves (dcf / crypto_s), MST(36) \[15:0\] (dsu_mp_sec). They keep access
 /// to every region the SP programs with secure access.
 pub const TFA_SECURE_DDR_SLOTS: IdMask = IdMask(1 << 3 | 1 << 28 | 1 << 29 | 1 << 72);
 
@@ -380,9 +380,9 @@ pub enum Block {
 }
 
 /// A register model of FIREWALL_DDR or FIREWALL_DSU with the crate's reading of the bits (see the
-/// module doc): RGN keeps bits [30:16] and [14:0], CON [15:0], MST all 32 bits; other offsets
+/// module doc): RGN keeps bits \[30:16\] and \[14:0\], CON \[15:0\], MST all 32 bits; other offsets
 /// RAZ/WI.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     block: Block,
     rgn: [u32; REGIONS],

@@ -6,7 +6,7 @@
 //! emulates the same register map with [`Model`].
 //!
 //! Rules the driver and the model follow:
-//! - 4 KiB granule: base and top bits [11:0] are fixed; top is inclusive (`...fff`).
+//! - 4 KiB granule: base and top bits \[11:0\] are fixed; top is inclusive (`...fff`).
 //! - Region 0 is the background region: it covers the whole address space on every filter, its
 //!   base/top are read-only, only its attributes (secure rd/wr) and ID access can be programmed.
 //! - Regions 1..=8 apply on the filters named by their `filter_en` bits. Two enabled regions that
@@ -21,7 +21,21 @@
 //!
 //! # Why not the `arm-tzc` crate
 //!
-//! (Filled in after the evaluation; see the module's tail section.)
+//! `arm-tzc` 0.2.1 (Arm's firmware crates, MIT/Apache-2.0) was read in full. Its register layout
+//! agrees with this one (and its docs supplied two details the model follows: region 0's
+//! filter_en bits read as all ones, and an overlap also sets INT_STATUS.status). It is not used:
+//! - it is bound to `safe_mmio::UniqueMmioPointer` over real memory, so the same driver cannot run
+//!   over a register *model*; the testbed needs one definition of TZC-400 semantics that both the
+//!   SP's driver (through the SPMC's stage-2 trap) and the host tests drive, with W1C INT_CLEAR,
+//!   the gate keeper handshake and RAZ/WI fields, which plain memory cannot give;
+//! - it panics where we need error values: reserved BUILD_CONFIG encodings, misaligned or
+//!   out-of-width addresses (`assert!`), any region count but 9, filter index >= 4;
+//! - its gate keeper request spins forever; ours polls a bounded number of times and reports
+//!   [`Error::GateTimeout`];
+//! - it has no access check (which regions match, overlap, NSAID permission, FAIL_* latching),
+//!   the part the testbed and the planner's tests need most.
+//!
+//! The `arm-tzc` docs and TF-A agree on the layout, so nothing here depends on it.
 
 mod model;
 
@@ -44,30 +58,31 @@ pub struct Wo(pub u32);
 /// Failure registers of one filter, at 0x020 + 0x10 * filter.
 #[repr(C)]
 pub struct FailRegisters {
-    /// +0x0 FAIL_ADDRESS_LOW: address bits [31:0] of the first failing access.
+    /// +0x0 FAIL_ADDRESS_LOW: address bits \[31:0\] of the first failing access.
     pub address_low: Ro,
-    /// +0x4 FAIL_ADDRESS_HIGH: address bits [63:32].
+    /// +0x4 FAIL_ADDRESS_HIGH: address bits \[63:32\].
     pub address_high: Ro,
     /// +0x8 FAIL_CONTROL: direction bit 24 (1 = write), non-secure bit 21, privileged bit 20.
     pub control: Ro,
-    /// +0xC FAIL_ID: VNET [27:24], master ID [23:0].
+    /// +0xC FAIL_ID: VNET \[27:24\], master ID \[23:0\].
     pub id: Ro,
 }
 
 /// Registers of one region, at 0x100 + 0x20 * region.
 #[repr(C)]
 pub struct RegionRegisters {
-    /// +0x00 REGION_BASE_LOW: base [31:12]; [11:0] RAZ/WI. Read-only for region 0.
+    /// +0x00 REGION_BASE_LOW: base \[31:12\]; \[11:0\] RAZ/WI. Read-only for region 0.
     pub base_low: Rw,
-    /// +0x04 REGION_BASE_HIGH: base [63:32] (bits above the address width RAZ/WI).
+    /// +0x04 REGION_BASE_HIGH: base \[63:32\] (bits above the address width RAZ/WI).
     pub base_high: Rw,
-    /// +0x08 REGION_TOP_LOW: inclusive top [31:12]; [11:0] RAZ/WI and taken as 0xfff.
+    /// +0x08 REGION_TOP_LOW: inclusive top \[31:12\]; \[11:0\] read as 0xfff, writes ignored.
     pub top_low: Rw,
-    /// +0x0C REGION_TOP_HIGH: top [63:32].
+    /// +0x0C REGION_TOP_HIGH: top \[63:32\].
     pub top_high: Rw,
-    /// +0x10 REGION_ATTRIBUTES: s_wr_en bit 31, s_rd_en bit 30, filter_en [3:0] (region 0: RAZ).
+    /// +0x10 REGION_ATTRIBUTES: s_wr_en bit 31, s_rd_en bit 30, filter_en \[3:0\] (region 0: all
+    /// implemented filters, read-only).
     pub attributes: Rw,
-    /// +0x14 REGION_ID_ACCESS: nsaid_wr_en [31:16], nsaid_rd_en [15:0].
+    /// +0x14 REGION_ID_ACCESS: nsaid_wr_en \[31:16\], nsaid_rd_en \[15:0\].
     pub id_access: Rw,
     _reserved: [u32; 2],
 }
@@ -75,16 +90,16 @@ pub struct RegionRegisters {
 /// The TZC-400 register block (4 KiB).
 #[repr(C)]
 pub struct Registers {
-    /// 0x000 BUILD_CONFIG: NF [25:24] = filters - 1, AW [13:8] = address width - 1,
-    /// NR [4:0] = regions - 1.
+    /// 0x000 BUILD_CONFIG: NF \[25:24\] = filters - 1, AW \[13:8\] = address width - 1,
+    /// NR \[4:0\] = regions - 1.
     pub build_config: Ro,
-    /// 0x004 ACTION: [1:0], see [`Action`].
+    /// 0x004 ACTION: \[1:0\], see [`Action`].
     pub action: Rw,
-    /// 0x008 GATE_KEEPER: open_status [19:16] (RO, follows the request), open_request [3:0].
+    /// 0x008 GATE_KEEPER: open_status \[19:16\] (RO, follows the request), open_request \[3:0\].
     pub gate_keeper: Rw,
     /// 0x00C SPECULATION_CTRL: write speculation disable bit 1, read speculation disable bit 0.
     pub speculation_ctrl: Rw,
-    /// 0x010 INT_STATUS: overlap [19:16], overrun [11:8], status [3:0], one bit per filter.
+    /// 0x010 INT_STATUS: overlap \[19:16\], overrun \[11:8\], status \[3:0\], one bit per filter.
     pub int_status: Ro,
     /// 0x014 INT_CLEAR: write 1 to bit f to clear filter f's status, overrun and overlap.
     pub int_clear: Wo,
@@ -202,7 +217,7 @@ pub const INT_STATUS_OVERRUN_SHIFT: u32 = 8;
 /// INT_STATUS overlap shift.
 pub const INT_STATUS_OVERLAP_SHIFT: u32 = 16;
 
-/// What a denied access does (ACTION [1:0]).
+/// What a denied access does (ACTION \[1:0\]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// 0: interrupt low, OKAY response (reads return zero, writes are dropped).
@@ -216,7 +231,7 @@ pub enum Action {
 }
 
 impl Action {
-    /// Decodes ACTION [1:0].
+    /// Decodes ACTION \[1:0\].
     pub const fn from_bits(bits: u32) -> Action {
         match bits & 3 {
             0 => Action::Okay,
@@ -307,10 +322,22 @@ impl IntStatus {
 pub const GATE_POLLS: u32 = 10_000;
 
 /// The TZC-400 driver.
+///
+/// # Gate keeper hazard
+///
+/// While a filter's gate is closed every transaction through it stalls, including the CPU's own
+/// (TRM; `arm-tzc` warns of bus deadlock, and TF-A never closes filter 0 once open). The code
+/// between [`MemoryFirewall::begin_update`] and [`MemoryFirewall::commit_update`] must therefore
+/// not fetch, load or store through a filter it closed: the SP's code, stack and the firewall's
+/// own registers must sit behind no closed filter (on FVP the SP runs from Trusted DRAM at
+/// 0x0600_0000, which the TZC-400 does not filter; on the testbed the SPMC emulates the block).
+/// [`Tzc400::set_update_filters`] limits which gates an update closes where one must stay open.
 pub struct Tzc400<R> {
     regs: R,
     build: BuildConfig,
     updating: bool,
+    update_filters: u8,
+    reopen: u8,
 }
 
 impl<R: RegisterAccess> Tzc400<R> {
@@ -325,6 +352,8 @@ impl<R: RegisterAccess> Tzc400<R> {
             regs,
             build,
             updating: false,
+            update_filters: build.filter_mask(),
+            reopen: 0,
         })
     }
 
@@ -341,6 +370,13 @@ impl<R: RegisterAccess> Tzc400<R> {
     /// Releases the register access.
     pub fn into_inner(self) -> R {
         self.regs
+    }
+
+    /// Chooses the filters whose gates an atomic update closes (default: all implemented). A
+    /// filter left out is reprogrammed while it carries traffic, so its transactions may see
+    /// intermediate states; only leave one out if closing it would stall the updating CPU.
+    pub fn set_update_filters(&mut self, filters: u8) {
+        self.update_filters = filters & self.build.filter_mask();
     }
 
     /// Sets ACTION.
@@ -439,13 +475,11 @@ impl<R: RegisterAccess> Tzc400<R> {
         if !g.is_aligned(region.base) {
             return Err(Error::NotGranuleAligned { addr: region.base });
         }
-        if region.top == u64::MAX || !g.is_aligned(region.top + 1) {
-            // A top of u64::MAX is aligned, but only with a 64-bit address width.
-            if !(region.top == u64::MAX && self.build.address_width == 64) {
-                return Err(Error::NotGranuleAligned {
-                    addr: region.top.wrapping_add(1),
-                });
-            }
+        // top + 1 overflows only for a top of 2^64 - 1, which is aligned (and too wide below).
+        if let Some(end) = region.top.checked_add(1)
+            && !g.is_aligned(end)
+        {
+            return Err(Error::NotGranuleAligned { addr: end });
         }
         if region.top > self.build.max_address() {
             return Err(Error::AddressTooWide { addr: region.top });
@@ -562,22 +596,28 @@ impl<R: RegisterAccess> MemoryFirewall for Tzc400<R> {
         }))
     }
 
-    /// Closes every implemented filter's gate and waits until open_status shows them closed.
+    /// Closes the open gates of the update filters (all by default) and waits until
+    /// open_status shows them closed. On a timeout the gates are reopened as they were.
     fn begin_update(&mut self) -> Result<(), Error> {
         if self.updating {
             return Err(Error::UpdateState);
         }
-        self.set_gates(0)?;
+        let open = self.open_gates();
+        if let Err(e) = self.set_gates(open & !self.update_filters) {
+            let _ = self.set_gates(open);
+            return Err(e);
+        }
+        self.reopen = open;
         self.updating = true;
         Ok(())
     }
 
-    /// Reopens every implemented filter's gate and waits until open_status shows them open.
+    /// Reopens the gates `begin_update` found open and waits until open_status shows them open.
     fn commit_update(&mut self) -> Result<(), Error> {
         if !self.updating {
             return Err(Error::UpdateState);
         }
-        self.set_gates(self.build.filter_mask())?;
+        self.set_gates(self.reopen)?;
         self.updating = false;
         Ok(())
     }

@@ -5,16 +5,16 @@
 //!
 //! Register behaviour (TZC-400 TRM; TF-A v2.15.0 `tzc400.h` for the layout):
 //! - reserved bits and registers are RAZ/WI; regions and filters beyond BUILD_CONFIG are RAZ/WI;
-//! - region base/top bits [11:0] are RAZ/WI (the top's [11:0] are taken as 0xfff); high words keep
-//!   only the bits below the address width;
-//! - region 0: base/top are read-only (base reads 0, top reads the highest decoded address, with
-//!   [11:0] reading 0 like every top), REGION_ATTRIBUTES.filter_en is RAZ/WI (region 0 applies on
-//!   every filter);
+//! - region base bits \[11:0\] read as 0 and top bits \[11:0\] as 0xfff, both ignore writes (4 KiB
+//!   granule, inclusive top); high words keep only the bits below the address width;
+//! - region 0: base/top are read-only (base reads 0, top reads the highest decoded address),
+//!   REGION_ATTRIBUTES.filter_en reads as all implemented filters and ignores writes (region 0
+//!   applies on every filter);
 //! - GATE_KEEPER.open_status follows open_request at once (the model has no transactions in
 //!   flight to drain);
 //! - INT_CLEAR is write-only, write 1 to bit f clears filter f's status, overrun and overlap;
-//! - PID/CID read as a TZC-400 (part 0x460, designer Arm, revision r0p1 in PID2 -- the revision is
-//!   the model's choice), component ID 0xB105F00D.
+//! - PID/CID read as a TZC-400: peripheral ID 0x04_002B_B460 (part 0x460; the value the `arm-tzc`
+//!   crate documents), component ID 0xB105F00D.
 //!
 //! Permission map and the gate keeper: the map a filter enforces is the register state at the
 //! moment its gate was last open, so a reprogramming sequence behind a closed gate takes effect
@@ -31,6 +31,33 @@
 //! else sets INT_STATUS.overrun and keeps the first failure. The model records the failure
 //! whatever ACTION says; ACTION selects the response (DECERR vs. OKAY with RAZ/WI) and whether the
 //! interrupt line ([`Model::interrupt`]) is raised.
+
+//!
+//! # As an emulated device
+//!
+//! ```
+//! use tzasc::tzc400::{Config, Model, Request};
+//! use tzasc::RegisterAccess;
+//!
+//! let mut dev = Model::new(Config::TESTBED);
+//! // A trapped 32-bit MMIO store / load from the SP goes to the register interface...
+//! dev.write(0x110 + 0x20, 0x4000_0001); // REGION_ATTRIBUTES_1: s_rd_en, filter 0
+//! dev.write(0x008, 1); // GATE_KEEPER: open filter 0
+//! assert_eq!(dev.read(0x008), 0x0001_0001);
+//! // ...and every initiator's access is decided by `check` (latching FAIL_* on a denial).
+//! let v = dev.check(0x0, true, 0, false);
+//! assert!(v.allowed && v.region == Some(1)); // region 1 is 0..=0xfff (base/top reset to 0)
+//! assert!(!dev.check(0x1000, false, 9, false).allowed); // region 0: no access
+//! // Rebuild stage-2 maps when the generation moves, one uniform span at a time.
+//! let (g0, mut addr) = (dev.generation(), 0u64);
+//! while addr < 0x4000 {
+//!     let end = dev.uniform_until(0, addr);
+//!     let ok = dev.permission(&Request { filter: 0, addr, secure: false, nsaid: 9, write: false, privileged: false, id: 9 }).allowed;
+//!     assert!(!ok);
+//!     addr = end.saturating_add(1);
+//! }
+//! assert_eq!(dev.generation(), g0);
+//! ```
 
 use super::{
     ATTR_FILTER_EN_MASK, ATTR_S_RD_EN, ATTR_S_WR_EN, Action, BuildConfig, FAIL_CONTROL_NS,
@@ -61,8 +88,9 @@ impl Config {
     };
 
     /// FVP Base RevC: 9 regions, 4 filters (TF-A uses filters 0 and 2), 4-bit NSAIDs. The address
-    /// width (here 36, FVP's physical address size) is not verified on a real FVP: TF-A only reads
-    /// BUILD_CONFIG, it never prints it.
+    /// width 36 is TF-A's `PLAT_PHY_ADDR_SPACE_SIZE` for FVP (1 << 36, which its DRAM2 top
+    /// 0xf_ffff_ffff fills); what the FVP's BUILD_CONFIG really reports is not verified (TF-A
+    /// reads it but never prints it).
     pub const FVP_BASE_REVC: Config = Config {
         build: BuildConfig {
             filters: 4,
@@ -88,7 +116,7 @@ pub struct Request {
     pub write: bool,
     /// Privileged access (recorded in FAIL_CONTROL only).
     pub privileged: bool,
-    /// Master ID recorded in FAIL_ID [23:0] (the testbed has no AXI IDs and passes the NSAID).
+    /// Master ID recorded in FAIL_ID \[23:0\] (the testbed has no AXI IDs and passes the NSAID).
     pub id: u32,
 }
 
@@ -139,7 +167,7 @@ struct FailRegs {
 
 /// The TZC-400 model. Implements [`RegisterAccess`] for the driver and [`Model::check`] for the
 /// bus side.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
     config: Config,
     action: u32,
@@ -152,7 +180,7 @@ pub struct Model {
     generation: u64,
 }
 
-const PID: [u32; 8] = [0x04, 0x00, 0x00, 0x00, 0x60, 0xb4, 0x1b, 0x00];
+const PID: [u32; 8] = [0x04, 0x00, 0x00, 0x00, 0x60, 0xb4, 0x2b, 0x00];
 const CID: [u32; 4] = [0x0d, 0xf0, 0x05, 0xb1];
 
 impl Model {
@@ -439,11 +467,12 @@ impl Model {
         let r = &self.regs[n];
         match (n, reg) {
             (0, 0) | (0, 1) => 0,
-            (0, 2) => (self.config.build.max_address() as u32) & !0xfff,
+            (0, 2) => self.config.build.max_address() as u32 | 0xfff,
             (0, 3) => self.high_mask(),
+            (0, 4) => r.attributes | u32::from(self.config.build.filter_mask()),
             (_, 0) => r.base_low,
             (_, 1) => r.base_high,
-            (_, 2) => r.top_low,
+            (_, 2) => r.top_low | 0xfff,
             (_, 3) => r.top_high,
             (_, 4) => r.attributes,
             (_, 5) => r.id_access,

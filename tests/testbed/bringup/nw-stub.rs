@@ -249,7 +249,12 @@ extern "C" fn main(cfg: u64) -> ! {
         ROUND_TRIPS * 1_000_000 / us.max(1)
     );
 
-    enforcement(&mut c);
+    let lend_off = core::str::from_utf8(cfg).is_ok_and(|t| t.contains("lend-enforcement=off"));
+    if lend_off {
+        lend_unenforced(&mut c);
+    } else {
+        enforcement(&mut c);
+    }
     firewall(&mut c);
 
     // Last: make the SP fail (stage-2 fault, or FFA_ABORT with scenario=sp-abort), then check
@@ -363,6 +368,46 @@ fn enforcement(c: &mut Checks) {
         "reclaimed page readable, blocked store was dropped",
         v == 0x1234 && b.0 == before + 4,
         &[v, b.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+}
+
+/// Boot config `lend-enforcement=off`: a lent page stays in this stub's stage-2 (no NS
+/// hypervisor on FVP / RK3588): reads and writes reach it, nothing is reported.
+fn lend_unenforced(c: &mut Checks) {
+    // SAFETY: LENT is NS DRAM of this stub's, unused otherwise.
+    unsafe { core::ptr::write_volatile((LENT + 8) as *mut u64, 0x1234) };
+    let mut d = [0u8; 112];
+    let mut put = |off: usize, v: &[u8]| d[off..off + v.len()].copy_from_slice(v);
+    put(24, &32u32.to_le_bytes());
+    put(28, &1u32.to_le_bytes());
+    put(32, &48u32.to_le_bytes());
+    put(48, &0x8001u16.to_le_bytes());
+    put(50, &[0b10]);
+    put(52, &80u32.to_le_bytes());
+    put(80, &1u32.to_le_bytes());
+    put(84, &1u32.to_le_bytes());
+    put(96, &LENT.to_le_bytes());
+    put(104, &1u32.to_le_bytes());
+    for (i, b) in d.iter().enumerate() {
+        // SAFETY: our TX page.
+        unsafe { core::ptr::write_volatile((TX + i as u64) as *mut u8, *b) };
+    }
+    let r = smc(&[0x8400_0072, 112, 112]);
+    c.check("MEM_LEND one page (lend enforcement off)", r[0] == SUCCESS, &r);
+    let before = blocked().0;
+    // SAFETY: the lent page is still mapped for us: nothing enforces the lend.
+    let v = unsafe { core::ptr::read_volatile((LENT + 8) as *const u64) };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile((LENT + 8) as *mut u64, 0x5678) };
+    c.check(
+        "lent page still readable and writable, nothing blocked",
+        v == 0x1234 && blocked().0 == before,
+        &[v, blocked().0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    c.expect(
+        "MEM_RECLAIM",
+        smc(&[0x8400_0077, r[2], r[3], 0]),
+        (SUCCESS, 0),
     );
 }
 

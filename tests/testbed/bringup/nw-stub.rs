@@ -477,6 +477,16 @@ fn firewall(c: &mut Checks) {
         r[3] == 0xf1f1_0003 && r[5] == POISON && blocked().0 == before + 3,
         &r,
     );
+    // SAFETY: the TZC-400's programming interface is not in this stub's stage-2: a load there
+    // is blocked (not mapped) and answered with poison.
+    let id = unsafe { core::ptr::read_volatile(0x090c_0ff0 as *const u32) };
+    let b = blocked();
+    c.check(
+        "NW cannot reach the TZC-400 registers",
+        u64::from(id) == POISON & 0xffff_ffff && b == (before + 4, 0x090c_0ff0, 1 | 4 << 8),
+        &[u64::from(id), b.0, b.1, b.2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    let before = before + 1;
     // SAFETY: the page is NS again.
     let v = unsafe { core::ptr::read_volatile((W + 8) as *const u64) };
     c.check(

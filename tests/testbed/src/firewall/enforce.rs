@@ -106,13 +106,6 @@ pub struct Stale {
     pub sp: bool,
 }
 
-impl Stale {
-    pub fn merge(&mut self, o: Stale) {
-        self.nw |= o.nw;
-        self.sp |= o.sp;
-    }
-}
-
 impl Firewall {
     /// Recomputes every space over `changes`. A space out of tables keeps the pages it could
     /// not change with their old permissions: the error is returned after the rest is done

@@ -6,13 +6,11 @@ use testbed_layout::{control, flash, ns_ram, virt};
 
 use super::asm::{self, Sys};
 use super::{Ctx, Global, exit, reg};
+use crate::firewall::enforce::Spaces;
 use crate::log;
 use crate::nwfault::{self, Outcome, Syndrome};
 use crate::spmc::{SMCCC_NOT_SUPPORTED, is_ffa_fid};
 use crate::stage2::{self, Attrs, Stage2, Table};
-
-/// Blocked normal-world accesses: count, last address, last `nwfault::Blocked::info`.
-static BLOCKED: Global<(u64, u64, u64)> = Global::new((0, 0, 0));
 
 const SECURE: usize = 0;
 const NS: usize = 1;
@@ -41,8 +39,10 @@ const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
 /// CPTR_EL2 (E2H = 0) RES1 bits, TZ (SVE) and TSM (SME) set, TFP clear.
 const CPTR_EL2_DEFAULT: u64 = 0x33ff;
-/// HCR_EL2.RW: EL1 is AArch64. APK/API: pointer authentication not trapped.
-const HCR_NS_EL1: u64 = (1 << 31) | (1 << 40) | (1 << 41);
+/// HCR_EL2.RW: EL1 is AArch64. APK/API: pointer authentication not trapped. TPCP: data-cache
+/// maintenance by VA to the PoC traps to NS-EL2 (the stub, then EL3), so that one on a page the
+/// NW lost is reported (QEMU runs them as untranslated no-ops).
+const HCR_NS_EL1: u64 = (1 << 31) | (1 << 40) | (1 << 41) | (1 << 23);
 
 #[unsafe(no_mangle)]
 extern "C" fn el3_main(reset_counter: u64) -> ! {
@@ -123,7 +123,7 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
                 }
                 f if f == u64::from(control::TESTBED_BLOCKED_ACCESSES) => {
                     // SAFETY: single-threaded; no other reference to BLOCKED is live.
-                    let (n, addr, info) = unsafe { *BLOCKED.get() };
+                    let (n, addr, info) = unsafe { *super::BLOCKED.get() };
                     c.x[..4].copy_from_slice(&[0, n, addr, info]);
                 }
                 f if f & !0xf == u64::from(control::NS_EL2_TRAP) => nw_stage2_fault(c),
@@ -187,15 +187,33 @@ fn nw_stage2_fault(c: &mut Ctx) {
         elr: c.sys[Sys::elr_el2 as usize],
     };
     let mut x = c.x;
-    // SAFETY: the SPMC is not running; this is the only reference to NW_S2 meanwhile.
-    let nw = unsafe { super::NW_S2.get() };
-    let out = nwfault::handle(&s, &mut x, |a| nw.as_ref().and_then(|t| t.revoked_tag(a)));
+    // SAFETY: the SPMC is not running; these are the only references to NW_S2 and FIREWALL
+    // meanwhile.
+    let (nw, fw) = unsafe { (super::NW_S2.get(), super::FIREWALL.get()) };
+    if let Some(rt) = nwfault::dc_by_va(s.esr) {
+        let va = x.get(usize::from(rt)).copied().unwrap_or(0);
+        let ipa = nw_va_to_ipa(va, c.scr);
+        let (blocked, pc) = nwfault::handle_dc(&s, ipa, |a| {
+            let gone = nw.as_ref().is_some_and(|t| t.lookup(a).is_none());
+            gone.then(|| match fw.as_mut() {
+                Some(f) => f.classify_nw(nw.as_ref(), a, control::KIND_CACHE_MAINT),
+                None => nwfault::owner_of_tag(a, nw.as_ref().and_then(|t| t.revoked_tag(a))),
+            })
+        });
+        if let Some(b) = blocked {
+            super::record_blocked(&b);
+        }
+        c.elr = pc;
+        c.spsr = c.sys[Sys::spsr_el2 as usize];
+        return;
+    }
+    let out = nwfault::handle(&s, &mut x, |a, kind| match fw.as_mut() {
+        Some(f) => f.classify_nw(nw.as_ref(), a, kind),
+        None => nwfault::owner_of_tag(a, nw.as_ref().and_then(|t| t.revoked_tag(a))),
+    });
     match out {
         Outcome::Resume { blocked, pc } => {
-            log!("testbed: {blocked}");
-            // SAFETY: single-threaded; no other reference to BLOCKED is live.
-            let b = unsafe { BLOCKED.get() };
-            *b = (b.0 + 1, blocked.addr, blocked.info());
+            super::record_blocked(&blocked);
             c.x = x;
             c.elr = pc;
             // Back to NS-EL1 as it was when it faulted.
@@ -214,6 +232,25 @@ fn nw_stage2_fault(c: &mut Ctx) {
     }
 }
 
+/// The IPA the normal world's stage 1 maps `va` to (AT S1E1R in the NS EL1&0 regime, its
+/// registers still live: EL3 has not switched worlds yet); `None` on a stage-1 fault. PAR_EL1
+/// is clobbered; the context switch restores the NW's from its saved context.
+fn nw_va_to_ipa(va: u64, ns_scr: u64) -> Option<u64> {
+    let par: u64;
+    // SAFETY: address translation only; SCR_EL3 is put back before anything else runs (and
+    // rewritten from the context by el3_run anyway).
+    unsafe {
+        core::arch::asm!(
+            "mrs {old}, scr_el3", "msr scr_el3, {ns}", "isb",
+            "at s1e1r, {va}", "isb", "mrs {par}, par_el1",
+            "msr scr_el3, {old}", "isb",
+            old = out(reg) _, ns = in(reg) ns_scr, va = in(reg) va, par = out(reg) par,
+            options(nostack)
+        );
+    }
+    (par & 1 == 0).then_some(par & 0x0000_ffff_ffff_f000 | va & 0xfff)
+}
+
 /// Builds the normal world's stage-2 in the reserved NS region: devices (first GiB) and NS DRAM
 /// identity-mapped with blocks, minus the testbed's reserved region; and copies the NS-EL2
 /// vector stub there. Returns the root table's PA.
@@ -226,7 +263,10 @@ fn build_nw_stage2() -> u64 {
         unsafe { core::slice::from_raw_parts_mut(ns_ram::NW_S2_TABLES as *mut Table, count) };
     let ns_end = virt::NS_RAM_BASE + virt::NS_RAM_SIZE;
     let built = Stage2::new(pool, ns_ram::NW_S2_TABLES).and_then(|mut s2| {
-        s2.map_identity(0, virt::NS_RAM_BASE, Attrs::DEVICE_RW)?;
+        // Devices, but the emulated TZC-400's block: its programming interface is secure-only.
+        let tzc_end = virt::TZC400_BASE + virt::TZC400_SIZE;
+        s2.map_identity(0, virt::TZC400_BASE, Attrs::DEVICE_RW)?;
+        s2.map_identity(tzc_end, virt::NS_RAM_BASE - tzc_end, Attrs::DEVICE_RW)?;
         s2.map_identity(
             virt::NS_RAM_BASE,
             ns_ram::TESTBED_NS_BASE - virt::NS_RAM_BASE,
@@ -239,13 +279,27 @@ fn build_nw_stage2() -> u64 {
         )?;
         Ok(s2)
     });
-    let s2 = match built {
+    let mut s2 = match built {
         Ok(s2) => s2,
         Err(e) => {
             log!("testbed: cannot build the normal world's stage-2: {e:?}");
             exit(control::EXIT_TESTBED_ERROR)
         }
     };
+    // What the firewall denies the NW's CPU (the carve-out, anything the SP secured during
+    // its init) goes too.
+    // SAFETY: the SPMC is not running; the only reference to FIREWALL meanwhile.
+    if let Some(fw) = unsafe { super::FIREWALL.get() }.as_mut() {
+        let spaces = &mut Spaces {
+            nw: Some(&mut s2),
+            sp_ns: None,
+            sp_sec: None,
+        };
+        if let Err(e) = fw.apply_all(spaces) {
+            log!("testbed: cannot apply the firewall to the normal world's stage-2: {e:?}");
+            exit(control::EXIT_TESTBED_ERROR)
+        }
+    }
     let root = s2.root_pa();
     log!(
         "testbed: NW stage-2 at {root:#x} ({} tables), reserved NS {:#x}..{:#x}",

@@ -198,6 +198,17 @@ pub struct SpPackage {
 /// `flexserve-sp.pkg` plus `sp_layout.json`, whose files are all beside it (TF-A builds from the
 /// layout in place).
 pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage> {
+    build_sp_with(platform, extra_features, None)
+}
+
+/// [`build_sp`] with `overlay`, a DTS fragment from `fvp/<platform>/` appended to the
+/// platform's manifest (e.g. `hafnium-overlay.dtsi`: the QEMU manifest for real Hafnium, which
+/// has no emulated firewall), written to its own output directory named after it.
+pub fn build_sp_with(
+    platform: Platform,
+    extra_features: &[&str],
+    overlay: Option<&str>,
+) -> Result<SpPackage> {
     let features = core::iter::once(platform.name())
         .chain(extra_features.iter().copied())
         .collect::<Vec<_>>()
@@ -209,12 +220,22 @@ pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage
     } else {
         format!("{}+{}", platform.name(), extra_features.join("+"))
     };
+    let variant = match overlay {
+        Some(o) => format!("{variant}@{}", o.trim_end_matches(".dtsi")),
+        None => variant,
+    };
     let dir = out_dir(&variant);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let src = root().join("fvp").join(platform.name());
     let dts_path = src.join("sp-manifest.dts");
-    let dts =
+    let mut dts =
         std::fs::read_to_string(&dts_path).map_err(|e| format!("{}: {e}", dts_path.display()))?;
+    if let Some(o) = overlay {
+        let p = src.join(o);
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        dts.push_str("\n");
+        dts.push_str(&text);
+    }
     // The manifest and the linker script must agree on where the image runs.
     let (la, eo) = (
         dts_u64(&dts, "load-address"),
@@ -237,12 +258,13 @@ pub fn build_sp(platform: Platform, extra_features: &[&str]) -> Result<SpPackage
             ));
         }
     }
+    // Beside the layout (TF-A's sptool reads the DTS), and the source of the DTB for the rest.
+    let staged = dir.join("sp-manifest.dts");
+    std::fs::write(&staged, &dts).map_err(|e| e.to_string())?;
     let dtb = dir.join("sp-manifest.dtb");
-    dtc(&dts_path, &dtb)?;
+    dtc(&staged, &dtb)?;
     let pm = std::fs::read(&dtb).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("flexserve-sp.bin"), &image).map_err(|e| e.to_string())?;
-    // Beside the layout (TF-A's sptool reads the DTS), and the source of the DTB for the rest.
-    std::fs::write(dir.join("sp-manifest.dts"), &dts).map_err(|e| e.to_string())?;
     let pkg_path = match platform.loading() {
         Loading::Package => {
             if pm.len() > (spkg::IMG_OFFSET - spkg::PM_OFFSET) as usize {
@@ -582,5 +604,38 @@ mod tests {
         let dts = std::fs::read_to_string(root().join("fvp/qemu-el3/sp-manifest.dts")).unwrap();
         assert_eq!(dts_u64(&dts, "load-address"), Some(0x0e10_0000));
         assert_eq!(dts_u64(&dts, "execution-ctx-count"), Some(32));
+    }
+
+    /// The Hafnium overlay removes exactly the testbed's firewall nodes: what dtc makes of the
+    /// QEMU manifest with it appended has the UART and heap but no tzc400, window or carve-out.
+    #[test]
+    fn hafnium_overlay_drops_the_emulated_firewall() {
+        let src = root().join("fvp/qemu");
+        let base = std::fs::read_to_string(src.join("sp-manifest.dts")).unwrap();
+        let overlay = std::fs::read_to_string(src.join(crate::spmc::HAFNIUM_OVERLAY)).unwrap();
+        let tmp = std::env::temp_dir().join(format!("xtask-overlay-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let decompiled = |text: &str| {
+            let (dts, out) = (tmp.join("m.dts"), tmp.join("out.dts"));
+            std::fs::write(&dts, text).unwrap();
+            let st = Command::new("dtc")
+                .args(["-I", "dts", "-O", "dts", "-o"])
+                .arg(&out)
+                .arg(&dts)
+                .status()
+                .expect("dtc (device-tree-compiler; `cargo xtask deps` installs it)");
+            assert!(st.success());
+            std::fs::read_to_string(&out).unwrap()
+        };
+        let plain = decompiled(&base);
+        let hafnium = decompiled(&format!("{base}\n{overlay}"));
+        for node in ["tzc400 {", "flexmem-window {", "carveout {"] {
+            assert!(plain.contains(node), "{node} in the testbed manifest");
+            assert!(!hafnium.contains(node), "{node} left for Hafnium");
+        }
+        for node in ["uart {", "heap {"] {
+            assert!(hafnium.contains(node), "{node} kept");
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -39,6 +39,9 @@ pub fn spmc_from_args(args: &[String]) -> Result<Spmc> {
 /// PLATFORM_CORE_COUNT (32 on TF-A's QEMU port), whatever QEMU runs.
 const SMP: usize = 2;
 
+/// Appended to `fvp/qemu/sp-manifest.dts` for Hafnium: the testbed's firewall nodes removed.
+pub const HAFNIUM_OVERLAY: &str = "hafnium-overlay.dtsi";
+
 /// Where TF-A's QEMU port loads and enters BL32 (`plat/qemu/qemu/include/platform_def.h`
 /// BL32_BASE = SEC_DRAM_BASE): the EL3 SPMC enters the SP image there.
 const EL3_BL32_BASE: u64 = 0x0e10_0000;
@@ -128,8 +131,9 @@ pub fn build(
         Spmc::Hafnium => {
             let hafnium = trees.hafnium.as_deref().ok_or("no Hafnium tree")?;
             check_hafnium_configs()?;
-            // build_sp stages sp_layout.json with the image and manifest DTS it names.
-            let sp = images::build_sp(Platform::Qemu, sp_features)?;
+            // build_sp stages sp_layout.json with the image and manifest DTS it names; the
+            // overlay drops the testbed's emulated firewall (QEMU has none).
+            let sp = images::build_sp_with(Platform::Qemu, sp_features, Some(HAFNIUM_OVERLAY))?;
             let layout = sp.pkg.parent().ok_or("SP package without a directory")?;
             let bl32 = build_hafnium(hafnium)?;
             let cfg = root().join("fvp/qemu");

@@ -186,7 +186,7 @@ unsafe fn isum_q6_k_g<const SDOT: bool>(w: &BlockQ6K, x: &BlockQ8K) -> i32 {
 // Rows: the shared f32 combination over the block sums.
 
 macro_rules! rows {
-    ($isum:ident, $neon:ident, $sdot:ident, $w:ty, $x:ty, |$acc:ident, $a:ident, $b:ident, $s:ident| $comb:expr) => {
+    ($isum:ident, $neon:ident, $sdot:ident, $w:ty, $x:ty, ($acc:ident, $a:ident, $b:ident, $s:ident) => $comb:expr) => {
         /// # Safety
         /// The CPU must support NEON.
         #[target_feature(enable = "neon")]
@@ -221,7 +221,7 @@ rows!(
     row_q4_0_sdot,
     BlockQ4_0,
     BlockQ8_0,
-    |acc, a, b, s| { acc_q4_0(acc, a, b, s) }
+    (acc, a, b, s) => acc_q4_0(acc, a, b, s)
 );
 rows!(
     isum_q4_k_g,
@@ -229,7 +229,7 @@ rows!(
     row_q4_k_sdot,
     BlockQ4K,
     BlockQ8K,
-    |acc, a, b, s| { acc_k4(acc, a.d, a.dmin, b, s.0, s.1) }
+    (acc, a, b, s) => acc_k4(acc, a.d, a.dmin, b, s.0, s.1)
 );
 rows!(
     isum_q5_k_g,
@@ -237,7 +237,7 @@ rows!(
     row_q5_k_sdot,
     BlockQ5K,
     BlockQ8K,
-    |acc, a, b, s| { acc_k4(acc, a.d, a.dmin, b, s.0, s.1) }
+    (acc, a, b, s) => acc_k4(acc, a.d, a.dmin, b, s.0, s.1)
 );
 rows!(
     isum_q6_k_g,
@@ -245,7 +245,7 @@ rows!(
     row_q6_k_sdot,
     BlockQ6K,
     BlockQ8K,
-    |acc, a, b, s| { acc_q6_k(acc, a, b, s) }
+    (acc, a, b, s) => acc_q6_k(acc, a, b, s)
 );
 
 /// Block sums on one path, for the cross-path tests: `(s, m)` (`m = 0` where the type has no

@@ -1,7 +1,7 @@
 //! Matrix products with Q4_0 / Q4_K / Q5_K / Q6_K weights, used in place (row-major blocks,
 //! exactly as in the GGUF tensor), against activations quantized per token (Q8_0 / Q8_K), on
-//! the path [`Kernels`] selected: scalar, AVX2 (also under `avx512vnni`), NEON or SDOT (also
-//! under `smmla`). Every path gives the same integer block sums and the same f32 result
+//! the path [`Kernels`] selected: scalar, AVX2, AVX-512 VNNI, NEON or SDOT (also under
+//! `smmla`). Every path gives the same integer block sums and the same f32 result
 //! (`qdot` module doc).
 
 use super::quants::{BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
@@ -99,6 +99,8 @@ enum QPath {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
     #[cfg(target_arch = "aarch64")]
     Neon,
     #[cfg(target_arch = "aarch64")]
@@ -108,7 +110,9 @@ enum QPath {
 fn qpath(p: Path) -> QPath {
     match p {
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 | Path::Avx512Vnni => QPath::Avx2,
+        Path::Avx2 => QPath::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => QPath::Vnni,
         #[cfg(target_arch = "aarch64")]
         Path::Neon => QPath::Neon,
         #[cfg(target_arch = "aarch64")]
@@ -127,14 +131,30 @@ fn row_dot(p: QPath, w: QWeights<'_>, x: QActs<'_>) -> f32 {
     match (p, w, x) {
         #[cfg(target_arch = "x86_64")]
         (QPath::Avx2, w, x) => {
-            // SAFETY: `QPath::Avx2` comes only from `Path::Avx2`/`Avx512Vnni`, which `Kernels`
-            // selects only after detecting AVX2, FMA and F16C.
+            use super::x86_q::avx2::*;
+            // SAFETY: `QPath::Avx2` comes only from `Path::Avx2`, which `Kernels` selects only
+            // after detecting AVX2, FMA and F16C.
             unsafe {
                 match (w, x) {
-                    (W::Q4_0(w), A::Q8_0(x)) => super::x86_q::row_q4_0(w, x),
-                    (W::Q4K(w), A::Q8K(x)) => super::x86_q::row_q4_k(w, x),
-                    (W::Q5K(w), A::Q8K(x)) => super::x86_q::row_q5_k(w, x),
-                    (W::Q6K(w), A::Q8K(x)) => super::x86_q::row_q6_k(w, x),
+                    (W::Q4_0(w), A::Q8_0(x)) => row_q4_0(w, x),
+                    (W::Q4K(w), A::Q8K(x)) => row_q4_k(w, x),
+                    (W::Q5K(w), A::Q8K(x)) => row_q5_k(w, x),
+                    (W::Q6K(w), A::Q8K(x)) => row_q6_k(w, x),
+                    _ => 0.0,
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (QPath::Vnni, w, x) => {
+            use super::x86_q::vnni::*;
+            // SAFETY: `QPath::Vnni` comes only from `Path::Avx512Vnni`, which `Kernels` selects
+            // only after detecting AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI.
+            unsafe {
+                match (w, x) {
+                    (W::Q4_0(w), A::Q8_0(x)) => row_q4_0(w, x),
+                    (W::Q4K(w), A::Q8K(x)) => row_q4_k(w, x),
+                    (W::Q5K(w), A::Q8K(x)) => row_q5_k(w, x),
+                    (W::Q6K(w), A::Q8K(x)) => row_q6_k(w, x),
                     _ => 0.0,
                 }
             }
@@ -264,8 +284,22 @@ pub fn block_sums(path: Path, w: QBlock<'_>, x: QActBlock<'_>) -> Result<(i32, i
     let r = match (p, w, x) {
         #[cfg(target_arch = "x86_64")]
         (QPath::Avx2, w, x) => {
-            use super::x86_q::*;
+            use super::x86_q::avx2::*;
             // SAFETY: the path was just checked to be supported (AVX2, FMA, F16C detected).
+            unsafe {
+                match (w, x) {
+                    (W::Q4_0(a), A::Q8_0(b)) => (isum_q4_0(a, b), 0),
+                    (W::Q4K(a), A::Q8K(b)) => isum_q4_k(a, b),
+                    (W::Q5K(a), A::Q8K(b)) => isum_q5_k(a, b),
+                    (W::Q6K(a), A::Q8K(b)) => (isum_q6_k(a, b), 0),
+                    _ => return Err(KernelError::ActivationType),
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (QPath::Vnni, w, x) => {
+            use super::x86_q::vnni::*;
+            // SAFETY: the path was just checked to be supported (the AVX-512 VNNI set).
             unsafe {
                 match (w, x) {
                     (W::Q4_0(a), A::Q8_0(b)) => (isum_q4_0(a, b), 0),

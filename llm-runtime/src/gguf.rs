@@ -368,7 +368,9 @@ pub enum TensorType {
     F32,
     F16,
     Q8_0,
-    /// Any other type ggml defines; sized so the file parses, but the model cannot use it.
+    /// Any other type ggml defines, sized so the file parses. Q4_0 (2), Q4_K (12), Q5_K (13)
+    /// and Q6_K (14) have block views ([`TensorInfo::as_q4_0`] ...) the model uses; the rest it
+    /// rejects.
     Other {
         code: u32,
         block: u32,

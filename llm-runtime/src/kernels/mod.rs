@@ -121,7 +121,7 @@ pub enum KernelError {
         out_len: usize,
         tokens: usize,
     },
-    /// `blocks_from_bytes`: the length is not a multiple of 34.
+    /// `blocks_from_bytes` / `quants::blocks_*`: the length is not a multiple of the block size.
     BytesNotWholeBlocks { len: usize },
     /// `blocks_from_bytes`: the data does not start on a 2-byte boundary.
     BytesMisaligned,
@@ -152,12 +152,9 @@ impl fmt::Display for KernelError {
                  activation blocks, {out_len} outputs, {tokens} tokens"
             ),
             KernelError::BytesNotWholeBlocks { len } => {
-                write!(
-                    f,
-                    "{len} bytes is not a whole number of 34-byte Q8_0 blocks"
-                )
+                write!(f, "{len} bytes is not a whole number of blocks")
             }
-            KernelError::BytesMisaligned => write!(f, "Q8_0 data is not 2-byte aligned"),
+            KernelError::BytesMisaligned => write!(f, "block data is not 2-byte aligned"),
             KernelError::Unsupported(p) => write!(f, "this CPU cannot run the {p} kernels"),
             KernelError::ActivationType => {
                 write!(f, "activation format does not match the weight format")

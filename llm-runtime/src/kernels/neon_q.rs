@@ -12,6 +12,7 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::BlockQ8_0;
+use super::neon::h2f;
 use super::qdot::{acc_k4, acc_q4_0, acc_q6_k};
 use super::quants::{BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, scales_mins_k4};
 
@@ -221,7 +222,7 @@ rows!(
     row_q4_0_sdot,
     BlockQ4_0,
     BlockQ8_0,
-    (acc, a, b, s) => acc_q4_0(acc, a, b, s)
+    (acc, a, b, s) => acc_q4_0(acc, h2f(a.d), h2f(b.d), s)
 );
 rows!(
     isum_q4_k_g,
@@ -229,7 +230,7 @@ rows!(
     row_q4_k_sdot,
     BlockQ4K,
     BlockQ8K,
-    (acc, a, b, s) => acc_k4(acc, a.d, a.dmin, b, s.0, s.1)
+    (acc, a, b, s) => acc_k4(acc, h2f(a.d), h2f(a.dmin), b.d(), s.0, s.1)
 );
 rows!(
     isum_q5_k_g,
@@ -237,7 +238,7 @@ rows!(
     row_q5_k_sdot,
     BlockQ5K,
     BlockQ8K,
-    (acc, a, b, s) => acc_k4(acc, a.d, a.dmin, b, s.0, s.1)
+    (acc, a, b, s) => acc_k4(acc, h2f(a.d), h2f(a.dmin), b.d(), s.0, s.1)
 );
 rows!(
     isum_q6_k_g,
@@ -245,7 +246,7 @@ rows!(
     row_q6_k_sdot,
     BlockQ6K,
     BlockQ8K,
-    (acc, a, b, s) => acc_q6_k(acc, a, b, s)
+    (acc, a, b, s) => acc_q6_k(acc, h2f(a.d), b.d(), s)
 );
 
 /// Block sums on one path, for the cross-path tests: `(s, m)` (`m = 0` where the type has no

@@ -86,47 +86,48 @@ pub fn isum_q6_k(w: &BlockQ6K, x: &BlockQ8K) -> i32 {
         .sum()
 }
 
-// The shared float combination (module doc), one step per block.
+// The shared float combination (module doc), one step per block. The fp16 scales come in as
+// f32 (each path converts them its own way; fp16 -> f32 is exact, so all agree).
 
 #[inline(always)]
-pub(crate) fn acc_q4_0(acc: f32, w: &BlockQ4_0, x: &BlockQ8_0, s: i32) -> f32 {
-    acc + s as f32 * (h2f(w.d) * h2f(x.d))
+pub(crate) fn acc_q4_0(acc: f32, dw: f32, dx: f32, s: i32) -> f32 {
+    acc + s as f32 * (dw * dx)
 }
 
 #[inline(always)]
-pub(crate) fn acc_k4(acc: f32, d: u16, dmin: u16, x: &BlockQ8K, s: i32, m: i32) -> f32 {
-    let acc = acc + (h2f(d) * x.d()) * s as f32;
-    acc - (h2f(dmin) * x.d()) * m as f32
+pub(crate) fn acc_k4(acc: f32, d: f32, dmin: f32, dx: f32, s: i32, m: i32) -> f32 {
+    let acc = acc + (d * dx) * s as f32;
+    acc - (dmin * dx) * m as f32
 }
 
 #[inline(always)]
-pub(crate) fn acc_q6_k(acc: f32, w: &BlockQ6K, x: &BlockQ8K, s: i32) -> f32 {
-    acc + (h2f(w.d) * x.d()) * s as f32
+pub(crate) fn acc_q6_k(acc: f32, d: f32, dx: f32, s: i32) -> f32 {
+    acc + (d * dx) * s as f32
 }
 
 /// Scalar reference row products (`w` one row of blocks, `x` one token's blocks).
 pub fn row_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    w.iter()
-        .zip(x)
-        .fold(0.0, |acc, (a, b)| acc_q4_0(acc, a, b, isum_q4_0(a, b)))
+    w.iter().zip(x).fold(0.0, |acc, (a, b)| {
+        acc_q4_0(acc, h2f(a.d), h2f(b.d), isum_q4_0(a, b))
+    })
 }
 
 pub fn row_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
     w.iter().zip(x).fold(0.0, |acc, (a, b)| {
         let (s, m) = isum_q4_k(a, b);
-        acc_k4(acc, a.d, a.dmin, b, s, m)
+        acc_k4(acc, h2f(a.d), h2f(a.dmin), b.d(), s, m)
     })
 }
 
 pub fn row_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
     w.iter().zip(x).fold(0.0, |acc, (a, b)| {
         let (s, m) = isum_q5_k(a, b);
-        acc_k4(acc, a.d, a.dmin, b, s, m)
+        acc_k4(acc, h2f(a.d), h2f(a.dmin), b.d(), s, m)
     })
 }
 
 pub fn row_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
-    w.iter()
-        .zip(x)
-        .fold(0.0, |acc, (a, b)| acc_q6_k(acc, a, b, isum_q6_k(a, b)))
+    w.iter().zip(x).fold(0.0, |acc, (a, b)| {
+        acc_q6_k(acc, h2f(a.d), b.d(), isum_q6_k(a, b))
+    })
 }

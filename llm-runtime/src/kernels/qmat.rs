@@ -196,18 +196,54 @@ fn row_dot(p: QPath, w: QWeights<'_>, x: QActs<'_>) -> f32 {
     }
 }
 
+/// Four outputs at once where a path has a 4-row kernel (same results as four [`row_dot`]s).
+#[inline]
+fn rows4_dot(p: QPath, w: QWeights<'_>, kb: usize, x: QActs<'_>) -> Option<[f32; 4]> {
+    match (p, w, x) {
+        #[cfg(target_arch = "x86_64")]
+        (QPath::Avx2 | QPath::Vnni, QWeights::Q4_0(w), QActs::Q8_0(x)) => {
+            let r: [&[BlockQ4_0]; 4] = core::array::from_fn(|i| &w[i * kb..(i + 1) * kb]);
+            // SAFETY: these paths come only from `Path::Avx2` / `Path::Avx512Vnni`, which
+            // `Kernels` selects only after detecting their features.
+            Some(unsafe {
+                if p == QPath::Vnni {
+                    super::x86_q::vnni::rows4_q4_0(r, x)
+                } else {
+                    super::x86_q::avx2::rows4_q4_0(r, x)
+                }
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Rows (weight rows outer, so a row stays in L1 while every token passes over it) of the
 /// output columns `out.cols()`; `w` holds just those rows.
 fn rows(p: QPath, w: QWeights<'_>, kb: usize, x: QActs<'_>, n: usize, out: &mut OutMat<'_>) {
     let nrows = out.cols().len();
-    for r in 0..nrows {
+    let tok = |t: usize| match x {
+        QActs::Q8_0(b) => QActs::Q8_0(&b[t * kb..(t + 1) * kb]),
+        QActs::Q8K(b) => QActs::Q8K(&b[t * kb..(t + 1) * kb]),
+    };
+    let mut r = 0;
+    while r + 4 <= nrows {
+        let w4 = w.rows(r..r + 4, kb);
+        if rows4_dot(p, w4, kb, tok(0)).is_none() {
+            break;
+        }
+        for t in 0..n {
+            if let Some(v) = rows4_dot(p, w4, kb, tok(t)) {
+                for (i, v) in v.into_iter().enumerate() {
+                    out.put(t, r + i, v);
+                }
+            }
+        }
+        r += 4;
+    }
+    for r in r..nrows {
         let wr = w.rows(r..r + 1, kb);
         for t in 0..n {
-            let xt = match x {
-                QActs::Q8_0(b) => QActs::Q8_0(&b[t * kb..(t + 1) * kb]),
-                QActs::Q8K(b) => QActs::Q8K(&b[t * kb..(t + 1) * kb]),
-            };
-            out.put(t, r, row_dot(p, wr, xt));
+            out.put(t, r, row_dot(p, wr, tok(t)));
         }
     }
 }

@@ -27,6 +27,24 @@ fn hsum(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
+/// `[sum(a), sum(b), sum(c), sum(d)]` of four int32x8 vectors.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn reduce4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    _mm_add_epi32(
+        _mm256_castsi256_si128(abcd),
+        _mm256_extracti128_si256::<1>(abcd),
+    )
+}
+
+/// fp16 bits to f32 with F16C (exact, like every other conversion).
+#[target_feature(enable = "f16c")]
+#[inline]
+fn h2f(h: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
 /// 32 bytes at `s[at..at + 32]`; `None`-free because every caller passes in-bounds constants.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -58,8 +76,23 @@ fn dot_vnni(u: __m256i, x: __m256i, lo: i16, hi: i16) -> __m256i {
     _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x), scale)
 }
 
+/// `acc + sum(u * x)` per 4 bytes, unscaled, with `vpmaddubsw` + `vpmaddwd`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dot1_avx2(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
+    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+    _mm256_add_epi32(acc, p)
+}
+
+/// [`dot1_avx2`] as one `vpdpbusd`.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn dot1_vnni(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, u, x)
+}
+
 macro_rules! isa {
-    ($m:ident, $feat:literal, $dot:ident) => {
+    ($m:ident, $feat:literal, $dot:ident, $dot1:ident) => {
         pub(crate) mod $m {
             use core::arch::x86_64::*;
 
@@ -68,7 +101,7 @@ macro_rules! isa {
             use super::super::quants::{
                 BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, scales_mins_k4,
             };
-            use super::{hsum, load32, $dot as dot};
+            use super::{$dot as dot, $dot1 as dot1, h2f, hsum, load32, reduce4};
 
             #[target_feature(enable = $feat)]
             #[inline]
@@ -182,7 +215,7 @@ macro_rules! isa {
             pub(crate) unsafe fn row_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
                 let mut acc = 0.0;
                 for (a, b) in w.iter().zip(x) {
-                    acc = acc_q4_0(acc, a, b, isum_q4_0(a, b));
+                    acc = acc_q4_0(acc, h2f(a.d), h2f(b.d), isum_q4_0(a, b));
                 }
                 acc
             }
@@ -192,7 +225,7 @@ macro_rules! isa {
                 let mut acc = 0.0;
                 for (a, b) in w.iter().zip(x) {
                     let (s, m) = isum_q4_k(a, b);
-                    acc = acc_k4(acc, a.d, a.dmin, b, s, m);
+                    acc = acc_k4(acc, h2f(a.d), h2f(a.dmin), b.d(), s, m);
                 }
                 acc
             }
@@ -202,7 +235,7 @@ macro_rules! isa {
                 let mut acc = 0.0;
                 for (a, b) in w.iter().zip(x) {
                     let (s, m) = isum_q5_k(a, b);
-                    acc = acc_k4(acc, a.d, a.dmin, b, s, m);
+                    acc = acc_k4(acc, h2f(a.d), h2f(a.dmin), b.d(), s, m);
                 }
                 acc
             }
@@ -211,17 +244,62 @@ macro_rules! isa {
             pub(crate) unsafe fn row_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
                 let mut acc = 0.0;
                 for (a, b) in w.iter().zip(x) {
-                    acc = acc_q6_k(acc, a, b, isum_q6_k(a, b));
+                    acc = acc_q6_k(acc, h2f(a.d), b.d(), isum_q6_k(a, b));
                 }
                 acc
+            }
+
+            /// Four Q4_0 rows against one token: the same integer sums and, per row, the same
+            /// f32 combination as [`row_q4_0`] (so bit-identical results), with the activation
+            /// loads, sums and scale shared by the rows and one reduction for all four.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this family.
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn rows4_q4_0(w: [&[BlockQ4_0]; 4], x: &[BlockQ8_0]) -> [f32; 4] {
+                if w.iter().any(|r| r.len() != x.len()) {
+                    return [0.0; 4];
+                }
+                let mut acc = _mm_setzero_ps();
+                let m = _mm_set1_epi8(0x0F);
+                for (b, xb) in x.iter().enumerate() {
+                    let xv = load32(&xb.qs, 0);
+                    // -8 * (sum of each 4 bytes of x): the `- 8` offset, as the start value.
+                    let zero = _mm256_setzero_si256();
+                    let sx = dot1(zero, _mm256_set1_epi8(1), xv);
+                    let neg = _mm256_sub_epi32(zero, _mm256_slli_epi32::<3>(sx));
+                    let p = w.map(|row| {
+                        // SAFETY: `b < x.len() == row.len()` (checked above).
+                        let wb = unsafe { row.get_unchecked(b) };
+                        // SAFETY: `qs` is 16 bytes; unaligned load.
+                        let q = unsafe { _mm_loadu_si128(wb.qs.as_ptr().cast::<__m128i>()) };
+                        let u = _mm256_set_m128i(
+                            _mm_and_si128(_mm_srli_epi16::<4>(q), m),
+                            _mm_and_si128(q, m),
+                        );
+                        dot1(neg, u, xv)
+                    });
+                    let s = reduce4(p[0], p[1], p[2], p[3]);
+                    // SAFETY: as above.
+                    let d = w.map(|row| unsafe { row.get_unchecked(b) }.d as i16);
+                    let dw = _mm_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], 0, 0, 0, 0));
+                    // Lane r is `acc_q4_0` of row r: the same IEEE operations (no FMA).
+                    let scale = _mm_mul_ps(dw, _mm_set1_ps(h2f(xb.d)));
+                    acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(s), scale));
+                }
+                let mut o = [0.0f32; 4];
+                // SAFETY: `o` is 16 bytes; unaligned store.
+                unsafe { _mm_storeu_ps(o.as_mut_ptr(), acc) };
+                o
             }
         }
     };
 }
 
-isa!(avx2, "avx2,fma,f16c", dot_avx2);
+isa!(avx2, "avx2,fma,f16c", dot_avx2, dot1_avx2);
 isa!(
     vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dot_vnni
+    dot_vnni,
+    dot1_vnni
 );

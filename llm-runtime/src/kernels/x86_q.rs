@@ -101,7 +101,7 @@ macro_rules! isa {
             use super::super::quants::{
                 BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, scales_mins_k4,
             };
-            use super::{$dot as dot, $dot1 as dot1, h2f, hsum, load32, reduce4};
+            use super::{h2f, hsum, load32, reduce4, $dot as dot, $dot1 as dot1};
 
             #[target_feature(enable = $feat)]
             #[inline]

@@ -125,7 +125,9 @@ def main():
         tmp.rename(path)
         print(f"wrote {path} ({path.stat().st_size} bytes)")
     for i, (name, shape) in enumerate(SHAPES.items()):
-        todo = [q for q in quants if not (args.out / f"{name}-{q}.gguf").exists()]
+        # K-quants need rows that are multiples of 256 (llama.cpp would silently fall back).
+        todo = [q for q in quants if not (args.out / f"{name}-{q}.gguf").exists()
+                and ("_k" not in q or shape[0] % 256 == 0)]
         if (args.only and name not in args.only) or not todo:
             continue
         import ctypes

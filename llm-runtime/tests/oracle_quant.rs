@@ -326,3 +326,75 @@ fn quant_files_are_used_in_place() {
         );
     }
 }
+
+/// Hostile or malformed quantized tensors are errors, never panics: rows that are not whole
+/// super-blocks, data cut short, a type the model does not take, a matrix of the wrong shape.
+#[test]
+fn bad_quantized_tensors_are_errors() {
+    use llm_runtime::gguf::GgufError;
+    use llm_runtime::gguf_write::GgufWriter;
+    use llm_runtime::model::ModelError;
+
+    // Q4_K rows must be multiples of 256.
+    let b = GgufWriter::new()
+        .tensor("w", &[128, 2], 12, &[0u8; 144])
+        .finish();
+    assert!(matches!(
+        Gguf::parse(&b),
+        Err(GgufError::RowNotBlockMultiple { block: 256, .. })
+    ));
+    // Q6_K data shorter than its shape says.
+    let mut b = GgufWriter::new()
+        .tensor("w", &[256, 2], 14, &[0u8; 420])
+        .finish();
+    // (The writer pads the data to the alignment, so cut more than the padding.)
+    b.truncate(b.len() - 64);
+    assert!(matches!(
+        Gguf::parse(&b),
+        Err(GgufError::TensorOutOfBounds { .. })
+    ));
+    // A type the model cannot use (Q5_0) and a wrong shape are model errors.
+    let b = AlignedBuf::from_slice(
+        &GgufWriter::new()
+            .tensor("q5_0", &[32, 2], 6, &[0u8; 44])
+            .tensor("q4_k", &[256, 2], 12, &[0u8; 288])
+            .finish(),
+    );
+    let g = Gguf::parse(b.as_bytes()).unwrap();
+    assert!(matches!(
+        Matrix::from_tensor(g.tensor("q5_0").unwrap(), 2, 32),
+        Err(ModelError::TensorType { code: 6, .. })
+    ));
+    assert!(matches!(
+        Matrix::from_tensor(g.tensor("q4_k").unwrap(), 1, 512),
+        Err(ModelError::TensorShape { .. })
+    ));
+    let m = Matrix::from_tensor(g.tensor("q4_k").unwrap(), 2, 256).unwrap();
+    assert!(matches!(m.data(), MatData::Quant(QWeights::Q4K(b)) if b.len() == 2));
+    // Random bytes in every quantized tensor of a real file: the forward pass never panics.
+    let mut bytes = read("quant/tiny256-q4_k_m.gguf");
+    let spans: Vec<(usize, usize)> = {
+        let f = AlignedBuf::from_slice(&bytes);
+        let g = Gguf::parse(f.as_bytes()).unwrap();
+        g.tensors()
+            .iter()
+            .filter(|t| t.n_dims == 2)
+            .map(|t| (g.data_offset + t.offset as usize, t.data.len()))
+            .collect()
+    };
+    let mut x = 0x1234_5678u32;
+    for (s, n) in spans {
+        for v in &mut bytes[s..s + n] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *v = x as u8;
+        }
+    }
+    let f = AlignedBuf::from_slice(&bytes);
+    let out = run(f.as_bytes(), &Kernels::detect(), false);
+    assert_eq!(
+        out.len(),
+        prompts().iter().map(Vec::len).sum::<usize>() * VOCAB
+    );
+}

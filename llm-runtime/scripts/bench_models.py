@@ -6,9 +6,12 @@ vocabulary of byte tokens and filler pieces, so llama.cpp loads the same file. V
 affect speed; the output head is untied, as in the real models. Q8_0 bytes come from gguf-py's
 reference quantizer (byte-identical to llama-quantize, llm-facts.md sec. 1.1).
 
-    python bench_models.py --out DIR [--only stories15M]
+    python bench_models.py --out DIR [--only stories15M] [--quant q4_0,q4_k_m]
 
-Writes DIR/<name>-q8_0.gguf unless it already exists.
+Writes DIR/<name>-q8_0.gguf unless it already exists. With `--quant`, also
+DIR/<name>-<type>.gguf: the same random weights written as F32 and quantized by llama.cpp's
+own quantizer (`llama_model_quantize`, needs llama-cpp-python); K-quants need widths that are
+multiples of 256, so stories110M only.
 """
 
 import argparse
@@ -39,7 +42,11 @@ def vocab(n):
     return tokens, scores, types
 
 
-def write(path, name, shape, seed):
+# llama_ftype values (llama.h).
+FTYPES = {"q4_0": 2, "q4_k_m": 15, "q5_k_m": 17}
+
+
+def write(path, name, shape, seed, f32=False):
     dim, ffn, layers, heads, kv_heads, n_vocab, ctx = shape
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), "llama")
@@ -54,7 +61,7 @@ def write(path, name, shape, seed):
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     w.add_vocab_size(n_vocab)
-    w.add_file_type(7)  # MOSTLY_Q8_0
+    w.add_file_type(0 if f32 else 7)  # ALL_F32 / MOSTLY_Q8_0
     w.add_quantization_version(2)
     tokens, scores, types = vocab(n_vocab)
     w.add_tokenizer_model("llama")
@@ -68,6 +75,9 @@ def write(path, name, shape, seed):
 
     def q(name, rows, cols):
         a = rng.standard_normal((rows, cols), dtype=np.float32) * 0.02
+        if f32:
+            w.add_tensor(name, a)
+            return
         w.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
 
@@ -99,7 +109,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only", choices=sorted(SHAPES), action="append")
+    ap.add_argument("--quant", default="", help="comma-separated: " + ",".join(FTYPES))
     args = ap.parse_args()
+    quants = [q for q in args.quant.split(",") if q]
     args.out.mkdir(parents=True, exist_ok=True)
     for i, (name, shape) in enumerate(SHAPES.items()):
         if args.only and name not in args.only:
@@ -112,6 +124,27 @@ def main():
         write(tmp, name, shape, seed=1000 + i)
         tmp.rename(path)
         print(f"wrote {path} ({path.stat().st_size} bytes)")
+    for i, (name, shape) in enumerate(SHAPES.items()):
+        # K-quants need rows that are multiples of 256 (llama.cpp would silently fall back).
+        todo = [q for q in quants if not (args.out / f"{name}-{q}.gguf").exists()
+                and ("_k" not in q or shape[0] % 256 == 0)]
+        if (args.only and name not in args.only) or not todo:
+            continue
+        import ctypes
+
+        import llama_cpp
+
+        f32 = args.out / f"{name}-f32.tmp"
+        write(f32, name, shape, seed=1000 + i, f32=True)
+        for q in todo:
+            path = args.out / f"{name}-{q}.gguf"
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = FTYPES[q]
+            rc = llama_cpp.llama_model_quantize(str(f32).encode(), str(path).encode(),
+                                                ctypes.byref(params))
+            assert rc == 0, f"quantize {path}: {rc}"
+            print(f"wrote {path} ({path.stat().st_size} bytes)")
+        f32.unlink()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::kernels::quants::{BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K};
 use crate::kernels::{BlockQ8_0, QK8_0};
 
 /// `"GGUF"` as it appears in the first four bytes.
@@ -367,7 +368,9 @@ pub enum TensorType {
     F32,
     F16,
     Q8_0,
-    /// Any other type ggml defines; sized so the file parses, but the model cannot use it.
+    /// Any other type ggml defines, sized so the file parses. Q4_0 (2), Q4_K (12), Q5_K (13)
+    /// and Q6_K (14) have block views ([`TensorInfo::as_q4_0`] ...) the model uses; the rest it
+    /// rejects.
     Other {
         code: u32,
         block: u32,
@@ -480,6 +483,41 @@ impl<'a> TensorInfo<'a> {
         cast_slice(self.data)
     }
 
+    /// The data as Q4_0 blocks (in place), if this is a Q4_0 tensor.
+    pub fn as_q4_0(&self) -> Result<&'a [BlockQ4_0], ViewError> {
+        self.expect_code(2)?;
+        cast_slice(self.data)
+    }
+
+    /// The data as Q4_K blocks (in place), if this is a Q4_K tensor.
+    pub fn as_q4_k(&self) -> Result<&'a [BlockQ4K], ViewError> {
+        self.expect_code(12)?;
+        cast_slice(self.data)
+    }
+
+    /// The data as Q5_K blocks (in place), if this is a Q5_K tensor.
+    pub fn as_q5_k(&self) -> Result<&'a [BlockQ5K], ViewError> {
+        self.expect_code(13)?;
+        cast_slice(self.data)
+    }
+
+    /// The data as Q6_K blocks (in place), if this is a Q6_K tensor.
+    pub fn as_q6_k(&self) -> Result<&'a [BlockQ6K], ViewError> {
+        self.expect_code(14)?;
+        cast_slice(self.data)
+    }
+
+    fn expect_code(&self, code: u32) -> Result<(), ViewError> {
+        if self.ty.code() == code {
+            Ok(())
+        } else {
+            Err(ViewError::WrongType {
+                expected: code,
+                found: self.ty.code(),
+            })
+        }
+    }
+
     fn expect(&self, ty: TensorType) -> Result<(), ViewError> {
         if self.ty == ty {
             Ok(())
@@ -536,6 +574,15 @@ unsafe impl Plain for u16 {}
 // SAFETY: BlockQ8_0 is repr(C) { u16, [i8; 32] }: 34 bytes, no padding (size asserted in
 // kernels), and every bit pattern of its fields is valid.
 unsafe impl Plain for BlockQ8_0 {}
+// SAFETY: the sub-8-bit weight blocks are repr(C) structs of u16 and byte arrays with no padding
+// (sizes 18, 144, 176, 210 asserted in `kernels::quants`); every bit pattern is valid.
+unsafe impl Plain for BlockQ4_0 {}
+// SAFETY: as above.
+unsafe impl Plain for BlockQ4K {}
+// SAFETY: as above.
+unsafe impl Plain for BlockQ5K {}
+// SAFETY: as above.
+unsafe impl Plain for BlockQ6K {}
 
 /// Reinterprets bytes as a slice of `T` after checking alignment and length.
 fn cast_slice<T: Plain>(bytes: &[u8]) -> Result<&[T], ViewError> {

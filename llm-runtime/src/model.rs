@@ -1,5 +1,6 @@
 //! The llama model: [`Config`] from the `llama.*` GGUF keys, [`Weights`] as views into the GGUF
-//! bytes (F32, F16 or Q8_0 matrices; norms F32), and [`Model`], which owns the run state (all
+//! bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices, mixed freely as in Q4_K_M files;
+//! norms F32), and [`Model`], which owns the run state (all
 //! buffers and the f32 KV cache, sized at construction) and runs the forward pass in paper
 //! order: RMSNorm, Q/K/V, pairwise RoPE, grouped-query attention over the KV cache, output
 //! projection and residual, RMSNorm, SwiGLU feed-forward and residual; final norm; output head
@@ -15,7 +16,8 @@
 //! - The HF->GGUF converter permutes Q/K rows so that RoPE rotates adjacent pairs `(2i, 2i+1)`
 //!   (ggml's NORM mode), not HF's `rotate_half` halves.
 //! - With `n_kv_heads < n_heads`, query head `h` uses KV head `h / (n_heads / n_kv_heads)`.
-//! - Q8_0 products quantize the f32 activations per 32-block first, as llama.cpp does.
+//! - Quantized products quantize the f32 activations first, as llama.cpp does: per 32-block to
+//!   Q8_0 for Q8_0 and Q4_0 weights, per 256-block to Q8_K for the K-quants.
 
 use alloc::format;
 use alloc::string::String;
@@ -25,7 +27,8 @@ use core::fmt;
 mod fastexp;
 
 use crate::gguf::{Gguf, TensorInfo, TensorType, Value, ViewError};
-use crate::kernels::{BlockQ8_0, KernelError, Kernels, QK8_0};
+use crate::kernels::quants::{self, BlockQ8K, QK_K};
+use crate::kernels::{BlockQ8_0, KernelError, Kernels, QActs, QK8_0, QWeights};
 
 /// Upper bounds on hyperparameters, so a hostile header cannot ask for absurd buffers.
 pub mod limits {
@@ -370,6 +373,8 @@ pub enum MatData<'a> {
     /// IEEE fp16 bits.
     F16(&'a [u16]),
     Q8_0(&'a [BlockQ8_0]),
+    /// Q4_0 / Q4_K / Q5_K / Q6_K blocks, in place.
+    Quant(QWeights<'a>),
 }
 
 /// A `rows x cols` row-major weight matrix (GGUF `ne = [cols, rows]`).
@@ -387,8 +392,14 @@ impl<'a> Matrix<'a> {
             MatData::F32(d) => d.len(),
             MatData::F16(d) => d.len(),
             MatData::Q8_0(d) => d.len().saturating_mul(QK8_0),
+            MatData::Quant(q) => q.len().saturating_mul(quant_block(q)),
         };
-        let block_ok = !matches!(data, MatData::Q8_0(_)) || cols.is_multiple_of(QK8_0);
+        let block = match data {
+            MatData::Q8_0(_) => QK8_0,
+            MatData::Quant(q) => quant_block(q),
+            _ => 1,
+        };
+        let block_ok = cols.is_multiple_of(block);
         if !block_ok || rows.checked_mul(cols) != Some(len) {
             return Err(ModelError::MatrixLength { rows, cols, len });
         }
@@ -412,6 +423,18 @@ impl<'a> Matrix<'a> {
             TensorType::F32 => MatData::F32(t.as_f32().map_err(view)?),
             TensorType::F16 => MatData::F16(t.as_f16_bits().map_err(view)?),
             TensorType::Q8_0 => MatData::Q8_0(t.as_q8_0().map_err(view)?),
+            TensorType::Other { code: 2, .. } => {
+                MatData::Quant(QWeights::Q4_0(t.as_q4_0().map_err(view)?))
+            }
+            TensorType::Other { code: 12, .. } => {
+                MatData::Quant(QWeights::Q4K(t.as_q4_k().map_err(view)?))
+            }
+            TensorType::Other { code: 13, .. } => {
+                MatData::Quant(QWeights::Q5K(t.as_q5_k().map_err(view)?))
+            }
+            TensorType::Other { code: 14, .. } => {
+                MatData::Quant(QWeights::Q6K(t.as_q6_k().map_err(view)?))
+            }
             other => {
                 return Err(ModelError::TensorType {
                     name: t.name.into(),
@@ -440,6 +463,7 @@ impl<'a> Matrix<'a> {
             MatData::F32(d) => core::mem::size_of_val(d),
             MatData::F16(d) => core::mem::size_of_val(d),
             MatData::Q8_0(d) => core::mem::size_of_val(d),
+            MatData::Quant(q) => q.bytes(),
         }
     }
 
@@ -470,6 +494,17 @@ impl<'a> Matrix<'a> {
                         }
                     }
                 }
+            }
+            MatData::Quant(q) => {
+                let kb = c / quant_block(q);
+                let rows = r * kb..(r + 1) * kb;
+                let Some(out) = out.get_mut(..c) else { return };
+                match q {
+                    QWeights::Q4_0(d) => d.get(rows).map(|b| quants::dequantize_q4_0(b, out)),
+                    QWeights::Q4K(d) => d.get(rows).map(|b| quants::dequantize_q4_k(b, out)),
+                    QWeights::Q5K(d) => d.get(rows).map(|b| quants::dequantize_q5_k(b, out)),
+                    QWeights::Q6K(d) => d.get(rows).map(|b| quants::dequantize_q6_k(b, out)),
+                };
             }
         }
     }
@@ -654,6 +689,7 @@ impl<'a> Weights<'a> {
             (MatData::Q8_0(a), MatData::Q8_0(b)) if core::ptr::eq(a, b) => 0,
             (MatData::F32(a), MatData::F32(b)) if core::ptr::eq(a, b) => 0,
             (MatData::F16(a), MatData::F16(b)) if core::ptr::eq(a, b) => 0,
+            (MatData::Quant(a), MatData::Quant(b)) if same_quant(a, b) => 0,
             _ => g.output.bytes(),
         };
         g.token_embd.bytes()
@@ -725,6 +761,8 @@ struct RunState {
     att: Vec<f32>,
     /// Quantized activations `[B, max(dim, hidden_dim) / 32]`.
     xq: Vec<BlockQ8_0>,
+    /// Q8_K activations (for K-quant weights) `[B, max(dim, hidden_dim) / 256]`.
+    xk: Vec<BlockQ8K>,
     /// `[B or 1, vocab]`.
     logits: Vec<f32>,
     /// `[n_layers, S, kv_dim]`.
@@ -819,6 +857,10 @@ impl Model {
                 big(b, cfg.dim.max(cfg.hidden_dim).div_ceil(QK8_0))?,
                 BlockQ8_0::ZERO,
             )?,
+            xk: buffer(
+                big(b, cfg.dim.max(cfg.hidden_dim).div_ceil(QK_K))?,
+                BlockQ8K::ZERO,
+            )?,
             logits: buffer(big(logit_rows, cfg.vocab_size)?, 0.0)?,
             key_cache: buffer(cache, 0.0)?,
             value_cache: buffer(cache, 0.0)?,
@@ -879,7 +921,8 @@ impl Model {
             + s.rope_cos.len()
             + s.rope_sin.len())
             * f
-            + core::mem::size_of_val(s.xq.as_slice());
+            + core::mem::size_of_val(s.xq.as_slice())
+            + core::mem::size_of_val(s.xk.as_slice());
         MemoryReport {
             weights: weight_bytes,
             kv_cache: (s.key_cache.len() + s.value_cache.len()) * f,
@@ -974,10 +1017,10 @@ impl Model {
         {
             rmsnorm(xb, x, w.attn_norm, cfg.norm_eps);
         }
-        prepare(&[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, n)?;
-        product(k, &w.wq, &s.xb, &s.xq, n, &mut s.q)?;
-        product(k, &w.wk, &s.xb, &s.xq, n, &mut s.k)?;
-        product(k, &w.wv, &s.xb, &s.xq, n, &mut s.v)?;
+        prepare(&[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, &mut s.xk, n)?;
+        product(k, &w.wq, &s.xb, &s.xq, &s.xk, n, &mut s.q)?;
+        product(k, &w.wk, &s.xb, &s.xq, &s.xk, n, &mut s.k)?;
+        product(k, &w.wv, &s.xb, &s.xq, &s.xk, n, &mut s.v)?;
         let half = s.inv_freq.len();
         for t in 0..n {
             let (cos, sin) = (
@@ -1026,8 +1069,8 @@ impl Model {
                 }
             },
         );
-        prepare(&[&w.wo], &s.xb2, &mut s.xq, n)?;
-        product(k, &w.wo, &s.xb2, &s.xq, n, &mut s.xb)?;
+        prepare(&[&w.wo], &s.xb2, &mut s.xq, &mut s.xk, n)?;
+        product(k, &w.wo, &s.xb2, &s.xq, &s.xk, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
         }
@@ -1040,9 +1083,9 @@ impl Model {
         {
             rmsnorm(xb, x, w.ffn_norm, cfg.norm_eps);
         }
-        prepare(&[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, n)?;
-        product(k, &w.w_gate, &s.xb, &s.xq, n, &mut s.hb)?;
-        product(k, &w.w_up, &s.xb, &s.xq, n, &mut s.hb2)?;
+        prepare(&[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, &mut s.xk, n)?;
+        product(k, &w.w_gate, &s.xb, &s.xq, &s.xk, n, &mut s.hb)?;
+        product(k, &w.w_up, &s.xb, &s.xq, &s.xk, n, &mut s.hb2)?;
         let up = &s.hb2;
         k.for_each_chunk(
             n > 1,
@@ -1055,8 +1098,8 @@ impl Model {
                 }
             },
         );
-        prepare(&[&w.w_down], &s.hb, &mut s.xq, n)?;
-        product(k, &w.w_down, &s.hb, &s.xq, n, &mut s.xb)?;
+        prepare(&[&w.w_down], &s.hb, &mut s.xq, &mut s.xk, n)?;
+        product(k, &w.w_down, &s.hb, &s.xq, &s.xk, n, &mut s.xb)?;
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
         }
@@ -1090,8 +1133,16 @@ impl Model {
         {
             rmsnorm(xb, x, g.output_norm, self.cfg.norm_eps);
         }
-        prepare(&[&g.output], &s.xb, &mut s.xq, rows)?;
-        product(&self.kernels, &g.output, &s.xb, &s.xq, rows, &mut s.logits)?;
+        prepare(&[&g.output], &s.xb, &mut s.xq, &mut s.xk, rows)?;
+        product(
+            &self.kernels,
+            &g.output,
+            &s.xb,
+            &s.xq,
+            &s.xk,
+            rows,
+            &mut s.logits,
+        )?;
         self.filled = self.pos0 + n;
         self.stage = Stage::Embed;
         Ok(&self.s.logits[..rows * vocab])
@@ -1153,22 +1204,52 @@ fn prepare(
     ws: &[&Matrix<'_>],
     x: &[f32],
     xq: &mut [BlockQ8_0],
+    xk: &mut [BlockQ8K],
     n: usize,
 ) -> Result<(), ModelError> {
-    let Some(w) = ws.iter().find(|w| matches!(w.data, MatData::Q8_0(_))) else {
-        return Ok(());
+    let wants = |w: &&&Matrix<'_>, k: bool| match w.data {
+        MatData::Q8_0(_) => !k,
+        MatData::Quant(q) => q.wants_q8_k() == k,
+        _ => false,
     };
     let shape = |what| ModelError::WeightsMismatch { what };
-    let cols = w.cols;
+    let Some(first) = ws.first() else {
+        return Ok(());
+    };
+    let cols = first.cols;
     if ws.iter().any(|o| o.cols != cols) {
         return Err(shape("input widths differ"));
     }
     let x = x.get(..n * cols).ok_or(shape("activation buffer"))?;
-    let xq = xq
-        .get_mut(..n * (cols / QK8_0))
-        .ok_or(shape("quantized buffer"))?;
-    quantize_activations(x, xq);
+    if ws.iter().any(|w| wants(&w, false)) {
+        let xq = xq
+            .get_mut(..n * (cols / QK8_0))
+            .ok_or(shape("quantized buffer"))?;
+        quantize_activations(x, xq);
+    }
+    if ws.iter().any(|w| wants(&w, true)) {
+        let xk = xk
+            .get_mut(..n * (cols / QK_K))
+            .ok_or(shape("quantized buffer"))?;
+        quants::quantize_row_q8_k(x, xk)?;
+    }
     Ok(())
+}
+
+/// Values per block of a sub-8-bit format.
+fn quant_block(q: QWeights<'_>) -> usize {
+    if q.wants_q8_k() { QK_K } else { QK8_0 }
+}
+
+/// Whether two quantized matrices are the same memory (a tied head).
+fn same_quant(a: QWeights<'_>, b: QWeights<'_>) -> bool {
+    match (a, b) {
+        (QWeights::Q4_0(a), QWeights::Q4_0(b)) => core::ptr::eq(a, b),
+        (QWeights::Q4K(a), QWeights::Q4K(b)) => core::ptr::eq(a, b),
+        (QWeights::Q5K(a), QWeights::Q5K(b)) => core::ptr::eq(a, b),
+        (QWeights::Q6K(a), QWeights::Q6K(b)) => core::ptr::eq(a, b),
+        _ => false,
+    }
 }
 
 /// Rounds half to even for |v| < 2^22 (here |v| <= 127 + rounding): adding and subtracting
@@ -1180,9 +1261,11 @@ fn round_half_even_small(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-/// Quantizes activations to Q8_0 the way llama.cpp's SIMD `quantize_row_q8_0` does on x86
-/// (AVX) and aarch64 (NEON `vcvtnq_s32_f32`): `d = amax / 127`, `q = x / d` rounded half to
-/// even. The reference quantizer (`Kernels::quantize`, gguf-py) rounds half away from zero; it
+/// Quantizes activations to Q8_0 the way llama.cpp's SIMD `quantize_row_q8_0` (and the
+/// repacked `ggml_quantize_mat_q8_0_4x8`) does on x86, where the oracle logits were made:
+/// `d = amax / 127`, `q = x * (127 / amax)` rounded half to even. (Its NEON version multiplies
+/// by `1 / d` instead, which can differ by one ulp and so by 1 in `q` near a tie; a
+/// Q4_0 oracle on this random model showed such flips as logit differences of 0.1.) The reference quantizer (`Kernels::quantize`, gguf-py) rounds half away from zero; it
 /// is right for weights, which are quantized offline by that reference, but at exact .5 ties
 /// in activations it disagrees with the llama.cpp that produced the oracle logits, and such
 /// ties do occur (a Q8_0 embedding row is an integer multiple of its scale).
@@ -1191,7 +1274,7 @@ fn quantize_activations(x: &[f32], out: &mut [BlockQ8_0]) {
     for (xs, blk) in x.chunks_exact(QK8_0).zip(out.iter_mut()) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         blk.d = half::f16::from_f32(d).to_bits();
         for (q, &v) in blk.qs.iter_mut().zip(xs) {
             *q = round_half_even_small(v * id) as i8;
@@ -1206,6 +1289,7 @@ fn product(
     w: &Matrix<'_>,
     x: &[f32],
     xq: &[BlockQ8_0],
+    xk: &[BlockQ8K],
     n: usize,
     y: &mut [f32],
 ) -> Result<(), ModelError> {
@@ -1223,6 +1307,20 @@ fn product(
             } else {
                 k.matmul(wb, xq, n, y)?;
             }
+        }
+        MatData::Quant(q) => {
+            let acts = if q.wants_q8_k() {
+                QActs::Q8K(
+                    xk.get(..n * (cols / QK_K))
+                        .ok_or(shape("quantized buffer"))?,
+                )
+            } else {
+                QActs::Q8_0(
+                    xq.get(..n * (cols / QK8_0))
+                        .ok_or(shape("quantized buffer"))?,
+                )
+            };
+            k.qmatmul(q, acts, n, y)?;
         }
         MatData::F32(wf) => {
             for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {

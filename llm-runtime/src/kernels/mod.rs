@@ -39,15 +39,23 @@
 pub mod detect;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_q;
 #[cfg(feature = "std")]
 mod pool;
+pub mod qdot;
+mod qmat;
+pub mod quants;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_q;
 
 use core::fmt;
 
 pub use detect::CpuFeatures;
+pub use qmat::{QActBlock, QActs, QBlock, QWeights, block_sums};
 
 /// Values per Q8_0 block.
 pub const QK8_0: usize = 32;
@@ -113,12 +121,15 @@ pub enum KernelError {
         out_len: usize,
         tokens: usize,
     },
-    /// `blocks_from_bytes`: the length is not a multiple of 34.
+    /// `blocks_from_bytes` / `quants::blocks_*`: the length is not a multiple of the block size.
     BytesNotWholeBlocks { len: usize },
     /// `blocks_from_bytes`: the data does not start on a 2-byte boundary.
     BytesMisaligned,
     /// `Kernels::with_paths`: this CPU cannot run the requested path.
     Unsupported(Path),
+    /// A quantized product was given activations of the wrong format for its weights (Q4_0
+    /// takes Q8_0, the K-quants Q8_K).
+    ActivationType,
 }
 
 impl fmt::Display for KernelError {
@@ -141,13 +152,13 @@ impl fmt::Display for KernelError {
                  activation blocks, {out_len} outputs, {tokens} tokens"
             ),
             KernelError::BytesNotWholeBlocks { len } => {
-                write!(
-                    f,
-                    "{len} bytes is not a whole number of 34-byte Q8_0 blocks"
-                )
+                write!(f, "{len} bytes is not a whole number of blocks")
             }
-            KernelError::BytesMisaligned => write!(f, "Q8_0 data is not 2-byte aligned"),
+            KernelError::BytesMisaligned => write!(f, "block data is not 2-byte aligned"),
             KernelError::Unsupported(p) => write!(f, "this CPU cannot run the {p} kernels"),
+            KernelError::ActivationType => {
+                write!(f, "activation format does not match the weight format")
+            }
         }
     }
 }

@@ -95,7 +95,7 @@ impl Tiles for Smmla {
 
 /// fp16 bits to f32.
 #[inline(always)]
-fn h2f(h: u16) -> f32 {
+pub(crate) fn h2f(h: u16) -> f32 {
     let out: f32;
     // SAFETY: `fcvt` from a half register is base ARMv8.0 FP (always present with NEON); it only
     // touches the named registers.

@@ -233,7 +233,7 @@ pub fn build_sp_with(
     if let Some(o) = overlay {
         let p = src.join(o);
         let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        dts.push_str("\n");
+        dts.push('\n');
         dts.push_str(&text);
     }
     // The manifest and the linker script must agree on where the image runs.

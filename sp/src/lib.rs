@@ -16,6 +16,7 @@
 extern crate alloc;
 
 pub mod ec;
+pub mod flexmem;
 pub mod manifest;
 pub mod memmap;
 pub mod messaging;

@@ -1436,8 +1436,8 @@ mod tests {
             }
             if i % 3 == 0 && n > 0 {
                 regs[0] = [
-                    1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30,
-                    0x31, 0x32, 0x33,
+                    1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30, 0x31,
+                    0x32, 0x33,
                 ][(i as usize / 3) % 16];
             }
             let width = if i % 2 == 0 { Width::W32 } else { Width::W64 };
@@ -1757,9 +1757,7 @@ mod tests {
                 },
                 Request::FlexRelease { region: 9 },
                 Request::FlexStats,
-                Request::FlexProbe {
-                    addr: 0x5800_1008,
-                },
+                Request::FlexProbe { addr: 0x5800_1008 },
             ] {
                 let mut regs = [0u64; DIRECT_PAYLOAD_REGS];
                 req.encode(&mut regs, width).unwrap();
@@ -1777,7 +1775,10 @@ mod tests {
             Err(ProtoError::Malformed { index: 4 })
         );
         assert_eq!(bad(&[0x31, 1, 1]), Err(ProtoError::Malformed { index: 2 }));
-        assert_eq!(bad(&[0x32, 0, 0, 1]), Err(ProtoError::Malformed { index: 3 }));
+        assert_eq!(
+            bad(&[0x32, 0, 0, 1]),
+            Err(ProtoError::Malformed { index: 3 })
+        );
         assert_eq!(
             bad(&[0x33, 0x1004, 0, 0, 0]),
             Err(ProtoError::Malformed { index: 1 })
@@ -1829,7 +1830,9 @@ mod tests {
             counter_hz: 62_500_000,
         };
         let mut out = [0u64; DIRECT2_PAYLOAD_REGS];
-        Response::FlexStats(st).encode(&mut out, Width::W64).unwrap();
+        Response::FlexStats(st)
+            .encode(&mut out, Width::W64)
+            .unwrap();
         assert_eq!(&out[..4], &[0, 1, 2, 3]);
         assert_eq!(
             Response::decode(&out, Width::W64, Command::FlexStats),

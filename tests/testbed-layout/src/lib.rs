@@ -24,6 +24,14 @@ pub mod virt {
     pub const SECURE_UART_BASE: u64 = 0x0904_0000;
     /// Secure PL061 GPIO wired to power-off (pin 3) and reset (pin 4).
     pub const SECURE_GPIO_BASE: u64 = 0x090b_0000;
+    /// The testbed's emulated TZC-400 (TrustZone address space controller) register block.
+    /// Testbed-only: QEMU `virt` has no device here (the range after the secure GPIO is free
+    /// in its memory map). The SPMC leaves it out of the SP's stage-2, so every SP access traps
+    /// and is emulated over `tzasc::tzc400::Model`; the normal world's stage-2 leaves it out
+    /// too (the real TZC-400's programming interface is secure-only). One filter, regions 0-8,
+    /// in front of NS DRAM (`virt::NS_RAM_*`); see `firewall` for what firmware programs.
+    pub const TZC400_BASE: u64 = 0x090c_0000;
+    pub const TZC400_SIZE: u64 = 0x1000;
     /// Secure RAM, 16 MiB, secure-only.
     pub const SECURE_RAM_BASE: u64 = 0x0e00_0000;
     pub const SECURE_RAM_SIZE: u64 = 0x0100_0000;
@@ -60,6 +68,23 @@ pub mod ns_ram {
     pub const MODEL_BASE: u64 = CLIENT_SHARE_BASE + 0x0800_0000;
     pub const MODEL_MAX: u64 = 0x0400_0000;
     const _: () = assert!(MODEL_BASE + MODEL_MAX <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE);
+    /// The Flex-Mem window: the NS DRAM the client lends Flex-Mem pages from (the model file
+    /// plus 64 MiB), to the end of the share window. The SP manifest declares it as the SECURE
+    /// memory region `flexmem-window`: the SP's secure IPA space covers it, and the testbed maps
+    /// a page there only while a TZC-400 region grants secure access to it (as the TZC would
+    /// refuse a secure access to an NS region); its NS alias is ordinary lent memory.
+    pub const FLEXMEM_WINDOW_BASE: u64 = MODEL_BASE;
+    pub const FLEXMEM_WINDOW_SIZE: u64 = 0x0800_0000;
+    const _: () =
+        assert!(FLEXMEM_WINDOW_BASE + FLEXMEM_WINDOW_SIZE <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE);
+    /// A static secure carve-out in NS DRAM, programmed secure at boot like a phone's TZASC
+    /// carve-out (TZC-400 region 3, `firewall::BOOT_REGIONS`) and declared in the SP manifest
+    /// as the secure memory region `carveout`: the normal world never maps it and may not send
+    /// it (DENIED). Outside the client's memory.
+    pub const CARVEOUT_BASE: u64 = 0x6000_0000;
+    pub const CARVEOUT_SIZE: u64 = 0x0400_0000;
+    const _: () = assert!(CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE <= CARVEOUT_BASE);
+    const _: () = assert!(CARVEOUT_BASE + CARVEOUT_SIZE <= TESTBED_NS_BASE);
     /// The boot configuration block (see [`crate::flash::BootConfig`]), copied from flash.
     pub const BOOT_CONFIG: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x1_0000;
 
@@ -71,12 +96,119 @@ pub mod ns_ram {
     pub const TESTBED_NS_BASE: u64 = virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 0x100_0000;
     pub const TESTBED_NS_SIZE: u64 = BOOT_CONFIG - TESTBED_NS_BASE;
     const _: () = assert!(CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE <= TESTBED_NS_BASE);
-    /// The NW stage-2 table pool (4 KiB tables, the first is the level-1 root).
+    /// The NW stage-2 table pool (4 KiB tables, the first is the level-1 root): enough to
+    /// split every 2 MiB block of NS DRAM (lent pages and firewall-denied pages are
+    /// page-granular).
     pub const NW_S2_TABLES: u64 = TESTBED_NS_BASE;
-    pub const NW_S2_TABLE_COUNT: u64 = 128;
+    pub const NW_S2_TABLE_COUNT: u64 = 520;
     /// The NS-EL2 exception vector stub (VBAR_EL2 of the normal world; one page). Every entry
     /// saves x0 in TPIDR_EL2 and SMCs `control::NS_EL2_TRAP + entry index` to EL3.
-    pub const NS_EL2_VECTORS: u64 = TESTBED_NS_BASE + 0x10_0000;
+    pub const NS_EL2_VECTORS: u64 = TESTBED_NS_BASE + 0x30_0000;
+}
+
+/// The emulated TZC-400 ([`virt::TZC400_BASE`]) as the testbed's firmware leaves it at boot:
+/// what TF-A's `arm_tzc400_setup` does on FVP (region 0 no access, ACTION = error, then one
+/// region per entry of the platform's list, filters enabled), over this memory map.
+pub mod firewall {
+    use super::{ns_ram, virt};
+
+    /// TZC-400 NSAID of the application processors (FVP `FVP_NSAID_AP`): the normal world's
+    /// CPU and the SP's NS (NS = 1) accesses.
+    pub const CPU_NSAID: u8 = 9;
+    /// NSAIDs TF-A's FVP port lets into NS DRAM (`PLAT_ARM_TZC_NS_DEV_ACCESS`: default, PCI,
+    /// AP, VIRTIO, VIRTIO (old)).
+    pub const NS_DRAM_NSAIDS: [u8; 5] = [0, 1, 9, 8, 15];
+    /// Regions 1-8 exist; one filter.
+    pub const REGIONS: u8 = 9;
+    pub const FILTERS: u8 = 1;
+    /// ACTION register value TF-A writes (`TZC_ACTION_ERR`: DECERR, interrupt low).
+    pub const ACTION_ERR: u32 = 0b10;
+
+    /// One region firmware programs: `[base, top]` (inclusive top), secure read/write and the
+    /// NSAIDs that get NS read/write.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct BootRegion {
+        pub index: u8,
+        pub base: u64,
+        pub top: u64,
+        pub secure_rw: bool,
+        pub ns_rw: &'static [u8],
+    }
+
+    /// Regions 1-4; 5-8 stay free for the Flex-Mem planner. NS DRAM is split around the
+    /// carve-out (regions 1-8 may not overlap).
+    pub const BOOT_REGIONS: [BootRegion; 4] = [
+        BootRegion {
+            index: 1,
+            base: virt::SECURE_RAM_BASE,
+            top: virt::SECURE_RAM_BASE + virt::SECURE_RAM_SIZE - 1,
+            secure_rw: true,
+            ns_rw: &[],
+        },
+        BootRegion {
+            index: 2,
+            base: virt::NS_RAM_BASE,
+            top: ns_ram::CARVEOUT_BASE - 1,
+            secure_rw: false,
+            ns_rw: &NS_DRAM_NSAIDS,
+        },
+        BootRegion {
+            index: 3,
+            base: ns_ram::CARVEOUT_BASE,
+            top: ns_ram::CARVEOUT_BASE + ns_ram::CARVEOUT_SIZE - 1,
+            secure_rw: true,
+            ns_rw: &[],
+        },
+        BootRegion {
+            index: 4,
+            base: ns_ram::CARVEOUT_BASE + ns_ram::CARVEOUT_SIZE,
+            top: virt::NS_RAM_BASE + virt::NS_RAM_SIZE - 1,
+            secure_rw: false,
+            ns_rw: &NS_DRAM_NSAIDS,
+        },
+    ];
+
+    const _: () = {
+        // The window lies in NS region 2: lent pages start out NS-accessible.
+        assert!(ns_ram::FLEXMEM_WINDOW_BASE >= virt::NS_RAM_BASE);
+        assert!(ns_ram::FLEXMEM_WINDOW_BASE + ns_ram::FLEXMEM_WINDOW_SIZE <= ns_ram::CARVEOUT_BASE);
+    };
+}
+
+/// The testbed SPMC's memory ranges, as Hafnium's SPMC manifest declares them (`memory`,
+/// `ns-memory` nodes; `src/manifest.c` `check_partition_memory_is_valid`): an SP's secure
+/// memory regions must lie inside a [`SECURE`](spmc_memory::SECURE) range, its NS ones inside
+/// an [`NS`](spmc_memory::NS) range, and normal-world memory sends must name NS memory. The
+/// Flex-Mem window is in both (lent as NS memory, reached through its secure alias once the
+/// firewall secures it); the carve-out is secure only.
+pub mod spmc_memory {
+    use super::{ns_ram, secure_ram, virt};
+
+    /// `(base, size)` ranges.
+    pub const SECURE: [(u64, u64); 3] = [
+        (
+            secure_ram::PARTITIONS_BASE,
+            secure_ram::PARTITIONS_END - secure_ram::PARTITIONS_BASE,
+        ),
+        (ns_ram::FLEXMEM_WINDOW_BASE, ns_ram::FLEXMEM_WINDOW_SIZE),
+        (ns_ram::CARVEOUT_BASE, ns_ram::CARVEOUT_SIZE),
+    ];
+    pub const NS: [(u64, u64); 2] = [
+        (virt::NS_RAM_BASE, ns_ram::CARVEOUT_BASE - virt::NS_RAM_BASE),
+        (
+            ns_ram::CARVEOUT_BASE + ns_ram::CARVEOUT_SIZE,
+            virt::NS_RAM_BASE + virt::NS_RAM_SIZE - ns_ram::CARVEOUT_BASE - ns_ram::CARVEOUT_SIZE,
+        ),
+    ];
+
+    /// Whether `[base, base + size)` lies inside one of `ranges` (Hafnium's
+    /// `is_memory_region_contained_by_ranges`).
+    pub fn contained(ranges: &[(u64, u64)], base: u64, size: u64) -> bool {
+        let Some(end) = base.checked_add(size) else {
+            return false;
+        };
+        ranges.iter().any(|&(b, s)| base >= b && end <= b + s)
+    }
 }
 
 /// Secure flash layout written by `xtask` (`-bios flash.bin`), like TF-A's BL1 + FIP.
@@ -125,8 +257,20 @@ pub mod flash {
     }
 
     /// The boot configuration payload: UTF-8 `key=value` lines, e.g. `scenario=messaging`.
+    ///
+    /// Keys the testbed itself reads: [`BootConfig::LEND_ENFORCEMENT`].
     pub struct BootConfig;
     impl BootConfig {
+        /// `lend-enforcement=off` (default `on`): FF-A LEND and DONATE no longer take the
+        /// pages out of the normal world's stage-2, as on FVP or RK3588 without an NS
+        /// hypervisor; only the TZC-400 model protects them.
+        pub const LEND_ENFORCEMENT: &'static str = "lend-enforcement";
+
+        /// Whether lend enforcement is on (anything but `off` keeps it on).
+        pub fn lend_enforcement(payload: &[u8]) -> bool {
+            Self::get(payload, Self::LEND_ENFORCEMENT) != Some("off")
+        }
+
         /// Finds `key` in a boot configuration payload.
         pub fn get<'a>(payload: &'a [u8], key: &str) -> Option<&'a str> {
             let text = core::str::from_utf8(payload).ok()?;
@@ -157,6 +301,8 @@ pub mod control {
     /// 8001`, `testbed reserved`, `unmapped`), emulates as failed (a load gets
     /// [`POISON`], a store is dropped) and skips, so the client keeps running.
     ///
+    /// The SP's accesses the TZC-400 model denies are counted here too ([`BLOCKED_BY_SP`]).
+    ///
     /// This call returns x0 = 0, x1 = number of blocked accesses since boot, x2 = the last
     /// blocked address (IPA == PA), x3 = details of the last one: bits \[7:0\] a `KIND_*`,
     /// bits \[15:8\] an `OWNER_*` (why the page is blocked), bits \[31:16\] the endpoint the
@@ -167,15 +313,31 @@ pub mod control {
     pub const KIND_READ: u64 = 1;
     pub const KIND_WRITE: u64 = 2;
     pub const KIND_FETCH: u64 = 3;
+    /// Cache maintenance by VA (DC CIVAC/CVAC/IVAC...; ESR ISS.CM = 1): skipped.
+    pub const KIND_CACHE_MAINT: u64 = 4;
     /// The page is lent / donated (FF-A), testbed-reserved, or simply not in the NW's map.
     pub const OWNER_LENT: u64 = 1;
     pub const OWNER_DONATED: u64 = 2;
     pub const OWNER_RESERVED: u64 = 3;
     pub const OWNER_UNMAPPED: u64 = 4;
+    /// The TZC-400 model denies the access; x3 bits \[31:16\] are then the region that
+    /// decided (0 = background region 0) or [`FIREWALL_OVERLAP`]. Line:
+    /// `blocked NW read of 0x50000000 (firewall region 5)`,
+    /// `blocked SP secure read of 0x50000000 (firewall: not secured, region 2)`,
+    /// `blocked SP NS read of 0x50000000 (firewall region 5)`.
+    pub const OWNER_FIREWALL: u64 = 5;
+    /// x3 bits \[31:16\] of a firewall block that matched two enabled regions (TZC-400:
+    /// overlapping regions 1-8 are an error; the model denies and sets INT_STATUS.overlap).
+    pub const FIREWALL_OVERLAP: u64 = 0xff;
     /// x3 bit 32: the access could not be emulated (ISV = 0, e.g. a load pair, or an
     /// instruction fetch): it was skipped without touching registers (a fetch resumes at the
     /// link register, x30, as if the called function had returned).
     pub const UNEMULATED: u64 = 1 << 32;
+    /// x3 bit 33: the secure partition made the access (its loads are poisoned, stores
+    /// dropped, like the normal world's); clear for the normal world.
+    pub const BLOCKED_BY_SP: u64 = 1 << 33;
+    /// x3 bit 34: a secure (NS = 0) access.
+    pub const BLOCKED_SECURE: u64 = 1 << 34;
     /// Internal: the NS-EL2 vector stub's SMC to EL3 (`+ vector entry index`, 0-15).
     pub const NS_EL2_TRAP: u32 = 0xC200_FF10;
 }
@@ -344,6 +506,56 @@ mod tests {
         assert_eq!(flash::BootConfig::get(p, "scenario"), Some("messaging"));
         assert_eq!(flash::BootConfig::get(p, "verbose"), Some("1"));
         assert_eq!(flash::BootConfig::get(p, "missing"), None);
+        assert!(flash::BootConfig::lend_enforcement(p), "default on");
+        assert!(!flash::BootConfig::lend_enforcement(
+            b"lend-enforcement=off\n"
+        ));
+        assert!(flash::BootConfig::lend_enforcement(
+            b"lend-enforcement = on\n"
+        ));
+    }
+
+    #[test]
+    fn spmc_memory_ranges_and_firewall_regions_agree() {
+        use spmc_memory::{NS, SECURE, contained};
+        let (w, ws) = (ns_ram::FLEXMEM_WINDOW_BASE, ns_ram::FLEXMEM_WINDOW_SIZE);
+        let (c, cs) = (ns_ram::CARVEOUT_BASE, ns_ram::CARVEOUT_SIZE);
+        assert!(
+            contained(&SECURE, w, ws) && contained(&NS, w, ws),
+            "window: both"
+        );
+        assert!(
+            contained(&SECURE, c, cs) && !contained(&NS, c, 0x1000),
+            "carve-out: secure"
+        );
+        assert!(
+            !contained(&NS, c - 0x1000, 0x2000),
+            "no NS range straddles it"
+        );
+        assert!(contained(&NS, ns_ram::CLIENT_BASE, ns_ram::CLIENT_SIZE));
+        assert!(!contained(&SECURE, w - 0x1000, 0x1000));
+        // Firmware's regions do not overlap and cover NS DRAM exactly.
+        let r = firewall::BOOT_REGIONS;
+        for (i, a) in r.iter().enumerate() {
+            for b in &r[i + 1..] {
+                assert!(a.top < b.base || b.top < a.base, "{a:?} {b:?}");
+            }
+        }
+        let dram: u64 = r
+            .iter()
+            .filter(|x| x.base >= virt::NS_RAM_BASE)
+            .map(|x| x.top + 1 - x.base)
+            .sum();
+        assert_eq!(dram, virt::NS_RAM_SIZE);
+        assert!(
+            r.iter()
+                .any(|x| x.base == c && x.secure_rw && x.ns_rw.is_empty())
+        );
+        assert!(!contained(
+            &[(virt::TZC400_BASE, virt::TZC400_SIZE)],
+            virt::SECURE_GPIO_BASE,
+            1
+        ));
     }
 }
 

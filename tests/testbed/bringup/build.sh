@@ -2,13 +2,15 @@
 # Bring-up build of the testbed and its stand-in images, until `cargo xtask` exists.
 # Writes $OUT/flash.bin (default /work/targets/testbed/bringup): testbed at 0, then slots per
 # testbed-layout: SP package (SPKG v2) at 0x200000, NW image at 0x1000000, boot config at
-# 0x2000000. SP_IMAGE / NW_IMAGE / SP_MANIFEST override the stand-ins with other flat binaries.
+# 0x2000000. SP_IMAGE / NW_IMAGE / SP_MANIFEST override the stand-ins with other flat binaries;
+# BOOT_EXTRA adds boot-config lines (e.g. BOOT_EXTRA=lend-enforcement=off).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-/work/targets/testbed}
 OUT=${OUT:-$TARGET_DIR/bringup}
 SCENARIO=${SCENARIO:-messaging}
+BOOT_EXTRA=${BOOT_EXTRA:-}
 mkdir -p "$OUT"
 
 (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build -q -p testbed --release \
@@ -33,9 +35,9 @@ if [ -z "${NW_IMAGE:-}" ]; then
 fi
 SP_MANIFEST=${SP_MANIFEST:-$HERE/sp-manifest.dtb}
 
-python3 - "$OUT/testbed.bin" "$SP_MANIFEST" "$SP_IMAGE" "$NW_IMAGE" "$SCENARIO" "$OUT/flash.bin" <<'PY'
+python3 - "$OUT/testbed.bin" "$SP_MANIFEST" "$SP_IMAGE" "$NW_IMAGE" "$SCENARIO" "$OUT/flash.bin" "$BOOT_EXTRA" <<'PY'
 import struct, sys
-testbed, manifest, sp, nw, scenario, out = sys.argv[1:]
+testbed, manifest, sp, nw, scenario, out, extra = sys.argv[1:]
 rd = lambda p: open(p, 'rb').read()
 def slot(payload):
     return b'FSLT' + struct.pack('<III', len(payload), 0, 0) + payload
@@ -49,7 +51,7 @@ tb = rd(testbed)
 assert len(tb) <= 0x200000, 'testbed too big'
 flash[0:len(tb)] = tb
 for off, payload in ((0x200000, bytes(pkg)), (0x1000000, rd(nw)),
-                     (0x2000000, ('scenario=%s\n' % scenario).encode())):
+                     (0x2000000, ('scenario=%s\n%s' % (scenario, extra + '\n' if extra else '')).encode())):
     s = slot(payload)
     flash[off:off + len(s)] = s
 flash += bytes(0x4000000 - len(flash))  # QEMU wants the whole 64 MiB flash

@@ -4,9 +4,9 @@
 
 use ffa::Regs;
 use ffa::boot_info::{self, BootInfoDesc};
-use testbed_layout::{secure_ram, spkg, virt};
+use testbed_layout::{secure_ram, spkg, spmc_memory, virt};
 
-use crate::manifest::{self, ATTR_NS, ManifestError, SpManifest};
+use crate::manifest::{self, ATTR_NS, ManifestError, Region, SpManifest};
 use crate::spmc::FIRST_SP_ID;
 use crate::stage2::{Attrs, MapError, PAGE, Stage2};
 
@@ -80,8 +80,35 @@ pub fn validate(pkg: &[u8]) -> Result<Package<'_>, LoadError> {
     })
 }
 
-/// The package's memory must lie in the partitions' secure RAM; memory regions in that RAM (or
-/// NS DRAM with the NS attribute); device regions among the `virt` devices below secure RAM.
+/// A secure memory region over NS DRAM (the Flex-Mem window, the carve-out): the firewall
+/// decides page by page whether the SP's secure IPA space maps it (`firewall::enforce`), so
+/// the loader neither maps nor clears it.
+pub fn is_gated(r: &Region) -> bool {
+    !r.device
+        && r.attributes & ATTR_NS == 0
+        && r.base >= virt::NS_RAM_BASE
+        && r.base < virt::NS_RAM_BASE + virt::NS_RAM_SIZE
+}
+
+/// The device region of the emulated TZC-400: left out of the stage-2 so that every access
+/// traps to the SPMC.
+pub fn is_emulated_device(r: &Region) -> bool {
+    r.device && r.base == virt::TZC400_BASE
+}
+
+fn region_size(r: &Region) -> Result<u64, LoadError> {
+    r.pages
+        .checked_mul(PAGE)
+        .filter(|s| r.base.checked_add(*s).is_some())
+        .ok_or(LoadError::Placement("region size", r.pages))
+}
+
+/// Hafnium's placement rules (`src/manifest.c`): the package in the partitions' secure RAM;
+/// secure memory regions inside the SPMC's secure memory ranges and NS ones inside its NS
+/// ranges (`check_partition_memory_is_valid` over the `memory` / `ns-memory` nodes, here
+/// `testbed_layout::spmc_memory`); device regions among the `virt` devices below secure RAM
+/// (its `device-memory`), the TZC-400 one exactly the emulated block; page-aligned regions
+/// that overlap neither each other nor the package (`check_and_record_memory_used`).
 pub fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
     let la = m.load_address;
     if !la.is_multiple_of(PAGE)
@@ -96,22 +123,34 @@ pub fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
             m.entrypoint_offset,
         ));
     }
-    for r in m.regions() {
-        let end = r
-            .pages
-            .checked_mul(PAGE)
-            .and_then(|s| r.base.checked_add(s))
-            .ok_or(LoadError::Placement("region size", r.pages))?;
-        let within = |b: u64, e: u64| r.base >= b && end <= e;
+    let regions = m.regions();
+    for (i, r) in regions.iter().enumerate() {
+        let size = region_size(r)?;
+        let end = r.base + size;
+        let tzc = (virt::TZC400_BASE, virt::TZC400_BASE + virt::TZC400_SIZE);
         let ok = if r.device {
-            within(virt::GICD_BASE, virt::SECURE_RAM_BASE)
+            r.base >= virt::GICD_BASE
+                && end <= virt::SECURE_RAM_BASE
+                && (end <= tzc.0 || r.base >= tzc.1 || (r.base, end) == tzc)
         } else if r.attributes & ATTR_NS != 0 {
-            within(virt::NS_RAM_BASE, virt::NS_RAM_BASE + virt::NS_RAM_SIZE)
+            spmc_memory::contained(&spmc_memory::NS, r.base, size)
         } else {
-            within(secure_ram::PARTITIONS_BASE, secure_ram::PARTITIONS_END)
+            spmc_memory::contained(&spmc_memory::SECURE, r.base, size)
         };
         if !ok || !r.base.is_multiple_of(PAGE) {
             return Err(LoadError::Placement("region base-address", r.base));
+        }
+        let hits = |b: u64, e: u64| r.base < e && b < end;
+        if hits(la, la + PKG_MEM) {
+            return Err(LoadError::Placement(
+                "region overlapping the package",
+                r.base,
+            ));
+        }
+        for o in &regions[..i] {
+            if hits(o.base, o.base + region_size(o)?) {
+                return Err(LoadError::Placement("overlapping region", r.base));
+            }
         }
     }
     Ok(())
@@ -119,7 +158,8 @@ pub fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
 
 /// Builds the SP's secure (`sec`) and non-secure (`ns`) IPA spaces, IPA == PA: the package
 /// memory RWX, memory regions per their attributes, device regions as Device-nGnRE; regions
-/// with the NS attribute go into the NS space. Overlaps are refused.
+/// with the NS attribute go into the NS space. Gated regions ([`is_gated`]) and the emulated
+/// device ([`is_emulated_device`]) are left out. Overlaps are refused.
 pub fn build_stage2<'t>(
     m: &SpManifest,
     sec: &mut Stage2<'t>,
@@ -128,16 +168,16 @@ pub fn build_stage2<'t>(
     sec.map(m.load_address, m.load_address, PKG_MEM, Attrs::RWX)
         .map_err(LoadError::Stage2)?;
     for r in m.regions() {
+        if is_gated(r) || is_emulated_device(r) {
+            continue;
+        }
         let attrs = Attrs::from_manifest(r.attributes, r.device);
         let space = if r.attributes & ATTR_NS != 0 {
             &mut *ns
         } else {
             &mut *sec
         };
-        let size = r
-            .pages
-            .checked_mul(PAGE)
-            .ok_or(LoadError::Placement("region size", r.pages))?;
+        let size = region_size(r)?;
         space
             .map(r.base, r.base, size, attrs)
             .map_err(LoadError::Stage2)?;
@@ -262,12 +302,15 @@ mod tests {
                 "{la:#x}"
             );
         }
+        // The manifest with `r` as its only region.
         let with = |r: Region| {
             let mut m = ok;
             m.regions[0] = r;
+            m.region_count = 1;
             m
         };
         let region = |base, attributes, device| Region {
+            name: Default::default(),
             base,
             pages: 1,
             attributes,
@@ -288,12 +331,92 @@ mod tests {
             ..region(0x0e40_0000, 3, false)
         };
         assert!(check_placement(&with(wraps)).is_err());
+        // Hafnium's memory ranges: secure regions in NS DRAM only inside the window or the
+        // carve-out (the SPMC's secure `memory`), NS regions never in the carve-out.
+        let w = testbed_layout::ns_ram::FLEXMEM_WINDOW_BASE;
+        let c = testbed_layout::ns_ram::CARVEOUT_BASE;
+        assert_eq!(check_placement(&with(region(w, 3, false))), Ok(()));
+        assert_eq!(check_placement(&with(region(c, 3, false))), Ok(()));
+        assert_eq!(
+            check_placement(&with(region(w, 0xb, false))),
+            Ok(()),
+            "window is NS too"
+        );
+        assert!(check_placement(&with(region(c, 0xb, false))).is_err());
+        assert!(check_placement(&with(region(w - PAGE, 3, false))).is_err());
+        // The emulated TZC-400: its exact block, or clear of it.
+        assert_eq!(
+            check_placement(&with(region(virt::TZC400_BASE, 3, true))),
+            Ok(())
+        );
+        let mut tzc2 = region(virt::TZC400_BASE - PAGE, 3, true);
+        tzc2.pages = 2;
+        assert!(check_placement(&with(tzc2)).is_err());
+        // Regions overlapping each other or the package are refused before any mapping.
+        let mut m = ok;
+        m.regions[1] = region(0x0e40_0000, 3, false);
+        assert_eq!(
+            check_placement(&m),
+            Err(LoadError::Placement("overlapping region", 0x0e40_0000))
+        );
+        assert!(check_placement(&with(region(0x0e30_8000, 3, false))).is_err());
+    }
+
+    /// Compiles a DTS with `dtc` (installed by `cargo xtask deps`).
+    fn dtc(path: &str) -> Vec<u8> {
+        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+        let out = std::process::Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", "-o", "-"])
+            .arg(&p)
+            .output()
+            .expect("dtc must be installed");
+        assert!(out.status.success(), "dtc failed on {}", p.display());
+        out.stdout
+    }
+
+    #[test]
+    fn the_flexserve_manifest_validates_with_its_firewall_regions() {
+        let m = manifest::parse(&dtc("../../fvp/qemu/sp-manifest.dts")).unwrap();
+        assert_eq!(check_placement(&m), Ok(()));
+        let find = |n: &str| *m.regions().iter().find(|r| r.name.as_str() == n).unwrap();
+        let w = find("flexmem-window");
+        assert!(is_gated(&w) && w.attributes == 3);
+        assert_eq!(
+            (w.base, w.pages * PAGE),
+            (
+                testbed_layout::ns_ram::FLEXMEM_WINDOW_BASE,
+                testbed_layout::ns_ram::FLEXMEM_WINDOW_SIZE
+            )
+        );
+        let c = find("carveout");
+        assert!(is_gated(&c));
+        assert_eq!(
+            (c.base, c.pages * PAGE),
+            (
+                testbed_layout::ns_ram::CARVEOUT_BASE,
+                testbed_layout::ns_ram::CARVEOUT_SIZE
+            )
+        );
+        let t = find("tzc400");
+        assert!(is_emulated_device(&t) && t.pages * PAGE == virt::TZC400_SIZE);
+        // Neither is mapped at load: the firewall decides (the heap and UART are).
+        let mut sp = vec![Table::EMPTY; 8];
+        let mut np = vec![Table::EMPTY; 4];
+        let mut sec = Stage2::new(&mut sp, 0x0e10_0000).unwrap();
+        let mut ns = Stage2::new(&mut np, 0x0e20_0000).unwrap();
+        build_stage2(&m, &mut sec, &mut ns).unwrap();
+        assert_eq!(sec.lookup(w.base), None);
+        assert_eq!(sec.lookup(c.base), None);
+        assert_eq!(sec.lookup(virt::TZC400_BASE), None);
+        assert!(sec.lookup(find("heap").base).is_some());
+        assert!(sec.lookup(find("uart").base).is_some());
     }
 
     #[test]
     fn stage2_from_manifest() {
         let mut m = manifest();
         m.regions[m.region_count] = Region {
+            name: Default::default(),
             base: 0x4100_0000,
             pages: 2,
             attributes: 0xb,

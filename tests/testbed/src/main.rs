@@ -14,6 +14,7 @@
 // memory-sharing issue (unmap, guest reads, all FF-A codes).
 #![allow(dead_code)]
 
+mod firewall;
 mod loader;
 mod manifest;
 mod memshare;

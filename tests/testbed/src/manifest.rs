@@ -20,8 +20,30 @@ pub mod msg {
     pub const DIRECT_REQ2_SEND: u32 = 1 << 10;
 }
 
+/// A region's node name (before any `@unit`), as the SP finds its regions by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Name {
+    bytes: [u8; 24],
+    len: u8,
+}
+
+impl Name {
+    /// `None` if longer than 24 bytes.
+    pub fn new(s: &str) -> Option<Self> {
+        let mut n = Name::default();
+        n.bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        n.len = s.len() as u8;
+        Some(n)
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
+    pub name: Name,
     /// Absolute base address (IPA == PA).
     pub base: u64,
     pub pages: u64,
@@ -203,6 +225,7 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
         gp_register_num,
         boot_info_manifest: false,
         regions: [Region {
+            name: Name::default(),
             base: 0,
             pages: 0,
             attributes: 0,
@@ -245,7 +268,10 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
             if m.region_count == MAX_REGIONS {
                 return Err(ManifestError::TooMany("regions"));
             }
+            let node = r.name.split('@').next().unwrap_or(r.name);
             m.regions[m.region_count] = Region {
+                name: Name::new(node)
+                    .ok_or(ManifestError::BadValue("region name", node.len() as u64))?,
                 base,
                 pages,
                 attributes,
@@ -287,13 +313,29 @@ mod tests {
             m.regions(),
             &[
                 Region {
+                    name: Name::new("heap").unwrap(),
                     base: 0x0e40_0000,
                     pages: 16,
                     attributes: 0x3,
                     device: false
                 },
                 Region {
+                    name: Name::new("flexmem-window").unwrap(),
+                    base: 0x5000_0000,
+                    pages: 32768,
+                    attributes: 0x3,
+                    device: false
+                },
+                Region {
+                    name: Name::new("uart").unwrap(),
                     base: 0x0904_0000,
+                    pages: 1,
+                    attributes: 0x3,
+                    device: true
+                },
+                Region {
+                    name: Name::new("tzc400").unwrap(),
+                    base: 0x090c_0000,
                     pages: 1,
                     attributes: 0x3,
                     device: true

@@ -41,7 +41,7 @@ use ffa::memory::{
     SendKind, TransactionType, plan_fragments,
 };
 use ffa::{FfaError, Handle, Version};
-use testbed_layout::{ns_ram, virt};
+use testbed_layout::{ns_ram, spmc_memory};
 
 /// Live transactions (sending, sent or retrieved).
 pub const MAX_TRANSACTIONS: usize = 64;
@@ -207,11 +207,12 @@ fn inval() -> FfaError {
     FfaError::InvalidParameters
 }
 
-/// Whether `r` is memory the normal world owns: NS DRAM outside the testbed's reserved NS
-/// region (and not wrapping).
+/// Whether `r` is memory the normal world owns: the SPMC's NS memory (NS DRAM but the secure
+/// carve-out; Hafnium: the `ns-memory` ranges its other-world VM owns) outside the testbed's
+/// reserved NS region (and not wrapping).
 pub fn nw_owns(r: &MemRange) -> bool {
     let Some(end) = r.end() else { return false };
-    let in_ram = r.address >= virt::NS_RAM_BASE && end <= virt::NS_RAM_BASE + virt::NS_RAM_SIZE;
+    let in_ram = spmc_memory::contained(&spmc_memory::NS, r.address, end - r.address);
     let reserved = ns_ram::TESTBED_NS_BASE..ns_ram::TESTBED_NS_BASE + ns_ram::TESTBED_NS_SIZE;
     let hits_reserved = r.address < reserved.end && end > reserved.start;
     in_ram && !hits_reserved

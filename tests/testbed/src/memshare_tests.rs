@@ -708,6 +708,12 @@ fn send_rejections() {
         desc(Lend, &[(ns_ram::TESTBED_NS_BASE, 1)]),
         FfaError::Denied,
     );
+    add(
+        "secure carve-out (not the SPMC's NS memory)",
+        Share,
+        desc(Share, &[(ns_ram::CARVEOUT_BASE + 0x1000, 1)]),
+        FfaError::Denied,
+    );
     let mut d = base(Lend);
     d.attributes = MemRegionAttributes {
         mem_type: MemType::Device(ffa::memory::DeviceType::NGnRnE),
@@ -1144,6 +1150,14 @@ fn nw_ownership_bounds() {
     );
     assert!(!nw_owns(&r(0x7fff_f000, 2)));
     assert!(!nw_owns(&r(!0xfff, 2)));
+    // The carve-out is secure memory only (Hafnium: not in `ns-memory`); the window is NS.
+    assert!(!nw_owns(&r(ns_ram::CARVEOUT_BASE, 1)));
+    assert!(!nw_owns(&r(ns_ram::CARVEOUT_BASE - 0x1000, 2)));
+    assert!(nw_owns(&r(
+        ns_ram::CARVEOUT_BASE + ns_ram::CARVEOUT_SIZE,
+        1
+    )));
+    assert!(nw_owns(&r(ns_ram::FLEXMEM_WINDOW_BASE, 16384)));
 }
 
 /// The hardware state matches the table: revoked NW pages = pages of live LEND/DONATE

@@ -35,8 +35,34 @@ pub enum NotEmulable {
     Fault(u8),
 }
 
-/// Decodes a stage-2 data abort taken to EL2.
+/// Decodes a stage-2 data abort taken to EL2 (a translation fault: an unmapped device).
 pub fn decode(esr: u64, hpfar: u64, far: u64) -> Result<Access, NotEmulable> {
+    decode_fault(esr, hpfar, far, false)
+}
+
+/// Whether the abort is a permission fault (DFSC 0b0011xx, level 0-3).
+pub fn is_permission_fault(esr: u64) -> bool {
+    esr & 0b11_1100 == 0b00_1100
+}
+
+/// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA plus FAR\[11:0\].
+pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
+    ((hpfar >> 4) & 0xff_ffff_ffff) << 12 | (far & 0xfff)
+}
+
+/// HPFAR_EL2.NS (bit 63, FEAT_SEL2): the faulting IPA is in the NS IPA space.
+pub fn fault_ipa_ns(hpfar: u64) -> bool {
+    hpfar >> 63 != 0
+}
+
+/// As [`decode`]; with `permission` a permission fault is accepted too (an access the
+/// stage-2 allows only partly, e.g. a store to a page the firewall makes read-only).
+pub fn decode_fault(
+    esr: u64,
+    hpfar: u64,
+    far: u64,
+    permission: bool,
+) -> Result<Access, NotEmulable> {
     if esr >> 26 != EC_DABT_LOWER {
         return Err(NotEmulable::NotDataAbort(esr >> 26));
     }
@@ -44,12 +70,13 @@ pub fn decode(esr: u64, hpfar: u64, far: u64) -> Result<Access, NotEmulable> {
         return Err(NotEmulable::NoSyndrome);
     }
     let dfsc = (esr & 0x3f) as u8;
-    // Translation fault, level 0-3.
-    if dfsc & 0b11_1100 != 0b00_0100 {
+    // Translation fault, level 0-3 (or permission fault if accepted).
+    let translation = dfsc & 0b11_1100 == 0b00_0100;
+    if !(translation || permission && is_permission_fault(esr)) {
         return Err(NotEmulable::Fault(dfsc));
     }
     Ok(Access {
-        ipa: ((hpfar >> 4) & 0xff_ffff_ffff) << 12 | (far & 0xfff),
+        ipa: fault_ipa(hpfar, far),
         size: 1 << ((esr >> 22) & 0b11),
         write: esr & (1 << 6) != 0,
         reg: ((esr >> 16) & 0x1f) as u8,

@@ -26,39 +26,56 @@ pub struct Blocked {
     pub kind: u64,
     /// `control::OWNER_*`.
     pub owner: u64,
-    /// The endpoint the page went to (0: none).
+    /// The endpoint the page went to (0: none); for `OWNER_FIREWALL` the region that decided
+    /// (`control::FIREWALL_OVERLAP`: two matched).
     pub to: u16,
     /// Why it could not be emulated, if it could not.
     pub unemulated: Option<&'static str>,
+    /// The secure partition made the access (else the normal world).
+    pub by_sp: bool,
+    /// A secure (NS = 0) access.
+    pub secure: bool,
 }
 
 impl Blocked {
     /// x3 of `control::TESTBED_BLOCKED_ACCESSES`.
     pub fn info(&self) -> u64 {
+        let flag = |b: bool, f: u64| if b { f } else { 0 };
         self.kind
             | self.owner << 8
             | u64::from(self.to) << 16
-            | if self.unemulated.is_some() {
-                control::UNEMULATED
-            } else {
-                0
-            }
+            | flag(self.unemulated.is_some(), control::UNEMULATED)
+            | flag(self.by_sp, control::BLOCKED_BY_SP)
+            | flag(self.secure, control::BLOCKED_SECURE)
     }
 }
 
 impl fmt::Display for Blocked {
-    /// `blocked NW read of 0x48000000 (lent to 8001)`, the testbed's report line.
+    /// `blocked NW read of 0x48000000 (lent to 8001)`, the testbed's report line (see
+    /// `control::OWNER_FIREWALL` for the firewall's forms).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             control::KIND_WRITE => "write",
             control::KIND_FETCH => "instruction fetch",
+            control::KIND_CACHE_MAINT => "cache maintenance",
             _ => "read",
         };
-        write!(f, "blocked NW {kind} of {:#x} (", self.addr)?;
+        let who = match (self.by_sp, self.secure) {
+            (false, _) => "NW",
+            (true, true) => "SP secure",
+            (true, false) => "SP NS",
+        };
+        write!(f, "blocked {who} {kind} of {:#x} (", self.addr)?;
+        let overlap = u64::from(self.to) == control::FIREWALL_OVERLAP;
         match self.owner {
             control::OWNER_LENT => write!(f, "lent to {:x})", self.to)?,
             control::OWNER_DONATED => write!(f, "donated to {:x})", self.to)?,
             control::OWNER_RESERVED => write!(f, "testbed reserved)")?,
+            control::OWNER_FIREWALL if overlap => write!(f, "firewall overlap)")?,
+            control::OWNER_FIREWALL if self.secure => {
+                write!(f, "firewall: not secured, region {})", self.to)?
+            }
+            control::OWNER_FIREWALL => write!(f, "firewall region {})", self.to)?,
             _ => write!(f, "not mapped)")?,
         }
         if let Some(why) = self.unemulated {
@@ -68,7 +85,7 @@ impl fmt::Display for Blocked {
     }
 }
 
-/// The NS-EL2 state at the fault.
+/// The NS-EL2 (or, for the SP, S-EL2) state at the fault.
 #[derive(Clone, Copy, Debug)]
 pub struct Syndrome {
     pub esr: u64,
@@ -77,6 +94,27 @@ pub struct Syndrome {
     /// ELR_EL2: the faulting instruction.
     pub elr: u64,
 }
+
+impl Syndrome {
+    /// The faulting IPA.
+    pub fn addr(&self) -> u64 {
+        mmio::fault_ipa(self.hpfar, self.far)
+    }
+
+    /// What the access was (`control::KIND_*`); `None` if not a stage-2 abort.
+    pub fn kind(&self) -> Option<u64> {
+        match self.esr >> 26 {
+            EC_IABT_LOWER => Some(control::KIND_FETCH),
+            mmio::EC_DABT_LOWER if self.esr & ESR_CM != 0 => Some(control::KIND_CACHE_MAINT),
+            mmio::EC_DABT_LOWER if self.esr & (1 << 6) != 0 => Some(control::KIND_WRITE),
+            mmio::EC_DABT_LOWER => Some(control::KIND_READ),
+            _ => None,
+        }
+    }
+}
+
+/// ESR ISS.CM: the abort came from a cache maintenance instruction.
+const ESR_CM: u64 = 1 << 8;
 
 /// What to do with the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,15 +125,9 @@ pub enum Outcome {
     Unexpected { ec: u64 },
 }
 
-/// Classifies and emulates a stage-2 abort of the normal world. `tag_of` returns the tag of a
-/// revoked page of the NW's stage-2; `x` are the client's x0-x30 (x0 already restored).
-pub fn handle(s: &Syndrome, x: &mut [u64; 31], tag_of: impl Fn(u64) -> Option<u32>) -> Outcome {
-    let ec = s.esr >> 26;
-    if ec != mmio::EC_DABT_LOWER && ec != EC_IABT_LOWER {
-        return Outcome::Unexpected { ec };
-    }
-    let addr = ((s.hpfar >> 4) & 0xff_ffff_ffff) << 12 | (s.far & 0xfff);
-    let (owner, to) = match tag_of(addr).and_then(Revoked::from_tag) {
+/// Why the NW stage-2 lacks the page at `addr`, from its revoked tag alone (`OWNER_*`, to).
+pub fn owner_of_tag(addr: u64, tag: Option<u32>) -> (u64, u16) {
+    match tag.and_then(Revoked::from_tag) {
         Some(Revoked { donated: false, to }) => (control::OWNER_LENT, to),
         Some(Revoked { donated: true, to }) => (control::OWNER_DONATED, to),
         None if (ns_ram::TESTBED_NS_BASE..ns_ram::TESTBED_NS_BASE + ns_ram::TESTBED_NS_SIZE)
@@ -104,28 +136,54 @@ pub fn handle(s: &Syndrome, x: &mut [u64; 31], tag_of: impl Fn(u64) -> Option<u3
             (control::OWNER_RESERVED, 0)
         }
         None => (control::OWNER_UNMAPPED, 0),
+    }
+}
+
+/// Classifies and emulates a stage-2 abort of the normal world. `classify(addr, kind)` says
+/// why the page is blocked (`OWNER_*`, endpoint or region); `x` are the client's x0-x30 (x0
+/// already restored).
+pub fn handle(
+    s: &Syndrome,
+    x: &mut [u64; 31],
+    classify: impl FnOnce(u64, u64) -> (u64, u16),
+) -> Outcome {
+    let Some(kind) = s.kind() else {
+        return Outcome::Unexpected { ec: s.esr >> 26 };
     };
+    let addr = s.addr();
+    let (owner, to) = classify(addr, kind);
     let mut b = Blocked {
         addr,
-        kind: control::KIND_READ,
+        kind,
         owner,
         to,
         unemulated: None,
+        by_sp: false,
+        secure: false,
     };
-    if ec == EC_IABT_LOWER {
-        b.kind = control::KIND_FETCH;
-        b.unemulated = Some("instruction fetch, resumed at x30");
-        return Outcome::Resume {
-            blocked: b,
-            pc: x[30],
-        };
+    let pc = emulate(s, kind, x, &mut b.unemulated);
+    Outcome::Resume { blocked: b, pc }
+}
+
+/// Emulates a blocked access as failed and returns where to resume: a load gets
+/// [`control::POISON`], a store or cache maintenance is dropped, and execution continues
+/// after the instruction; a fetch resumes at x30; an access without a syndrome is skipped
+/// untouched (`unemulated` says why).
+pub fn emulate(
+    s: &Syndrome,
+    kind: u64,
+    x: &mut [u64; 31],
+    unemulated: &mut Option<&'static str>,
+) -> u64 {
+    match kind {
+        control::KIND_FETCH => {
+            *unemulated = Some("instruction fetch, resumed at x30");
+            return x[30];
+        }
+        control::KIND_CACHE_MAINT => return s.elr + 4,
+        _ => {}
     }
-    b.kind = if s.esr & (1 << 6) != 0 {
-        control::KIND_WRITE
-    } else {
-        control::KIND_READ
-    };
-    match mmio::decode(s.esr, s.hpfar, s.far) {
+    match mmio::decode_fault(s.esr, s.hpfar, s.far, true) {
         Ok(a) => {
             if !a.write && a.reg != 31 {
                 let bits = u32::from(a.size) * 8;
@@ -144,13 +202,10 @@ pub fn handle(s: &Syndrome, x: &mut [u64; 31], tag_of: impl Fn(u64) -> Option<u3
                 x[usize::from(a.reg)] = v;
             }
         }
-        Err(mmio::NotEmulable::NoSyndrome) => b.unemulated = Some("no syndrome (ISV=0)"),
-        Err(_) => b.unemulated = Some("not a translation fault"),
+        Err(mmio::NotEmulable::NoSyndrome) => *unemulated = Some("no syndrome (ISV=0)"),
+        Err(_) => *unemulated = Some("not a translation or permission fault"),
     }
-    Outcome::Resume {
-        blocked: b,
-        pc: s.elr + 4,
-    }
+    s.elr + 4
 }
 
 #[cfg(test)]
@@ -170,6 +225,11 @@ mod tests {
         }
     }
 
+    /// The classifier EL3 uses without a firewall: the tag alone.
+    fn nw(tag_of: impl Fn(u64) -> Option<u32>) -> impl FnOnce(u64, u64) -> (u64, u16) {
+        move |a, _| owner_of_tag(a, tag_of(a))
+    }
+
     fn lent(a: u64) -> Option<u32> {
         (a & !0xfff == 0x4800_0000).then_some(
             Revoked {
@@ -185,7 +245,8 @@ mod tests {
         let mut x = [7u64; 31];
         // LDR x5, 64-bit.
         let esr = DABT | ISV | 3 << 22 | 5 << 16 | 1 << 15 | TRANSLATION_L3;
-        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0010), &mut x, lent) else {
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0010), &mut x, nw(lent))
+        else {
             panic!()
         };
         assert_eq!(x[5], control::POISON);
@@ -199,14 +260,14 @@ mod tests {
         assert_eq!(blocked.info(), 1 | 1 << 8 | 0x8001 << 16);
         // LDRB w2 (zero-extended), LDRSH x3 (sign-extended 0xbeef).
         let esr = DABT | ISV | 2 << 16 | TRANSLATION_L3;
-        handle(&syn(esr, 0x4800_0000), &mut x, lent);
+        handle(&syn(esr, 0x4800_0000), &mut x, nw(lent));
         assert_eq!(x[2], 0xef);
         let esr = DABT | ISV | 1 << 22 | 1 << 21 | 3 << 16 | 1 << 15 | TRANSLATION_L3;
-        handle(&syn(esr, 0x4800_0000), &mut x, lent);
+        handle(&syn(esr, 0x4800_0000), &mut x, nw(lent));
         assert_eq!(x[3], 0xffff_ffff_ffff_beef);
         // LDRSW into a W register... (32-bit, SF = 0): upper half clear.
         let esr = DABT | ISV | 2 << 22 | 1 << 21 | 4 << 16 | TRANSLATION_L3;
-        handle(&syn(esr, 0x4800_0000), &mut x, lent);
+        handle(&syn(esr, 0x4800_0000), &mut x, nw(lent));
         assert_eq!(x[4], 0xdead_beef);
     }
 
@@ -223,7 +284,7 @@ mod tests {
             )
         };
         let esr = DABT | ISV | 3 << 22 | 5 << 16 | 1 << 15 | 1 << 6 | TRANSLATION_L3;
-        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4900_0000), &mut x, donated)
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4900_0000), &mut x, nw(donated))
         else {
             panic!()
         };
@@ -240,24 +301,44 @@ mod tests {
         let mut x = [7u64; 31];
         x[30] = 0x4000_2000;
         let esr = DABT | TRANSLATION_L3; // ISV = 0 (LDP)
-        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0000), &mut x, lent) else {
+        let Outcome::Resume { blocked, pc } = handle(&syn(esr, 0x4800_0000), &mut x, nw(lent))
+        else {
             panic!()
         };
         assert_eq!(pc, 0x4000_1004);
         assert_ne!(blocked.info() & control::UNEMULATED, 0);
         assert_eq!(x[..30], [7u64; 30]);
         let iabt = EC_IABT_LOWER << 26 | TRANSLATION_L3;
-        let Outcome::Resume { blocked, pc } = handle(&syn(iabt, 0x4800_0000), &mut x, lent) else {
+        let Outcome::Resume { blocked, pc } = handle(&syn(iabt, 0x4800_0000), &mut x, nw(lent))
+        else {
             panic!()
         };
         assert_eq!((blocked.kind, pc), (control::KIND_FETCH, 0x4000_2000));
         assert!(std::format!("{blocked}").contains("not emulated"));
-        let reserved = handle(&syn(DABT | ISV, ns_ram::TESTBED_NS_BASE), &mut x, |_| None);
+        let reserved = handle(
+            &syn(DABT | ISV, ns_ram::TESTBED_NS_BASE),
+            &mut x,
+            nw(|_| None),
+        );
         let Outcome::Resume { blocked, .. } = reserved else {
             panic!()
         };
         assert_eq!(blocked.owner, control::OWNER_RESERVED);
-        let hvc = handle(&syn(0x16 << 26, 0), &mut x, lent);
+        // DC CIVAC (CM = 1, WnR = 1, ISV = 0) on a lent page: reported and skipped.
+        let civac = DABT | 1 << 8 | 1 << 6 | TRANSLATION_L3;
+        let Outcome::Resume { blocked, pc } = handle(&syn(civac, 0x4800_0040), &mut x, nw(lent))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (blocked.kind, blocked.unemulated, pc),
+            (control::KIND_CACHE_MAINT, None, 0x4000_1004)
+        );
+        assert_eq!(
+            std::format!("{blocked}"),
+            "blocked NW cache maintenance of 0x48000040 (lent to 8001)"
+        );
+        let hvc = handle(&syn(0x16 << 26, 0), &mut x, nw(lent));
         assert_eq!(hvc, Outcome::Unexpected { ec: 0x16 });
     }
 }

@@ -1031,6 +1031,7 @@ mod tests {
             gp_register_num: Some(0),
             boot_info_manifest: true,
             regions: [Region {
+                name: Default::default(),
                 base: 0,
                 pages: 0,
                 attributes: 0,
@@ -1231,12 +1232,14 @@ mod tests {
         let mut s = spmc(0x203);
         let sp_info = s.sp.as_mut().unwrap();
         sp_info.manifest.regions[0] = Region {
+            name: Default::default(),
             base: 0x4200_0000,
             pages: 2,
             attributes: 0xb,
             device: false,
         };
         sp_info.manifest.regions[1] = Region {
+            name: Default::default(),
             base: 0x4300_0000,
             pages: 2,
             attributes: 0x9,

@@ -357,6 +357,128 @@ impl<'a> Stage2<'a> {
     }
 }
 
+/// One page's descriptor as [`Stage2::entry`] sees it and [`Stage2::set`] writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Nothing there (invalid, no tag).
+    Empty,
+    /// Taken away on purpose, with a non-zero tag (see [`Stage2::revoke`]).
+    Revoked(u32),
+    /// Mapped IPA == PA (a page, or a page of a block). `sw` is the descriptor's software
+    /// nibble (bits \[58:55\], ignored by the walker), for the SPMC's own bookkeeping.
+    Page { attrs: Attrs, sw: u8 },
+}
+
+/// What covers a 2 MiB chunk of IPA space (for fast paths over large ranges).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// No table and no block: every page of it is [`Entry::Empty`].
+    Absent,
+    /// One block descriptor (2 MiB or 1 GiB) with these attributes and software bits.
+    Block(Attrs, u8),
+    /// A level-3 table: look at each page.
+    Table,
+}
+
+const SW_SHIFT: u32 = 55;
+
+impl Stage2<'_> {
+    /// The descriptor of the page at `ipa`.
+    pub fn entry(&self, ipa: u64) -> Entry {
+        if ipa >= 1 << IPA_BITS {
+            return Entry::Empty;
+        }
+        let mut table = 0usize;
+        for shift in [30u32, 21] {
+            let d = self.pool[table].0[((ipa >> shift) & 0x1ff) as usize];
+            match d & 0b11 {
+                VALID_TABLE => table = self.index_of(d),
+                VALID_BLOCK => {
+                    return Entry::Page {
+                        attrs: Attrs::from_descriptor(d),
+                        sw: (d >> SW_SHIFT) as u8 & 0xf,
+                    };
+                }
+                _ => return Entry::Empty,
+            }
+        }
+        let d = self.pool[table].0[((ipa >> 12) & 0x1ff) as usize];
+        match d & 0b11 {
+            VALID_PAGE => Entry::Page {
+                attrs: Attrs::from_descriptor(d),
+                sw: (d >> SW_SHIFT) as u8 & 0xf,
+            },
+            _ if d & REVOKED != 0 => Entry::Revoked((d >> 32) as u32),
+            _ => Entry::Empty,
+        }
+    }
+
+    /// What covers the 2 MiB chunk holding `ipa`.
+    pub fn chunk(&self, ipa: u64) -> Chunk {
+        if ipa >= 1 << IPA_BITS {
+            return Chunk::Absent;
+        }
+        let l1 = self.pool[0].0[((ipa >> 30) & 0x1ff) as usize];
+        let l2 = match l1 & 0b11 {
+            VALID_TABLE => self.pool[self.index_of(l1)].0[((ipa >> 21) & 0x1ff) as usize],
+            VALID_BLOCK => l1,
+            _ => return Chunk::Absent,
+        };
+        match l2 & 0b11 {
+            VALID_TABLE => Chunk::Table,
+            VALID_BLOCK => Chunk::Block(Attrs::from_descriptor(l2), (l2 >> SW_SHIFT) as u8 & 0xf),
+            _ => Chunk::Absent,
+        }
+    }
+
+    /// Writes the page at `ipa` (identity: a mapped page points at PA == `ipa`), whatever was
+    /// there: allocates the tables on the way or splits a 2 MiB block as needed (a 1 GiB block
+    /// is refused: `AlreadyMapped`). Writing `Empty` where no table exists allocates nothing.
+    /// On `NoTables` nothing changed. The caller invalidates the TLB.
+    pub fn set(&mut self, ipa: u64, e: Entry) -> Result<(), MapError> {
+        Self::check(ipa, ipa, PAGE)?;
+        let d = match e {
+            Entry::Empty => 0,
+            Entry::Revoked(tag) => u64::from(tag) << 32 | REVOKED,
+            Entry::Page { attrs, sw } => {
+                (ipa & ADDR_MASK)
+                    | attrs.descriptor_bits()
+                    | u64::from(sw & 0xf) << SW_SHIFT
+                    | VALID_PAGE
+            }
+        };
+        if d == 0 && self.chunk(ipa) == Chunk::Absent {
+            return Ok(());
+        }
+        let l1i = ((ipa >> 30) & 0x1ff) as usize;
+        let l1 = self.pool[0].0[l1i];
+        if l1 & 0b11 == VALID_BLOCK {
+            return Err(MapError::AlreadyMapped { ipa });
+        }
+        // Tables needed: an L2 if the L1 entry is empty, an L3 if the L2 entry is not a table.
+        let need_l2 = l1 & 0b11 != VALID_TABLE;
+        let need_l3 = need_l2
+            || self.pool[self.index_of(l1)].0[((ipa >> 21) & 0x1ff) as usize] & 0b11 != VALID_TABLE;
+        if self.used + usize::from(need_l2) + usize::from(need_l3) > self.pool.len() {
+            return Err(MapError::NoTables);
+        }
+        let l2t = self.l2_for(ipa)?;
+        let l2i = ((ipa >> 21) & 0x1ff) as usize;
+        let l2 = self.pool[l2t].0[l2i];
+        let l3t = match l2 & 0b11 {
+            VALID_TABLE => self.index_of(l2),
+            VALID_BLOCK => self.l3_slot_split(ipa)?.0,
+            _ => {
+                let new = self.alloc_table()?;
+                self.pool[l2t].0[l2i] = (self.pool_pa + new as u64 * PAGE) | VALID_TABLE;
+                new
+            }
+        };
+        self.pool[l3t].0[((ipa >> 12) & 0x1ff) as usize] = d;
+        Ok(())
+    }
+}
+
 /// VTCR_EL2 / VSTCR_EL2 value for these tables: T0SZ = 32, SL0 = 1 (start at level 1), inner and
 /// outer write-back, inner shareable, 4 KiB granule, PS = 32 bits. `ns_ipa_to_ns_pa` sets
 /// VTCR_EL2.NSA (bit 30) so that the NS IPA space reaches NS PAs; NSW (bit 29) stays 0, so NS
@@ -509,6 +631,52 @@ mod tests {
             Some((0x4a00_0000, Attrs::RWX)),
             "left intact"
         );
+    }
+
+    #[test]
+    fn entry_set_and_chunks() {
+        let mut pool = vec![Table::EMPTY; 5];
+        let mut s2 = Stage2::new(&mut pool, BASE).unwrap();
+        s2.map_identity(0x4000_0000, 0x40_0000, Attrs::RWX).unwrap();
+        assert_eq!(s2.chunk(0x4000_0000), Chunk::Block(Attrs::RWX, 0));
+        assert_eq!(s2.chunk(0x5000_0000), Chunk::Absent);
+        assert_eq!(s2.entry(0x5000_0000), Entry::Empty);
+        // Empty where nothing is: no table allocated.
+        s2.set(0x5000_0000, Entry::Empty).unwrap();
+        assert_eq!(s2.tables_used(), 2);
+        // Revoked inside a block: the block is split, neighbours keep their mapping.
+        s2.set(0x4000_1000, Entry::Revoked(7)).unwrap();
+        assert_eq!(s2.chunk(0x4000_0000), Chunk::Table);
+        assert_eq!(s2.entry(0x4000_1000), Entry::Revoked(7));
+        assert_eq!(s2.revoked_tag(0x4000_1000), Some(7));
+        assert_eq!(
+            s2.entry(0x4000_2000),
+            Entry::Page {
+                attrs: Attrs::RWX,
+                sw: 0
+            }
+        );
+        // A page where nothing was: L3 allocated; software bits kept.
+        let ro = Attrs {
+            read: true,
+            write: false,
+            exec: false,
+            device: false,
+        };
+        s2.set(0x5000_3000, Entry::Page { attrs: ro, sw: 0xb })
+            .unwrap();
+        assert_eq!(s2.entry(0x5000_3000), Entry::Page { attrs: ro, sw: 0xb });
+        assert_eq!(s2.lookup(0x5000_3008), Some((0x5000_3008, ro)));
+        assert_eq!(s2.tables_used(), 4);
+        s2.set(0x5000_3000, Entry::Empty).unwrap();
+        assert_eq!(s2.lookup(0x5000_3000), None);
+        // Out of tables: refused and nothing changed (needs an L2 and an L3, one is left).
+        assert_eq!(
+            s2.set(0x8000_0000, Entry::Revoked(1)),
+            Err(MapError::NoTables)
+        );
+        assert_eq!(s2.tables_used(), 4);
+        assert_eq!(s2.entry(0x8000_0000), Entry::Empty);
     }
 
     #[test]

@@ -1,25 +1,30 @@
 //! The S-EL2 SPMC runtime: loads the SP package, builds the SP's stage-2, runs the SP's vCPU and
 //! moves FF-A calls between the SP, the normal world (through the monitor) and `spmc::Spmc`.
 
-use testbed_layout::{control, flash, secure_ram, virt};
+use testbed_layout::{control, flash, ns_ram, secure_ram, virt};
 
 use super::asm;
 use super::{Ctx, Global, exit, reg};
 use ffa::{FuncId, Regs};
 
+use crate::firewall::enforce::{self, Spaces, Stale};
+use crate::firewall::{Firewall, Gated, TzcDevice};
 use crate::loader::{self, LoadError, PKG_MEM};
 use crate::log;
 use crate::manifest::ATTR_NS;
 use crate::memshare::{HwError, MemHw, Revoked};
 use crate::mmio;
+use crate::nwfault::Syndrome;
 use crate::spmc::{self, AbortReason, GuestMem, NwAction, SpAction, SpInfo, SpState, Spmc};
-use crate::stage2::{self, Attrs, MapError, Stage2, Table};
+use crate::stage2::{self, Attrs, Stage2, Table};
 use ffa::memory::MemRange;
 
-const SEC_TABLES: usize = 24;
+/// The SP's secure IPA space: its package, heap and devices, and page by page the gated
+/// regions (the 128 MiB Flex-Mem window and the 64 MiB carve-out: one L3 table per 2 MiB).
+const SEC_TABLES: usize = 128;
 /// The SP's NS IPA space: manifest regions plus retrieved memory (one L3 table per 2 MiB
 /// touched; a table stays once allocated, so repeated cycles reuse it).
-const NS_TABLES: usize = 64;
+const NS_TABLES: usize = 96;
 
 static TABLES: Global<[Table; SEC_TABLES + NS_TABLES]> =
     Global::new([const { Table::EMPTY }; SEC_TABLES + NS_TABLES]);
@@ -34,10 +39,68 @@ const SPSR_EL1H_MASKED: u64 = 0x3c5;
 const VMID: u64 = 1;
 
 /// Physical memory the SPMC touches on behalf of a caller: NS DRAM and the partitions' secure
-/// RAM only (never the firmware's own RAM, flash or devices); and the two stage-2s memory
-/// sharing changes: the SP's NS IPA space and the normal world's (`super::NW_S2`).
+/// RAM only (never the firmware's own RAM, flash or devices); and the stage-2s memory sharing
+/// and the firewall change: the SP's two IPA spaces and the normal world's (`super::NW_S2`).
 struct PhysMem {
     sp_ns: Option<Stage2<'static>>,
+    sp_sec: Option<Stage2<'static>>,
+}
+
+/// The firewall state (set up in `spmc_main` before anything uses it).
+///
+/// # Safety
+/// No other reference to `FIREWALL` may be live: the SPMC runs alone (one core) and EL3 takes
+/// it only while the SPMC is stopped.
+unsafe fn firewall() -> Option<&'static mut Firewall> {
+    // SAFETY: the caller's duty.
+    unsafe { super::FIREWALL.get() }.as_mut()
+}
+
+impl PhysMem {
+    /// Applies what the model changed (after the SP wrote a TZC register) to every stage-2,
+    /// and invalidates the TLBs that went stale. A stage-2 out of tables stops the run: the
+    /// pools are sized for the whole window, so that is a testbed error.
+    fn apply_firewall(&mut self, fw: &mut Firewall) {
+        let ch = fw.take_changes();
+        if ch.is_empty() {
+            return;
+        }
+        // SAFETY: EL3 does not run while the SPMC does (one core); the only reference.
+        let nw = unsafe { super::NW_S2.get() };
+        let mut spaces = Spaces {
+            nw: nw.as_mut(),
+            sp_ns: self.sp_ns.as_mut(),
+            sp_sec: self.sp_sec.as_mut(),
+        };
+        match fw.apply(&ch, &mut spaces) {
+            Ok(stale) => invalidate(stale),
+            Err(e) => {
+                log!("testbed: firewall map cannot be applied: {e:?}");
+                exit(control::EXIT_TESTBED_ERROR)
+            }
+        }
+    }
+}
+
+/// Invalidates what a firewall apply made stale: the SP's stage 1+2 entries (both IPA
+/// spaces: one VMID), and the NW's at its next entry (EL3).
+fn invalidate(stale: Stale) {
+    if stale.sp {
+        // SAFETY: TLB maintenance only.
+        unsafe {
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vmalls12e1is",
+                "dsb ish",
+                "isb",
+                options(nostack)
+            )
+        };
+    }
+    if stale.nw {
+        // SAFETY: single-threaded; a plain flag EL3 reads before resuming the NW.
+        unsafe { *super::NW_TLB_STALE.get() = true };
+    }
 }
 
 fn accessible(pa: u64, len: usize) -> bool {
@@ -61,55 +124,38 @@ impl MemHw for PhysMem {
             exec,
             device: false,
         };
-        // Page by page, so that a failure can be undone exactly.
-        for i in 0..u64::from(r.page_count) {
-            let a = r.address + i * stage2::PAGE;
-            if let Err(e) = s2.map(a, a, stage2::PAGE, attrs) {
-                if i > 0 {
-                    let _ = s2.unmap(r.address, i * stage2::PAGE);
-                    tlbi_sp_ns(r.address, i);
-                }
-                return Err(match e {
-                    MapError::AlreadyMapped { .. } => HwError::AlreadyMapped,
-                    _ => HwError::NoTables,
-                });
-            }
-        }
+        // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
+        let fw = unsafe { firewall() }.ok_or(HwError::NoTables)?;
+        // Page by page with what the firewall lets NS accesses do; undone on failure.
+        fw.sp_map(s2, r, attrs)?;
         Ok(())
     }
 
     fn sp_unmap(&mut self, r: &MemRange) {
         if let Some(s2) = self.sp_ns.as_mut() {
-            let _ = s2.unmap(r.address, r.len());
+            enforce::sp_unmap(s2, r);
             tlbi_sp_ns(r.address, u64::from(r.page_count));
         }
     }
 
     fn nw_revoke(&mut self, r: &MemRange, why: Revoked) -> Result<(), HwError> {
         // SAFETY: EL3 built NW_S2 before the normal world could make a call; EL3 only reads it
-        // while handling a NW fault, never while the SPMC runs (one core).
-        let Some(nw) = (unsafe { super::NW_S2.get() }).as_mut() else {
+        // while handling a NW fault, never while the SPMC runs (one core). Likewise FIREWALL.
+        let (nw, fw) = unsafe { (super::NW_S2.get(), firewall()) };
+        let (Some(nw), Some(fw)) = (nw.as_mut(), fw) else {
             return Err(HwError::NoTables);
         };
+        fw.nw_revoke(nw, r, why)?;
         // SAFETY: as above; a plain flag.
         unsafe { *super::NW_TLB_STALE.get() = true };
-        for i in 0..u64::from(r.page_count) {
-            if nw.revoke(r.address + i * stage2::PAGE, why.tag()).is_err() {
-                for j in 0..i {
-                    let _ = nw.restore(r.address + j * stage2::PAGE, Attrs::RWX);
-                }
-                return Err(HwError::NoTables);
-            }
-        }
         Ok(())
     }
 
     fn nw_restore(&mut self, r: &MemRange) {
         // SAFETY: as in `nw_revoke`.
-        if let Some(nw) = (unsafe { super::NW_S2.get() }).as_mut() {
-            for i in 0..u64::from(r.page_count) {
-                let _ = nw.restore(r.address + i * stage2::PAGE, Attrs::RWX);
-            }
+        let (nw, fw) = unsafe { (super::NW_S2.get(), firewall()) };
+        if let (Some(nw), Some(fw)) = (nw.as_mut(), fw) {
+            fw.nw_restore(nw, r);
             // SAFETY: as above.
             unsafe { *super::NW_TLB_STALE.get() = true };
         }
@@ -168,7 +214,7 @@ impl GuestMem for PhysMem {
 /// builds the SP's two stage-2 IPA spaces. Returns the SP description and the entry registers.
 fn load_sp(
     tables: &'static mut [Table],
-) -> Result<(SpInfo, u64, Regs, Stage2<'static>), LoadError> {
+) -> Result<(SpInfo, u64, Regs, Stage2<'static>, Stage2<'static>), LoadError> {
     let hdr = super::flash(flash::SP_PKG_OFFSET, flash::SLOT_HEADER_SIZE);
     let slot = flash::SlotHeader::decode(hdr, flash::SP_PKG_MAX).ok_or(LoadError::NoSlot)?;
     let pkg = super::flash(
@@ -195,7 +241,7 @@ fn load_sp(
         super::zero_phys(m.load_address, PKG_MEM);
         super::write_phys(m.load_address, pkg);
         for r in m.regions() {
-            if !r.device && r.attributes & ATTR_NS == 0 {
+            if !r.device && r.attributes & ATTR_NS == 0 && !loader::is_gated(r) {
                 super::zero_phys(r.base, r.pages * stage2::PAGE);
             }
         }
@@ -228,7 +274,7 @@ fn load_sp(
         pkg_size: PKG_MEM,
     };
     let (pc, regs) = loader::entry(&p);
-    Ok((info, pc, regs, ns))
+    Ok((info, pc, regs, ns, sec))
 }
 
 /// Sets up EL2 and EL1 for the SP's first entry (Hafnium's entry state: S-EL1, EL1h, MMU off,
@@ -302,12 +348,35 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
             _ => false,
         };
         if !call && vcpu.exit_kind == 0 {
-            // A stage-2 data abort on a range an emulated device covers (none yet: the TZC-400,
-            // SMMUv3 and NPU models come with the memory-sharing work).
-            if let Ok(a) = mmio::decode(esr, reg::hpfar_el2(), reg::far_el2())
-                && mmio::emulate(&a, &mut [], &mut vcpu.x)
+            let (hpfar, far) = (reg::hpfar_el2(), reg::far_el2());
+            // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
+            let fw = unsafe { firewall() };
+            // An access to the emulated TZC-400 (mapped in neither IPA space): performed on the
+            // model; a new map (gate reopened, region changed while open) is applied to every
+            // stage-2 before the SP resumes.
+            if let (Ok(a), Some(fw)) = (mmio::decode(esr, hpfar, far), fw)
+                && mmio::emulate(&a, &mut [&mut TzcDevice(fw)], &mut vcpu.x)
             {
+                if a.write {
+                    hw.apply_firewall(fw);
+                }
                 vcpu.elr += 4;
+                continue;
+            }
+            // A stage-2 fault the firewall explains: reported, emulated as failed, resumed.
+            let s = Syndrome {
+                esr,
+                far,
+                hpfar,
+                elr: vcpu.elr,
+            };
+            // SAFETY: as above (the previous reference is no longer used).
+            if let Some(fw) = unsafe { firewall() }
+                && let Some((b, pc)) =
+                    fw.sp_fault(hw.sp_ns.as_ref(), hw.sp_sec.as_ref(), &s, &mut vcpu.x)
+            {
+                super::record_blocked(&b);
+                vcpu.elr = pc;
                 continue;
             }
         }
@@ -349,6 +418,60 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
     }
 }
 
+/// The boot configuration's `lend-enforcement` (on unless it says `off`).
+fn lend_enforcement() -> bool {
+    let hdr = super::flash(flash::BOOT_CONFIG_OFFSET, flash::SLOT_HEADER_SIZE);
+    flash::SlotHeader::decode(hdr, flash::BOOT_CONFIG_MAX).is_none_or(|h| {
+        let payload = super::flash(
+            flash::BOOT_CONFIG_OFFSET + flash::SLOT_HEADER_SIZE,
+            u64::from(h.len),
+        );
+        flash::BootConfig::lend_enforcement(payload)
+    })
+}
+
+/// Hands the SP's gated regions (secure memory regions over NS DRAM) to the firewall and maps
+/// what it already secures there (the carve-out).
+fn gate_regions(info: &SpInfo, hw: &mut PhysMem) {
+    // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
+    let Some(fw) = (unsafe { firewall() }) else {
+        return;
+    };
+    for r in info
+        .manifest
+        .regions()
+        .iter()
+        .filter(|r| loader::is_gated(r))
+    {
+        let a = Attrs::from_manifest(r.attributes, false);
+        let g = Gated {
+            base: r.base,
+            end: r.base + r.pages * stage2::PAGE,
+            read: a.read,
+            write: a.write,
+            exec: a.exec,
+        };
+        if !fw.add_gated(g) {
+            log!(
+                "testbed: too many secure regions over NS DRAM; {:#x} stays unmapped",
+                r.base
+            );
+        }
+    }
+    let mut spaces = Spaces {
+        nw: None,
+        sp_ns: hw.sp_ns.as_mut(),
+        sp_sec: hw.sp_sec.as_mut(),
+    };
+    match fw.apply_all(&mut spaces) {
+        Ok(stale) => invalidate(stale),
+        Err(e) => {
+            log!("testbed: firewall map cannot be applied to the SP: {e:?}");
+            exit(control::EXIT_TESTBED_ERROR)
+        }
+    }
+}
+
 /// Hands `regs` to the normal world through the monitor; returns the normal world's next
 /// FF-A call.
 fn smc_to_nw(regs: &Regs) -> Regs {
@@ -378,10 +501,26 @@ extern "C" fn spmc_main() -> ! {
         "testbed: SPMC up at S-EL2 (FF-A v1.2), {} us after reset",
         super::counter_us(reset, reg::cntpct())
     );
-    let mut hw = PhysMem { sp_ns: None };
+    let lend = lend_enforcement();
+    // SAFETY: single-threaded; nothing else has used FIREWALL yet.
+    unsafe { *super::FIREWALL.get() = Some(Firewall::new(lend)) };
+    log!(
+        "testbed: TZC-400 model at {:#x}: firmware regions 1-4 (secure RAM, NS DRAM, carve-out \
+         {:#x}-{:#x}, NS DRAM), 5-8 free; lend enforcement {}",
+        virt::TZC400_BASE,
+        ns_ram::CARVEOUT_BASE,
+        ns_ram::CARVEOUT_BASE + ns_ram::CARVEOUT_SIZE - 1,
+        if lend { "on" } else { "off (firewall only)" }
+    );
+    let mut hw = PhysMem {
+        sp_ns: None,
+        sp_sec: None,
+    };
     let mut spmc = match load_sp(tables) {
-        Ok((info, entry, regs, ns)) => {
+        Ok((info, entry, regs, ns, sec)) => {
             hw.sp_ns = Some(ns);
+            hw.sp_sec = Some(sec);
+            gate_regions(&info, &mut hw);
             prepare_vcpu(vcpu, entry, &regs);
             log!(
                 "testbed: entering SP {:#x} at {entry:#x} (S-EL1, x0={:#x})",

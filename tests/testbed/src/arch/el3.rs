@@ -6,13 +6,11 @@ use testbed_layout::{control, flash, ns_ram, virt};
 
 use super::asm::{self, Sys};
 use super::{Ctx, Global, exit, reg};
+use crate::firewall::enforce::Spaces;
 use crate::log;
 use crate::nwfault::{self, Outcome, Syndrome};
 use crate::spmc::{SMCCC_NOT_SUPPORTED, is_ffa_fid};
 use crate::stage2::{self, Attrs, Stage2, Table};
-
-/// Blocked normal-world accesses: count, last address, last `nwfault::Blocked::info`.
-static BLOCKED: Global<(u64, u64, u64)> = Global::new((0, 0, 0));
 
 const SECURE: usize = 0;
 const NS: usize = 1;
@@ -123,7 +121,7 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
                 }
                 f if f == u64::from(control::TESTBED_BLOCKED_ACCESSES) => {
                     // SAFETY: single-threaded; no other reference to BLOCKED is live.
-                    let (n, addr, info) = unsafe { *BLOCKED.get() };
+                    let (n, addr, info) = unsafe { *super::BLOCKED.get() };
                     c.x[..4].copy_from_slice(&[0, n, addr, info]);
                 }
                 f if f & !0xf == u64::from(control::NS_EL2_TRAP) => nw_stage2_fault(c),
@@ -187,15 +185,16 @@ fn nw_stage2_fault(c: &mut Ctx) {
         elr: c.sys[Sys::elr_el2 as usize],
     };
     let mut x = c.x;
-    // SAFETY: the SPMC is not running; this is the only reference to NW_S2 meanwhile.
-    let nw = unsafe { super::NW_S2.get() };
-    let out = nwfault::handle(&s, &mut x, |a| nw.as_ref().and_then(|t| t.revoked_tag(a)));
+    // SAFETY: the SPMC is not running; these are the only references to NW_S2 and FIREWALL
+    // meanwhile.
+    let (nw, fw) = unsafe { (super::NW_S2.get(), super::FIREWALL.get()) };
+    let out = nwfault::handle(&s, &mut x, |a, kind| match fw.as_mut() {
+        Some(f) => f.classify_nw(nw.as_ref(), a, kind),
+        None => nwfault::owner_of_tag(a, nw.as_ref().and_then(|t| t.revoked_tag(a))),
+    });
     match out {
         Outcome::Resume { blocked, pc } => {
-            log!("testbed: {blocked}");
-            // SAFETY: single-threaded; no other reference to BLOCKED is live.
-            let b = unsafe { BLOCKED.get() };
-            *b = (b.0 + 1, blocked.addr, blocked.info());
+            super::record_blocked(&blocked);
             c.x = x;
             c.elr = pc;
             // Back to NS-EL1 as it was when it faulted.
@@ -226,7 +225,10 @@ fn build_nw_stage2() -> u64 {
         unsafe { core::slice::from_raw_parts_mut(ns_ram::NW_S2_TABLES as *mut Table, count) };
     let ns_end = virt::NS_RAM_BASE + virt::NS_RAM_SIZE;
     let built = Stage2::new(pool, ns_ram::NW_S2_TABLES).and_then(|mut s2| {
-        s2.map_identity(0, virt::NS_RAM_BASE, Attrs::DEVICE_RW)?;
+        // Devices, but the emulated TZC-400's block: its programming interface is secure-only.
+        let tzc_end = virt::TZC400_BASE + virt::TZC400_SIZE;
+        s2.map_identity(0, virt::TZC400_BASE, Attrs::DEVICE_RW)?;
+        s2.map_identity(tzc_end, virt::NS_RAM_BASE - tzc_end, Attrs::DEVICE_RW)?;
         s2.map_identity(
             virt::NS_RAM_BASE,
             ns_ram::TESTBED_NS_BASE - virt::NS_RAM_BASE,
@@ -239,13 +241,27 @@ fn build_nw_stage2() -> u64 {
         )?;
         Ok(s2)
     });
-    let s2 = match built {
+    let mut s2 = match built {
         Ok(s2) => s2,
         Err(e) => {
             log!("testbed: cannot build the normal world's stage-2: {e:?}");
             exit(control::EXIT_TESTBED_ERROR)
         }
     };
+    // What the firewall denies the NW's CPU (the carve-out, anything the SP secured during
+    // its init) goes too.
+    // SAFETY: the SPMC is not running; the only reference to FIREWALL meanwhile.
+    if let Some(fw) = unsafe { super::FIREWALL.get() }.as_mut() {
+        let spaces = &mut Spaces {
+            nw: Some(&mut s2),
+            sp_ns: None,
+            sp_sec: None,
+        };
+        if let Err(e) = fw.apply_all(spaces) {
+            log!("testbed: cannot apply the firewall to the normal world's stage-2: {e:?}");
+            exit(control::EXIT_TESTBED_ERROR)
+        }
+    }
     let root = s2.root_pa();
     log!(
         "testbed: NW stage-2 at {root:#x} ({} tables), reserved NS {:#x}..{:#x}",

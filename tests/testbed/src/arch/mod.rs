@@ -149,6 +149,22 @@ pub fn entropy() -> u64 {
 pub static NW_S2: Global<Option<crate::stage2::Stage2<'static>>> = Global::new(None);
 /// The SPMC changed the NW's stage-2: EL3 invalidates the NS EL1&0 TLB before resuming it.
 pub static NW_TLB_STALE: Global<bool> = Global::new(false);
+/// The emulated TZC-400 and its enforcement state (set up by the SPMC before the SP runs;
+/// used by the SPMC for the SP's traps and stage-2s, and by EL3 for the NW's stage-2 and its
+/// faults). One EL at a time on one core.
+pub static FIREWALL: Global<Option<crate::firewall::Firewall>> = Global::new(None);
+/// Blocked accesses (NW and SP) for `control::TESTBED_BLOCKED_ACCESSES`: count, last address,
+/// last `nwfault::Blocked::info`.
+pub static BLOCKED: Global<(u64, u64, u64)> = Global::new((0, 0, 0));
+
+/// Logs a blocked access and records it for the control call.
+pub fn record_blocked(b: &crate::nwfault::Blocked) {
+    crate::log!("testbed: {b}");
+    // SAFETY: single-threaded; no other reference to BLOCKED is live (only this function and
+    // the control call, which do not nest, take one).
+    let r = unsafe { BLOCKED.get() };
+    *r = (r.0 + 1, b.addr, b.info());
+}
 
 /// System-register access, one tiny wrapper per register used outside the context switch.
 macro_rules! sysreg_read {

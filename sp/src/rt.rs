@@ -404,7 +404,9 @@ impl flexmem::Cache for DcCivac {
         while a < range.end {
             // SAFETY: clean+invalidate by VA writes dirty lines back and drops them; it changes
             // no data. Flex-Mem passes only ranges it has mapped (the region's current alias).
-            unsafe { core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+            unsafe {
+                core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags))
+            };
             a += line;
         }
         // SAFETY: a barrier only orders the maintenance before what follows (the firewall

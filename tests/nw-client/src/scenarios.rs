@@ -37,6 +37,7 @@ pub const NAMES: &[&str] = &[
     "sp-data-abort",
     "sp-stack-overflow",
     "serve",
+    "flexmem",
 ];
 
 /// Runs scenario `name`, printing check lines and the summary. Returns (passed, failed).
@@ -47,6 +48,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
         "demo" => demo(&mut Ctx::new(env), &mut r),
         "memory" => crate::memory::memory(&mut Ctx::new(env), &mut r),
         "serve" => crate::serve::serve(&mut Ctx::new(env), &mut r),
+        "flexmem" => crate::flexmem::flexmem(&mut Ctx::new(env), &mut r),
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
         "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),

@@ -410,9 +410,8 @@ impl FlexMem {
         if !addr.is_multiple_of(8) || addr < w.start || addr >= w.end {
             return Err(fault(FlexFault::NotInWindow));
         }
-        let mut v = [0u8; 8];
-        match mem.region_at(addr) {
-            Some(r) if !r.access.ns => mem.platform().read(addr, &mut v),
+        let v = match mem.region_at(addr) {
+            Some(r) if !r.access.ns => mem.platform().read_u64(addr),
             Some(_) => return Err(fault(FlexFault::Held)),
             None => {
                 let page = addr & !(PAGE - 1);
@@ -424,13 +423,14 @@ impl FlexMem {
                 if p.map(page..page + PAGE, ro).is_err() {
                     return Err(fault(FlexFault::MapFailed));
                 }
-                p.read(addr, &mut v);
+                let v = p.read_u64(addr);
                 if p.unmap(page..page + PAGE).is_err() {
                     log::error!("flexmem: probe page {page:#x} stays mapped");
                 }
+                v
             }
-        }
-        Ok(u64::from_le_bytes(v))
+        };
+        Ok(v)
     }
 }
 

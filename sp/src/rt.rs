@@ -377,6 +377,18 @@ impl MemPlatform for SpMemory {
         }
     }
 
+    fn read_u64(&self, pa: u64) -> u64 {
+        let v: u64;
+        // SAFETY: Flex-Mem passes only an 8-byte aligned address of a page it mapped (its
+        // probe) or holds mapped; a plain LDR (no writeback) so that the testbed can emulate a
+        // blocked load (it poisons the destination register).
+        unsafe {
+            core::arch::asm!("ldr {v}, [{a}]", v = out(reg) v, a = in(reg) pa,
+                options(nostack, readonly, preserves_flags));
+        }
+        v
+    }
+
     fn zero(&mut self, pa: u64, len: u64) {
         // SAFETY: Flex-Mem zeroes only the ranges of a region it secured, which this layer
         // mapped writable (identity) and nobody else can reach any more.

@@ -95,6 +95,13 @@ pub trait MemPlatform {
     fn read(&self, pa: u64, out: &mut [u8]);
     /// Copies `data` to mapped, writable memory at `pa`.
     fn write(&mut self, pa: u64, data: &[u8]);
+    /// One aligned 8-byte load from mapped memory at `pa` (a single `LDR`: a partition manager
+    /// that emulates a blocked access needs its syndrome). Flex-Mem's probe.
+    fn read_u64(&self, pa: u64) -> u64 {
+        let mut v = [0u8; 8];
+        self.read(pa, &mut v);
+        u64::from_le_bytes(v)
+    }
     /// Writes `len` zero bytes to mapped, writable memory at `pa` (Flex-Mem's scrub; platforms
     /// override it with wide stores).
     fn zero(&mut self, pa: u64, len: u64) {
@@ -140,6 +147,9 @@ impl<T: MemPlatform + ?Sized> MemPlatform for alloc::boxed::Box<T> {
     }
     fn zero(&mut self, pa: u64, len: u64) {
         (**self).zero(pa, len)
+    }
+    fn read_u64(&self, pa: u64) -> u64 {
+        (**self).read_u64(pa)
     }
     unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]> {
         // SAFETY: the caller's guarantee, passed on unchanged.

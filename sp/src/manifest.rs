@@ -317,6 +317,25 @@ mod tests {
             // The heap holds the secondary contexts' stacks with room to spare.
             let stacks = crate::ec::Slots::bytes(ctx as u16);
             assert!(stacks * 4 < m.heap.size, "{platform}");
+            // Flex-Mem: (firewall device, window) per platform.
+            let fm = m.flexmem;
+            let want = match platform {
+                "qemu" => (Some(0x090c_0000), Some(0x5000_0000)),
+                "fvp-base" => (Some(0x2a4a_0000), Some(0xf000_0000)),
+                "rk3588" => (Some(0xfe03_0000), None),
+                _ => (None, None),
+            };
+            let got = (
+                fm.tzc400.or(fm.firewall_ddr).map(|r| r.base),
+                fm.window.map(|w| w.base),
+            );
+            assert_eq!(got, want, "{platform}");
+            if platform == "rk3588" {
+                assert_eq!(fm.firewall_dsu.map(|r| r.base), Some(0xfe01_0000));
+            }
+            if let Some(w) = fm.window {
+                assert_eq!(w.attributes & attr::NS, 0, "{platform}: the window is secure");
+            }
             if platform == "qemu-el3" {
                 // TF-A's QEMU BL32 range: SEC_DRAM 0x0e100000 + 15 MiB.
                 assert!(m.heap.end() <= 0x0f00_0000);

@@ -321,7 +321,7 @@ mod tests {
             let fm = m.flexmem;
             let want = match platform {
                 "qemu" => (Some(0x090c_0000), Some(0x5000_0000)),
-                "fvp-base" => (Some(0x2a4a_0000), Some(0xf000_0000)),
+                "fvp-base" => (Some(0x2a4a_0000), Some(0xf700_0000)),
                 "rk3588" => (Some(0xfe03_0000), None),
                 _ => (None, None),
             };
@@ -334,7 +334,11 @@ mod tests {
                 assert_eq!(fm.firewall_dsu.map(|r| r.base), Some(0xfe01_0000));
             }
             if let Some(w) = fm.window {
-                assert_eq!(w.attributes & attr::NS, 0, "{platform}: the window is secure");
+                assert_eq!(
+                    w.attributes & attr::NS,
+                    0,
+                    "{platform}: the window is secure"
+                );
             }
             if platform == "qemu-el3" {
                 // TF-A's QEMU BL32 range: SEC_DRAM 0x0e100000 + 15 MiB.

@@ -254,4 +254,60 @@ mod tests {
         // The refused range is still NS memory for the NW.
         assert!(check(&mut p, WINDOW + 20 * MIB, false));
     }
+
+    /// FVP Base RevC as TF-A v2.15 (no RME) leaves it: `fvp_security.c` programs region 1
+    /// secure DRAM, 2 NS DRAM1, 3 DRAM2 and 4-7 DRAM3-6 on filter 0, so one region (8) is
+    /// free. An extent at the top of NS DRAM1 (the FVP window) costs one region; a second,
+    /// separate extent does not fit. (64-bit address width: what FVP's BUILD_CONFIG says is
+    /// not verified.)
+    #[test]
+    fn fvp_leaves_one_region_for_an_extent_at_the_top_of_ns_dram1() {
+        let cfg = model::Config {
+            build: tzasc::tzc400::BuildConfig {
+                filters: 4,
+                address_width: 64,
+                regions: 9,
+            },
+            gates_open_at_reset: 0,
+        };
+        let boot = || {
+            let mut tzc = Tzc400::new(model::Model::new(cfg)).unwrap();
+            let ns = IdMask(1 << 0 | 1 << 1 | 1 << 8 | 1 << 9 | 1 << 15);
+            let gib = 1u64 << 30;
+            let regions = [
+                Region::secure_rw(0xff00_0000, 0x100_0000, 1).unwrap(),
+                Region::ns_rw(0x8000_0000, 0x7f00_0000, ns, 1).unwrap(),
+                Region::ns_rw(0x8_8000_0000, 30 * gib, ns, 1).unwrap(),
+                Region::ns_rw(0x88_0000_0000, 480 * gib, ns, 1).unwrap(),
+                Region::ns_rw(0x880_0000_0000, 7680 * gib, ns, 1).unwrap(),
+                Region::ns_rw(0x8800_0000_0000, 120 * 1024 * gib, ns, 1).unwrap(),
+                Region::ns_rw(0x8_8000_0000_0000, 1920 * 1024 * gib, ns, 1).unwrap(),
+            ];
+            tzc.configure_region0(Access::NONE, NsAccess::NONE).unwrap();
+            for (i, r) in regions.iter().enumerate() {
+                tzc.program(RegionIndex(i as u8 + 1), r).unwrap();
+            }
+            tzc.set_action(Action::from_bits(2));
+            tzc.set_gates(0xf).unwrap();
+            tzc400(tzc.into_inner()).unwrap()
+        };
+        let mut p = boot();
+        assert_eq!((p.regions_used(), p.regions_free()), (6, 1));
+        let top = 0xff00_0000;
+        // Layers lent from the top of the window downwards: one secure region throughout.
+        for l in 1..=8 {
+            p.secure(1, top - l * MIB..top - (l - 1) * MIB).unwrap();
+            assert_eq!((p.regions_used(), p.owner_extents(1)), (7, 1), "layer {l}");
+        }
+        assert_eq!(
+            p.secure(2, 0xf700_0000..0xf710_0000),
+            Err(ExtentError::BudgetExhausted)
+        );
+        // An extent in the middle of NS DRAM1 needs region 2 split in two: no room at all.
+        let mut p = boot();
+        assert_eq!(
+            p.secure(1, 0xf700_0000..0xf710_0000),
+            Err(ExtentError::BudgetExhausted)
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! SP, including the error paths, and under a real SPMC requests from a second core
 //! ([`crate::cores`]). `demo`: discovery and a few readable round trips. `memory`
 //! (in [`crate::memory`]): FF-A memory management with the SP. `serve` (in [`crate::serve`]):
-//! model serving; `demo` serves the model too when the boot configuration names one.
+//! model serving; `demo` serves the model too when the boot configuration names one. `flexmem`
+//! (in [`crate::flexmem`]): lent pages made secure behind the memory firewall and given back.
 #![allow(
     clippy::result_large_err,
     reason = "a failure carries its reason inline: the client has no heap, and checks are not hot"

@@ -199,7 +199,7 @@ impl Extents for Firewall {
         if !w.step(Step::Secure, range.start) {
             return Err(ExtentError::Hardware);
         }
-        let before = w.clone_secured();
+        let before = w.secured.clone();
         for p in (range.start..range.end).step_by(PAGE as usize) {
             if w.secured.insert(p, owner).is_some() {
                 w.secured = before;
@@ -246,12 +246,6 @@ impl Extents for Firewall {
 
     fn reprograms(&self) -> u64 {
         self.0.lock().unwrap().reprograms
-    }
-}
-
-impl World {
-    fn clone_secured(&self) -> BTreeMap<u64, u32> {
-        self.secured.clone()
     }
 }
 

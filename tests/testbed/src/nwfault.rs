@@ -165,6 +165,58 @@ pub fn handle(
     Outcome::Resume { blocked: b, pc }
 }
 
+/// EC of a trapped MSR/MRS/system instruction.
+const EC_SYS: u64 = 0x18;
+
+/// A data-cache maintenance by VA to the point of coherency or persistence that the NW's
+/// HCR_EL2.TPCP trapped (DC IVAC, CVAC, CVAP, CVADP, CIVAC): its Rt. QEMU runs these as
+/// no-ops without translating the VA, so without the trap a CMO on a page the NW lost would go
+/// unnoticed.
+pub fn dc_by_va(esr: u64) -> Option<u8> {
+    if esr >> 26 != EC_SYS {
+        return None;
+    }
+    let f = |shift: u32, bits: u32| (esr >> shift) & ((1 << bits) - 1);
+    let (op0, op2, op1, crn, rt, crm, read) = (
+        f(20, 2),
+        f(17, 3),
+        f(14, 3),
+        f(10, 4),
+        f(5, 5),
+        f(1, 4),
+        f(0, 1),
+    );
+    let dc = op0 == 1
+        && crn == 7
+        && op2 == 1
+        && read == 0
+        && matches!((op1, crm), (0, 6) | (3, 10) | (3, 12) | (3, 13) | (3, 14));
+    dc.then_some(rt as u8)
+}
+
+/// A trapped DC by VA, once EL3 translated the VA (`ipa`: `None` if stage 1 does not map it):
+/// if the NW's stage-2 lacks the page, `blocked_at(ipa)` says why (`OWNER_*`, endpoint or
+/// region) and the operation is reported; either way it is completed as the no-op it is on
+/// QEMU (no cache model) and the NW resumes after it.
+pub fn handle_dc(
+    s: &Syndrome,
+    ipa: Option<u64>,
+    blocked_at: impl FnOnce(u64) -> Option<(u64, u16)>,
+) -> (Option<Blocked>, u64) {
+    let b = ipa.and_then(|a| {
+        blocked_at(a).map(|(owner, to)| Blocked {
+            addr: a,
+            kind: control::KIND_CACHE_MAINT,
+            owner,
+            to,
+            unemulated: None,
+            by_sp: false,
+            secure: false,
+        })
+    });
+    (b, s.elr + 4)
+}
+
 /// Emulates a blocked access as failed and returns where to resume: a load gets
 /// [`control::POISON`], a store or cache maintenance is dropped, and execution continues
 /// after the instruction; a fetch resumes at x30; an access without a syndrome is skipped
@@ -337,6 +389,29 @@ mod tests {
         assert_eq!(
             std::format!("{blocked}"),
             "blocked NW cache maintenance of 0x48000040 (lent to 8001)"
+        );
+        // DC CIVAC x7 trapped by TPCP (EC 0x18): op0 1, op1 3, CRn 7, CRm 14, op2 1.
+        let civac_trap =
+            0x18 << 26 | 1 << 25 | 1 << 20 | 1 << 17 | 3 << 14 | 7 << 10 | 7 << 5 | 14 << 1;
+        assert_eq!(dc_by_va(civac_trap), Some(7));
+        assert_eq!(dc_by_va(civac_trap | 1), None, "an MRS is not a DC");
+        let dc_zva = 0x18 << 26 | 1 << 20 | 1 << 17 | 3 << 14 | 7 << 10 | 4 << 1;
+        assert_eq!(dc_by_va(dc_zva), None);
+        let s = syn(civac_trap, 0);
+        let (b, pc) = handle_dc(&s, Some(0x4800_0040), |a| Some(owner_of_tag(a, lent(a))));
+        assert_eq!(pc, 0x4000_1004);
+        assert_eq!(
+            std::format!("{}", b.unwrap()),
+            "blocked NW cache maintenance of 0x48000040 (lent to 8001)"
+        );
+        assert_eq!(
+            handle_dc(&s, Some(0x4900_0000), |_| None),
+            (None, 0x4000_1004)
+        );
+        assert_eq!(
+            handle_dc(&s, None, |_| Some((1, 1))).0,
+            None,
+            "stage 1 unmapped"
         );
         let hvc = handle(&syn(0x16 << 26, 0), &mut x, nw(lent));
         assert_eq!(hvc, Outcome::Unexpected { ec: 0x16 });

@@ -39,8 +39,10 @@ const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
 /// CPTR_EL2 (E2H = 0) RES1 bits, TZ (SVE) and TSM (SME) set, TFP clear.
 const CPTR_EL2_DEFAULT: u64 = 0x33ff;
-/// HCR_EL2.RW: EL1 is AArch64. APK/API: pointer authentication not trapped.
-const HCR_NS_EL1: u64 = (1 << 31) | (1 << 40) | (1 << 41);
+/// HCR_EL2.RW: EL1 is AArch64. APK/API: pointer authentication not trapped. TPCP: data-cache
+/// maintenance by VA to the PoC traps to NS-EL2 (the stub, then EL3), so that one on a page the
+/// NW lost is reported (QEMU runs them as untranslated no-ops).
+const HCR_NS_EL1: u64 = (1 << 31) | (1 << 40) | (1 << 41) | (1 << 23);
 
 #[unsafe(no_mangle)]
 extern "C" fn el3_main(reset_counter: u64) -> ! {
@@ -188,6 +190,23 @@ fn nw_stage2_fault(c: &mut Ctx) {
     // SAFETY: the SPMC is not running; these are the only references to NW_S2 and FIREWALL
     // meanwhile.
     let (nw, fw) = unsafe { (super::NW_S2.get(), super::FIREWALL.get()) };
+    if let Some(rt) = nwfault::dc_by_va(s.esr) {
+        let va = x.get(usize::from(rt)).copied().unwrap_or(0);
+        let ipa = nw_va_to_ipa(va, c.scr);
+        let (blocked, pc) = nwfault::handle_dc(&s, ipa, |a| {
+            let gone = nw.as_ref().is_some_and(|t| t.lookup(a).is_none());
+            gone.then(|| match fw.as_mut() {
+                Some(f) => f.classify_nw(nw.as_ref(), a, control::KIND_CACHE_MAINT),
+                None => nwfault::owner_of_tag(a, nw.as_ref().and_then(|t| t.revoked_tag(a))),
+            })
+        });
+        if let Some(b) = blocked {
+            super::record_blocked(&b);
+        }
+        c.elr = pc;
+        c.spsr = c.sys[Sys::spsr_el2 as usize];
+        return;
+    }
     let out = nwfault::handle(&s, &mut x, |a, kind| match fw.as_mut() {
         Some(f) => f.classify_nw(nw.as_ref(), a, kind),
         None => nwfault::owner_of_tag(a, nw.as_ref().and_then(|t| t.revoked_tag(a))),
@@ -211,6 +230,25 @@ fn nw_stage2_fault(c: &mut Ctx) {
             exit(control::EXIT_TESTBED_ERROR)
         }
     }
+}
+
+/// The IPA the normal world's stage 1 maps `va` to (AT S1E1R in the NS EL1&0 regime, its
+/// registers still live: EL3 has not switched worlds yet); `None` on a stage-1 fault. PAR_EL1
+/// is clobbered; the context switch restores the NW's from its saved context.
+fn nw_va_to_ipa(va: u64, ns_scr: u64) -> Option<u64> {
+    let par: u64;
+    // SAFETY: address translation only; SCR_EL3 is put back before anything else runs (and
+    // rewritten from the context by el3_run anyway).
+    unsafe {
+        core::arch::asm!(
+            "mrs {old}, scr_el3", "msr scr_el3, {ns}", "isb",
+            "at s1e1r, {va}", "isb", "mrs {par}, par_el1",
+            "msr scr_el3, {old}", "isb",
+            old = out(reg) _, ns = in(reg) ns_scr, va = in(reg) va, par = out(reg) par,
+            options(nostack)
+        );
+    }
+    (par & 1 == 0).then_some(par & 0x0000_ffff_ffff_f000 | va & 0xfff)
 }
 
 /// Builds the normal world's stage-2 in the reserved NS region: devices (first GiB) and NS DRAM

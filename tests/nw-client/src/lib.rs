@@ -72,8 +72,8 @@ pub trait Env {
         }
     }
 
-    /// `DC CIVAC` of the line at `pa` (a page that may be secured away). QEMU's TCG runs cache
-    /// maintenance without a translation, so a block may go unreported.
+    /// `DC CIVAC` of the line at `pa` (a page that may be secured away). QEMU itself runs cache
+    /// maintenance without a translation; the testbed traps it and reports a blocked one.
     fn probe_clean(&mut self, pa: u64) -> Probe {
         let _ = pa;
         Probe {

@@ -4,6 +4,8 @@
 //!
 //! - [`ec`]: execution contexts: UP or MP, the secondary ECs' stacks, the secondary entry's
 //!   contract.
+//! - [`flexmem`]: Flex-Mem: lent regions switched to secure memory behind a memory firewall
+//!   (`tzasc`) and back, scrubbed.
 //! - [`manifest`]: the SP's FF-A manifest (read from the boot info), validated once.
 //! - [`memmap`]: what the runtime page table maps, by intent, and the page table built from it.
 //! - [`messaging`]: the FF-A message loop as a step function (registers in, next call out).
@@ -16,6 +18,7 @@
 extern crate alloc;
 
 pub mod ec;
+pub mod flexmem;
 pub mod manifest;
 pub mod memmap;
 pub mod messaging;

@@ -3,6 +3,8 @@
 //!
 //! Binding: TF-A `ffa-manifest-binding.rst` / Hafnium `src/manifest.c`. The heap is the
 //! `memory-regions` child named `heap`; the secure UART the `device-regions` child named `uart`.
+//! Flex-Mem ([`FlexMemRegions`]): the memory firewall's device regions (`tzc400`; on RK3588
+//! `firewall-ddr` and `firewall-dsu`) and the `flexmem-window` memory region.
 
 use fdt::{Fdt, node::FdtNode};
 
@@ -44,6 +46,32 @@ pub struct SpManifest {
     pub heap: Region,
     /// The secure UART, if the manifest grants one.
     pub uart: Option<Region>,
+    pub flexmem: FlexMemRegions,
+}
+
+/// What the manifest grants Flex-Mem; all optional (absent firewall: Flex-Mem is off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlexMemRegions {
+    /// Device region `tzc400`: a TZC-400's registers (FVP Base, the testbed).
+    pub tzc400: Option<Region>,
+    /// Device regions `firewall-ddr` and `firewall-dsu` (RK3588).
+    pub firewall_ddr: Option<Region>,
+    pub firewall_dsu: Option<Region>,
+    /// Memory region `flexmem-window`: NS DRAM the SPMC maps into the SP's secure IPA space.
+    pub window: Option<Region>,
+}
+
+impl FlexMemRegions {
+    /// The firewall's device regions, for the runtime map.
+    pub fn devices(&self) -> impl Iterator<Item = (&'static str, Region)> + '_ {
+        [
+            ("tzc400", self.tzc400),
+            ("fw-ddr", self.firewall_ddr),
+            ("fw-dsu", self.firewall_dsu),
+        ]
+        .into_iter()
+        .filter_map(|(n, r)| r.map(|r| (n, r)))
+    }
 }
 
 /// Why the manifest cannot be used.
@@ -180,6 +208,40 @@ impl SpManifest {
                 Some(r)
             }
         };
+        let device = |name: &'static str| -> Result<Option<Region>, ManifestError> {
+            match find_child(&fdt, "/device-regions", name) {
+                None => Ok(None),
+                Some(n) => {
+                    let r = region(n, name, load_address)?;
+                    if r.attributes & rw != rw {
+                        return Err(ManifestError::BadAttributes {
+                            region: name,
+                            attributes: r.attributes,
+                        });
+                    }
+                    Ok(Some(r))
+                }
+            }
+        };
+        let window = match find_child(&fdt, "/memory-regions", "flexmem-window") {
+            None => None,
+            Some(n) => {
+                let r = region(n, "flexmem-window", load_address)?;
+                if r.attributes & rw != rw || r.attributes & attr::EXECUTE != 0 {
+                    return Err(ManifestError::BadAttributes {
+                        region: "flexmem-window",
+                        attributes: r.attributes,
+                    });
+                }
+                Some(r)
+            }
+        };
+        let flexmem = FlexMemRegions {
+            tzc400: device("tzc400")?,
+            firewall_ddr: device("firewall-ddr")?,
+            firewall_dsu: device("firewall-dsu")?,
+            window,
+        };
         Ok(SpManifest {
             ffa_version: prop_u32(root, "ffa-version")?,
             uuid_cells,
@@ -189,6 +251,7 @@ impl SpManifest {
             messaging_method: prop_u32(root, "messaging-method")?,
             heap,
             uart,
+            flexmem,
         })
     }
 }
@@ -254,6 +317,29 @@ mod tests {
             // The heap holds the secondary contexts' stacks with room to spare.
             let stacks = crate::ec::Slots::bytes(ctx as u16);
             assert!(stacks * 4 < m.heap.size, "{platform}");
+            // Flex-Mem: (firewall device, window) per platform.
+            let fm = m.flexmem;
+            let want = match platform {
+                "qemu" => (Some(0x090c_0000), Some(0x5000_0000)),
+                "fvp-base" => (Some(0x2a4a_0000), Some(0xf700_0000)),
+                "rk3588" => (Some(0xfe03_0000), None),
+                _ => (None, None),
+            };
+            let got = (
+                fm.tzc400.or(fm.firewall_ddr).map(|r| r.base),
+                fm.window.map(|w| w.base),
+            );
+            assert_eq!(got, want, "{platform}");
+            if platform == "rk3588" {
+                assert_eq!(fm.firewall_dsu.map(|r| r.base), Some(0xfe01_0000));
+            }
+            if let Some(w) = fm.window {
+                assert_eq!(
+                    w.attributes & attr::NS,
+                    0,
+                    "{platform}: the window is secure"
+                );
+            }
             if platform == "qemu-el3" {
                 // TF-A's QEMU BL32 range: SEC_DRAM 0x0e100000 + 15 MiB.
                 assert!(m.heap.end() <= 0x0f00_0000);
@@ -336,5 +422,43 @@ mod tests {
         let m = SpManifest::parse(&dtc(&dts)).unwrap();
         assert_eq!(m.heap.base, 0x110_0000);
         assert_eq!(m.uart.unwrap().base, 0x904_0000);
+        assert_eq!(m.flexmem, FlexMemRegions::default());
+    }
+
+    #[test]
+    fn flexmem_regions() {
+        let dts = GOOD.replace(
+            "}; }; };",
+            "}; flexmem-window { base-address = <0x0 0x50000000>; pages-count = <0x8000>; \
+             attributes = <3>; }; }; device-regions { tzc400 { base-address = <0x0 0x90c0000>; \
+             pages-count = <1>; attributes = <3>; }; }; };",
+        );
+        let m = SpManifest::parse(&dtc(&dts)).unwrap();
+        let w = m.flexmem.window.unwrap();
+        assert_eq!((w.base, w.size), (0x5000_0000, 128 << 20));
+        assert_eq!(m.flexmem.tzc400.unwrap().base, 0x90c_0000);
+        assert_eq!(m.flexmem.devices().count(), 1);
+        let exec = dts.replace(
+            "pages-count = <0x8000>; attributes = <3>",
+            "pages-count = <0x8000>; attributes = <7>",
+        );
+        assert_eq!(
+            SpManifest::parse(&dtc(&exec)),
+            Err(ManifestError::BadAttributes {
+                region: "flexmem-window",
+                attributes: 7
+            })
+        );
+        let ro = dts.replace(
+            "pages-count = <1>; attributes = <3>",
+            "pages-count = <1>; attributes = <1>",
+        );
+        assert_eq!(
+            SpManifest::parse(&dtc(&ro)),
+            Err(ManifestError::BadAttributes {
+                region: "tzc400",
+                attributes: 1
+            })
+        );
     }
 }

@@ -150,7 +150,7 @@ fn region(r: &Region) -> Range<u64> {
 }
 
 /// The most mappings a plan holds.
-pub const MAX_MAPPINGS: usize = 8;
+pub const MAX_MAPPINGS: usize = 12;
 
 /// A checked plan. It needs no heap, so it can be made (and the heap checked against the image)
 /// before the heap exists.
@@ -206,6 +206,11 @@ pub fn plan(
         ("heap", region(&manifest.heap), Intent::Data),
     ];
     let uart = manifest.uart.map(|u| ("uart", region(&u), Intent::Device));
+    // The memory firewall's registers (Flex-Mem), at most 3.
+    let firewall = manifest
+        .flexmem
+        .devices()
+        .map(|(name, r)| (name, region(&r), Intent::Device));
     let mut plan = Plan {
         maps: core::array::from_fn(|_| Mapping {
             name: "",
@@ -214,11 +219,11 @@ pub fn plan(
         }),
         len: 0,
     };
-    // 7 + 1 entries: always fits MAX_MAPPINGS.
+    // 7 + 1 + 3 entries: always fits MAX_MAPPINGS.
     for (slot, (name, range, intent)) in plan
         .maps
         .iter_mut()
-        .zip(image_and_heap.into_iter().chain(uart))
+        .zip(image_and_heap.into_iter().chain(uart).chain(firewall))
     {
         *slot = Mapping {
             name,
@@ -300,6 +305,7 @@ mod tests {
                 size: 0x1000,
                 attributes: 3,
             }),
+            flexmem: Default::default(),
         }
     }
 

@@ -2,13 +2,14 @@
 //! registers and writes the reply. Every input gets a reply; nothing here can panic on what the
 //! normal world sends.
 
+use crate::flexmem::FlexMem;
 use crate::serve::{Hooks, Serving};
 use crate::shmem::{MemPlatform, SharedMemory};
 use alloc::boxed::Box;
 use ffa::{PartitionId, memory::TransactionType};
 use flexserve_proto::{
-    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, Info, MAX_PAYLOAD_REGS,
-    PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, Width, caps,
+    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, FlexFault, Info,
+    MAX_PAYLOAD_REGS, PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, Width, caps,
 };
 
 /// The memory service with the platform behind a trait object (SMCs and the runtime page table
@@ -32,6 +33,7 @@ pub struct Service {
     fault_hook: Option<FaultHook>,
     memory: Option<Memory>,
     serving: Option<Serving>,
+    flexmem: Option<FlexMem>,
 }
 
 impl core::fmt::Debug for Service {
@@ -64,6 +66,7 @@ impl Service {
             fault_hook: None,
             memory: None,
             serving: None,
+            flexmem: None,
         }
     }
 
@@ -83,6 +86,50 @@ impl Service {
             self.capabilities |= caps::SERVING;
         }
         self
+    }
+
+    /// Serves the `Flex*` commands with `flexmem` (over the memory service's regions).
+    pub fn with_flexmem(mut self, flexmem: FlexMem) -> Self {
+        self.flexmem = Some(flexmem);
+        if self.memory.is_some() {
+            self.capabilities |= caps::FLEXMEM;
+        }
+        self
+    }
+
+    pub fn flexmem(&self) -> Option<&FlexMem> {
+        self.flexmem.as_ref()
+    }
+
+    /// A Flex-Mem command. Without a memory service the commands are `Unsupported`; with one
+    /// but no firewall they answer `FlexMem(NoFirewall)`, the defined error of a platform whose
+    /// manifest grants no firewall (e.g. real Hafnium on QEMU).
+    fn flexmem_request(&mut self, req: &Request<'_>) -> Result<Response<'static>, ProtoError> {
+        let Some(m) = self.memory.as_mut() else {
+            let cmd = match req {
+                Request::FlexSecure { .. } => Command::FlexSecure,
+                Request::FlexRelease { .. } => Command::FlexRelease,
+                Request::FlexStats => Command::FlexStats,
+                _ => Command::FlexProbe,
+            };
+            return Err(ProtoError::Unsupported(cmd));
+        };
+        let Some(f) = self.flexmem.as_mut() else {
+            return Err(ProtoError::FlexMem(FlexFault::NoFirewall));
+        };
+        match *req {
+            Request::FlexSecure {
+                region,
+                owner,
+                scrub,
+            } => f
+                .secure(m, region, owner, scrub)
+                .map(Response::FlexSwitched),
+            Request::FlexRelease { region } => f.release(m, region).map(Response::FlexSwitched),
+            Request::FlexStats => Ok(Response::FlexStats(f.stats())),
+            Request::FlexProbe { addr } => f.probe(m, addr).map(Response::Probed),
+            _ => Err(ProtoError::Internal),
+        }
     }
 
     pub fn serving(&self) -> Option<&Serving> {
@@ -218,7 +265,7 @@ impl Service {
         // report the missing arguments as malformed.
         let id = payload.first().map(|w| w & 0xffff);
         if regs < DIRECT2_PAYLOAD_REGS
-            && let Some(cmd @ (Command::ModelLoad | Command::Generate)) =
+            && let Some(cmd @ (Command::ModelLoad | Command::Generate | Command::FlexStats)) =
                 id.and_then(|i| Command::from_id(i as u16))
         {
             self.rejected += 1;
@@ -255,6 +302,22 @@ impl Service {
                 Err(e) => {
                     self.rejected += 1;
                     log::warn!("memory request {req:x?} refused: {e:?}");
+                    Response::error(e)
+                }
+            },
+            Ok(
+                req @ (Request::FlexSecure { .. }
+                | Request::FlexRelease { .. }
+                | Request::FlexStats
+                | Request::FlexProbe { .. }),
+            ) => match self.flexmem_request(&req) {
+                Ok(r) => {
+                    self.served = self.served.wrapping_add(1);
+                    r
+                }
+                Err(e) => {
+                    self.rejected += 1;
+                    log::warn!("flexmem request {req:x?} refused: {e:?}");
                     Response::error(e)
                 }
             },
@@ -511,6 +574,46 @@ mod tests {
             assert_eq!(c & caps::SERVING, want, "req2 {req2}");
             assert_ne!(c & caps::MEMORY, 0);
         }
+    }
+
+    #[test]
+    fn flexmem_commands_answer_no_firewall_without_one() {
+        let memory =
+            || SharedMemory::new(Box::new(Refusing) as Box<dyn MemPlatform>, 0x8001, vec![]);
+        let mut s = Service::new(1, true, false).with_memory(memory());
+        assert_eq!(capabilities(&mut s) & caps::FLEXMEM, 0);
+        for req in [
+            [0x30u64, 1, 1, 0, 0],
+            [0x31, 1, 0, 0, 0],
+            [0x33, 0x5000_0000, 0, 0, 0],
+        ] {
+            let r = s.handle_direct(0, &req, Width::W64);
+            assert_eq!(
+                &r[..2],
+                &[Status::FlexMem as u64, FlexFault::NoFirewall as u64],
+                "{req:x?}"
+            );
+        }
+        // Stats need DIRECT_REQ2 (12 registers).
+        let r = s.handle_direct(0, &[0x32, 0, 0, 0, 0], Width::W64);
+        assert_eq!(
+            &r[..2],
+            &[Status::Unsupported as u64, Command::FlexStats as u64]
+        );
+        let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
+        regs[0] = 0x32;
+        let r = s.handle_direct2(0, &SERVICE_UUID, &regs);
+        assert_eq!(
+            &r[..2],
+            &[Status::FlexMem as u64, FlexFault::NoFirewall as u64]
+        );
+        // Without a memory service: unsupported.
+        let mut s = Service::new(1, true, false);
+        let r = s.handle_direct(0, &[0x31, 1, 0, 0, 0], Width::W64);
+        assert_eq!(
+            &r[..2],
+            &[Status::Unsupported as u64, Command::FlexRelease as u64]
+        );
     }
 
     #[test]

@@ -95,6 +95,24 @@ pub trait MemPlatform {
     fn read(&self, pa: u64, out: &mut [u8]);
     /// Copies `data` to mapped, writable memory at `pa`.
     fn write(&mut self, pa: u64, data: &[u8]);
+    /// One aligned 8-byte load from mapped memory at `pa` (a single `LDR`: a partition manager
+    /// that emulates a blocked access needs its syndrome). Flex-Mem's probe.
+    fn read_u64(&self, pa: u64) -> u64 {
+        let mut v = [0u8; 8];
+        self.read(pa, &mut v);
+        u64::from_le_bytes(v)
+    }
+    /// Writes `len` zero bytes to mapped, writable memory at `pa` (Flex-Mem's scrub; platforms
+    /// override it with wide stores).
+    fn zero(&mut self, pa: u64, len: u64) {
+        let zeros = [0u8; 512];
+        let mut done = 0;
+        while done < len {
+            let k = (len - done).min(zeros.len() as u64);
+            self.write(pa + done, &zeros[..k as usize]);
+            done += k;
+        }
+    }
     /// The `len` mapped bytes at `pa` as a slice, or `None` if the platform cannot give direct
     /// views (then nothing can be parsed in place).
     ///
@@ -127,6 +145,12 @@ impl<T: MemPlatform + ?Sized> MemPlatform for alloc::boxed::Box<T> {
     fn write(&mut self, pa: u64, data: &[u8]) {
         (**self).write(pa, data)
     }
+    fn zero(&mut self, pa: u64, len: u64) {
+        (**self).zero(pa, len)
+    }
+    fn read_u64(&self, pa: u64) -> u64 {
+        (**self).read_u64(pa)
+    }
     unsafe fn view(&self, pa: u64, len: usize) -> Option<&'static [u8]> {
         // SAFETY: the caller's guarantee, passed on unchanged.
         unsafe { (**self).view(pa, len) }
@@ -151,6 +175,8 @@ pub enum MemError {
     Held(Handle),
     /// The region is pinned (it holds the loaded model): it may not be released or written.
     Pinned(u32),
+    /// The region is secured by Flex-Mem: only `FlexRelease` gives it back.
+    Secured(u32),
 }
 
 /// Why a region cannot be pinned.
@@ -178,6 +204,7 @@ impl From<MemError> for flexserve_proto::ProtoError {
             // Registers 1-2 hold the handle.
             MemError::Held(_) => P::Malformed { index: 1 },
             MemError::Pinned(id) => P::InUse(id),
+            MemError::Secured(_) => P::FlexMem(flexserve_proto::FlexFault::AlreadySecured),
         }
     }
 }
@@ -206,6 +233,8 @@ pub struct Region {
     pages: u64,
     /// A slice of it is handed out ([`SharedMemory::pin`]).
     pinned: bool,
+    /// Flex-Mem switched it to secure memory ([`crate::flexmem`]).
+    secured: bool,
 }
 
 impl Region {
@@ -362,6 +391,7 @@ impl<P: MemPlatform> SharedMemory<P> {
                 pages: resp.total_pages(),
                 ranges: resp.ranges,
                 pinned: false,
+                secured: false,
             },
             Err(reason) => return Err(self.give_back(handle, reason, &[])),
         };
@@ -503,6 +533,9 @@ impl<P: MemPlatform> SharedMemory<P> {
         let region = &self.regions[index];
         if region.pinned {
             return Err(MemError::Pinned(id));
+        }
+        if region.secured {
+            return Err(MemError::Secured(id));
         }
         for r in &region.ranges {
             if self.platform.unmap(range_of(r)).is_err() {
@@ -672,6 +705,8 @@ impl<P: MemPlatform> SharedMemory<P> {
         }
     }
 }
+
+mod secure;
 
 #[cfg(test)]
 mod tests;

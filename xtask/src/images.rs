@@ -421,6 +421,10 @@ pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<S
         return Err(format!("unknown SPMC `{spmc}` (testbed, hafnium, el3)"));
     }
     let mut config = format!("scenario={scenario}\nspmc={spmc}\n");
+    for line in crate::scenario_boot_extra(scenario) {
+        config.push_str(line);
+        config.push('\n');
+    }
     if let Some(m) = model {
         let len = std::fs::metadata(m)
             .map_err(|e| format!("{}: {e}", m.display()))?
@@ -532,6 +536,10 @@ mod tests {
             format!("scenario=serve\nspmc=el3\nmodel_base=0x50000000\nmodel_size={len}\n")
         );
         assert!(boot_config("messaging", "optee", None).is_err());
+        assert_eq!(
+            boot_config("flexmem", "testbed", None).unwrap(),
+            "scenario=flexmem\nspmc=testbed\nlend-enforcement=off\n"
+        );
     }
 
     fn scratch(name: &str) -> PathBuf {

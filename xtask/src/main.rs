@@ -35,6 +35,8 @@ struct Scenario<'a> {
     /// QEMU loads the default model for the client (boot config `model_base`/`model_size`).
     with_model: bool,
     timeout_s: u64,
+    /// Extra boot-configuration lines (`key=value`).
+    boot_extra: &'static [&'static str],
 }
 
 impl<'a> Scenario<'a> {
@@ -45,6 +47,15 @@ impl<'a> Scenario<'a> {
             expect_sp_failure: false,
             with_model: false,
             timeout_s: 300,
+            boot_extra: &[],
+        }
+    }
+
+    /// Flex-Mem: only the firewall protects lent pages (no NS hypervisor, as on FVP/RK3588).
+    const fn flexmem(name: &'a str) -> Self {
+        Scenario {
+            boot_extra: &["lend-enforcement=off"],
+            ..Scenario::new(name)
         }
     }
 
@@ -56,6 +67,7 @@ impl<'a> Scenario<'a> {
             expect_sp_failure: false,
             with_model: true,
             timeout_s: 600,
+            boot_extra: &[],
         }
     }
 
@@ -67,6 +79,7 @@ impl<'a> Scenario<'a> {
             expect_sp_failure: true,
             with_model: false,
             timeout_s: 120,
+            boot_extra: &[],
         }
     }
 }
@@ -76,10 +89,19 @@ const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::new("demo"),
     Scenario::new("memory"),
     Scenario::serving("serve"),
+    Scenario::flexmem("flexmem"),
     Scenario::sp_fault("sp-panic"),
     Scenario::sp_fault("sp-data-abort"),
     Scenario::sp_fault("sp-stack-overflow"),
 ];
+
+/// The extra boot-configuration lines of scenario `name` (none for an unknown one).
+pub fn scenario_boot_extra(name: &str) -> &'static [&'static str] {
+    SCENARIOS
+        .iter()
+        .find(|s| s.name == name)
+        .map_or(&[], |s| s.boot_extra)
+}
 
 /// The model `cargo xtask run` serves unless `--model` names another GGUF.
 const DEFAULT_MODEL: &str = "llm-runtime/models/fortunes-q8_0.gguf";
@@ -183,6 +205,7 @@ fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
         expect_sp_failure,
         with_model,
         timeout_s,
+        ..
     } = *sc;
     let model = with_model.then(|| root().join(DEFAULT_MODEL));
     let timeout = Duration::from_secs(timeout_s);

@@ -17,6 +17,10 @@
 //! value (a test checks them).
 #![no_std]
 
+pub mod flexmem;
+
+pub use flexmem::{FlexFault, FlexStats, FlexSwitch, ScrubKind};
+
 /// The FlexServe service UUID, `9dfe76d4-50b3-45a5-b7b1-cd4264f8f17a`, in RFC 4122 byte order.
 pub const SERVICE_UUID: [u8; 16] = [
     0x9d, 0xfe, 0x76, 0xd4, 0x50, 0xb3, 0x45, 0xa5, 0xb7, 0xb1, 0xcd, 0x42, 0x64, 0xf8, 0xf1, 0x7a,
@@ -123,6 +127,26 @@ pub enum Command {
     /// `[MODEL_UNLOAD]` -> `[OK]`: drops the model and relinquishes its memory (the owner may
     /// reclaim it).
     ModelUnload = 0x22,
+    /// `[FLEX_SECURE, region, owner, scrub]` -> [`FlexSwitch`]: switch a region the SP holds
+    /// (retrieved from a LEND) to secure memory for `owner` (a model id): caches cleaned and
+    /// invalidated by VA, a firewall extent programmed over its pages (merged with the owner's
+    /// adjacent extents), the SP's mapping made NS=0. `scrub` ([`ScrubKind`]) says what
+    /// `FlexRelease` does with the bytes. All or nothing: on error the region is as before.
+    FlexSecure = 0x30,
+    /// `[FLEX_RELEASE, region]` -> [`FlexSwitch`]: scrub the secured region, clean the caches,
+    /// clear its firewall extent, unmap it and relinquish it (the owner may then reclaim
+    /// zeroed pages). On error the region stays secured (or, if only the relinquish was
+    /// refused, held non-secure and mapped, like `MemRelease`).
+    FlexRelease = 0x31,
+    /// `[FLEX_STATS]` -> [`FlexStats`] (DIRECT_REQ2 only: the reply needs 12 registers).
+    FlexStats = 0x32,
+    /// `[FLEX_PROBE, addr lo, addr hi]` -> `[OK, value]`: the SP maps the 8-byte aligned
+    /// address of the `flexmem-window` with NS=0 (if it does not hold it already) and loads
+    /// from it. A test of the partition manager's secure mapping: on the testbed a page no
+    /// firewall region secures answers the poison value and the access is reported. Refused
+    /// outside the window and for pages the SP holds non-secure. Not for real hardware, where
+    /// the firewall answers such a load with an external abort.
+    FlexProbe = 0x33,
     /// Test builds only (SP feature `fault-injection`, capability [`caps::FAULT_INJECTION`]):
     /// `[FAULT, kind]` makes the SP fail on purpose, to test that its failure reaches the
     /// partition manager. Other builds reply `Unsupported`.
@@ -143,6 +167,10 @@ impl Command {
             0x20 => Some(Command::ModelLoad),
             0x21 => Some(Command::Generate),
             0x22 => Some(Command::ModelUnload),
+            0x30 => Some(Command::FlexSecure),
+            0x31 => Some(Command::FlexRelease),
+            0x32 => Some(Command::FlexStats),
+            0x33 => Some(Command::FlexProbe),
             0xf000 => Some(Command::Fault),
             _ => None,
         }
@@ -186,6 +214,8 @@ pub mod caps {
     pub const MEMORY: u64 = 1 << 5;
     /// The SP serves models (`ModelLoad`, `Generate`, `ModelUnload`).
     pub const SERVING: u64 = 1 << 6;
+    /// The SP drives a memory firewall and serves the `Flex*` commands.
+    pub const FLEXMEM: u64 = 1 << 7;
 }
 
 /// The I/O buffer of `Generate`: input at offset 0, the prompt (`prompt_len` UTF-8 bytes); on
@@ -500,6 +530,8 @@ pub enum Status {
     BadIoBuffer = 18,
     /// The region holds the loaded model; detail = the region id.
     InUse = 19,
+    /// A Flex-Mem command was refused; detail = a [`FlexFault`].
+    FlexMem = 20,
 }
 
 impl Status {
@@ -525,6 +557,7 @@ impl Status {
             17 => Status::ContextFull,
             18 => Status::BadIoBuffer,
             19 => Status::InUse,
+            20 => Status::FlexMem,
             _ => return None,
         })
     }
@@ -564,6 +597,7 @@ pub enum ProtoError {
     BadIoBuffer(IoFault),
     /// The model's region.
     InUse(u32),
+    FlexMem(FlexFault),
 }
 
 impl ProtoError {
@@ -588,6 +622,7 @@ impl ProtoError {
             ProtoError::ContextFull(_) => Status::ContextFull,
             ProtoError::BadIoBuffer(_) => Status::BadIoBuffer,
             ProtoError::InUse(_) => Status::InUse,
+            ProtoError::FlexMem(_) => Status::FlexMem,
         }
     }
 
@@ -610,6 +645,7 @@ impl ProtoError {
             ProtoError::OutOfBounds { index } => index as u64,
             ProtoError::Ffa(code) => u64::from(code as u32),
             ProtoError::RegionRejected(r) => r as u64,
+            ProtoError::FlexMem(f) => f as u64,
         }
     }
 }
@@ -669,6 +705,18 @@ pub enum Request<'a> {
     },
     Generate(GenerateArgs),
     ModelUnload,
+    FlexSecure {
+        region: u32,
+        owner: u32,
+        scrub: ScrubKind,
+    },
+    FlexRelease {
+        region: u32,
+    },
+    FlexStats,
+    FlexProbe {
+        addr: u64,
+    },
 }
 
 /// Register `i` as a 32-bit argument: missing registers read as 0, wider values are malformed.
@@ -784,6 +832,35 @@ impl<'a> Request<'a> {
                 rest_zero(regs, 1, width)?;
                 Ok(Request::ModelUnload)
             }
+            Command::FlexSecure => {
+                let region = arg32(regs, 1, width)?;
+                let owner = arg32(regs, 2, width)?;
+                let scrub = ScrubKind::from_u64(u64::from(arg32(regs, 3, width)?))
+                    .ok_or(ProtoError::Malformed { index: 3 })?;
+                rest_zero(regs, 4, width)?;
+                Ok(Request::FlexSecure {
+                    region,
+                    owner,
+                    scrub,
+                })
+            }
+            Command::FlexRelease => {
+                let region = arg32(regs, 1, width)?;
+                rest_zero(regs, 2, width)?;
+                Ok(Request::FlexRelease { region })
+            }
+            Command::FlexStats => {
+                rest_zero(regs, 1, width)?;
+                Ok(Request::FlexStats)
+            }
+            Command::FlexProbe => {
+                let addr = handle_arg(regs, width)?;
+                if !addr.is_multiple_of(8) {
+                    return Err(ProtoError::Malformed { index: 1 });
+                }
+                rest_zero(regs, 3, width)?;
+                Ok(Request::FlexProbe { addr })
+            }
             Command::Generate => {
                 let io_handle = handle_arg(regs, width)?;
                 let prompt_len = arg32(regs, 3, width)?;
@@ -833,6 +910,10 @@ impl<'a> Request<'a> {
             Request::ModelLoad { .. } => 3,
             Request::Generate(_) => 10,
             Request::ModelUnload => 1,
+            Request::FlexSecure { .. } => 4,
+            Request::FlexRelease { .. } => 2,
+            Request::FlexStats => 1,
+            Request::FlexProbe { .. } => 3,
         };
         if out.len() < need {
             return Err(EncodeError::NoRoom {
@@ -918,6 +999,29 @@ impl<'a> Request<'a> {
                 ]);
             }
             Request::ModelUnload => out[0] = Command::ModelUnload as u64,
+            Request::FlexSecure {
+                region,
+                owner,
+                scrub,
+            } => {
+                out[..4].copy_from_slice(&[
+                    Command::FlexSecure as u64,
+                    u64::from(*region),
+                    u64::from(*owner),
+                    *scrub as u64,
+                ]);
+            }
+            Request::FlexRelease { region } => {
+                out[..2].copy_from_slice(&[Command::FlexRelease as u64, u64::from(*region)]);
+            }
+            Request::FlexStats => out[0] = Command::FlexStats as u64,
+            Request::FlexProbe { addr } => {
+                out[..3].copy_from_slice(&[
+                    Command::FlexProbe as u64,
+                    addr & 0xffff_ffff,
+                    addr >> 32,
+                ]);
+            }
         }
         check_width(out, width)
     }
@@ -955,6 +1059,10 @@ pub enum Response<'a> {
     MemStats(MemStats),
     Model(ModelInfo),
     Generated(GenerateResult),
+    FlexSwitched(FlexSwitch),
+    FlexStats(FlexStats),
+    /// The value a `FlexProbe` load returned.
+    Probed(u64),
     /// A command that succeeded without results (`MemFill`, `MemRelease`,
     /// `MemRelinquishHandle`, `ModelUnload`).
     Done,
@@ -981,7 +1089,9 @@ impl<'a> Response<'a> {
             Response::Ping { payload, .. } => 2 + payload.len(),
             Response::Info(_) | Response::MemRegion(_) | Response::MemStats(_) => 5,
             Response::Model(_) | Response::Generated(_) => 8,
-            Response::Checksum(_) => 2,
+            Response::Checksum(_) | Response::Probed(_) => 2,
+            Response::FlexSwitched(_) => 5,
+            Response::FlexStats(_) => FlexStats::REGS,
             Response::Done => 1,
             Response::Error { .. } => 2,
         };
@@ -1037,6 +1147,16 @@ impl<'a> Response<'a> {
                     g.counter_hz,
                 ]);
             }
+            Response::FlexSwitched(f) => {
+                out[1..5].copy_from_slice(&[
+                    u64::from(f.pages),
+                    u64::from(f.owner_extents),
+                    u64::from(f.regions_used),
+                    f.ticks,
+                ]);
+            }
+            Response::FlexStats(f) => out[1..FlexStats::REGS].copy_from_slice(&f.to_regs()),
+            Response::Probed(v) => out[1] = v,
             Response::Done => {}
             Response::Error { status, detail } => {
                 out[0] = status as u64;
@@ -1114,6 +1234,20 @@ impl<'a> Response<'a> {
                 decode_ticks: reg(6)?,
                 counter_hz: reg(7)?,
             })),
+            Command::FlexSecure | Command::FlexRelease => Ok(Response::FlexSwitched(FlexSwitch {
+                pages: reg(1)? as u32,
+                owner_extents: reg(2)? as u32,
+                regions_used: reg(3)? as u32,
+                ticks: reg(4)?,
+            })),
+            Command::FlexStats => {
+                let mut r = [0u64; FlexStats::REGS - 1];
+                for (i, v) in r.iter_mut().enumerate() {
+                    *v = reg(i + 1)?;
+                }
+                Ok(Response::FlexStats(FlexStats::from_regs(&r)))
+            }
+            Command::FlexProbe => Ok(Response::Probed(reg(1)?)),
         }
     }
 }
@@ -1302,8 +1436,9 @@ mod tests {
             }
             if i % 3 == 0 && n > 0 {
                 regs[0] = [
-                    1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22,
-                ][(i as usize / 3) % 12];
+                    1, 2, 0xf000, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30, 0x31,
+                    0x32, 0x33,
+                ][(i as usize / 3) % 16];
             }
             let width = if i % 2 == 0 { Width::W32 } else { Width::W64 };
             let regs = &regs[..n];
@@ -1319,7 +1454,11 @@ mod tests {
         }
     }
 
-    const ALL_COMMANDS: [Command; 12] = [
+    const ALL_COMMANDS: [Command; 16] = [
+        Command::FlexSecure,
+        Command::FlexRelease,
+        Command::FlexStats,
+        Command::FlexProbe,
         Command::ModelLoad,
         Command::Generate,
         Command::ModelUnload,
@@ -1339,7 +1478,7 @@ mod tests {
         for c in ALL_COMMANDS {
             assert_eq!(Command::from_id(c as u16), Some(c));
         }
-        for code in 0..16 {
+        for code in 0..32 {
             if let Some(s) = Status::from_code(code) {
                 assert_eq!(s as u64, code);
             }
@@ -1600,5 +1739,135 @@ mod tests {
         }
         assert_eq!(io::text_offset(3), 12);
         assert_eq!(kernel_path::name(kernel_path::SMMLA), "smmla");
+    }
+
+    #[test]
+    fn flexmem_requests_round_trip_and_reject_bad_arguments() {
+        for width in [Width::W32, Width::W64] {
+            for req in [
+                Request::FlexSecure {
+                    region: 7,
+                    owner: 0xffff_ffff,
+                    scrub: ScrubKind::Zero,
+                },
+                Request::FlexSecure {
+                    region: 1,
+                    owner: 3,
+                    scrub: ScrubKind::EncryptOut,
+                },
+                Request::FlexRelease { region: 9 },
+                Request::FlexStats,
+                Request::FlexProbe { addr: 0x5800_1008 },
+            ] {
+                let mut regs = [0u64; DIRECT_PAYLOAD_REGS];
+                req.encode(&mut regs, width).unwrap();
+                assert_eq!(Request::decode(&regs, width), Ok(req), "{req:?}");
+            }
+        }
+        let bad = |regs: &[u64]| Request::decode(regs, Width::W64).map(|_| ());
+        // Unknown scrub kind, stray registers, unaligned or too wide probe addresses.
+        assert_eq!(
+            bad(&[0x30, 1, 2, 2, 0]),
+            Err(ProtoError::Malformed { index: 3 })
+        );
+        assert_eq!(
+            bad(&[0x30, 1, 2, 0, 5]),
+            Err(ProtoError::Malformed { index: 4 })
+        );
+        assert_eq!(bad(&[0x31, 1, 1]), Err(ProtoError::Malformed { index: 2 }));
+        assert_eq!(
+            bad(&[0x32, 0, 0, 1]),
+            Err(ProtoError::Malformed { index: 3 })
+        );
+        assert_eq!(
+            bad(&[0x33, 0x1004, 0, 0, 0]),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+        assert_eq!(
+            bad(&[0x33, 1 << 32, 0, 0, 0]),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+        assert_eq!(
+            bad(&[0x30, 1 << 33, 0, 0, 0]),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+    }
+
+    #[test]
+    fn flexmem_responses_round_trip() {
+        let sw = FlexSwitch {
+            pages: 16384,
+            owner_extents: 1,
+            regions_used: 3,
+            ticks: 1 << 40,
+        };
+        let mut out = [0u64; DIRECT_PAYLOAD_REGS];
+        Response::FlexSwitched(sw)
+            .encode(&mut out, Width::W64)
+            .unwrap();
+        for cmd in [Command::FlexSecure, Command::FlexRelease] {
+            assert_eq!(
+                Response::decode(&out, Width::W64, cmd),
+                Ok(Response::FlexSwitched(sw))
+            );
+        }
+        // 40-bit ticks do not fit SMC32: an encode error, not a silent cut.
+        assert_eq!(
+            Response::FlexSwitched(sw).encode(&mut out, Width::W32),
+            Err(EncodeError::TooWide { index: 4 })
+        );
+        let st = FlexStats {
+            pages_secured: 1,
+            pages_released: 2,
+            bytes_cleaned: 3,
+            firewall_reprograms: 4,
+            tlb_invalidations: 5,
+            regions_used: 6,
+            regions_free: 7,
+            secured_pages: 8,
+            last_switch_ticks: 9,
+            last_switch_pages: 10,
+            counter_hz: 62_500_000,
+        };
+        let mut out = [0u64; DIRECT2_PAYLOAD_REGS];
+        Response::FlexStats(st)
+            .encode(&mut out, Width::W64)
+            .unwrap();
+        assert_eq!(&out[..4], &[0, 1, 2, 3]);
+        assert_eq!(
+            Response::decode(&out, Width::W64, Command::FlexStats),
+            Ok(Response::FlexStats(st))
+        );
+        // Does not fit DIRECT_REQ's five registers.
+        let mut short = [0u64; DIRECT_PAYLOAD_REGS];
+        assert_eq!(
+            Response::FlexStats(st).encode(&mut short, Width::W64),
+            Err(EncodeError::NoRoom {
+                need: 12,
+                have: DIRECT_PAYLOAD_REGS
+            })
+        );
+        assert_eq!(
+            Response::decode(&short, Width::W64, Command::FlexStats),
+            Err(DecodeError::TooShort {
+                regs: DIRECT_PAYLOAD_REGS
+            })
+        );
+        let mut out = [0u64; DIRECT_PAYLOAD_REGS];
+        Response::Probed(u64::MAX)
+            .encode(&mut out, Width::W64)
+            .unwrap();
+        assert_eq!(
+            Response::decode(&out, Width::W64, Command::FlexProbe),
+            Ok(Response::Probed(u64::MAX))
+        );
+        for f in 1..=14 {
+            let fault = FlexFault::from_u64(f).unwrap();
+            assert_eq!(fault as u64, f);
+            let e = ProtoError::FlexMem(fault);
+            assert_eq!((e.status(), e.detail()), (Status::FlexMem, f));
+        }
+        assert_eq!(FlexFault::from_u64(0), None);
+        assert_eq!(FlexFault::from_u64(15), None);
     }
 }

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod cores;
+pub mod flexmem;
 pub mod memory;
 mod memory_rules;
 pub mod report;
@@ -59,6 +60,35 @@ pub trait Env {
     /// One 8-byte store (`STR Xt, [Xn]`) of `value` to `pa`, which may have been lent or
     /// donated away (then the partition manager drops it). `Probe::value` is 0.
     fn probe_write(&mut self, pa: u64, value: u64) -> Probe;
+
+    /// One 16-byte pair access (`LDP` or, with `write`, `STP` of two words of `value`) at `pa`:
+    /// no syndrome for the partition manager (ISV = 0), so it can only skip it.
+    /// `Probe::value` is the first loaded word. `blocked: None` where the machine cannot tell.
+    fn probe_pair(&mut self, pa: u64, write: bool, value: u64) -> Probe {
+        let _ = (pa, write, value);
+        Probe {
+            value: 0,
+            blocked: None,
+            detail: 0,
+        }
+    }
+
+    /// `DC CIVAC` of the line at `pa` (a page that may be secured away). QEMU itself runs cache
+    /// maintenance without a translation; the testbed traps it and reports a blocked one.
+    fn probe_clean(&mut self, pa: u64) -> Probe {
+        let _ = pa;
+        Probe {
+            value: 0,
+            blocked: None,
+            detail: 0,
+        }
+    }
+
+    /// The testbed's blocked-access record (`control::TESTBED_BLOCKED_ACCESSES`: count, last
+    /// address, details), e.g. after the SP's own blocked access; `None` off the testbed.
+    fn blocked_accesses(&mut self) -> Option<(u64, u64, u64)> {
+        None
+    }
 
     /// Addresses of the client's TX and RX pages, as given to FFA_RXTX_MAP.
     fn rxtx(&self) -> (u64, u64);

@@ -68,6 +68,8 @@ pub enum Needs {
     TestbedReservedMemory,
     /// The testbed's handling of an SP that fails (it marks the SP dead and answers ABORTED).
     SpFailureHandling,
+    /// A memory firewall the SP drives (the testbed's TZC-400 model; QEMU has none).
+    MemoryFirewall,
 }
 
 impl Needs {
@@ -76,6 +78,9 @@ impl Needs {
             Needs::Stage2Enforcement => "needs the testbed's NW stage-2 enforcement and reports",
             Needs::TestbedReservedMemory => "needs the testbed's reserved NS memory",
             Needs::SpFailureHandling => "needs the testbed's SP failure handling",
+            Needs::MemoryFirewall => {
+                "needs a memory firewall (QEMU has no TZC-400; the testbed emulates one)"
+            }
         }
     }
 }

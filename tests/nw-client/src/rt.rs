@@ -129,6 +129,20 @@ fn blocked_accesses() -> (u64, u64, u64) {
     (r[1], r[2], r[3])
 }
 
+/// Runs `access` and says whether the testbed blocked it at `pa` (and its details); `None` off
+/// the testbed.
+fn probed(pa: u64, access: impl FnOnce()) -> (Option<bool>, u64) {
+    if !on_testbed() {
+        access();
+        return (None, 0);
+    }
+    let (before, _, _) = blocked_accesses();
+    access();
+    let (after, last, detail) = blocked_accesses();
+    let blocked = after == before.wrapping_add(1) && last & !63 == pa & !63;
+    (Some(blocked), if blocked { detail } else { 0 })
+}
+
 impl Env for Machine {
     type C = Smc;
     type B = Buffers;
@@ -240,6 +254,69 @@ impl Env for Machine {
             blocked: Some(blocked),
             detail: if blocked { detail } else { 0 },
         }
+    }
+
+    fn probe_pair(&mut self, pa: u64, write: bool, value: u64) -> Probe {
+        if !in_window(pa, 16) || !pa.is_multiple_of(16) {
+            return Probe {
+                value: 0,
+                blocked: None,
+                detail: 0,
+            };
+        }
+        let mut first = 0u64;
+        let (blocked, detail) = probed(pa, || {
+            if write {
+                // SAFETY: an aligned 16-byte store pair into the share window (mapped by the
+                // initial map), used only by the scenarios; a secured page's stores are
+                // dropped and skipped by the testbed.
+                unsafe {
+                    core::arch::asm!("stp {v}, {v}, [{a}]", v = in(reg) value, a = in(reg) pa,
+                        options(nostack, preserves_flags));
+                }
+            } else {
+                let second: u64;
+                // SAFETY: as above, a load pair; a blocked one is skipped (registers as they
+                // were: both are zeroed first).
+                unsafe {
+                    core::arch::asm!("mov {f}, xzr", "mov {s}, xzr", "ldp {f}, {s}, [{a}]",
+                        f = out(reg) first, s = out(reg) second, a = in(reg) pa,
+                        options(nostack, readonly, preserves_flags));
+                }
+                let _ = second;
+            }
+        });
+        Probe {
+            value: first,
+            blocked,
+            detail,
+        }
+    }
+
+    fn probe_clean(&mut self, pa: u64) -> Probe {
+        if !in_window(pa, 1) {
+            return Probe {
+                value: 0,
+                blocked: None,
+                detail: 0,
+            };
+        }
+        let (blocked, detail) = probed(pa & !63, || {
+            // SAFETY: clean+invalidate by VA of a share-window line (mapped by the initial
+            // map): no data changes; a blocked one is skipped by the testbed.
+            unsafe {
+                core::arch::asm!("dc civac, {}", in(reg) pa, options(nostack, preserves_flags))
+            };
+        });
+        Probe {
+            value: 0,
+            blocked,
+            detail,
+        }
+    }
+
+    fn blocked_accesses(&mut self) -> Option<(u64, u64, u64)> {
+        on_testbed().then(blocked_accesses)
     }
 
     fn rxtx(&self) -> (u64, u64) {

@@ -2,7 +2,8 @@
 //! SP, including the error paths, and under a real SPMC requests from a second core
 //! ([`crate::cores`]). `demo`: discovery and a few readable round trips. `memory`
 //! (in [`crate::memory`]): FF-A memory management with the SP. `serve` (in [`crate::serve`]):
-//! model serving; `demo` serves the model too when the boot configuration names one.
+//! model serving; `demo` serves the model too when the boot configuration names one. `flexmem`
+//! (in [`crate::flexmem`]): lent pages made secure behind the memory firewall and given back.
 #![allow(
     clippy::result_large_err,
     reason = "a failure carries its reason inline: the client has no heap, and checks are not hot"
@@ -37,6 +38,7 @@ pub const NAMES: &[&str] = &[
     "sp-data-abort",
     "sp-stack-overflow",
     "serve",
+    "flexmem",
 ];
 
 /// Runs scenario `name`, printing check lines and the summary. Returns (passed, failed).
@@ -47,6 +49,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
         "demo" => demo(&mut Ctx::new(env), &mut r),
         "memory" => crate::memory::memory(&mut Ctx::new(env), &mut r),
         "serve" => crate::serve::serve(&mut Ctx::new(env), &mut r),
+        "flexmem" => crate::flexmem::flexmem(&mut Ctx::new(env), &mut r),
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
         "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),

@@ -1088,3 +1088,23 @@ fn serve_and_demo_under_a_real_spmc_skip_only_the_blocked_read() {
     assert_eq!(failed, 0, "{out}");
     assert_eq!(skipped(&out), ["demo.lent_model_unreadable_by_client"]);
 }
+
+#[test]
+fn flexmem_scenario_without_a_firewall() {
+    // Under TF-A on QEMU (no TZC-400): the defined error, and the firewall checks skip.
+    for spmc in [Spmc::Hafnium, Spmc::El3] {
+        let mut e = memory_env();
+        let (out, passed, failed) = run_under("flexmem", &mut e, spmc);
+        assert_eq!(failed, 0, "{out}");
+        assert!(
+            out.contains("PASS flexmem.no_firewall_is_a_defined_error\n"),
+            "{out}"
+        );
+        assert_eq!(skipped(&out).len(), 7, "{out}");
+        assert!(out.ends_with(&format!("{passed} passed, 0 failed, 7 skipped\n")));
+    }
+    // On the testbed an SP without a firewall is a failure, not a skip.
+    let mut e = memory_env();
+    let (out, _, failed) = run_under("flexmem", &mut e, Spmc::Testbed);
+    assert_eq!(failed, 7, "{out}");
+}

@@ -709,4 +709,4 @@ impl<P: MemPlatform> SharedMemory<P> {
 mod secure;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,13 +7,7 @@
 use super::*;
 use crate::shmem::{MapFail, MemError};
 use alloc::vec;
-use ffa::{
-    FfaError, Handle, PartitionId, RetrieveError,
-    memory::{
-        DataAccess, Emad, EmadSize, InstructionAccess, MemAccessPerm, MemFlags, MemRange,
-        MemRegionAttributes, MemTransaction, MemType,
-    },
-};
+use ffa::{FfaError, Handle, PartitionId, RetrieveError, memory::MemTransaction};
 use flexserve_proto::Checksum;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -273,38 +267,7 @@ fn clock() -> Clock {
 }
 
 fn offer(handle: u64, ty: TransactionType, ranges: &[(u64, u32)]) -> MemTransaction {
-    MemTransaction {
-        sender_id: NW,
-        // As Hafnium answers: a share names the sender's type, a lend leaves it unspecified.
-        attributes: if ty == TransactionType::Share {
-            MemRegionAttributes {
-                ns: true,
-                ..MemRegionAttributes::NORMAL_WB_INNER
-            }
-        } else {
-            MemRegionAttributes {
-                mem_type: MemType::Unspecified,
-                ns: true,
-            }
-        },
-        flags: MemFlags(0).with_type(ty),
-        handle: Handle(handle),
-        tag: 0,
-        emad_size: EmadSize::V1_2,
-        receivers: vec![Emad::new(MemAccessPerm {
-            endpoint_id: SP,
-            data_access: DataAccess::ReadWrite,
-            instruction_access: InstructionAccess::NotExecutable,
-            non_retrieval_borrower: false,
-        })],
-        ranges: ranges
-            .iter()
-            .map(|&(p, n)| MemRange {
-                address: BASE + p * PAGE,
-                page_count: n,
-            })
-            .collect(),
-    }
+    crate::shmem::tests::offer_at(BASE, handle, ty, ranges)
 }
 
 type Snapshot = (

@@ -151,6 +151,17 @@ impl MemPlatform for Fake {
 }
 
 fn offer(handle: u64, ty: TransactionType, ranges: &[(u64, u32)]) -> MemTransaction {
+    offer_at(BASE, handle, ty, ranges)
+}
+
+/// A retrieve response from the normal world for `ranges` (page index, count) above `base`, as
+/// Hafnium answers; also the Flex-Mem tests' (`flexmem/tests.rs`).
+pub(crate) fn offer_at(
+    base: u64,
+    handle: u64,
+    ty: TransactionType,
+    ranges: &[(u64, u32)],
+) -> MemTransaction {
     MemTransaction {
         sender_id: NW,
         // As Hafnium answers: the sender's attributes + NS; a single-borrower lend or donate
@@ -179,7 +190,7 @@ fn offer(handle: u64, ty: TransactionType, ranges: &[(u64, u32)]) -> MemTransact
         ranges: ranges
             .iter()
             .map(|&(p, n)| MemRange {
-                address: BASE + p * PAGE,
+                address: base + p * PAGE,
                 page_count: n,
             })
             .collect(),

@@ -107,3 +107,6 @@ pub enum SealError {
     /// The GGUF metadata is too large for the 32-bit header length.
     HeaderTooLarge,
 }
+
+/// The owner's Ed25519 signing key type, for [`SealParams::owner`].
+pub type OwnerKey = ed25519_dalek::SigningKey;

@@ -179,12 +179,12 @@ fn seal(
         &mut OsRng,
     )
     .map_err(|e| CliError::Seal(model.into(), e))?;
+    let secs = t.elapsed().as_secs_f64();
     let rate = mb_per_s(data_len, t);
     write(out, &pkg)?;
     let parsed = Package::parse(&pkg).map_err(|e| CliError::Package(out.into(), e))?;
     eprintln!(
-        "flexserve: sealed in {:.3} s ({rate:.0} MB/s): {} chunks, wrote {} ({} bytes)",
-        t.elapsed().as_secs_f64(),
+        "flexserve: sealed in {secs:.3} s ({rate:.0} MB/s): {} chunks, wrote {} ({} bytes)",
         parsed.header.chunk_count,
         out.display(),
         pkg.len()

@@ -106,6 +106,8 @@ pub enum SealError {
     WeakRecipientKey(usize),
     /// The GGUF metadata is too large for the 32-bit header length.
     HeaderTooLarge,
+    /// The package built does not read back (a sealer bug; never expected).
+    Inconsistent(Error),
 }
 
 /// The owner's Ed25519 signing key type, for [`SealParams::owner`].

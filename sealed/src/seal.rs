@@ -34,7 +34,7 @@ pub fn plan_chunks(gguf: &[u8], max_chunk_len: u32) -> Result<(usize, Vec<ChunkE
         return Err(SealError::BadMaxChunkLen(max_chunk_len));
     }
     let g = Gguf::parse(gguf).map_err(SealError::Gguf)?;
-    let data_len = (gguf.len() - g.data_offset) as u64;
+    let data_len = gguf.len().saturating_sub(g.data_offset) as u64;
     let mut tensors: Vec<(u64, Layer)> = g
         .tensors()
         .iter()
@@ -49,6 +49,10 @@ pub fn plan_chunks(gguf: &[u8], max_chunk_len: u32) -> Result<(usize, Vec<ChunkE
             None => runs.push((0, layer)),
             Some(_) => runs.push((off, layer)),
         }
+    }
+    if runs.is_empty() {
+        // No tensors: whatever follows the table is one chunk of its own.
+        runs.push((0, Layer::Other));
     }
     let mut chunks = Vec::new();
     for (i, &(start, layer)) in runs.iter().enumerate() {
@@ -85,7 +89,7 @@ pub fn seal(
         return Err(SealError::BadRecipientCount(n));
     }
     let (data_offset, chunks) = plan_chunks(gguf, params.max_chunk_len)?;
-    let data = &gguf[data_offset..];
+    let data = gguf.get(data_offset..).unwrap_or_default();
     let header_len = FIXED_HEADER_LEN + chunks.len() * CHUNK_ENTRY_LEN + data_offset;
     let header_len32 = u32::try_from(header_len).map_err(|_| SealError::HeaderTooLarge)?;
     let flags = if params.owner.is_some() {
@@ -123,18 +127,16 @@ pub fn seal(
         out.extend_from_slice(&c.part.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
     }
-    out.extend_from_slice(&gguf[..data_offset]);
+    out.extend_from_slice(gguf.get(..data_offset).unwrap_or_default());
 
     let mut content = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(content.as_mut());
     let key = ContentKey::derive(&content);
     // Re-read what was written so sealing and opening share one view of the header.
-    let header_hash = Header::parse(&out)
-        .map_err(|_| SealError::HeaderTooLarge)?
-        .hash;
+    let header_hash = Header::parse(&out).map_err(SealError::Inconsistent)?.hash;
     out.extend_from_slice(
         &key.header_tag(&header_hash)
-            .ok_or(SealError::HeaderTooLarge)?,
+            .ok_or(SealError::Inconsistent(crate::Error::HeaderAuth))?,
     );
     out.extend_from_slice(&(n as u16).to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -162,7 +164,7 @@ pub fn seal(
         out.copy_within(src..src + c.plain_len as usize, dst);
     }
     let (head, body) = out.split_at_mut(chunks_at);
-    let header = Header::parse(head).map_err(|_| SealError::HeaderTooLarge)?;
+    let header = Header::parse(head).map_err(SealError::Inconsistent)?;
     for (i, c) in chunks.iter().enumerate() {
         let at = c.plain_offset as usize + i * TAG_LEN;
         crypto::seal_chunk(
@@ -171,7 +173,7 @@ pub fn seal(
             i as u32,
             &mut body[at..at + c.plain_len as usize + TAG_LEN],
         )
-        .map_err(|_| SealError::HeaderTooLarge)?;
+        .map_err(SealError::Inconsistent)?;
     }
     Ok(out)
 }

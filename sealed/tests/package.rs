@@ -396,3 +396,42 @@ fn sealing_rejects_bad_inputs() {
         Err(SealError::Gguf(_))
     ));
 }
+
+#[test]
+fn interleaved_layers_and_odd_tensors_get_their_own_chunks() {
+    use llm_runtime::gguf_write::GgufWriter;
+    let mut w = GgufWriter::new();
+    w.kv_str("general.architecture", "llama");
+    w.tensor_f32("token_embd.weight", &[8, 4], &[0.5; 32]);
+    w.tensor_f32("blk.0.attn_q.weight", &[8, 8], &[0.25; 64]);
+    w.tensor_f32("rope_freqs.weight", &[4], &[1.0; 4]);
+    w.tensor_f32("blk.0.ffn_up.weight", &[8, 8], &[0.75; 64]);
+    w.tensor_f32("blk.1.ffn_up.weight", &[8, 8], &[0.125; 64]);
+    w.tensor_f32("output.weight", &[8, 4], &[2.0; 32]);
+    let gguf = w.finish();
+    let (_, chunks) = plan_chunks(&gguf, 4096).unwrap();
+    let layers: Vec<(Layer, u32)> = chunks.iter().map(|c| (c.layer, c.part)).collect();
+    assert_eq!(
+        layers,
+        [
+            (Layer::Embeddings, 0),
+            (Layer::Block(0), 0),
+            (Layer::Other, 0),
+            (Layer::Block(0), 0),
+            (Layer::Block(1), 0),
+            (Layer::Head, 0),
+        ]
+    );
+    let dev = device(1);
+    let g = Gguf::parse(&gguf).unwrap();
+    let bytes = seal_model(&gguf, 3, 1, &[dev.public_key()], 9);
+    assert_eq!(unseal(&bytes, &dev).unwrap(), &gguf[g.data_offset..]);
+
+    // No tensors at all: no chunks, still a valid package.
+    let mut w = GgufWriter::new();
+    w.kv_str("general.architecture", "llama");
+    let empty = w.finish();
+    let bytes = seal_model(&empty, 3, 1, &[dev.public_key()], 9);
+    assert_eq!(Package::parse(&bytes).unwrap().header.chunk_count, 0);
+    assert_eq!(unseal(&bytes, &dev).unwrap(), b"");
+}

@@ -1,0 +1,73 @@
+//! Key files: one line, a type prefix and 64 hex digits, so a secret is never taken for a
+//! public key or the other way round.
+
+use std::fmt::Write as _;
+
+pub const PUB_PREFIX: &str = "flexserve-x25519-public:";
+pub const SECRET_PREFIX: &str = "flexserve-x25519-secret:";
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub fn from_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.chunks(2)) {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        *o = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+#[derive(Debug, PartialEq)]
+pub enum KeyFileError {
+    /// The file holds the other kind of key.
+    WrongKind,
+    Malformed,
+}
+
+/// Parses a key file's text with the expected prefix.
+pub fn parse(text: &str, prefix: &str) -> Result<[u8; 32], KeyFileError> {
+    let t = text.trim();
+    let other = if prefix == PUB_PREFIX {
+        SECRET_PREFIX
+    } else {
+        PUB_PREFIX
+    };
+    if t.starts_with(other) {
+        return Err(KeyFileError::WrongKind);
+    }
+    t.strip_prefix(prefix)
+        .and_then(from_hex)
+        .ok_or(KeyFileError::Malformed)
+}
+
+pub fn format(bytes: &[u8; 32], prefix: &str) -> String {
+    format!("{prefix}{}\n", to_hex(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_kind_check() {
+        let k = [0xa5; 32];
+        assert_eq!(parse(&format(&k, PUB_PREFIX), PUB_PREFIX), Ok(k));
+        assert_eq!(
+            parse(&format(&k, SECRET_PREFIX), PUB_PREFIX),
+            Err(KeyFileError::WrongKind)
+        );
+        assert_eq!(parse("hello", PUB_PREFIX), Err(KeyFileError::Malformed));
+        assert_eq!(from_hex(&"zz".repeat(32)), None);
+    }
+}

@@ -326,7 +326,7 @@ fn classic_mistakes_fail_the_oracle() {
             "HF rotate_half RoPE on GGUF rows",
             "mha",
             quirk(Quirks {
-                rope: RopeStyle::RotateHalf,
+                rope: Some(RopeStyle::RotateHalf),
                 ..Quirks::default()
             }),
         ),

@@ -1,7 +1,7 @@
 //! The llama-family model: [`Config`] from the `{arch}.*` GGUF keys (`llama` with Llama 3.x
-//! RoPE frequency factors, `qwen2`, `qwen3`; see `model/arch.rs` for what each changes), [`Weights`] as views into the GGUF
-//! bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices, mixed freely as in Q4_K_M files;
-//! norms F32), and [`Model`], which owns the run state (all
+//! RoPE frequency factors, `qwen2`, `qwen3`; `model/arch.rs` says what each changes),
+//! [`Weights`] as views into the GGUF bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices,
+//! mixed freely as in Q4_K_M files; norms F32), and [`Model`], which owns the run state (all
 //! buffers and the f32 KV cache, sized at construction) and runs the forward pass in paper
 //! order: RMSNorm, Q/K/V, pairwise RoPE, grouped-query attention over the KV cache, output
 //! projection and residual, RMSNorm, SwiGLU feed-forward and residual; final norm; output head

@@ -10,7 +10,7 @@ Models (dim 128, 2 layers, 4 heads, 2 KV heads, ffn 256, vocab 512):
 - qwen3:  Qwen3Config (per-head Q/K RMSNorm, head_dim 32).
 
 The token ids are those of ../fixtures/oracle/tokens.bin, fed directly: the GGUF vocabulary is a
-byte-level BPE made here (256 byte tokens + merges learnt from this script), and the converter's pre-tokenizer hash
+byte-level BPE made here (256 byte tokens + merges learnt from TEXTS), and the converter's pre-tokenizer hash
 check is answered with a fixed name (`llama-bpe`, `qwen2`), as it cannot know this tokenizer.
 
 Two venvs (CI needs neither; it reads the committed files):
@@ -20,7 +20,9 @@ hf-venv: torch transformers numpy (the converter runs here, with DIR's gguf-py o
 quant-venv: llama-cpp-python==0.3.36 numpy.
 
 Output in fixtures/arch/: NAME-{f32,q8_0}.gguf, NAME-hf.f32, NAME-llamacpp-{f32,q8_0}.f32
-(raw little-endian f32, [tokens, vocab] per prompt, prompts concatenated), manifest.json.
+(raw little-endian f32, [tokens, vocab] per prompt, prompts concatenated), manifest.json,
+tokens-llamacpp.bin (llama.cpp's token ids of TEXTS with the llama3 and qwen2 vocabularies:
+u32 n, then per text u32 byte length + UTF-8, u32 count + ids (llama3), u32 count + ids (qwen2)).
 """
 
 import argparse
@@ -115,10 +117,10 @@ def save_tokenizer(out):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    # llama.cpp refuses a BPE vocabulary without merges: learn a few from this very script.
+    # llama.cpp refuses a BPE vocabulary without merges: learn a few from the tokenizer texts.
     trainer = trainers.BpeTrainer(vocab_size=320, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(Path(__file__).read_text(encoding="utf-8").splitlines(), trainer)
+    tok.train_from_iterator(TEXTS * 4, trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(out)
 
 
@@ -152,6 +154,22 @@ for p in ids:
     m.eval(p)
     outs.append(np.array(m.scores[: len(p)], dtype=np.float32))
 np.concatenate(outs).astype("<f4").tofile(out)
+"""
+
+
+TEXTS = [
+    "def main():\n    return 42  # h\u00e9llo w\u00f6rld",
+    "The quick brown fox, 1234 times:\tjumps!  Over   \u00fcn\u00efcode \u2713",
+    "I'M  12345 ok's  \n\n  x+=1;\r\n 2026-12-03 3.14159 \u0661\u0662\u0663 ABC'LL",
+    "    for t in [\"f32\", \"q8_0\"]:\n        print(t)  \n",
+]
+
+TOKENIZE = """
+import json, sys
+from llama_cpp import Llama
+m = Llama(model_path=sys.argv[1], vocab_only=True, verbose=False)
+texts = json.loads(sys.argv[2])
+print(json.dumps([m.tokenize(t.encode(), add_bos=False, special=False) for t in texts]))
 """
 
 
@@ -197,6 +215,19 @@ def main():
         manifest["models"].append(dict(name=name, pre_tokenizer=pre, config=cfg, checks=checks))
         print(name, json.dumps(checks))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    # llama.cpp's tokenization with the two BPE pre-tokenizers these files carry.
+    ids = {}
+    for name in ["llama3", "qwen2"]:
+        r = subprocess.run([args.llamacpp_python, "-c", TOKENIZE, str(out / f"{name}-f32.gguf"),
+                            json.dumps(TEXTS)], check=True, capture_output=True, text=True)
+        ids[name] = json.loads(r.stdout)
+    b = struct.pack("<I", len(TEXTS))
+    for i, t in enumerate(TEXTS):
+        raw = t.encode()
+        b += struct.pack("<I", len(raw)) + raw
+        for name in ["llama3", "qwen2"]:
+            b += struct.pack(f"<I{len(ids[name][i])}I", len(ids[name][i]), *ids[name][i])
+    (out / "tokens-llamacpp.bin").write_bytes(b)
 
 
 if __name__ == "__main__":

@@ -248,10 +248,11 @@ impl Config {
         }
         // A head width other than dim / n_heads (Qwen3 0.6B and larger) is not implemented.
         for key in [k.key_length, k.value_length] {
-            if let Some(v) = g.get(key)
-                && v.as_u64() != Some(head_dim as u64)
-            {
-                return Err(bad(key, v.as_u64().unwrap_or(0) as usize));
+            match g.get(key).map(|v| v.as_u64()) {
+                None => {}
+                Some(None) => return Err(ModelError::KeyType(key)),
+                Some(Some(v)) if v == head_dim as u64 => {}
+                Some(Some(_)) => return Err(ModelError::Unsupported(key)),
             }
         }
         let rope_dim = get_count(g, k.rope_dim, Some(head_dim), head_dim)?;

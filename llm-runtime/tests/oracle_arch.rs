@@ -345,6 +345,17 @@ fn config_reads_each_architecture() {
         config_of(&experts),
         Err(ModelError::Unsupported("qwen3.expert_count"))
     );
+    // Qwen3 0.6B and larger: heads wider than dim / n_heads.
+    let wide = rewrite(
+        &qwen3,
+        "qwen3.attention.key_length",
+        Some(Value::U32(64)),
+        &none,
+    );
+    assert_eq!(
+        config_of(&wide),
+        Err(ModelError::Unsupported("qwen3.attention.key_length"))
+    );
     // A qwen file with Llama 3 frequency factors, or llama with biases: not what we compute.
     let freqs = AlignedBuf::from_slice(&llama3);
     let g = Gguf::parse(freqs.as_bytes()).unwrap();

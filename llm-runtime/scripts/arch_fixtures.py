@@ -19,7 +19,8 @@ Two venvs (CI needs neither; it reads the committed files):
 hf-venv: torch transformers numpy (the converter runs here, with DIR's gguf-py on the path);
 quant-venv: llama-cpp-python==0.3.36 numpy.
 
-Output in fixtures/arch/: NAME-{f32,q8_0}.gguf, NAME-hf.f32, NAME-llamacpp-{f32,q8_0}.f32
+Output in fixtures/arch/: NAME-{f32,q8_0}.gguf (converter), NAME-q4_0.gguf (llama.cpp's quantizer
+from the F32 file), NAME-hf.f32, NAME-llamacpp-{f32,q8_0,q4_0}.f32
 (raw little-endian f32, [tokens, vocab] per prompt, prompts concatenated), manifest.json,
 tokens-llamacpp.bin (llama.cpp's token ids of TEXTS with the llama3 and qwen2 vocabularies:
 u32 n, then per text u32 byte length + UTF-8, u32 count + ids (llama3), u32 count + ids (qwen2)).
@@ -141,6 +142,16 @@ def convert(llama_cpp, pre, model_dir, out, outtype):
                     str(out), "--outtype", outtype], check=True)
 
 
+# llama.cpp's own quantizer (`llama_model_quantize`, the library behind `llama-quantize`); Q4_0
+# only: these 128-wide rows are too narrow for the K-quants (256-value blocks).
+QUANTIZE = """
+import ctypes, sys, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = 2  # LLAMA_FTYPE_MOSTLY_Q4_0
+p.nthread = 1
+assert llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)) == 0
+"""
+
 LLAMACPP = """
 import sys, numpy as np
 from llama_cpp import Llama
@@ -201,12 +212,16 @@ def main():
             hf = np.concatenate([m(torch.tensor([p])).logits[0].float().numpy() for p in ps])
         hf.astype("<f4").tofile(out / f"{name}-hf.f32")
         with tempfile.TemporaryDirectory() as tmp:
-            m.save_pretrained(tmp)
-            save_tokenizer(tmp)
+            # The converter names the model after its directory: a fixed name, stable bytes.
+            d = Path(tmp) / f"oracle-{name}"
+            m.save_pretrained(d)
+            save_tokenizer(d)
             for t in ["f32", "q8_0"]:
-                convert(args.llama_cpp, pre, tmp, out / f"{name}-{t}.gguf", t)
+                convert(args.llama_cpp, pre, d, out / f"{name}-{t}.gguf", t)
+        subprocess.run([args.llamacpp_python, "-c", QUANTIZE, str(out / f"{name}-f32.gguf"),
+                        str(out / f"{name}-q4_0.gguf")], check=True)
         checks = {}
-        for t in ["f32", "q8_0"]:
+        for t in ["f32", "q8_0", "q4_0"]:
             lc = out / f"{name}-llamacpp-{t}.f32"
             subprocess.run([args.llamacpp_python, "-c", LLAMACPP, str(out / f"{name}-{t}.gguf"),
                             str(lc)] + [",".join(map(str, p)) for p in ps], check=True)

@@ -1,6 +1,7 @@
-//! The llama model: [`Config`] from the `llama.*` GGUF keys, [`Weights`] as views into the GGUF
-//! bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices, mixed freely as in Q4_K_M files;
-//! norms F32), and [`Model`], which owns the run state (all
+//! The llama-family model: [`Config`] from the `{arch}.*` GGUF keys (`llama` with Llama 3.x
+//! RoPE frequency factors, `qwen2`, `qwen3`; `model/arch.rs` says what each changes),
+//! [`Weights`] as views into the GGUF bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices,
+//! mixed freely as in Q4_K_M files; norms F32), and [`Model`], which owns the run state (all
 //! buffers and the f32 KV cache, sized at construction) and runs the forward pass in paper
 //! order: RMSNorm, Q/K/V, pairwise RoPE, grouped-query attention over the KV cache, output
 //! projection and residual, RMSNorm, SwiGLU feed-forward and residual; final norm; output head
@@ -24,9 +25,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+mod arch;
 mod fastexp;
 
-use crate::gguf::{Gguf, TensorInfo, TensorType, Value, ViewError};
+pub use arch::Arch;
+
+use crate::gguf::{Gguf, TensorInfo, TensorType, ViewError};
 use crate::kernels::quants::{self, BlockQ8K, QK_K};
 use crate::kernels::{BlockQ8_0, KernelError, Kernels, QActs, QK8_0, QWeights};
 
@@ -44,7 +48,7 @@ pub mod limits {
 /// Everything that can go wrong loading or running a model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelError {
-    /// `general.architecture` is missing or not `llama`.
+    /// `general.architecture` is missing or not one of [`Arch`]'s.
     NotLlama,
     /// A required metadata key is absent.
     MissingKey(&'static str),
@@ -99,11 +103,11 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ModelError::*;
         match self {
-            NotLlama => write!(f, "general.architecture is not llama"),
+            NotLlama => write!(f, "general.architecture is not llama, qwen2 or qwen3"),
             MissingKey(k) => write!(f, "metadata key {k} missing"),
             KeyType(k) => write!(f, "metadata key {k} has the wrong type"),
             BadHyperParam { key, value } => write!(f, "{key} = {value} is invalid"),
-            Unsupported(what) => write!(f, "unsupported llama variant: {what}"),
+            Unsupported(what) => write!(f, "unsupported model variant: {what}"),
             MissingTensor(n) => write!(f, "tensor {n} missing"),
             TensorShape {
                 name,
@@ -177,15 +181,23 @@ pub enum KvHeadMap {
 /// Deliberate deviations, for negative tests only. The default is the correct model.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Quirks {
-    pub rope: RopeStyle,
+    /// Rotate these pairs instead of the architecture's.
+    pub rope: Option<RopeStyle>,
     pub kv_head_map: KvHeadMap,
-    /// Use this RoPE base instead of the file's `llama.rope.freq_base`.
+    /// Use this RoPE base instead of the file's `{arch}.rope.freq_base`.
     pub rope_theta_override: Option<f32>,
+    /// Ignore `rope_freqs.weight` (Llama 3.x run without its frequency rule).
+    pub skip_rope_freqs: bool,
+    /// Ignore the Q/K/V biases (Qwen2).
+    pub skip_qkv_bias: bool,
+    /// Skip the per-head Q/K RMSNorm (Qwen3).
+    pub skip_qk_norm: bool,
 }
 
-/// Hyperparameters (from the `llama.*` keys and the tensor shapes).
+/// Hyperparameters (from the `{arch}.*` keys and the tensor shapes).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
+    pub arch: Arch,
     /// Model width (`llama.embedding_length`).
     pub dim: usize,
     /// Feed-forward width (`llama.feed_forward_length`).
@@ -201,6 +213,10 @@ pub struct Config {
     /// Dimensions of each head that RoPE rotates (`llama.rope.dimension_count`).
     pub rope_dim: usize,
     pub rope_theta: f32,
+    /// Which dimensions RoPE pairs (from the architecture).
+    pub rope_style: RopeStyle,
+    /// `rope_freqs.weight` divides the RoPE frequencies (Llama 3.x scaling).
+    pub rope_freqs: bool,
     pub norm_eps: f32,
     /// No `output.weight`: the head reuses `token_embd.weight`.
     pub tied_output: bool,
@@ -211,75 +227,50 @@ pub struct Config {
 impl Config {
     /// Reads and checks the llama hyperparameters of a GGUF file.
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Config, ModelError> {
-        match g.get("general.architecture") {
-            Some(Value::String("llama")) => {}
-            _ => return Err(ModelError::NotLlama),
-        }
-        let dim = get_count(g, "llama.embedding_length", None, limits::MAX_DIM)?;
-        let hidden_dim = get_count(g, "llama.feed_forward_length", None, limits::MAX_HIDDEN)?;
-        let n_layers = get_count(g, "llama.block_count", None, limits::MAX_LAYERS)?;
-        let n_heads = get_count(g, "llama.attention.head_count", None, limits::MAX_HEADS)?;
-        let n_kv_heads = get_count(
-            g,
-            "llama.attention.head_count_kv",
-            Some(n_heads),
-            limits::MAX_HEADS,
-        )?;
-        let context_length = get_count(g, "llama.context_length", None, limits::MAX_CONTEXT)?;
+        let arch = Arch::from_gguf(g)?;
+        let k = arch.keys();
+        let dim = get_count(g, k.embedding_length, None, limits::MAX_DIM)?;
+        let hidden_dim = get_count(g, k.feed_forward_length, None, limits::MAX_HIDDEN)?;
+        let n_layers = get_count(g, k.block_count, None, limits::MAX_LAYERS)?;
+        let n_heads = get_count(g, k.head_count, None, limits::MAX_HEADS)?;
+        let n_kv_heads = get_count(g, k.head_count_kv, Some(n_heads), limits::MAX_HEADS)?;
+        let context_length = get_count(g, k.context_length, None, limits::MAX_CONTEXT)?;
         let bad = |key, value: usize| ModelError::BadHyperParam {
             key,
             value: value as u64,
         };
         if dim % n_heads != 0 {
-            return Err(bad("llama.attention.head_count", n_heads));
+            return Err(bad(k.head_count, n_heads));
         }
         let head_dim = dim / n_heads;
         if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
-            return Err(bad("llama.attention.head_count_kv", n_kv_heads));
+            return Err(bad(k.head_count_kv, n_kv_heads));
         }
-        for key in ["llama.attention.key_length", "llama.attention.value_length"] {
-            if let Some(v) = g.get(key)
-                && v.as_u64() != Some(head_dim as u64)
-            {
-                return Err(bad(key, v.as_u64().unwrap_or(0) as usize));
+        // A head width other than dim / n_heads (Qwen3 0.6B and larger) is not implemented.
+        for key in [k.key_length, k.value_length] {
+            match g.get(key).map(|v| v.as_u64()) {
+                None => {}
+                Some(None) => return Err(ModelError::KeyType(key)),
+                Some(Some(v)) if v == head_dim as u64 => {}
+                Some(Some(_)) => return Err(ModelError::Unsupported(key)),
             }
         }
-        let rope_dim = get_count(g, "llama.rope.dimension_count", Some(head_dim), head_dim)?;
+        let rope_dim = get_count(g, k.rope_dim, Some(head_dim), head_dim)?;
         if rope_dim % 2 != 0 {
-            return Err(bad("llama.rope.dimension_count", rope_dim));
+            return Err(bad(k.rope_dim, rope_dim));
         }
-        let rope_theta = get_f32(g, "llama.rope.freq_base", 10000.0)?;
+        let rope_theta = get_f32(g, k.freq_base, 10000.0)?;
         if !(rope_theta.is_finite() && rope_theta > 1.0) {
             return Err(ModelError::BadHyperParam {
-                key: "llama.rope.freq_base",
+                key: k.freq_base,
                 value: rope_theta as u64,
             });
         }
-        let norm_eps = get_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5)?;
+        let norm_eps = get_f32(g, k.norm_eps, 1e-5)?;
         if !(norm_eps.is_finite() && norm_eps >= 0.0) {
-            return Err(bad("llama.attention.layer_norm_rms_epsilon", 0));
+            return Err(bad(k.norm_eps, 0));
         }
-        // Mixture-of-experts (Mixtral-style) and per-dimension RoPE frequency factors
-        // (llama 3.1 scaling) change the math; refuse them instead of computing wrong logits.
-        if g.get("llama.expert_count")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-            > 0
-        {
-            return Err(ModelError::Unsupported("llama.expert_count"));
-        }
-        if g.tensor("rope_freqs.weight").is_some() {
-            return Err(ModelError::Unsupported("rope_freqs.weight"));
-        }
-        for key in ["llama.rope.scaling.type", "llama.rope.scaling.factor"] {
-            if let Some(v) = g.get(key) {
-                let trivial = matches!(v, Value::String("none"))
-                    || v.as_f32().is_some_and(|f| f == 1.0 || f == 0.0);
-                if !trivial {
-                    return Err(ModelError::BadHyperParam { key, value: 0 });
-                }
-            }
-        }
+        arch.check_unsupported(g)?;
         let embd = g
             .tensor("token_embd.weight")
             .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
@@ -287,12 +278,13 @@ impl Config {
         if vocab_size == 0 || vocab_size > limits::MAX_VOCAB {
             return Err(bad("vocab (token_embd.weight ne[1])", vocab_size));
         }
-        if let Some(v) = g.get("llama.vocab_size")
+        if let Some(v) = g.get(k.vocab_size)
             && v.as_u64() != Some(vocab_size as u64)
         {
-            return Err(bad("llama.vocab_size", v.as_u64().unwrap_or(0) as usize));
+            return Err(bad(k.vocab_size, v.as_u64().unwrap_or(0) as usize));
         }
         Ok(Config {
+            arch,
             dim,
             hidden_dim,
             n_layers,
@@ -303,6 +295,8 @@ impl Config {
             context_length,
             rope_dim,
             rope_theta,
+            rope_style: arch.rope_style(),
+            rope_freqs: g.tensor("rope_freqs.weight").is_some(),
             norm_eps,
             tied_output: g.tensor("output.weight").is_none(),
             quirks: Quirks::default(),
@@ -539,6 +533,13 @@ pub struct LayerWeights<'a> {
     pub w_up: Matrix<'a>,
     /// `[dim, hidden_dim]`
     pub w_down: Matrix<'a>,
+    /// Q/K/V biases `[dim]`, `[kv_dim]`, `[kv_dim]` (Qwen2; `None` elsewhere).
+    pub bq: Option<&'a [f32]>,
+    pub bk: Option<&'a [f32]>,
+    pub bv: Option<&'a [f32]>,
+    /// Per-head Q and K RMSNorm weights `[head_dim]` (Qwen3; `None` elsewhere).
+    pub q_norm: Option<&'a [f32]>,
+    pub k_norm: Option<&'a [f32]>,
 }
 
 impl<'a> LayerWeights<'a> {
@@ -551,10 +552,22 @@ impl<'a> LayerWeights<'a> {
             let t = g.tensor(&name).ok_or(ModelError::MissingTensor(name))?;
             Matrix::from_tensor(t, rows, cols)
         };
-        let v = |name: &str| {
-            let name = format!("blk.{l}.{name}.weight");
+        let vec = |name: String, n: usize| {
             let t = g.tensor(&name).ok_or(ModelError::MissingTensor(name))?;
-            norm_vector(t, d)
+            norm_vector(t, n)
+        };
+        let v = |name: &str| vec(format!("blk.{l}.{name}.weight"), d);
+        let bias = |name: &str, n| {
+            cfg.arch
+                .qkv_bias()
+                .then(|| vec(format!("blk.{l}.{name}.bias"), n))
+                .transpose()
+        };
+        let head_norm = |name: &str| {
+            cfg.arch
+                .qk_norm()
+                .then(|| vec(format!("blk.{l}.{name}.weight"), cfg.head_dim))
+                .transpose()
         };
         Ok(LayerWeights {
             attn_norm: v("attn_norm")?,
@@ -566,6 +579,11 @@ impl<'a> LayerWeights<'a> {
             w_gate: m("ffn_gate", h, d)?,
             w_up: m("ffn_up", h, d)?,
             w_down: m("ffn_down", d, h)?,
+            bq: bias("attn_q", d)?,
+            bk: bias("attn_k", kv)?,
+            bv: bias("attn_v", kv)?,
+            q_norm: head_norm("attn_q_norm")?,
+            k_norm: head_norm("attn_k_norm")?,
         })
     }
 
@@ -583,12 +601,26 @@ impl<'a> LayerWeights<'a> {
         self.wo.check(d, d, "attn_output")?;
         self.w_gate.check(h, d, "ffn_gate")?;
         self.w_up.check(h, d, "ffn_up")?;
-        self.w_down.check(d, h, "ffn_down")
+        self.w_down.check(d, h, "ffn_down")?;
+        let fits = |v: Option<&[f32]>, want: bool, n: usize| match v {
+            Some(v) => want && v.len() == n,
+            None => !want,
+        };
+        let (bias, norm) = (cfg.arch.qkv_bias(), cfg.arch.qk_norm());
+        if !(fits(self.bq, bias, d) && fits(self.bk, bias, kv) && fits(self.bv, bias, kv)) {
+            return Err(ModelError::WeightsMismatch { what: "qkv bias" });
+        }
+        if !(fits(self.q_norm, norm, cfg.head_dim) && fits(self.k_norm, norm, cfg.head_dim)) {
+            return Err(ModelError::WeightsMismatch { what: "q/k norm" });
+        }
+        Ok(())
     }
 
     /// Bytes of weight data in this layer.
     pub fn bytes(&self) -> usize {
+        let small = [self.bq, self.bk, self.bv, self.q_norm, self.k_norm];
         (self.attn_norm.len() + self.ffn_norm.len()) * 4
+            + small.iter().flatten().map(|v| v.len() * 4).sum::<usize>()
             + [
                 &self.wq,
                 &self.wk,
@@ -613,6 +645,8 @@ pub struct GlobalWeights<'a> {
     pub output_norm: &'a [f32],
     /// `[vocab, dim]`; the embedding itself when tied.
     pub output: Matrix<'a>,
+    /// Divisors of the RoPE frequencies `[rope_dim / 2]` (Llama 3.x `rope_freqs.weight`).
+    pub rope_freqs: Option<&'a [f32]>,
 }
 
 impl<'a> GlobalWeights<'a> {
@@ -626,10 +660,23 @@ impl<'a> GlobalWeights<'a> {
             Some(t) => Matrix::from_tensor(t, cfg.vocab_size, cfg.dim)?,
             None => token_embd,
         };
+        let rope_freqs = match g.tensor("rope_freqs.weight") {
+            Some(t) => Some(norm_vector(t, cfg.rope_dim / 2)?),
+            None => None,
+        };
+        if let Some(f) = rope_freqs
+            && !f.iter().all(|&x| x.is_finite() && x > 0.0)
+        {
+            return Err(ModelError::BadHyperParam {
+                key: "rope_freqs.weight",
+                value: 0,
+            });
+        }
         Ok(GlobalWeights {
             token_embd,
             output_norm: norm_vector(get("output_norm.weight")?, cfg.dim)?,
             output,
+            rope_freqs,
         })
     }
 
@@ -641,6 +688,9 @@ impl<'a> GlobalWeights<'a> {
             return Err(ModelError::WeightsMismatch {
                 what: "output_norm length",
             });
+        }
+        if self.rope_freqs.map(<[f32]>::len) != cfg.rope_freqs.then_some(cfg.rope_dim / 2) {
+            return Err(ModelError::WeightsMismatch { what: "rope_freqs" });
         }
         Ok(())
     }
@@ -971,6 +1021,7 @@ impl Model {
             g.token_embd.row_f32(t as usize, row);
         }
         // The rotation angles depend only on the position: once per pass, not per layer/head.
+        let freqs = g.rope_freqs.filter(|_| !self.cfg.quirks.skip_rope_freqs);
         let half = s.inv_freq.len();
         if half > 0 {
             let rows = s
@@ -979,7 +1030,17 @@ impl Model {
                 .zip(s.rope_sin.chunks_exact_mut(half));
             for (t, (cos, sin)) in rows.take(n).enumerate() {
                 let p = (pos + t) as f32;
-                for ((c, sn), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&s.inv_freq) {
+                for (i, ((c, sn), &f)) in cos
+                    .iter_mut()
+                    .zip(sin.iter_mut())
+                    .zip(&s.inv_freq)
+                    .enumerate()
+                {
+                    // llama.cpp divides each frequency by its factor (ggml_rope_ext's freq_factors).
+                    let f = match freqs {
+                        Some(d) => f / d[i],
+                        None => f,
+                    };
                     let angle = p * f;
                     *c = libm::cosf(angle);
                     *sn = libm::sinf(angle);
@@ -1021,6 +1082,29 @@ impl Model {
         product(k, &w.wq, &s.xb, &s.xq, &s.xk, n, &mut s.q)?;
         product(k, &w.wk, &s.xb, &s.xq, &s.xk, n, &mut s.k)?;
         product(k, &w.wv, &s.xb, &s.xq, &s.xk, n, &mut s.v)?;
+        if !cfg.quirks.skip_qkv_bias {
+            for (out, b, width) in [
+                (&mut s.q, w.bq, dim),
+                (&mut s.k, w.bk, kv_dim),
+                (&mut s.v, w.bv, kv_dim),
+            ] {
+                if let Some(b) = b {
+                    for row in out.chunks_exact_mut(width).take(n) {
+                        row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
+                    }
+                }
+            }
+        }
+        if !cfg.quirks.skip_qk_norm {
+            for (out, norm, width) in [(&mut s.q, w.q_norm, dim), (&mut s.k, w.k_norm, kv_dim)] {
+                if let Some(norm) = norm {
+                    for head in out[..n * width].chunks_exact_mut(hd) {
+                        rmsnorm_in_place(head, norm, cfg.norm_eps);
+                    }
+                }
+            }
+        }
+        let style = cfg.quirks.rope.unwrap_or(cfg.rope_style);
         let half = s.inv_freq.len();
         for t in 0..n {
             let (cos, sin) = (
@@ -1028,10 +1112,10 @@ impl Model {
                 &s.rope_sin[t * half..(t + 1) * half],
             );
             for head in s.q[t * dim..(t + 1) * dim].chunks_exact_mut(hd) {
-                rope(head, cos, sin, cfg.quirks.rope);
+                rope(head, cos, sin, style);
             }
             for head in s.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                rope(head, cos, sin, cfg.quirks.rope);
+                rope(head, cos, sin, style);
             }
         }
         let layer_off = l * self.opts.seq_len * kv_dim;
@@ -1370,6 +1454,15 @@ fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let scale = 1.0 / libm::sqrtf(mean + eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
+    }
+}
+
+/// RMSNorm of `v` onto itself (Qwen3's per-head Q/K norm).
+fn rmsnorm_in_place(v: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let scale = 1.0 / libm::sqrtf((ss / v.len().max(1) as f64) as f32 + eps);
+    for (x, &g) in v.iter_mut().zip(w) {
+        *x = *x * scale * g;
     }
 }
 

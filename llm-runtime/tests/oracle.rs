@@ -326,7 +326,7 @@ fn classic_mistakes_fail_the_oracle() {
             "HF rotate_half RoPE on GGUF rows",
             "mha",
             quirk(Quirks {
-                rope: RopeStyle::RotateHalf,
+                rope: Some(RopeStyle::RotateHalf),
                 ..Quirks::default()
             }),
         ),
@@ -737,7 +737,8 @@ fn hostile_headers_are_errors_not_panics() {
         Config::from_gguf(&g2),
         Err(ModelError::Unsupported("llama.expert_count"))
     );
-    let freqs = {
+    // Llama 3.x frequency factors: one positive divisor per rotated pair, else an error.
+    let with_freqs = |f: &[f32]| {
         let mut wr = GgufWriter::new();
         for (k, v) in &keys {
             match *v {
@@ -750,12 +751,27 @@ fn hostile_headers_are_errors_not_panics() {
         for t in g.tensors() {
             wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
         }
-        wr.tensor_f32("rope_freqs.weight", &[8], &[1.0; 8]);
+        wr.tensor_f32("rope_freqs.weight", &[f.len() as u64], f);
         Aligned::new(&wr.finish())
     };
-    let g3 = Gguf::parse(freqs.bytes()).unwrap();
-    assert_eq!(
-        Config::from_gguf(&g3),
-        Err(ModelError::Unsupported("rope_freqs.weight"))
-    );
+    let load = |file: &Aligned| -> Result<bool, ModelError> {
+        let g = Gguf::parse(file.bytes()).unwrap();
+        let cfg = Config::from_gguf(&g)?;
+        Weights::from_gguf(&g, &cfg)?;
+        Ok(cfg.rope_freqs)
+    };
+    assert_eq!(load(&with_freqs(&[1.0; 8])), Ok(true));
+    assert!(matches!(
+        load(&with_freqs(&[1.0; 6])),
+        Err(ModelError::TensorShape { .. })
+    ));
+    let mut bad = [1.0f32; 8];
+    bad[3] = 0.0;
+    assert!(matches!(
+        load(&with_freqs(&bad)),
+        Err(ModelError::BadHyperParam {
+            key: "rope_freqs.weight",
+            ..
+        })
+    ));
 }

@@ -175,6 +175,7 @@ impl Tokenizer {
             "gpt2" => Kind::Bpe(match vocab.pre.as_deref() {
                 None | Some("gpt-2") | Some("gpt2") | Some("default") => PreTokenizer::Gpt2,
                 Some("llama-bpe") | Some("llama3") | Some("llama-v3") => PreTokenizer::Llama3,
+                Some("qwen2") => PreTokenizer::Qwen2,
                 Some(other) => return Err(TokenizerError::UnsupportedPreTokenizer(other.into())),
             }),
             other => return Err(TokenizerError::UnsupportedModel(other.into())),

@@ -15,6 +15,8 @@ pub enum PreTokenizer {
     /// Llama 3: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
     /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
     Llama3,
+    /// Qwen2: Llama 3's with `\p{N}` (one digit per piece) for `\p{N}{1,3}`.
+    Qwen2,
 }
 
 fn is_letter(c: char) -> bool {
@@ -84,7 +86,8 @@ impl PreTokenizer {
     pub fn piece_end(self, cs: &[char], i: usize) -> usize {
         let end = match self {
             PreTokenizer::Gpt2 => gpt2(cs, i),
-            PreTokenizer::Llama3 => llama3(cs, i),
+            PreTokenizer::Llama3 => llama3(cs, i, 3),
+            PreTokenizer::Qwen2 => llama3(cs, i, 1),
         };
         // Every char is matched by some alternative; this only guards the loop's progress.
         if end > i { end } else { i + 1 }
@@ -133,7 +136,8 @@ fn gpt2(cs: &[char], i: usize) -> usize {
     trailing_space(cs, i)
 }
 
-fn llama3(cs: &[char], i: usize) -> usize {
+/// Llama 3's regex, with at most `digits` numbers per piece.
+fn llama3(cs: &[char], i: usize, digits: usize) -> usize {
     let n = cs.len();
     if let Some(j) = contraction(cs, i, true) {
         return j;
@@ -146,10 +150,10 @@ fn llama3(cs: &[char], i: usize) -> usize {
     if is_letter(c) {
         return run(cs, i + 1, is_letter);
     }
-    // \p{N}{1,3}
+    // \p{N}{1,digits}
     if is_number(c) {
         let mut j = i + 1;
-        while j < n && j < i + 3 && is_number(cs[j]) {
+        while j < n && j < i + digits && is_number(cs[j]) {
             j += 1;
         }
         return j;
@@ -198,6 +202,16 @@ mod tests {
             ["(x", ")", " +=", " ", "1", ";\n"]
         );
         assert_eq!(pieces(p, "   "), ["   "]);
+    }
+
+    #[test]
+    fn qwen2_splits_digits_one_by_one() {
+        let p = PreTokenizer::Qwen2;
+        assert_eq!(
+            pieces(p, "I'M  12345 ok"),
+            ["I", "'M", " ", " ", "1", "2", "3", "4", "5", " ok"]
+        );
+        assert_eq!(pieces(p, "a  \n\n  b"), ["a", "  \n\n", " ", " b"]);
     }
 
     #[test]

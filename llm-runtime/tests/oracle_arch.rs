@@ -1,0 +1,437 @@
+//! Llama 3.x RoPE scaling, Qwen2 and Qwen3 against two implementations nobody here wrote
+//! (fixtures from `scripts/arch_fixtures.py`): tiny random-weight HF models converted by
+//! llama.cpp's own `convert_hf_to_gguf.py`, with logits from transformers (fp32) and from
+//! llama.cpp (its F32 and Q8_0 files, and a Q4_0 file made by llama.cpp's quantizer). Token ids are fed directly: the converted vocabularies are
+//! byte-level BPE with the `llama-bpe` / `qwen2` pre-tokenizers, which `tokenizer` does not
+//! implement yet.
+//!
+//! F32 criterion (vs transformers and vs llama.cpp's F32 logits): max |d| <= 1e-4, argmax at
+//! every position (measured max 1.1e-5 to 3.8e-5). Q8_0 vs llama.cpp: our activation
+//! quantization is llama.cpp's, so positions agree to f32 rounding (llama3, qwen3: every
+//! position within 1.3e-6) until a 1-ulp difference in the f32 parts flips one activation's
+//! quantization step (`oracle_quant.rs` explains it). qwen2 shows one: its first prompt is exact
+//! up to position 2, then 21 of the remaining 24 positions are 0.2-0.3 off (the positions that
+//! attend little to position 3 stay exact, and the whole second prompt is exact, which a wrong
+//! bias or RoPE would not allow; its Q4_0 file is exact everywhere). Q4_0: llama3 and qwen3 have
+//! one such position each (max 0.033 / 0.035). Criterion for both types: >= 2/3 of positions
+//! within 1e-5 (measured 72-100%), argmax >= 95% (98.6-100%), max |d| <= 0.3 (0.28), mean |d|
+//! <= 0.02 (0.014); the classic mistakes below move the mean by 1.5-4.
+//! Each architecture's classic mistake must fail the F32 oracle.
+
+use llm_runtime::gguf::{AlignedBuf, Gguf, Value};
+use llm_runtime::gguf_write::GgufWriter;
+use llm_runtime::kernels::Kernels;
+use llm_runtime::model::{
+    Arch, Config, Model, ModelError, ModelOptions, Quirks, RopeStyle, Weights,
+};
+
+const VOCAB: usize = 512;
+const MODELS: [&str; 3] = ["llama3", "qwen2", "qwen3"];
+
+fn read(name: &str) -> Vec<u8> {
+    let p = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e} (run scripts/arch_fixtures.py)"))
+}
+
+fn f32s(name: &str) -> Vec<f32> {
+    read(name)
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn prompts() -> Vec<Vec<u32>> {
+    let b = read("oracle/tokens.bin");
+    let u = |i: usize| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+    let mut at = 1;
+    (0..u(0))
+        .map(|_| {
+            let n = u(at) as usize;
+            let ids = (0..n).map(|j| u(at + 1 + j)).collect();
+            at += 1 + n;
+            ids
+        })
+        .collect()
+}
+
+/// Logits of every prompt position, prompts concatenated; prefill or one token at a time.
+fn run(file: &[u8], quirks: Quirks, k: &Kernels, decode: bool) -> Result<Vec<f32>, ModelError> {
+    let buf = AlignedBuf::from_slice(file);
+    let g = Gguf::parse(buf.as_bytes()).expect("parse");
+    let mut cfg = Config::from_gguf(&g)?;
+    cfg.quirks = quirks;
+    let w = Weights::from_gguf(&g, &cfg)?;
+    let ps = prompts();
+    let opts = ModelOptions {
+        seq_len: cfg.context_length,
+        max_batch: ps.iter().map(Vec::len).max().unwrap(),
+        all_logits: true,
+    };
+    let mut m = Model::new(cfg, opts, k.clone())?;
+    let mut out = Vec::new();
+    for ids in &ps {
+        m.reset();
+        if decode {
+            for (pos, &t) in ids.iter().enumerate() {
+                out.extend_from_slice(m.forward(&w, t, pos)?);
+            }
+        } else {
+            out.extend_from_slice(m.prefill(&w, ids, 0)?);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+struct Stats {
+    max_abs: f32,
+    mean_abs: f32,
+    argmax_agree: f32,
+    /// Fraction of positions whose logits are all within 1e-5.
+    exact_rows: f32,
+}
+
+fn compare(got: &[f32], want: &[f32]) -> Stats {
+    assert_eq!(got.len(), want.len(), "logit counts differ");
+    let mut max_abs = 0.0f32;
+    let mut sum = 0.0f64;
+    for (a, b) in got.iter().zip(want) {
+        let d = if a.is_finite() {
+            (a - b).abs()
+        } else {
+            f32::INFINITY
+        };
+        max_abs = max_abs.max(d);
+        sum += f64::from(d);
+    }
+    let argmax = |r: &[f32]| {
+        r.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                if v > bv { (i, v) } else { (bi, bv) }
+            })
+            .0
+    };
+    let rows = got.len() / VOCAB;
+    let agree = got
+        .chunks_exact(VOCAB)
+        .zip(want.chunks_exact(VOCAB))
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count();
+    let exact = got
+        .chunks_exact(VOCAB)
+        .zip(want.chunks_exact(VOCAB))
+        .filter(|(a, b)| a.iter().zip(*b).all(|(x, y)| (x - y).abs() <= 1e-5))
+        .count();
+    Stats {
+        max_abs,
+        mean_abs: (sum / got.len() as f64) as f32,
+        argmax_agree: agree as f32 / rows as f32,
+        exact_rows: exact as f32 / rows as f32,
+    }
+}
+
+fn passes_f32(s: &Stats) -> bool {
+    s.max_abs <= 1e-4 && s.argmax_agree == 1.0
+}
+
+fn passes_q8(s: &Stats) -> bool {
+    s.exact_rows >= 2.0 / 3.0 && s.argmax_agree >= 0.95 && s.max_abs <= 0.3 && s.mean_abs <= 0.02
+}
+
+fn kernel_paths() -> [(&'static str, Kernels); 3] {
+    [
+        ("scalar", Kernels::scalar()),
+        ("detected", Kernels::detect()),
+        ("detected, 2 threads", Kernels::detect().with_threads(2)),
+    ]
+}
+
+#[test]
+fn f32_matches_transformers_and_llamacpp() {
+    for name in MODELS {
+        let file = read(&format!("arch/{name}-f32.gguf"));
+        let hf = f32s(&format!("arch/{name}-hf.f32"));
+        let lc = f32s(&format!("arch/{name}-llamacpp-f32.f32"));
+        for (kname, k) in kernel_paths() {
+            for decode in [false, true] {
+                let got = run(&file, Quirks::default(), &k, decode).unwrap();
+                let (a, b) = (compare(&got, &hf), compare(&got, &lc));
+                println!("{name} f32 [{kname}, decode {decode}]: vs HF {a:?}, vs llama.cpp {b:?}");
+                assert!(
+                    passes_f32(&a),
+                    "{name} vs HF [{kname}, decode {decode}]: {a:?}"
+                );
+                assert!(
+                    passes_f32(&b),
+                    "{name} vs llama.cpp [{kname}, decode {decode}]: {b:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_files_match_llamacpp() {
+    for name in MODELS {
+        for ty in ["q8_0", "q4_0"] {
+            let file = read(&format!("arch/{name}-{ty}.gguf"));
+            let want = f32s(&format!("arch/{name}-llamacpp-{ty}.f32"));
+            for (kname, k) in kernel_paths() {
+                for decode in [false, true] {
+                    let got = run(&file, Quirks::default(), &k, decode).unwrap();
+                    let s = compare(&got, &want);
+                    println!("{name} {ty} [{kname}, decode {decode}]: {s:?}");
+                    assert!(
+                        passes_q8(&s),
+                        "{name} {ty} [{kname}, decode {decode}]: {s:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Each architecture's classic mistake fails the oracle the correct model passes.
+#[test]
+fn classic_mistakes_fail_the_oracle() {
+    let k = Kernels::scalar();
+    let cases = [
+        (
+            "llama3 without the rope_freqs frequency rule",
+            "llama3",
+            Quirks {
+                skip_rope_freqs: true,
+                ..Quirks::default()
+            },
+        ),
+        (
+            "qwen2 without the Q/K/V biases",
+            "qwen2",
+            Quirks {
+                skip_qkv_bias: true,
+                ..Quirks::default()
+            },
+        ),
+        (
+            "qwen3 without the per-head Q/K norm",
+            "qwen3",
+            Quirks {
+                skip_qk_norm: true,
+                ..Quirks::default()
+            },
+        ),
+        (
+            "qwen2 with llama's pairwise RoPE (its rows are not permuted)",
+            "qwen2",
+            Quirks {
+                rope: Some(RopeStyle::Pairwise),
+                ..Quirks::default()
+            },
+        ),
+    ];
+    for (what, name, quirks) in cases {
+        let file = read(&format!("arch/{name}-f32.gguf"));
+        let hf = f32s(&format!("arch/{name}-hf.f32"));
+        let ok = compare(&run(&file, Quirks::default(), &k, false).unwrap(), &hf);
+        assert!(passes_f32(&ok), "{name}: {ok:?}");
+        let bad = compare(&run(&file, quirks, &k, false).unwrap(), &hf);
+        println!("{what}: {bad:?}");
+        assert!(!passes_f32(&bad), "{what} passed the oracle: {bad:?}");
+        assert!(bad.max_abs > 0.05, "{what}: too close to notice: {bad:?}");
+    }
+}
+
+/// A copy of `file` with metadata `key` replaced (or removed, for `None`) and tensors
+/// satisfying `drop` left out.
+fn rewrite(file: &[u8], key: &str, val: Option<Value<'_>>, drop: &dyn Fn(&str) -> bool) -> Vec<u8> {
+    let buf = AlignedBuf::from_slice(file);
+    let g = Gguf::parse(buf.as_bytes()).unwrap();
+    let mut wr = GgufWriter::new();
+    let mut put = |k: &str, v: Value<'_>| match v {
+        Value::U32(x) => {
+            wr.kv_u32(k, x);
+        }
+        Value::F32(x) => {
+            wr.kv_f32(k, x);
+        }
+        Value::String(s) => {
+            wr.kv_str(k, s);
+        }
+        _ => {}
+    };
+    for &(k, v) in g.metadata() {
+        if k != key {
+            put(k, v);
+        }
+    }
+    if let Some(v) = val {
+        put(key, v);
+    }
+    for t in g.tensors().iter().filter(|t| !drop(t.name)) {
+        wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+    }
+    wr.finish()
+}
+
+fn config_of(file: &[u8]) -> Result<Config, ModelError> {
+    let buf = AlignedBuf::from_slice(file);
+    let g = Gguf::parse(buf.as_bytes()).unwrap();
+    let cfg = Config::from_gguf(&g)?;
+    Weights::from_gguf(&g, &cfg)?;
+    Ok(cfg)
+}
+
+#[test]
+fn config_reads_each_architecture() {
+    let none = |_: &str| false;
+    let llama3 = read("arch/llama3-f32.gguf");
+    let cfg = config_of(&llama3).unwrap();
+    assert_eq!(
+        (cfg.arch, cfg.rope_style, cfg.rope_freqs),
+        (Arch::Llama, RopeStyle::Pairwise, true)
+    );
+    assert_eq!(
+        (cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.n_layers),
+        (128, 4, 2, 2)
+    );
+    let qwen2 = read("arch/qwen2-f32.gguf");
+    let cfg = config_of(&qwen2).unwrap();
+    assert_eq!(
+        (cfg.arch, cfg.rope_style, cfg.tied_output),
+        (Arch::Qwen2, RopeStyle::RotateHalf, true)
+    );
+    assert_eq!(cfg.rope_theta, 1_000_000.0);
+    let qwen3 = read("arch/qwen3-f32.gguf");
+    let cfg = config_of(&qwen3).unwrap();
+    assert_eq!(
+        (cfg.arch, cfg.rope_style, cfg.tied_output),
+        (Arch::Qwen3, RopeStyle::RotateHalf, false)
+    );
+
+    // Refused by name, not run wrongly.
+    let arch = |f: &[u8], a| rewrite(f, "general.architecture", Some(Value::String(a)), &none);
+    assert_eq!(
+        config_of(&arch(&qwen2, "qwen2moe")),
+        Err(ModelError::Unsupported("qwen2moe"))
+    );
+    assert_eq!(
+        config_of(&arch(&qwen3, "qwen3moe")),
+        Err(ModelError::Unsupported("qwen3moe"))
+    );
+    assert_eq!(
+        config_of(&arch(&qwen3, "gemma3")),
+        Err(ModelError::NotLlama)
+    );
+    let scaled = rewrite(
+        &llama3,
+        "llama.rope.scaling.type",
+        Some(Value::String("yarn")),
+        &none,
+    );
+    assert_eq!(
+        config_of(&scaled),
+        Err(ModelError::Unsupported("llama.rope.scaling.type"))
+    );
+    let scaled = rewrite(
+        &qwen2,
+        "qwen2.rope.scaling.type",
+        Some(Value::String("linear")),
+        &none,
+    );
+    assert_eq!(
+        config_of(&scaled),
+        Err(ModelError::Unsupported("qwen2.rope.scaling.type"))
+    );
+    let experts = rewrite(&qwen3, "qwen3.expert_count", Some(Value::U32(8)), &none);
+    assert_eq!(
+        config_of(&experts),
+        Err(ModelError::Unsupported("qwen3.expert_count"))
+    );
+    // Qwen3 0.6B and larger: heads wider than dim / n_heads.
+    let wide = rewrite(
+        &qwen3,
+        "qwen3.attention.key_length",
+        Some(Value::U32(64)),
+        &none,
+    );
+    assert_eq!(
+        config_of(&wide),
+        Err(ModelError::Unsupported("qwen3.attention.key_length"))
+    );
+    // A qwen file with Llama 3 frequency factors, or llama with biases: not what we compute.
+    let freqs = AlignedBuf::from_slice(&llama3);
+    let g = Gguf::parse(freqs.as_bytes()).unwrap();
+    let t = g.tensor("rope_freqs.weight").unwrap();
+    let mut wr = GgufWriter::new();
+    let with_freqs = {
+        let base = AlignedBuf::from_slice(&qwen2);
+        let q = Gguf::parse(base.as_bytes()).unwrap();
+        for &(k, v) in q.metadata() {
+            match v {
+                Value::U32(x) => wr.kv_u32(k, x),
+                Value::F32(x) => wr.kv_f32(k, x),
+                Value::String(s) => wr.kv_str(k, s),
+                _ => &mut wr,
+            };
+        }
+        for t in q.tensors() {
+            wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+        }
+        wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+        wr.finish()
+    };
+    assert_eq!(
+        config_of(&with_freqs),
+        Err(ModelError::Unsupported("rope_freqs.weight"))
+    );
+    // Missing architecture tensors are errors.
+    let no_bias = rewrite(&qwen2, "", None, &|n| n == "blk.1.attn_k.bias");
+    assert_eq!(
+        config_of(&no_bias),
+        Err(ModelError::MissingTensor("blk.1.attn_k.bias".into()))
+    );
+    let no_norm = rewrite(&qwen3, "", None, &|n| n == "blk.0.attn_q_norm.weight");
+    assert_eq!(
+        config_of(&no_norm),
+        Err(ModelError::MissingTensor("blk.0.attn_q_norm.weight".into()))
+    );
+}
+
+/// The `llama-bpe` and `qwen2` pre-tokenizers against llama.cpp's tokenization of the same
+/// texts with the fixtures' vocabularies (they differ in digits: runs of up to 3 vs single).
+#[test]
+fn bpe_pre_tokenizers_match_llamacpp() {
+    use llm_runtime::tokenizer::Tokenizer;
+    let b = read("arch/tokens-llamacpp.bin");
+    let u = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let toks: Vec<(&str, Vec<u8>)> = ["llama3", "qwen2"]
+        .iter()
+        .map(|n| (*n, read(&format!("arch/{n}-f32.gguf"))))
+        .collect();
+    let toks: Vec<(&str, Tokenizer)> = toks
+        .iter()
+        .map(|(n, f)| {
+            let buf = AlignedBuf::from_slice(f);
+            let g = Gguf::parse(buf.as_bytes()).unwrap();
+            (*n, Tokenizer::from_gguf(&g).unwrap())
+        })
+        .collect();
+    let mut at = 4;
+    let mut differ = false;
+    for _ in 0..u(0) {
+        let len = u(at);
+        let text = std::str::from_utf8(&b[at + 4..at + 4 + len]).unwrap();
+        at += 4 + len;
+        let mut per = Vec::new();
+        for (name, tok) in &toks {
+            let n = u(at);
+            let want: Vec<u32> = (0..n).map(|j| u(at + 4 + 4 * j) as u32).collect();
+            at += 4 + 4 * n;
+            assert_eq!(tok.encode(text, false, false), want, "{name}: {text:?}");
+            per.push(want);
+        }
+        differ |= per[0].len() != per[1].len();
+    }
+    assert!(differ, "no text tells the two pre-tokenizers apart");
+}

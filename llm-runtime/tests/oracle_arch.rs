@@ -82,53 +82,13 @@ fn run(file: &[u8], quirks: Quirks, k: &Kernels, decode: bool) -> Result<Vec<f32
     Ok(out)
 }
 
-#[derive(Debug)]
-struct Stats {
-    max_abs: f32,
-    mean_abs: f32,
-    argmax_agree: f32,
-    /// Fraction of positions whose logits are all within 1e-5.
-    exact_rows: f32,
-}
+#[path = "common/logits.rs"]
+mod logits;
+use logits::Stats;
 
+/// Exact rows: all logits within 1e-5.
 fn compare(got: &[f32], want: &[f32]) -> Stats {
-    assert_eq!(got.len(), want.len(), "logit counts differ");
-    let mut max_abs = 0.0f32;
-    let mut sum = 0.0f64;
-    for (a, b) in got.iter().zip(want) {
-        let d = if a.is_finite() {
-            (a - b).abs()
-        } else {
-            f32::INFINITY
-        };
-        max_abs = max_abs.max(d);
-        sum += f64::from(d);
-    }
-    let argmax = |r: &[f32]| {
-        r.iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                if v > bv { (i, v) } else { (bi, bv) }
-            })
-            .0
-    };
-    let rows = got.len() / VOCAB;
-    let agree = got
-        .chunks_exact(VOCAB)
-        .zip(want.chunks_exact(VOCAB))
-        .filter(|(a, b)| argmax(a) == argmax(b))
-        .count();
-    let exact = got
-        .chunks_exact(VOCAB)
-        .zip(want.chunks_exact(VOCAB))
-        .filter(|(a, b)| a.iter().zip(*b).all(|(x, y)| (x - y).abs() <= 1e-5))
-        .count();
-    Stats {
-        max_abs,
-        mean_abs: (sum / got.len() as f64) as f32,
-        argmax_agree: agree as f32 / rows as f32,
-        exact_rows: exact as f32 / rows as f32,
-    }
+    logits::compare(got, want, VOCAB, 1e-5)
 }
 
 fn passes_f32(s: &Stats) -> bool {

@@ -131,45 +131,13 @@ fn q8_k_is_byte_exact_with_ggml() {
     }
 }
 
-#[derive(Debug)]
-struct Stats {
-    max_abs: f32,
-    mean_abs: f32,
-    argmax_agree: f32,
-    /// Fraction of positions whose logits are all within 1e-4 (float rounding only).
-    exact_rows: f32,
-}
+#[path = "common/logits.rs"]
+mod logits;
+use logits::Stats;
 
+/// Exact rows: all logits within 1e-4 (float rounding only).
 fn compare(got: &[f32], want: &[f32]) -> Stats {
-    assert_eq!(got.len(), want.len());
-    let (mut max_abs, mut sum) = (0.0f32, 0.0f64);
-    for (a, b) in got.iter().zip(want) {
-        let d = if a.is_finite() {
-            (a - b).abs()
-        } else {
-            f32::INFINITY
-        };
-        max_abs = max_abs.max(d);
-        sum += f64::from(d);
-    }
-    let argmax = |r: &[f32]| (0..r.len()).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap();
-    let rows = got.len() / VOCAB;
-    let agree = got
-        .chunks_exact(VOCAB)
-        .zip(want.chunks_exact(VOCAB))
-        .filter(|(a, b)| argmax(a) == argmax(b))
-        .count();
-    let exact = got
-        .chunks_exact(VOCAB)
-        .zip(want.chunks_exact(VOCAB))
-        .filter(|(a, b)| a.iter().zip(*b).all(|(x, y)| (x - y).abs() <= 1e-4))
-        .count();
-    Stats {
-        max_abs,
-        mean_abs: (sum / got.len() as f64) as f32,
-        argmax_agree: agree as f32 / rows as f32,
-        exact_rows: exact as f32 / rows as f32,
-    }
+    logits::compare(got, want, VOCAB, 1e-4)
 }
 
 fn passes(s: &Stats) -> bool {

@@ -488,27 +488,39 @@ impl Kernels {
 }
 
 fn check_shape(w: &[BlockQ8_0], x: &[BlockQ8_0], y: &[f32], n: usize) -> Result<(), KernelError> {
+    shape_of(w.len(), x.len(), y.len(), n).map(|_| ())
+}
+
+/// The matmul shape rule for every weight type, in blocks: `x` is `n` tokens of `kb` blocks,
+/// `y` is `n` tokens of `rows` outputs, `w` is `rows * kb` blocks. Returns `(kb, rows)`
+/// (`(0, 0)` for `n == 0` with empty `x` and `y`).
+pub(crate) fn shape_of(
+    w_blocks: usize,
+    x_blocks: usize,
+    y_len: usize,
+    n: usize,
+) -> Result<(usize, usize), KernelError> {
     let err = KernelError::Shape {
-        weight_blocks: w.len(),
-        act_blocks: x.len(),
-        out_len: y.len(),
+        weight_blocks: w_blocks,
+        act_blocks: x_blocks,
+        out_len: y_len,
         tokens: n,
     };
     if n == 0 {
-        return if x.is_empty() && y.is_empty() {
-            Ok(())
+        return if x_blocks == 0 && y_len == 0 {
+            Ok((0, 0))
         } else {
             Err(err)
         };
     }
-    if !x.len().is_multiple_of(n) || !y.len().is_multiple_of(n) {
+    if !x_blocks.is_multiple_of(n) || !y_len.is_multiple_of(n) {
         return Err(err);
     }
-    let (kb, rows) = (x.len() / n, y.len() / n);
-    if rows.checked_mul(kb) != Some(w.len()) {
+    let (kb, rows) = (x_blocks / n, y_len / n);
+    if rows.checked_mul(kb) != Some(w_blocks) {
         return Err(err);
     }
-    Ok(())
+    Ok((kb, rows))
 }
 
 /// `rows` cut into contiguous ranges that threads claim one at a time, so a thread that falls

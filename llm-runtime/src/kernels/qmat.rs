@@ -266,26 +266,8 @@ impl Kernels {
         if w.wants_q8_k() != matches!(x, QActs::Q8K(_)) {
             return Err(KernelError::ActivationType);
         }
-        let err = KernelError::Shape {
-            weight_blocks: w.len(),
-            act_blocks: x.len(),
-            out_len: y.len(),
-            tokens: n,
-        };
-        if n == 0 {
-            return if x.is_empty() && y.is_empty() {
-                Ok(())
-            } else {
-                Err(err)
-            };
-        }
-        if !x.len().is_multiple_of(n) || !y.len().is_multiple_of(n) {
-            return Err(err);
-        }
-        let (kb, nrows) = (x.len() / n, y.len() / n);
-        if nrows.checked_mul(kb) != Some(w.len()) {
-            return Err(err);
-        }
+        // n == 0 with empty x and y gives kb == 0 and returns below.
+        let (kb, nrows) = super::shape_of(w.len(), x.len(), y.len(), n)?;
         if kb == 0 {
             y.fill(0.0);
             return Ok(());

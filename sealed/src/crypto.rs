@@ -207,6 +207,38 @@ pub fn open_chunk(
     Ok(())
 }
 
+/// Decrypts and verifies chunk `index` in place, with its ciphertext in `data` (exactly
+/// `plain_len` bytes) and its tag passed apart: the form a reader uses that copies ciphertext
+/// from untrusted memory straight to where the plaintext must end up (secure memory laid out as
+/// the GGUF file), the tag into a local. On failure `data` is zeroed.
+pub fn open_chunk_detached(
+    key: &ContentKey,
+    header: &Header<'_>,
+    index: u32,
+    data: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), Error> {
+    let c = header.chunk(index)?;
+    if data.len() != c.plain_len as usize {
+        return Err(Error::ChunkBufferLength {
+            index,
+            expected: c.plain_len as usize,
+            actual: data.len(),
+        });
+    }
+    let r = key.cipher().decrypt_in_place_detached(
+        &chunk_nonce(index),
+        &chunk_aad(header, index, &c),
+        data,
+        Tag::from_slice(tag),
+    );
+    if r.is_err() {
+        data.zeroize();
+        return Err(Error::ChunkAuth { index });
+    }
+    Ok(())
+}
+
 /// The message the owner signs: a label and the header hash.
 pub(crate) fn signed_message(header_hash: &[u8; 32]) -> [u8; SIG_MSG_LEN] {
     let mut m = [0u8; SIG_MSG_LEN];

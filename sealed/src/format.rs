@@ -318,9 +318,44 @@ impl<'a> Header<'a> {
     }
 }
 
+/// Bytes from the start of a package to its first chunk (header, tag, recipients, signature),
+/// read from a prefix of it: `Err(Truncated)` says how much more the prefix must hold before
+/// the length is known. Lets a reader copy exactly the head out of memory it does not trust.
+pub fn head_len(prefix: &[u8]) -> Result<usize, Error> {
+    let mut r = Reader::new(prefix, 0);
+    if r.array::<8>()? != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    let version = r.u16()?;
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let flags = r.u16()?;
+    if flags & !FLAG_SIGNED != 0 {
+        return Err(Error::UnknownFlags(flags));
+    }
+    let header_len = r.u32()? as usize;
+    let mut r = Reader::new(prefix, header_len + HEADER_TAG_LEN);
+    let count = r.u16()?;
+    if count == 0 || count > MAX_RECIPIENTS {
+        return Err(Error::BadRecipientCount(count));
+    }
+    let sig = if flags & FLAG_SIGNED != 0 { SIG_LEN } else { 0 };
+    Ok(header_len + HEADER_TAG_LEN + RECIPIENTS_PREFIX_LEN + count as usize * RECIPIENT_LEN + sig)
+}
+
 impl<'a> Package<'a> {
     /// Parses a whole package. Its length must match the header exactly.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::parse_head(bytes, bytes.len())
+    }
+
+    /// Parses a package of `total_len` bytes from `head`, which holds at least its first
+    /// [`head_len`] bytes (a private copy; the chunks may stay where they are and be opened
+    /// with [`crate::open_chunk_detached`]). [`Package::chunk_bytes`] only finds chunks inside
+    /// `head`.
+    pub fn parse_head(head: &'a [u8], total_len: usize) -> Result<Self, Error> {
+        let bytes = head;
         let header = Header::parse(bytes)?;
         let mut r = Reader::new(bytes, header.len);
         let header_tag = r.array()?;
@@ -348,16 +383,16 @@ impl<'a> Package<'a> {
                 offset: chunks_offset,
                 need: usize::MAX,
             })?;
-        if bytes.len() < expected {
+        if total_len < expected {
             return Err(Error::Truncated {
-                offset: bytes.len(),
-                need: expected - bytes.len(),
+                offset: total_len,
+                need: expected - total_len,
             });
         }
-        if bytes.len() > expected {
+        if total_len > expected {
             return Err(Error::TrailingBytes {
                 expected,
-                actual: bytes.len(),
+                actual: total_len,
             });
         }
         Ok(Package {

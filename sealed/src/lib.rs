@@ -10,20 +10,27 @@
 //! - [`seal`] builds a package from a GGUF file.
 //! - [`Package::unwrap_key`] recovers the content key with a device secret and checks the header
 //!   tag; [`open_chunk`] then decrypts and verifies one chunk in place in a caller-given buffer, so
-//!   the partition can decrypt straight into secure memory.
+//!   the partition can decrypt straight into secure memory; [`head_len`], [`Package::parse_head`]
+//!   and [`open_chunk_detached`] do the same when only a private copy of the head is parsed and
+//!   each chunk is copied from untrusted memory to its place in the plaintext.
+//! - [`DeviceKeys`] derives a device's recipient and attestation keys from its root secret;
+//!   [`attest`] builds and verifies the reports that say which model a partition runs.
 #![no_std]
 
 extern crate alloc;
 
+pub mod attest;
 mod crypto;
+pub mod device;
 mod format;
 mod seal;
 
-pub use crypto::{ContentKey, DeviceSecret, open_chunk};
+pub use crypto::{ContentKey, DeviceSecret, open_chunk, open_chunk_detached};
+pub use device::{DeviceKeys, DevicePublic};
 pub use format::{
     CHUNK_ENTRY_LEN, ChunkEntry, FIXED_HEADER_LEN, FORMAT_VERSION, Header, Layer, MAGIC,
     MAX_CHUNK_COUNT, MAX_CHUNK_LEN, MAX_RECIPIENTS, Package, RECIPIENT_LEN, Recipient, SIG_LEN,
-    TAG_LEN,
+    TAG_LEN, head_len,
 };
 pub use seal::{SealParams, plan_chunks, seal};
 

@@ -435,3 +435,60 @@ fn interleaved_layers_and_odd_tensors_get_their_own_chunks() {
     assert_eq!(Package::parse(&bytes).unwrap().header.chunk_count, 0);
     assert_eq!(unseal(&bytes, &dev).unwrap(), b"");
 }
+
+/// The reader the partition uses: a private copy of the head only, each chunk copied to its
+/// place in a GGUF-shaped buffer and opened there with its tag apart.
+#[test]
+fn head_only_reader_rebuilds_the_gguf_in_place() {
+    let gguf = model();
+    let dev = device(1);
+    let bytes = seal_model(&gguf, 1, 1, &[dev.public_key()], 1);
+    // The length is known only once enough of the head is there.
+    let mut have = 16;
+    let head = loop {
+        match flexserve_sealed::head_len(&bytes[..have]) {
+            Ok(n) => break n,
+            Err(Error::Truncated { offset, need }) => {
+                assert!(offset + need > have, "asks for more");
+                have = offset + need;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let pkg = Package::parse_head(&bytes[..head], bytes.len()).unwrap();
+    assert_eq!(pkg.chunks_offset, head);
+    assert_eq!(
+        Package::parse_head(&bytes[..head], bytes.len() - 1).err(),
+        Some(Error::Truncated {
+            offset: bytes.len() - 1,
+            need: 1
+        })
+    );
+    let key = pkg.unwrap_key(&dev).unwrap();
+    let prefix = pkg.header.gguf_prefix.len();
+    let mut plain = vec![0u8; prefix + pkg.header.data_len as usize];
+    plain[..prefix].copy_from_slice(pkg.header.gguf_prefix);
+    for i in 0..pkg.header.chunk_count {
+        let c = pkg.header.chunk(i).unwrap();
+        let at = head + pkg.header.chunk_cipher_offset(i).unwrap() as usize;
+        let n = c.plain_len as usize;
+        let dst = &mut plain[prefix + c.plain_offset as usize..][..n];
+        dst.copy_from_slice(&bytes[at..at + n]);
+        let tag: [u8; TAG_LEN] = bytes[at + n..at + n + TAG_LEN].try_into().unwrap();
+        flexserve_sealed::open_chunk_detached(&key, &pkg.header, i, dst, &tag).unwrap();
+    }
+    assert!(plain == gguf, "rebuilt file differs");
+    // A bad tag zeroes the destination.
+    let c = pkg.header.chunk(1).unwrap();
+    let dst = &mut plain[prefix + c.plain_offset as usize..][..c.plain_len as usize];
+    assert_eq!(
+        flexserve_sealed::open_chunk_detached(&key, &pkg.header, 1, dst, &[0; TAG_LEN]),
+        Err(Error::ChunkAuth { index: 1 })
+    );
+    assert!(dst.iter().all(|&b| b == 0));
+    // Garbage heads are errors.
+    assert_eq!(
+        flexserve_sealed::head_len(b"GGUF\0\0\0\0\0\0\0\0\0\0\0\0"),
+        Err(Error::BadMagic)
+    );
+}

@@ -9,6 +9,7 @@
 //! - [`manifest`]: the SP's FF-A manifest (read from the boot info), validated once.
 //! - [`memmap`]: what the runtime page table maps, by intent, and the page table built from it.
 //! - [`messaging`]: the FF-A message loop as a step function (registers in, next call out).
+//! - [`sealed`]: sealed models: device keys, loading a package into secure memory, attestation.
 //! - [`serve`]: model serving (load a lent GGUF, generate, unload) with `llm-runtime`.
 //! - [`service`]: the FlexServe command dispatcher (`flexserve-proto` requests in, replies out).
 //! - [`shmem`]: memory regions retrieved from FF-A memory transactions, mapped and accessed
@@ -22,6 +23,7 @@ pub mod flexmem;
 pub mod manifest;
 pub mod memmap;
 pub mod messaging;
+pub mod sealed;
 pub mod serve;
 pub mod service;
 pub mod shmem;

@@ -636,6 +636,18 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     // SAFETY: the boot info names the manifest DTB the SPMC placed for this SP.
     let dtb = unsafe { core::slice::from_raw_parts(dtb_addr as *const u8, dtb_size as usize) };
     let manifest = SpManifest::parse(dtb).unwrap_or_else(|e| boot_failed(BootError::Manifest(e)));
+    let device = device_root(&info, boot_info, header.blob_size).map(|mut root| {
+        let d = flexserve_sp::sealed::Device::from_root(&mut root);
+        let p = d.public();
+        let fp = p.fingerprint();
+        log::info!(
+            "device key: x25519 {}, ed25519 {}, fingerprint {}",
+            Hex(&p.kem),
+            Hex(&p.sign),
+            Hex(&fp[..8])
+        );
+        d
+    });
 
     // Runtime map by intent, checked (heap clear of the image) before the heap is touched.
     let maps = memmap::plan(
@@ -765,6 +777,10 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         if let Some(f) = flexmem_from(&manifest.flexmem) {
             service = service.with_flexmem(f);
         }
+        match device {
+            Some(d) => service = service.with_device(d),
+            None => log::warn!("no device root in the boot information: sealed models off"),
+        }
     }
     #[cfg(feature = "fault-injection")]
     let service = service.with_fault_injection(inject_fault);
@@ -776,6 +792,42 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         start_secondaries(&slots);
     }
     serve_forever(Messaging::new(&shared.service, id))
+}
+
+/// The device root secret from the boot information (`flexserve_proto::device_root`), if the
+/// firmware gave one inside the blob it mapped for the SP.
+fn device_root(info: &BootInfo<'_>, blob: u64, blob_size: u32) -> Option<[u8; 32]> {
+    use ffa::boot_info::{BootInfoContents, BootInfoName};
+    use flexserve_proto::device_root::{DEVICE_ROOT_LEN, DEVICE_ROOT_NAME, DEVICE_ROOT_TYPE};
+    let d = info.descriptors().find(|d| {
+        d.kind.to_u8() == DEVICE_ROOT_TYPE && d.name == BootInfoName::String(DEVICE_ROOT_NAME)
+    })?;
+    let BootInfoContents::Address(at) = d.contents else {
+        log::warn!("device root descriptor is not by address");
+        return None;
+    };
+    let end = at.checked_add(DEVICE_ROOT_LEN as u64)?;
+    if d.size as usize != DEVICE_ROOT_LEN || at < blob || end > blob + u64::from(blob_size) {
+        log::warn!(
+            "device root descriptor at {at:#x}+{} is outside the boot info",
+            d.size
+        );
+        return None;
+    }
+    let mut root = [0u8; 32];
+    // SAFETY: the range was checked to lie inside the boot-info blob, which is mapped.
+    let src = unsafe { core::slice::from_raw_parts(at as usize as *const u8, DEVICE_ROOT_LEN) };
+    root.copy_from_slice(src);
+    Some(root)
+}
+
+/// Bytes as lowercase hex, for the log.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// Every EC's loop: FFA_MSG_WAIT, then answer each request with the next call.

@@ -15,6 +15,7 @@
 //!
 //! Every normal-world input ends in a protocol error, never a panic.
 
+use crate::flexmem::FlexMem;
 use crate::service::Memory;
 use alloc::{vec, vec::Vec};
 use core::ops::ControlFlow;
@@ -54,18 +55,35 @@ pub struct Hooks {
 
 /// A loaded model. Field order matters: the views into the pinned file (`weights`) are dropped
 /// before the struct is gone, and `Serving::unload` unpins only after dropping it.
-struct Loaded {
+pub(crate) struct Loaded {
     weights: Weights<'static>,
     tok: Tokenizer,
     model: Model,
-    region: u32,
-    info: ModelInfo,
+    pub(crate) region: u32,
+    pub(crate) info: ModelInfo,
+    pub(crate) origin: Origin,
+}
+
+/// Where a loaded model's bytes came from, and so how they go back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A plaintext GGUF the normal world lent (test builds): given back as it was.
+    Plain,
+    /// Decrypted from a sealed package into lent pages: scrubbed before they go back
+    /// (by Flex-Mem if `secured`).
+    Sealed {
+        model_id: [u8; 32],
+        package_version: u64,
+        header_hash: [u8; 32],
+        secured: bool,
+    },
 }
 
 /// The serving engine's state: at most one model.
 pub struct Serving {
-    hooks: Hooks,
-    loaded: Option<Loaded>,
+    pub(crate) hooks: Hooks,
+    pub(crate) loaded: Option<Loaded>,
+    pub(crate) device: Option<crate::sealed::Device>,
 }
 
 impl core::fmt::Debug for Serving {
@@ -184,6 +202,7 @@ impl Serving {
         Serving {
             hooks,
             loaded: None,
+            device: None,
         }
     }
 
@@ -237,7 +256,7 @@ impl Serving {
         }
     }
 
-    fn build(&self, bytes: &'static [u8], region: u32) -> Result<Loaded, ProtoError> {
+    pub(crate) fn build(&self, bytes: &'static [u8], region: u32) -> Result<Loaded, ProtoError> {
         check_header_counts(bytes)?;
         let g = Gguf::parse(bytes).map_err(|e| bad_model("GGUF", &e, ModelFault::Gguf))?;
         let cfg = Config::from_gguf(&g).map_err(|e| bad_model("config", &e, ModelFault::Model))?;
@@ -305,17 +324,27 @@ impl Serving {
             model,
             region,
             info,
+            origin: Origin::Plain,
         })
     }
 
-    /// `ModelUnload`.
-    pub fn unload(&mut self, mem: &mut Memory) -> Result<(), ProtoError> {
+    /// `ModelUnload`. Decrypted weights are scrubbed before their pages go back.
+    pub fn unload(
+        &mut self,
+        mem: &mut Memory,
+        flexmem: Option<&mut FlexMem>,
+    ) -> Result<(), ProtoError> {
         let l = self.loaded.take().ok_or(ProtoError::NoModel)?;
-        let region = l.region;
+        let (region, origin) = (l.region, l.origin);
         drop(l);
         // SAFETY: the only views of the pinned bytes lived in `l` (weights), dropped above.
         unsafe { mem.unpin(region) };
-        mem.release(region)?;
+        match origin {
+            Origin::Plain => mem.release(region)?,
+            Origin::Sealed { secured, .. } => {
+                crate::sealed::scrub_and_release(mem, flexmem, region, secured)?
+            }
+        }
         log::info!("model unloaded, region {region} relinquished");
         Ok(())
     }

@@ -3,13 +3,15 @@
 //! normal world sends.
 
 use crate::flexmem::FlexMem;
+use crate::sealed::Device;
 use crate::serve::{Hooks, Serving};
 use crate::shmem::{MemPlatform, SharedMemory};
 use alloc::boxed::Box;
 use ffa::{PartitionId, memory::TransactionType};
 use flexserve_proto::{
     Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, FlexFault, Info,
-    MAX_PAYLOAD_REGS, PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, Width, caps,
+    MAX_PAYLOAD_REGS, PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, SealedFault,
+    Width, caps,
 };
 
 /// The memory service with the platform behind a trait object (SMCs and the runtime page table
@@ -18,6 +20,9 @@ pub type Memory = SharedMemory<Box<dyn MemPlatform>>;
 
 /// Makes the SP fail in the requested way (test builds with the `fault-injection` feature).
 pub type FaultHook = fn(FaultKind) -> !;
+
+/// Whether `ModelLoad` takes plaintext GGUF files (feature `plaintext-models`, test builds).
+pub const PLAINTEXT_MODELS: bool = cfg!(feature = "plaintext-models");
 
 /// Reply payload registers (unused ones are zero).
 pub type Reply = [u64; MAX_PAYLOAD_REGS];
@@ -84,6 +89,22 @@ impl Service {
         self.serving = Some(Serving::new(hooks));
         if self.memory.is_some() && self.capabilities & caps::DIRECT_REQ2 != 0 {
             self.capabilities |= caps::SERVING;
+            if PLAINTEXT_MODELS {
+                self.capabilities |= caps::PLAINTEXT_MODELS;
+            }
+        }
+        self
+    }
+
+    /// Gives the serving engine the device keys: sealed packages and attestation
+    /// (`DeviceKey`, `ModelLoadSealed`, `Attest`; without keys they answer
+    /// `Sealed(NoDeviceKey)`).
+    pub fn with_device(mut self, device: Device) -> Self {
+        if let Some(s) = self.serving.as_mut() {
+            s.set_device(device);
+            if self.capabilities & caps::SERVING != 0 {
+                self.capabilities |= caps::SEALED;
+            }
         }
         self
     }
@@ -146,6 +167,9 @@ impl Service {
     ) -> Result<Response<'static>, ProtoError> {
         let cmd = match req {
             Request::ModelLoad { .. } => Command::ModelLoad,
+            Request::ModelLoadSealed { .. } => Command::ModelLoadSealed,
+            Request::DeviceKey => Command::DeviceKey,
+            Request::Attest { .. } => Command::Attest,
             Request::Generate(_) => Command::Generate,
             _ => Command::ModelUnload,
         };
@@ -156,10 +180,25 @@ impl Service {
         if cmd != Command::ModelUnload && regs < DIRECT2_PAYLOAD_REGS {
             return Err(ProtoError::Unsupported(cmd));
         }
+        let flexmem = self.flexmem.as_mut();
         match *req {
+            Request::ModelLoad { .. } if !PLAINTEXT_MODELS => Err(ProtoError::Unsupported(cmd)),
             Request::ModelLoad { handle } => s.load(m, sender, handle).map(Response::Model),
+            Request::ModelLoadSealed { package, dest, len } => s
+                .load_sealed(m, flexmem, sender, package, dest, len)
+                .map(Response::Model),
+            Request::DeviceKey => match s.device() {
+                Some(d) => Ok(Response::DeviceKey(d.key_reply())),
+                None => Err(ProtoError::Sealed {
+                    fault: SealedFault::NoDeviceKey,
+                    chunk: 0,
+                }),
+            },
+            Request::Attest { io_handle, nonce } => s
+                .attest(m, sender, io_handle, &nonce)
+                .map(Response::Attested),
             Request::Generate(a) => s.generate(m, sender, &a).map(Response::Generated),
-            Request::ModelUnload => s.unload(m).map(|()| Response::Done),
+            Request::ModelUnload => s.unload(m, flexmem).map(|()| Response::Done),
             _ => Err(ProtoError::Internal),
         }
     }
@@ -265,8 +304,14 @@ impl Service {
         // report the missing arguments as malformed.
         let id = payload.first().map(|w| w & 0xffff);
         if regs < DIRECT2_PAYLOAD_REGS
-            && let Some(cmd @ (Command::ModelLoad | Command::Generate | Command::FlexStats)) =
-                id.and_then(|i| Command::from_id(i as u16))
+            && let Some(
+                cmd @ (Command::ModelLoad
+                | Command::ModelLoadSealed
+                | Command::DeviceKey
+                | Command::Attest
+                | Command::Generate
+                | Command::FlexStats),
+            ) = id.and_then(|i| Command::from_id(i as u16))
         {
             self.rejected += 1;
             return encode(Response::error(ProtoError::Unsupported(cmd)), width, regs);
@@ -321,19 +366,24 @@ impl Service {
                     Response::error(e)
                 }
             },
-            Ok(req @ (Request::ModelLoad { .. } | Request::Generate(_) | Request::ModelUnload)) => {
-                match self.serving_request(sender, &req, regs) {
-                    Ok(r) => {
-                        self.served = self.served.wrapping_add(1);
-                        r
-                    }
-                    Err(e) => {
-                        self.rejected += 1;
-                        log::warn!("serving request {req:x?} refused: {e:?}");
-                        Response::error(e)
-                    }
+            Ok(
+                req @ (Request::ModelLoad { .. }
+                | Request::ModelLoadSealed { .. }
+                | Request::DeviceKey
+                | Request::Attest { .. }
+                | Request::Generate(_)
+                | Request::ModelUnload),
+            ) => match self.serving_request(sender, &req, regs) {
+                Ok(r) => {
+                    self.served = self.served.wrapping_add(1);
+                    r
                 }
-            }
+                Err(e) => {
+                    self.rejected += 1;
+                    log::warn!("serving request {req:x?} refused: {e:?}");
+                    Response::error(e)
+                }
+            },
             Ok(req) => {
                 self.served = self.served.wrapping_add(1);
                 match req {

@@ -653,6 +653,23 @@ impl<P: MemPlatform> SharedMemory<P> {
         Ok(())
     }
 
+    /// Zeroes every byte of region `id` (writable, not pinned): plaintext the SP decrypted into
+    /// lent pages goes before the pages do.
+    pub fn zero_region(&mut self, id: u32) -> Result<(), MemError> {
+        let region = self.region(id)?;
+        if region.pinned {
+            return Err(MemError::Pinned(id));
+        }
+        if !region.access.writable {
+            return Err(MemError::ReadOnly(id));
+        }
+        let ranges: Vec<(u64, u64)> = region.ranges.iter().map(|r| (r.address, r.len())).collect();
+        for (pa, len) in ranges {
+            self.platform.zero(pa, len);
+        }
+        Ok(())
+    }
+
     /// Pins region `id` and returns its bytes as one slice, for parsing in place: the region
     /// must be lent or donated (its owner has lost access, so the bytes cannot change) and one
     /// contiguous run of pages. A pinned region cannot be released or written until

@@ -18,8 +18,10 @@
 #![no_std]
 
 pub mod flexmem;
+pub mod sealed;
 
 pub use flexmem::{FlexFault, FlexStats, FlexSwitch, ScrubKind};
+pub use sealed::{DeviceKey, NONCE_LEN, SealedFault, device_root};
 
 /// The FlexServe service UUID, `9dfe76d4-50b3-45a5-b7b1-cd4264f8f17a`, in RFC 4122 byte order.
 pub const SERVICE_UUID: [u8; 16] = [
@@ -127,6 +129,23 @@ pub enum Command {
     /// `[MODEL_UNLOAD]` -> `[OK]`: drops the model and relinquishes its memory (the owner may
     /// reclaim it).
     ModelUnload = 0x22,
+    /// `[DEVICE_KEY]` -> [`DeviceKey`] (DIRECT_REQ2 only: 9 registers): the device's X25519
+    /// recipient key and Ed25519 attestation key, derived from the platform's device secret.
+    DeviceKey = 0x23,
+    /// `[MODEL_LOAD_SEALED, package lo, package hi, dest lo, dest hi, len lo, len hi]` ->
+    /// [`ModelInfo`] (DIRECT_REQ2 only). `package` is a SHARE or LEND whose first `len` bytes
+    /// are a sealed package (`sealed/FORMAT.md`;
+    /// the SP copies what it reads, so it need not trust the bytes to stay put); `dest` a LEND
+    /// of zeroed pages at least the plaintext GGUF's size, which become secure (Flex-Mem where
+    /// the platform has a firewall). The SP unwraps the content key, checks the header, copies
+    /// each chunk to its place in `dest` and decrypts and verifies it there, then builds the
+    /// model from `dest` as `ModelLoad` does. Any failure scrubs `dest` and gives both back.
+    /// The package is relinquished once loaded.
+    ModelLoadSealed = 0x24,
+    /// `[ATTEST, io lo, io hi, nonce (4 registers)]` -> `[OK, report bytes]`: the SP writes an
+    /// attestation report (`sealed/FORMAT.md`: device keys, model id, package version, header
+    /// hash, the nonce, Ed25519 signature) at offset 0 of the SHARE'd buffer `io`.
+    Attest = 0x25,
     /// `[FLEX_SECURE, region, owner, scrub]` -> [`FlexSwitch`]: switch a region the SP holds
     /// (retrieved from a LEND) to secure memory for `owner` (a model id): caches cleaned and
     /// invalidated by VA, a firewall extent programmed over its pages (merged with the owner's
@@ -167,6 +186,9 @@ impl Command {
             0x20 => Some(Command::ModelLoad),
             0x21 => Some(Command::Generate),
             0x22 => Some(Command::ModelUnload),
+            0x23 => Some(Command::DeviceKey),
+            0x24 => Some(Command::ModelLoadSealed),
+            0x25 => Some(Command::Attest),
             0x30 => Some(Command::FlexSecure),
             0x31 => Some(Command::FlexRelease),
             0x32 => Some(Command::FlexStats),
@@ -216,6 +238,12 @@ pub mod caps {
     pub const SERVING: u64 = 1 << 6;
     /// The SP drives a memory firewall and serves the `Flex*` commands.
     pub const FLEXMEM: u64 = 1 << 7;
+    /// The SP has a device key and loads sealed packages (`DeviceKey`, `ModelLoadSealed`,
+    /// `Attest`).
+    pub const SEALED: u64 = 1 << 8;
+    /// The SP also loads plaintext GGUF files (`ModelLoad`): test builds only (feature
+    /// `plaintext-models`).
+    pub const PLAINTEXT_MODELS: u64 = 1 << 9;
 }
 
 /// The I/O buffer of `Generate`: input at offset 0, the prompt (`prompt_len` UTF-8 bytes); on
@@ -532,6 +560,8 @@ pub enum Status {
     InUse = 19,
     /// A Flex-Mem command was refused; detail = a [`FlexFault`].
     FlexMem = 20,
+    /// A sealed package or attestation was refused: detail [`SealedFault::detail`].
+    Sealed = 21,
 }
 
 impl Status {
@@ -558,6 +588,7 @@ impl Status {
             18 => Status::BadIoBuffer,
             19 => Status::InUse,
             20 => Status::FlexMem,
+            21 => Status::Sealed,
             _ => return None,
         })
     }
@@ -598,6 +629,11 @@ pub enum ProtoError {
     /// The model's region.
     InUse(u32),
     FlexMem(FlexFault),
+    Sealed {
+        fault: SealedFault,
+        /// The chunk at fault (0 where none is).
+        chunk: u32,
+    },
 }
 
 impl ProtoError {
@@ -623,6 +659,7 @@ impl ProtoError {
             ProtoError::BadIoBuffer(_) => Status::BadIoBuffer,
             ProtoError::InUse(_) => Status::InUse,
             ProtoError::FlexMem(_) => Status::FlexMem,
+            ProtoError::Sealed { .. } => Status::Sealed,
         }
     }
 
@@ -646,6 +683,7 @@ impl ProtoError {
             ProtoError::Ffa(code) => u64::from(code as u32),
             ProtoError::RegionRejected(r) => r as u64,
             ProtoError::FlexMem(f) => f as u64,
+            ProtoError::Sealed { fault, chunk } => fault.detail(chunk),
         }
     }
 }
@@ -702,6 +740,17 @@ pub enum Request<'a> {
     },
     ModelLoad {
         handle: u64,
+    },
+    DeviceKey,
+    ModelLoadSealed {
+        package: u64,
+        dest: u64,
+        /// The package's length in bytes (the region is whole pages).
+        len: u64,
+    },
+    Attest {
+        io_handle: u64,
+        nonce: [u8; NONCE_LEN],
     },
     Generate(GenerateArgs),
     ModelUnload,
@@ -832,6 +881,37 @@ impl<'a> Request<'a> {
                 rest_zero(regs, 1, width)?;
                 Ok(Request::ModelUnload)
             }
+            Command::DeviceKey => {
+                rest_zero(regs, 1, width)?;
+                Ok(Request::DeviceKey)
+            }
+            Command::ModelLoadSealed => {
+                let package = handle_arg(regs, width)?;
+                let dest =
+                    u64::from(arg32(regs, 4, width)?) << 32 | u64::from(arg32(regs, 3, width)?);
+                let len =
+                    u64::from(arg32(regs, 6, width)?) << 32 | u64::from(arg32(regs, 5, width)?);
+                rest_zero(regs, 7, width)?;
+                Ok(Request::ModelLoadSealed { package, dest, len })
+            }
+            Command::Attest => {
+                let io_handle = handle_arg(regs, width)?;
+                // The nonce needs 64-bit registers.
+                if width != Width::W64 {
+                    return Err(ProtoError::Malformed { index: 3 });
+                }
+                let mut n = [0u64; 4];
+                for (i, w) in n.iter_mut().enumerate() {
+                    *w = *regs
+                        .get(3 + i)
+                        .ok_or(ProtoError::TooShort { regs: regs.len() })?;
+                }
+                rest_zero(regs, 7, width)?;
+                Ok(Request::Attest {
+                    io_handle,
+                    nonce: sealed::nonce_from_regs(&n),
+                })
+            }
             Command::FlexSecure => {
                 let region = arg32(regs, 1, width)?;
                 let owner = arg32(regs, 2, width)?;
@@ -908,6 +988,9 @@ impl<'a> Request<'a> {
             Request::MemStats => 1,
             Request::MemRelinquishHandle { .. } => 3,
             Request::ModelLoad { .. } => 3,
+            Request::DeviceKey => 1,
+            Request::ModelLoadSealed { .. } => 7,
+            Request::Attest { .. } => 7,
             Request::Generate(_) => 10,
             Request::ModelUnload => 1,
             Request::FlexSecure { .. } => 4,
@@ -999,6 +1082,24 @@ impl<'a> Request<'a> {
                 ]);
             }
             Request::ModelUnload => out[0] = Command::ModelUnload as u64,
+            Request::DeviceKey => out[0] = Command::DeviceKey as u64,
+            Request::ModelLoadSealed { package, dest, len } => {
+                out[..7].copy_from_slice(&[
+                    Command::ModelLoadSealed as u64,
+                    package & 0xffff_ffff,
+                    package >> 32,
+                    dest & 0xffff_ffff,
+                    dest >> 32,
+                    len & 0xffff_ffff,
+                    len >> 32,
+                ]);
+            }
+            Request::Attest { io_handle, nonce } => {
+                out[0] = Command::Attest as u64;
+                out[1] = io_handle & 0xffff_ffff;
+                out[2] = io_handle >> 32;
+                out[3..7].copy_from_slice(&sealed::nonce_to_regs(nonce));
+            }
             Request::FlexSecure {
                 region,
                 owner,
@@ -1063,6 +1164,9 @@ pub enum Response<'a> {
     FlexStats(FlexStats),
     /// The value a `FlexProbe` load returned.
     Probed(u64),
+    DeviceKey(DeviceKey),
+    /// `Attest`: the report's length in the I/O buffer.
+    Attested(u32),
     /// A command that succeeded without results (`MemFill`, `MemRelease`,
     /// `MemRelinquishHandle`, `ModelUnload`).
     Done,
@@ -1089,7 +1193,8 @@ impl<'a> Response<'a> {
             Response::Ping { payload, .. } => 2 + payload.len(),
             Response::Info(_) | Response::MemRegion(_) | Response::MemStats(_) => 5,
             Response::Model(_) | Response::Generated(_) => 8,
-            Response::Checksum(_) | Response::Probed(_) => 2,
+            Response::Checksum(_) | Response::Probed(_) | Response::Attested(_) => 2,
+            Response::DeviceKey(_) => 1 + DeviceKey::REGS,
             Response::FlexSwitched(_) => 5,
             Response::FlexStats(_) => FlexStats::REGS,
             Response::Done => 1,
@@ -1157,6 +1262,8 @@ impl<'a> Response<'a> {
             }
             Response::FlexStats(f) => out[1..FlexStats::REGS].copy_from_slice(&f.to_regs()),
             Response::Probed(v) => out[1] = v,
+            Response::DeviceKey(k) => out[1..1 + DeviceKey::REGS].copy_from_slice(&k.to_regs()),
+            Response::Attested(n) => out[1] = u64::from(n),
             Response::Done => {}
             Response::Error { status, detail } => {
                 out[0] = status as u64;
@@ -1208,7 +1315,15 @@ impl<'a> Response<'a> {
             | Command::MemRelease
             | Command::MemRelinquishHandle
             | Command::ModelUnload => Ok(Response::Done),
-            Command::ModelLoad => {
+            Command::DeviceKey => {
+                let mut r = [0u64; DeviceKey::REGS];
+                for (i, v) in r.iter_mut().enumerate() {
+                    *v = reg(i + 1)?;
+                }
+                Ok(Response::DeviceKey(DeviceKey::from_regs(&r)))
+            }
+            Command::Attest => Ok(Response::Attested(reg(1)? as u32)),
+            Command::ModelLoad | Command::ModelLoadSealed => {
                 let paths = reg(5)?;
                 Ok(Response::Model(ModelInfo {
                     n_layers: reg(1)? as u32,
@@ -1454,7 +1569,10 @@ mod tests {
         }
     }
 
-    const ALL_COMMANDS: [Command; 16] = [
+    const ALL_COMMANDS: [Command; 19] = [
+        Command::DeviceKey,
+        Command::ModelLoadSealed,
+        Command::Attest,
         Command::FlexSecure,
         Command::FlexRelease,
         Command::FlexStats,
@@ -1790,6 +1908,70 @@ mod tests {
         assert_eq!(
             bad(&[0x30, 1 << 33, 0, 0, 0]),
             Err(ProtoError::Malformed { index: 1 })
+        );
+    }
+
+    #[test]
+    fn sealed_messages_round_trip_and_reject_bad_arguments() {
+        let nonce: [u8; NONCE_LEN] = core::array::from_fn(|i| 0xa0 ^ i as u8);
+        for req in [
+            Request::DeviceKey,
+            Request::ModelLoadSealed {
+                package: 0x1_0000_0002,
+                dest: 0x3_0000_0004,
+                len: 0x5_0000_0006,
+            },
+            Request::Attest {
+                io_handle: 0x5_0000_0006,
+                nonce,
+            },
+        ] {
+            let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
+            req.encode(&mut regs, Width::W64).unwrap();
+            assert_eq!(Request::decode(&regs, Width::W64), Ok(req));
+            let mut bad = regs;
+            bad[9] = 1;
+            assert_eq!(
+                Request::decode(&bad, Width::W64),
+                Err(ProtoError::Malformed { index: 9 })
+            );
+        }
+        let attest = [Command::Attest as u64, 1, 0, 1, 2, 3, 4];
+        assert_eq!(
+            Request::decode(&attest, Width::W32),
+            Err(ProtoError::Malformed { index: 3 })
+        );
+        assert_eq!(
+            Request::decode(&attest[..5], Width::W64),
+            Err(ProtoError::TooShort { regs: 5 })
+        );
+        let key = DeviceKey {
+            kem: [1; 32],
+            sign: [2; 32],
+        };
+        let mut out = [0u64; DIRECT2_PAYLOAD_REGS];
+        Response::DeviceKey(key)
+            .encode(&mut out, Width::W64)
+            .unwrap();
+        assert_eq!(
+            Response::decode(&out, Width::W64, Command::DeviceKey),
+            Ok(Response::DeviceKey(key))
+        );
+        Response::Attested(248)
+            .encode(&mut out, Width::W64)
+            .unwrap();
+        assert_eq!(
+            Response::decode(&out, Width::W64, Command::Attest),
+            Ok(Response::Attested(248))
+        );
+        let e = ProtoError::Sealed {
+            fault: SealedFault::ChunkAuth,
+            chunk: 9,
+        };
+        assert_eq!(e.status(), Status::Sealed);
+        assert_eq!(
+            SealedFault::from_detail(e.detail()),
+            Some((SealedFault::ChunkAuth, 9))
         );
     }
 

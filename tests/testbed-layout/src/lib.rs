@@ -590,3 +590,9 @@ impl Spmc {
         }
     }
 }
+
+/// The testbed's device root secret, handed to the SP in its boot information
+/// (`flexserve_proto::device_root`). A test secret: it is in this public source, so anything
+/// sealed to the testbed device is readable by anyone. Real platforms take the root from their
+/// key source (DESIGN.md sec. 8). `xtask` seals the default model to the keys derived from it.
+pub const TEST_DEVICE_ROOT: [u8; 32] = *b"flexserve testbed device root v1";

@@ -3,7 +3,8 @@
 //! platform-facts.md sec. 3.2-3.3 and 4.3-4.4). Host-tested; `arch::el2` does the copying.
 
 use ffa::Regs;
-use ffa::boot_info::{self, BootInfoDesc};
+use ffa::boot_info::{self, BootInfoContents, BootInfoDesc, BootInfoName, BootInfoType};
+use flexserve_proto::device_root;
 use testbed_layout::{secure_ram, spkg, spmc_memory, virt};
 
 use crate::manifest::{self, ATTR_NS, ManifestError, Region, SpManifest};
@@ -12,8 +13,12 @@ use crate::stage2::{Attrs, MapError, PAGE, Stage2};
 
 /// Memory the SP package is given (Hafnium's default `mem_size`): package + image + BSS.
 pub const PKG_MEM: u64 = 0x10_0000;
-/// Size of the boot-info blob the SPMC writes (header + the manifest descriptor).
-pub const BOOT_INFO_SIZE: usize = boot_info::HEADER_SIZE + boot_info::DESC_SIZE;
+/// Size of the boot-info blob the SPMC writes: header, the manifest descriptor, the device-root
+/// descriptor and the root secret it points at.
+pub const BOOT_INFO_SIZE: usize =
+    boot_info::HEADER_SIZE + 2 * boot_info::DESC_SIZE + device_root::DEVICE_ROOT_LEN;
+/// Where in the blob the device root lies.
+const DEVICE_ROOT_OFFSET: usize = boot_info::HEADER_SIZE + 2 * boot_info::DESC_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
@@ -185,9 +190,10 @@ pub fn build_stage2<'t>(
     Ok(())
 }
 
-/// The boot-info blob for the package base (None if the manifest asks for none): one
-/// descriptor, the manifest FDT; the header's size spans up to the end of the manifest, as
-/// Hafnium writes it (platform-facts.md sec. 4.4).
+/// The boot-info blob for the package base (None if the manifest asks for none): the manifest
+/// FDT, as Hafnium writes it (the header's size spans up to the end of the manifest,
+/// platform-facts.md sec. 4.4), and the testbed's own descriptor with the device root secret
+/// (`flexserve_proto::device_root`), which lies in the blob: SP memory no one else maps.
 pub fn boot_info(p: &Package) -> Result<Option<[u8; BOOT_INFO_SIZE]>, LoadError> {
     let m = &p.manifest;
     if !m.boot_info_manifest {
@@ -196,10 +202,22 @@ pub fn boot_info(p: &Package) -> Result<Option<[u8; BOOT_INFO_SIZE]>, LoadError>
     let h = p.header;
     let version = ffa::Version::from_u32(m.ffa_version)
         .map_err(|_| LoadError::Placement("ffa-version", u64::from(m.ffa_version)))?;
-    let desc = BootInfoDesc::manifest_fdt(m.load_address + u64::from(h.pm_offset), h.pm_size);
+    let manifest = BootInfoDesc::manifest_fdt(m.load_address + u64::from(h.pm_offset), h.pm_size);
+    let root = BootInfoDesc {
+        name: BootInfoName::String(device_root::DEVICE_ROOT_NAME),
+        kind: BootInfoType::from_u8(device_root::DEVICE_ROOT_TYPE),
+        size: device_root::DEVICE_ROOT_LEN as u32,
+        contents: BootInfoContents::Address(m.load_address + DEVICE_ROOT_OFFSET as u64),
+    };
     let mut blob = [0u8; BOOT_INFO_SIZE];
-    boot_info::build(&mut blob, version, &[desc], Some(h.pm_offset + h.pm_size))
-        .map_err(|_| LoadError::Placement("boot info", 0))?;
+    boot_info::build(
+        &mut blob,
+        version,
+        &[manifest, root],
+        Some(h.pm_offset + h.pm_size),
+    )
+    .map_err(|_| LoadError::Placement("boot info", 0))?;
+    blob[DEVICE_ROOT_OFFSET..].copy_from_slice(&testbed_layout::TEST_DEVICE_ROOT);
     Ok(Some(blob))
 }
 
@@ -253,6 +271,20 @@ mod tests {
             Some((0x0e30_1000, DTB.len() as u32)),
             "points at the manifest"
         );
+        let root = bi
+            .descriptors()
+            .find(|d| d.kind.to_u8() == device_root::DEVICE_ROOT_TYPE)
+            .expect("device root descriptor");
+        assert_eq!(
+            root.name,
+            BootInfoName::String(device_root::DEVICE_ROOT_NAME)
+        );
+        let BootInfoContents::Address(a) = root.contents else {
+            panic!("by address")
+        };
+        let at = (a - 0x0e30_0000) as usize;
+        assert_eq!(mem[at..at + 32], testbed_layout::TEST_DEVICE_ROOT);
+        assert!(at + 32 <= 0x1000, "inside the blob, before the manifest");
     }
 
     #[test]

@@ -349,7 +349,25 @@ fn layout_files(json: &str) -> Vec<String> {
 }
 
 /// Builds everything the QEMU testbed boots and writes a flash image for one scenario.
-pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -> Result<PathBuf> {
+/// What QEMU puts in NS RAM for the client besides its image: a plaintext model file (at
+/// `ns_ram::MODEL_BASE`) and sealed packages (at `ns_ram::SEALED_BASE`).
+#[derive(Default)]
+pub struct NwInputs {
+    pub model: Option<PathBuf>,
+    pub sealed: Option<crate::sealing::Bundle>,
+}
+
+impl NwInputs {
+    pub fn model(&self) -> Option<&Path> {
+        self.model.as_deref()
+    }
+
+    pub fn sealed_file(&self) -> Option<&Path> {
+        self.sealed.as_ref().map(|b| b.path.as_path())
+    }
+}
+
+pub fn build_flash(scenario: &str, sp_features: &[&str], inputs: &NwInputs) -> Result<PathBuf> {
     let sp = build_sp(Platform::Qemu, sp_features)?;
     let testbed = cargo_build_bare("testbed", "testbed", None)?;
     let client = cargo_build_bare("nw-client", "nw-client", None)?;
@@ -366,7 +384,7 @@ pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -
         ));
     }
     let pkg = std::fs::read(&sp.pkg).map_err(|e| e.to_string())?;
-    let config = boot_config(scenario, "testbed", model)?;
+    let config = boot_config(scenario, "testbed", inputs)?;
     let mut image = Vec::new();
     place(
         &mut image,
@@ -416,7 +434,7 @@ pub fn build_flash(scenario: &str, sp_features: &[&str], model: Option<&Path>) -
 /// The client's boot configuration payload: `scenario=`, `spmc=` (testbed, hafnium or el3) and,
 /// with a model (which QEMU's loader puts at `ns_ram::MODEL_BASE`, see
 /// `qemu::nw_loader_args`), `model_base=` and `model_size=`.
-pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<String> {
+pub fn boot_config(scenario: &str, spmc: &str, inputs: &NwInputs) -> Result<String> {
     if !matches!(spmc, "testbed" | "hafnium" | "el3") {
         return Err(format!("unknown SPMC `{spmc}` (testbed, hafnium, el3)"));
     }
@@ -425,7 +443,7 @@ pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<S
         config.push_str(line);
         config.push('\n');
     }
-    if let Some(m) = model {
+    if let Some(m) = inputs.model() {
         let len = std::fs::metadata(m)
             .map_err(|e| format!("{}: {e}", m.display()))?
             .len();
@@ -440,6 +458,9 @@ pub fn boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<S
             "model_base={:#x}\nmodel_size={len}\n",
             testbed_layout::ns_ram::MODEL_BASE
         ));
+    }
+    if let Some(b) = &inputs.sealed {
+        config.push_str(&b.boot_lines());
     }
     Ok(config)
 }
@@ -470,8 +491,8 @@ pub fn build_client_bl33() -> Result<PathBuf> {
 /// Writes the boot configuration block (slot header + payload, as in the testbed's flash) that
 /// the BL33 client reads at `ns_ram::BOOT_CONFIG`; QEMU loads it there
 /// (`qemu::nw_loader_args`). Returns its path.
-pub fn write_boot_config(scenario: &str, spmc: &str, model: Option<&Path>) -> Result<PathBuf> {
-    let config = boot_config(scenario, spmc, model)?;
+pub fn write_boot_config(scenario: &str, spmc: &str, inputs: &NwInputs) -> Result<PathBuf> {
+    let config = boot_config(scenario, spmc, inputs)?;
     let mut block = Vec::new();
     place(
         &mut block,
@@ -526,18 +547,26 @@ mod tests {
     #[test]
     fn boot_config_names_scenario_spmc_and_model() {
         assert_eq!(
-            boot_config("memory", "hafnium", None).unwrap(),
+            boot_config("memory", "hafnium", &NwInputs::default()).unwrap(),
             "scenario=memory\nspmc=hafnium\n"
         );
         let model = root().join("llm-runtime/models/fortunes-q8_0.gguf");
         let len = std::fs::metadata(&model).unwrap().len();
         assert_eq!(
-            boot_config("serve", "el3", Some(&model)).unwrap(),
+            boot_config(
+                "serve",
+                "el3",
+                &NwInputs {
+                    model: Some(model.clone()),
+                    sealed: None
+                }
+            )
+            .unwrap(),
             format!("scenario=serve\nspmc=el3\nmodel_base=0x50000000\nmodel_size={len}\n")
         );
-        assert!(boot_config("messaging", "optee", None).is_err());
+        assert!(boot_config("messaging", "optee", &NwInputs::default()).is_err());
         assert_eq!(
-            boot_config("flexmem", "testbed", None).unwrap(),
+            boot_config("flexmem", "testbed", &NwInputs::default()).unwrap(),
             "scenario=flexmem\nspmc=testbed\nlend-enforcement=off\n"
         );
     }

@@ -15,12 +15,14 @@ mod bench_runtime;
 mod deps;
 mod images;
 mod qemu;
+mod sealing;
 mod spmc;
 
 use spmc::Spmc;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testbed_layout::SealedKind;
 
 pub type Result<T> = std::result::Result<T, String>;
 
@@ -34,6 +36,8 @@ struct Scenario<'a> {
     expect_sp_failure: bool,
     /// QEMU loads the default model for the client (boot config `model_base`/`model_size`).
     with_model: bool,
+    /// QEMU loads the default model sealed, as every `SealedKind` (boot config `sealed_*`).
+    with_sealed: bool,
     timeout_s: u64,
     /// Extra boot-configuration lines (`key=value`).
     boot_extra: &'static [&'static str],
@@ -46,6 +50,7 @@ impl<'a> Scenario<'a> {
             sp_features: &[],
             expect_sp_failure: false,
             with_model: false,
+            with_sealed: false,
             timeout_s: 300,
             boot_extra: &[],
         }
@@ -59,14 +64,30 @@ impl<'a> Scenario<'a> {
         }
     }
 
-    /// A scenario that serves the default model.
+    /// A scenario that serves the default model as a plaintext GGUF (its hostile files need
+    /// the test-only plaintext loader).
     const fn serving(name: &'a str) -> Self {
+        Scenario {
+            name,
+            sp_features: &["plaintext-models"],
+            expect_sp_failure: false,
+            with_model: true,
+            with_sealed: false,
+            timeout_s: 600,
+            boot_extra: &[],
+        }
+    }
+
+    /// The sealed-model scenario: the release SP (no plaintext loader); the plaintext model is
+    /// there for the client's own reference run only.
+    const fn sealed(name: &'a str) -> Self {
         Scenario {
             name,
             sp_features: &[],
             expect_sp_failure: false,
             with_model: true,
-            timeout_s: 600,
+            with_sealed: true,
+            timeout_s: 900,
             boot_extra: &[],
         }
     }
@@ -78,6 +99,7 @@ impl<'a> Scenario<'a> {
             sp_features: &["fault-injection"],
             expect_sp_failure: true,
             with_model: false,
+            with_sealed: false,
             timeout_s: 120,
             boot_extra: &[],
         }
@@ -89,6 +111,7 @@ const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::new("demo"),
     Scenario::new("memory"),
     Scenario::serving("serve"),
+    Scenario::sealed("sealed"),
     Scenario::flexmem("flexmem"),
     Scenario::sp_fault("sp-panic"),
     Scenario::sp_fault("sp-data-abort"),
@@ -155,15 +178,21 @@ fn cmd_run(args: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(DEFAULT_MODEL));
     let timeout = Duration::from_secs(600);
+    // The release SP serves sealed models only: the model goes to the partition sealed to the
+    // testbed device, and the client never holds its plaintext.
+    let inputs = images::NwInputs {
+        model: None,
+        sealed: Some(sealing::bundle(&model, &[SealedKind::Main])?),
+    };
     let out = if spmc == Spmc::Testbed {
-        let flash = images::build_flash("demo", &[], Some(&model))?;
+        let flash = images::build_flash("demo", &[], &inputs)?;
         eprintln!(
             "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at \
              NS-EL1)"
         );
-        qemu::run(&flash, Some(&model), timeout, true)?
+        qemu::run(&flash, &inputs, timeout, true)?
     } else {
-        let boot = spmc::build(spmc, args, "demo", &[], Some(&model))?;
+        let boot = spmc::build(spmc, args, "demo", &[], &inputs)?;
         eprintln!(
             "xtask: booting QEMU ({}, FlexServe SP, client as BL33)",
             stack(spmc)
@@ -204,18 +233,27 @@ fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
         sp_features,
         expect_sp_failure,
         with_model,
+        with_sealed,
         timeout_s,
         ..
     } = *sc;
-    let model = with_model.then(|| root().join(DEFAULT_MODEL));
+    let default_model = root().join(DEFAULT_MODEL);
+    let inputs = images::NwInputs {
+        model: with_model.then(|| default_model.clone()),
+        sealed: if with_sealed {
+            Some(sealing::bundle(&default_model, &SealedKind::ALL)?)
+        } else {
+            None
+        },
+    };
     let timeout = Duration::from_secs(timeout_s);
     let (out, t) = if spmc == Spmc::Testbed {
-        let flash = images::build_flash(name, sp_features, model.as_deref())?;
+        let flash = images::build_flash(name, sp_features, &inputs)?;
         eprintln!("xtask: scenario {name}");
         let t = Instant::now();
-        (qemu::run(&flash, model.as_deref(), timeout, true)?, t)
+        (qemu::run(&flash, &inputs, timeout, true)?, t)
     } else {
-        let boot = spmc::build(spmc, args, name, sp_features, model.as_deref())?;
+        let boot = spmc::build(spmc, args, name, sp_features, &inputs)?;
         eprintln!("xtask: scenario {name} under {}", stack(spmc));
         let t = Instant::now();
         (spmc::run(&boot, timeout)?, t)

@@ -7,6 +7,7 @@
 //! testbed, or a timeout; a testbed run also fails on any SKIP (nothing is skipped there).
 
 use crate::Result;
+use crate::images::NwInputs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -103,8 +104,8 @@ fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
     parts.next().is_none().then_some((p, f, s))
 }
 
-/// The QEMU command line; `model` is loaded into NS RAM at `ns_ram::MODEL_BASE`.
-pub fn qemu_command(flash: &Path, model: Option<&Path>) -> Command {
+/// The QEMU command line; the client's `inputs` are loaded into NS RAM.
+pub fn qemu_command(flash: &Path, inputs: &NwInputs) -> Command {
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args([
         "-M",
@@ -131,7 +132,7 @@ pub fn qemu_command(flash: &Path, model: Option<&Path>) -> Command {
         "-bios",
     ])
     .arg(flash);
-    cmd.args(nw_loader_args(None, model));
+    cmd.args(nw_loader_args(None, inputs.model(), inputs.sealed_file()));
     cmd
 }
 
@@ -139,10 +140,15 @@ pub fn qemu_command(flash: &Path, model: Option<&Path>) -> Command {
 /// boot configuration block (`images::write_boot_config`; the BL33 client reads it at
 /// `ns_ram::BOOT_CONFIG`, the testbed copies its own from flash) and the model file at
 /// `ns_ram::MODEL_BASE`.
-pub fn nw_loader_args(boot_config: Option<&Path>, model: Option<&Path>) -> Vec<String> {
+pub fn nw_loader_args(
+    boot_config: Option<&Path>,
+    model: Option<&Path>,
+    sealed: Option<&Path>,
+) -> Vec<String> {
     let loads = [
         (boot_config, testbed_layout::ns_ram::BOOT_CONFIG),
         (model, testbed_layout::ns_ram::MODEL_BASE),
+        (sealed, testbed_layout::ns_ram::SEALED_BASE),
     ];
     loads
         .into_iter()
@@ -159,8 +165,8 @@ pub fn nw_loader_args(boot_config: Option<&Path>, model: Option<&Path>) -> Vec<S
 }
 
 /// Boots `flash`, echoing each output line (with `echo`), until QEMU exits or `timeout`.
-pub fn run(flash: &Path, model: Option<&Path>, timeout: Duration, echo: bool) -> Result<Outcome> {
-    run_command(qemu_command(flash, model), timeout, echo)
+pub fn run(flash: &Path, inputs: &NwInputs, timeout: Duration, echo: bool) -> Result<Outcome> {
+    run_command(qemu_command(flash, inputs), timeout, echo)
 }
 
 /// Runs a QEMU command line (the testbed's, or one that boots TF-A), collecting the client's
@@ -285,17 +291,23 @@ mod tests {
 
     #[test]
     fn loader_args_put_the_inputs_at_their_addresses() {
-        let args = nw_loader_args(Some(Path::new("/b/cfg.bin")), Some(Path::new("/m.gguf")));
+        let args = nw_loader_args(
+            Some(Path::new("/b/cfg.bin")),
+            Some(Path::new("/m.gguf")),
+            Some(Path::new("/s.bundle")),
+        );
         assert_eq!(
             args,
             [
                 "-device",
                 "loader,file=/b/cfg.bin,addr=0x7fff0000,force-raw=on",
                 "-device",
-                "loader,file=/m.gguf,addr=0x50000000,force-raw=on"
+                "loader,file=/m.gguf,addr=0x50000000,force-raw=on",
+                "-device",
+                "loader,file=/s.bundle,addr=0x54000000,force-raw=on"
             ]
         );
-        assert!(nw_loader_args(None, None).is_empty());
+        assert!(nw_loader_args(None, None, None).is_empty());
     }
 
     #[test]

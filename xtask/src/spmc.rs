@@ -100,6 +100,7 @@ pub struct Boot {
     pub bios: PathBuf,
     pub boot_config: PathBuf,
     pub model: Option<PathBuf>,
+    pub sealed: Option<PathBuf>,
 }
 
 /// The user's source trees.
@@ -119,13 +120,13 @@ pub fn build(
     args: &[String],
     scenario: &str,
     sp_features: &[&str],
-    model: Option<&Path>,
+    inputs: &images::NwInputs,
 ) -> Result<Boot> {
     let trees = locate(spmc, args)?;
     deps::ensure_spmc(spmc == Spmc::Hafnium)?;
     let t = Instant::now();
     let client = images::build_client_bl33()?;
-    let boot_config = images::write_boot_config(scenario, spmc.name(), model)?;
+    let boot_config = images::write_boot_config(scenario, spmc.name(), inputs)?;
     let python = sptool_python()?;
     let bios = match spmc {
         Spmc::Hafnium => {
@@ -176,7 +177,8 @@ pub fn build(
         spmc,
         bios,
         boot_config,
-        model: model.map(Path::to_path_buf),
+        model: inputs.model().map(Path::to_path_buf),
+        sealed: inputs.sealed_file().map(Path::to_path_buf),
     })
 }
 
@@ -221,6 +223,7 @@ pub fn qemu_command(boot: &Boot) -> Result<Command> {
         .args(qemu::nw_loader_args(
             Some(&boot.boot_config),
             boot.model.as_deref(),
+            boot.sealed.as_deref(),
         ));
     Ok(cmd)
 }

@@ -15,6 +15,7 @@ pub mod memory;
 mod memory_rules;
 pub mod report;
 pub mod scenarios;
+pub mod sealed;
 pub mod serve;
 
 use cores::{CoreJob, CoreRun, CpuOnError};
@@ -122,6 +123,13 @@ pub trait Env {
     /// Where the model file (GGUF) lies in the share window, if the boot configuration names
     /// one (`model_base`, `model_size`): (address, bytes).
     fn model(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// Where sealed package `kind` lies in the share window, if the boot configuration names
+    /// it (`sealed_<name>_base`, `sealed_<name>_size`): (address, bytes).
+    fn sealed_package(&self, kind: testbed_layout::SealedKind) -> Option<(u64, u64)> {
+        let _ = kind;
         None
     }
 

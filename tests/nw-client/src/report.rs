@@ -6,6 +6,7 @@ use core::fmt::{self, Write};
 
 /// A failure reason, formatted into a fixed buffer (the client has no heap). Longer reasons are
 /// cut.
+#[derive(Clone)]
 pub struct Fail {
     buf: [u8; 160],
     len: usize,

@@ -19,7 +19,7 @@ use nw_client::{
     cores::{CoreJob, CoreRun, CpuOnError},
     scenarios,
 };
-use testbed_layout::{control, flash, ns_ram, virt};
+use testbed_layout::{SealedKind, control, flash, ns_ram, virt};
 
 entry!(main, 8);
 exception_handlers!(Exceptions);
@@ -66,7 +66,7 @@ static mut RX: Page = Page([0; 4096]);
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 /// 16 MiB: memory descriptors, and the client's own copy of the model's run state and
 /// tokenizer (the reference run).
-const HEAP_SIZE: usize = 16 << 20;
+const HEAP_SIZE: usize = 32 << 20;
 static mut HEAP_MEM: [Page; HEAP_SIZE / 4096] = [const { Page([0; 4096]) }; HEAP_SIZE / 4096];
 
 /// The client's RX/TX pages as the `ffa` memory flows see them (volatile copies: the partition
@@ -102,6 +102,8 @@ struct Machine {
     model: Option<(u64, u64)>,
     /// `spmc=` of the boot configuration.
     spmc: Spmc,
+    /// The sealed packages QEMU loaded (checked to lie in the sealed window), by `SealedKind`.
+    sealed: [Option<(u64, u64)>; 4],
 }
 
 /// Whether `[pa, pa + len)` lies in the share window (the only memory `mem_*` touch).
@@ -380,6 +382,13 @@ impl Env for Machine {
         self.model
     }
 
+    fn sealed_package(&self, kind: SealedKind) -> Option<(u64, u64)> {
+        SealedKind::ALL
+            .iter()
+            .position(|&k| k == kind)
+            .and_then(|i| self.sealed[i])
+    }
+
     fn spmc(&self) -> Spmc {
         self.spmc
     }
@@ -457,6 +466,33 @@ fn model_of(config: &[u8]) -> Result<Option<(u64, u64)>, &'static str> {
     Ok(Some((base, size)))
 }
 
+/// `sealed_<name>_base=`/`_size=` of the boot configuration for each `SealedKind`, each checked
+/// to lie in the sealed window.
+fn sealed_of(config: &[u8]) -> Result<[Option<(u64, u64)>; 4], &'static str> {
+    let num = |s: &str| match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    };
+    let mut out = [None; 4];
+    for (o, k) in out.iter_mut().zip(SealedKind::ALL) {
+        let (Some(base), Some(size)) = (
+            flash::BootConfig::get(config, k.base_key()),
+            flash::BootConfig::get(config, k.size_key()),
+        ) else {
+            continue;
+        };
+        let (Some(base), Some(size)) = (num(base), num(size)) else {
+            return Err("sealed_*_base/size are not numbers");
+        };
+        let window = ns_ram::SEALED_BASE..ns_ram::SEALED_BASE + ns_ram::SEALED_MAX;
+        if base < window.start || size == 0 || base.saturating_add(size) > window.end {
+            return Err("a sealed package lies outside the sealed window");
+        }
+        *o = Some((base, size));
+    }
+    Ok(out)
+}
+
 fn exit(status: u64) -> ! {
     let mut regs = [0u64; REG_COUNT];
     if on_testbed() {
@@ -489,9 +525,9 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
                         spmc=hafnium or spmc=el3",
             );
         }
-        Ok((name, model_of(c)?, spmc))
+        Ok((name, (model_of(c)?, sealed_of(c)?), spmc))
     });
-    let (name, model, spmc) = match parsed {
+    let (name, (model, sealed), spmc) = match parsed {
         Ok(n) => n,
         Err(e) => {
             let _ = writeln!(out, "FAIL boot_config: {e}\n0 passed, 1 failed, 0 skipped");
@@ -510,6 +546,7 @@ fn main(boot_config: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         bufs: Buffers,
         model,
         spmc,
+        sealed,
     };
     let (_, failed) = scenarios::run(name, &mut m, &mut out);
     exit(if failed == 0 {

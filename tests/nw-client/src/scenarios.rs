@@ -39,6 +39,7 @@ pub const NAMES: &[&str] = &[
     "sp-stack-overflow",
     "serve",
     "flexmem",
+    "sealed",
 ];
 
 /// Runs scenario `name`, printing check lines and the summary. Returns (passed, failed).
@@ -50,6 +51,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
         "memory" => crate::memory::memory(&mut Ctx::new(env), &mut r),
         "serve" => crate::serve::serve(&mut Ctx::new(env), &mut r),
         "flexmem" => crate::flexmem::flexmem(&mut Ctx::new(env), &mut r),
+        "sealed" => crate::sealed::sealed(&mut Ctx::new(env), &mut r),
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),
         "sp-data-abort" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::DataAbort),
@@ -764,7 +766,11 @@ fn demo<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         r.check(["demo.ping1", "demo.ping2", "demo.ping3"][i], res);
     }
     // With a model in the boot configuration (`cargo xtask run`), serve it.
-    if c.env.model().is_some() {
+    if c.env.model().is_some()
+        || c.env
+            .sealed_package(testbed_layout::SealedKind::Main)
+            .is_some()
+    {
         crate::serve::demo_model(c, r);
     }
 }

@@ -29,9 +29,9 @@ use ffa::{
     },
 };
 use flexserve_proto::{
-    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, GenerateArgs, GenerateResult, IoFault,
-    MemStats, ModelFault, ModelInfo, PromptFault, Request, Response, SERVICE_UUID, Sampling,
-    Status, Width, caps, io, kernel_path,
+    Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, DeviceKey, GenerateArgs, GenerateResult,
+    IoFault, MemStats, ModelFault, ModelInfo, PromptFault, Request, Response, SERVICE_UUID,
+    Sampling, Status, Width, caps, io, kernel_path,
 };
 use llm_runtime::{
     generate::{Generator, NoClock, TextOutput},
@@ -45,8 +45,8 @@ use testbed_layout::control;
 
 const PAGE: u64 = 4096;
 /// The SHARE'd I/O buffer: 64 KiB.
-const IO_PAGE: u64 = 100;
-const IO_PAGES: u32 = 16;
+pub(crate) const IO_PAGE: u64 = 100;
+pub(crate) const IO_PAGES: u32 = 16;
 const SCRATCH_PAGE: u64 = 120;
 const COPY_PAGE: u64 = 200;
 
@@ -60,8 +60,10 @@ fn f(args: core::fmt::Arguments<'_>) -> Fail {
 
 /// A reply to a serving command, owned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reply {
+pub(crate) enum Reply {
     Model(ModelInfo),
+    DeviceKey(DeviceKey),
+    Attested(u32),
     Generated(GenerateResult),
     Done,
     Stats(MemStats),
@@ -140,7 +142,7 @@ fn generate_local(
 }
 
 /// Runs the model in the normal world for each (prompt, max_tokens, sampling).
-fn reference<E: Env>(
+pub(crate) fn reference<E: Env>(
     c: &mut Ctx<'_, E>,
     runs: &[(&str, u32, Sampling)],
 ) -> Result<Reference, Fail> {
@@ -176,7 +178,7 @@ fn reference<E: Env>(
 }
 
 impl<E: Env> Ctx<'_, E> {
-    fn window_page(&self, n: u64) -> u64 {
+    pub(crate) fn window_page(&self, n: u64) -> u64 {
         self.env.share_window().0 + n * PAGE
     }
 
@@ -205,14 +207,14 @@ impl<E: Env> Ctx<'_, E> {
         }
     }
 
-    fn give(&mut self, kind: SendKind, ranges: &[(u64, u32)]) -> Result<Handle, Fail> {
+    pub(crate) fn give(&mut self, kind: SendKind, ranges: &[(u64, u32)]) -> Result<Handle, Fail> {
         let desc = self.serve_desc(kind, ranges);
         let (ep, bufs) = self.env.ep_bufs();
         ep.mem_send(kind, &desc, bufs)
             .map_err(|e| f(format_args!("{kind:?} of {ranges:x?}: {e:?}")))
     }
 
-    fn take_back(&mut self, h: Handle) -> Result<(), Fail> {
+    pub(crate) fn take_back(&mut self, h: Handle) -> Result<(), Fail> {
         self.env
             .ep()
             .mem_reclaim(h, ReclaimFlags::default())
@@ -220,7 +222,7 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     /// One serving command over DIRECT_REQ2 (or DIRECT_REQ_64 with `req2 == false`).
-    fn serve_call(&mut self, req: Request<'_>, req2: bool) -> Result<Reply, Fail> {
+    pub(crate) fn serve_call(&mut self, req: Request<'_>, req2: bool) -> Result<Reply, Fail> {
         let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
         let n = if req2 {
             DIRECT2_PAYLOAD_REGS
@@ -251,6 +253,8 @@ impl<E: Env> Ctx<'_, E> {
             Ok(Response::Generated(g)) => Reply::Generated(g),
             Ok(Response::MemStats(s)) => Reply::Stats(s),
             Ok(Response::Done) => Reply::Done,
+            Ok(Response::DeviceKey(k)) => Reply::DeviceKey(k),
+            Ok(Response::Attested(n)) => Reply::Attested(n),
             Ok(Response::Error { status, detail }) => Reply::Error(status, detail),
             other => fail!("{cmd:?}: reply {other:?}"),
         })
@@ -281,7 +285,7 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     /// A generation that must succeed; returns the result and the output read back.
-    fn generate_ok(
+    pub(crate) fn generate_ok(
         &mut self,
         io_h: Handle,
         prompt: &str,
@@ -323,13 +327,13 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     /// A ping gets its echo (the counter restarts: served requests in between moved it).
-    fn still_serving(&mut self) -> CheckResult {
+    pub(crate) fn still_serving(&mut self) -> CheckResult {
         self.counter = None;
         self.ping(&[0x5e, 0x27e, 0x1], Width::W64)
             .map_err(|e| f(format_args!("the SP stopped serving: {}", e.as_str())))
     }
 
-    fn mem_stats(&mut self) -> Result<MemStats, Fail> {
+    pub(crate) fn mem_stats(&mut self) -> Result<MemStats, Fail> {
         match self.serve_call(Request::MemStats, true)? {
             Reply::Stats(s) => Ok(s),
             other => fail!("stats: {other:x?}"),
@@ -337,7 +341,7 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     /// The model's pages: (address, pages).
-    fn model_pages(&self) -> Result<(u64, u32), Fail> {
+    pub(crate) fn model_pages(&self) -> Result<(u64, u32), Fail> {
         match self.env.model() {
             Some((base, size)) => Ok((base, size.div_ceil(PAGE) as u32)),
             None => fail!("no model in the boot configuration"),
@@ -357,7 +361,7 @@ impl<E: Env> Ctx<'_, E> {
 
     /// Lends `pages` and asks the SP to load them; the SP must refuse with `fault` (or
     /// `status`/`detail`) and give the memory back (the reclaim succeeds).
-    fn load_refused(
+    pub(crate) fn load_refused(
         &mut self,
         kind: SendKind,
         pages: (u64, u32),
@@ -406,7 +410,7 @@ fn tok_s(n: u64, ticks: u64, hz: u64) -> f64 {
     }
 }
 
-fn ms(ticks: u64, hz: u64) -> f64 {
+pub(crate) fn ms(ticks: u64, hz: u64) -> f64 {
     if hz == 0 {
         0.0
     } else {
@@ -430,7 +434,7 @@ fn check_info(i: &ModelInfo, r: &Reference) -> CheckResult {
     Ok(())
 }
 
-fn same_output(sp: &Output, me: &Output) -> CheckResult {
+pub(crate) fn same_output(sp: &Output, me: &Output) -> CheckResult {
     if sp.ids != me.ids {
         let at = sp.ids.iter().zip(&me.ids).position(|(a, b)| a != b);
         fail!(
@@ -470,7 +474,7 @@ fn reads_again<E: Env>(c: &mut Ctx<'_, E>, pa: u64) -> CheckResult {
     }
 }
 
-fn print_generation<W: Write>(
+pub(crate) fn print_generation<W: Write>(
     r: &mut Report<W>,
     prompt: &str,
     label: &str,
@@ -508,7 +512,7 @@ fn print_generation<W: Write>(
 
 /// The common start: FF-A set-up, discovery, the serving capability, a model in the boot
 /// configuration.
-fn start<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) -> bool {
+pub(crate) fn start<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) -> bool {
     if !setup(c, r) {
         return false;
     }
@@ -529,6 +533,13 @@ fn start<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) -> bool {
 
 /// The demo's model part: lend the model, load it, generate for each prompt, unload, reclaim.
 pub(crate) fn demo_model<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    if c.env.model().is_none()
+        && c.env
+            .sealed_package(testbed_layout::SealedKind::Main)
+            .is_some()
+    {
+        return crate::sealed::demo_sealed(c, r);
+    }
     let Ok((base, pages)) = c.model_pages() else {
         return;
     };

@@ -29,12 +29,12 @@ use std::{
     ops::Range,
     rc::Rc,
 };
-use testbed_layout::{control, ns_ram::CLIENT_SHARE_BASE};
+use testbed_layout::{SealedKind, control, ns_ram::CLIENT_SHARE_BASE};
 
 const SP_ID: u16 = 0x8001;
 const PAGE: u64 = 4096;
 /// The part of the share window the fake backs with memory.
-const WINDOW: u64 = 2100 * PAGE;
+const WINDOW: u64 = testbed_layout::ns_ram::CLIENT_SHARE_SIZE;
 
 /// One memory transaction the fake partition manager holds.
 struct Tx {
@@ -543,6 +543,8 @@ struct HostEnv {
     /// The model file in the window: (address, bytes).
     model: Option<(u64, u64)>,
     spmc: Spmc,
+    /// The sealed packages in the window, by `SealedKind`.
+    sealed: Vec<(SealedKind, u64, u64)>,
     /// `on_second_core` runs the job (on this thread, through the same fake) instead of
     /// failing as CPU_ON does on a one-CPU machine.
     second_core: bool,
@@ -633,6 +635,13 @@ impl Env for HostEnv {
         self.model
     }
 
+    fn sealed_package(&self, kind: SealedKind) -> Option<(u64, u64)> {
+        self.sealed
+            .iter()
+            .find(|s| s.0 == kind)
+            .map(|&(_, base, len)| (base, len))
+    }
+
     fn spmc(&self) -> Spmc {
         self.spmc
     }
@@ -676,6 +685,7 @@ fn env_in(world: Shared, service: Service, req2: bool) -> HostEnv {
         },
         world,
         model: None,
+        sealed: Vec::new(),
         spmc: Spmc::Testbed,
         second_core: false,
     }
@@ -709,6 +719,11 @@ fn counter() -> u64 {
 }
 
 fn serving_env(serving: bool, enforce: bool) -> HostEnv {
+    serving_env_with(serving, enforce, false)
+}
+
+/// `device`: the SP gets the testbed's device keys (sealed models).
+fn serving_env_with(serving: bool, enforce: bool, device: bool) -> HostEnv {
     let model = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../llm-runtime/models/fortunes-q8_0.gguf"
@@ -732,6 +747,10 @@ fn serving_env(serving: bool, enforce: bool) -> HostEnv {
             // The SP's 8 MiB heap, nothing allocated yet.
             heap_free: || 8 << 20,
         });
+        if device {
+            let mut root = testbed_layout::TEST_DEVICE_ROOT;
+            service = service.with_device(flexserve_sp::sealed::Device::from_root(&mut root));
+        }
     }
     let mut env = env_in(world, service, true);
     env.model = Some((CLIENT_SHARE_BASE + MODEL_PAGE * PAGE, model.len() as u64));
@@ -1107,4 +1126,89 @@ fn flexmem_scenario_without_a_firewall() {
     let mut e = memory_env();
     let (out, _, failed) = run_under("flexmem", &mut e, Spmc::Testbed);
     assert_eq!(failed, 7, "{out}");
+}
+
+/// The serving env with the device keys of the testbed and, in the sealed window, the model
+/// sealed as every `SealedKind` (as `xtask`'s `sealing::bundle` does).
+fn sealed_env(kinds: &[SealedKind]) -> HostEnv {
+    use flexserve_sealed::{DeviceKeys, SealParams};
+    let mut env = serving_env_with(true, true, true);
+    let model = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../llm-runtime/models/fortunes-q8_0.gguf"
+    ))
+    .unwrap();
+    let testbed = DeviceKeys::from_root(&testbed_layout::TEST_DEVICE_ROOT).public();
+    let other = DeviceKeys::from_root(&[9; 32]).public();
+    let mut at = testbed_layout::ns_ram::SEALED_BASE;
+    for &k in kinds {
+        let (id, version, to) = match k {
+            SealedKind::Main => ([1; 32], 2, testbed.kem),
+            SealedKind::OlderVersion => ([1; 32], 1, testbed.kem),
+            SealedKind::OtherModel => ([2; 32], 2, testbed.kem),
+            SealedKind::OtherDevice => ([1; 32], 2, other.kem),
+        };
+        let pkg = flexserve_sealed::seal(
+            &model,
+            &SealParams {
+                model_id: id,
+                package_version: version,
+                max_chunk_len: 1 << 20,
+                recipients: &[to],
+                owner: None,
+            },
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
+        let o = (at - CLIENT_SHARE_BASE) as usize;
+        env.world.borrow_mut().ns[o..o + pkg.len()].copy_from_slice(&pkg);
+        env.sealed.push((k, at, pkg.len() as u64));
+        at += (pkg.len() as u64).next_multiple_of(PAGE);
+    }
+    env
+}
+
+#[test]
+fn sealed_scenario_passes_on_the_host() {
+    let mut out = String::new();
+    let (passed, failed) = scenarios::run("sealed", &mut sealed_env(&SealedKind::ALL), &mut out);
+    print!("{out}");
+    // The host SP is the test build, which also loads plaintext models; that one check is
+    // the release build's (the QEMU scenario).
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(
+        fails,
+        ["FAIL sealed.plaintext_model_load_refused: this SP build loads plaintext models"]
+    );
+    assert_eq!(failed, 1);
+    assert!(passed >= 20, "{passed} checks");
+}
+
+#[test]
+fn demo_serves_a_sealed_model() {
+    let mut env = sealed_env(&[SealedKind::Main]);
+    env.model = None;
+    let mut out = String::new();
+    let (passed, failed) = scenarios::run("demo", &mut env, &mut out);
+    print!("{out}");
+    assert_eq!(failed, 0);
+    assert!(out.contains("PASS demo.sealed.attestation_verifies"));
+    assert!(out.contains("PASS demo.sealed.unload_scrubs"));
+    assert!(passed >= 10);
+}
+
+#[test]
+fn sealed_packages_without_device_keys_are_refused() {
+    let mut env = sealed_env(&[SealedKind::Main]);
+    let mut fresh = serving_env(true, true);
+    fresh.sealed = core::mem::take(&mut env.sealed);
+    // The packages are in `env`'s world; copy them into the keyless SP's.
+    let src = env.world.borrow().ns.clone();
+    fresh.world.borrow_mut().ns.copy_from_slice(&src);
+    let mut out = String::new();
+    let (_, failed) = scenarios::run("sealed", &mut fresh, &mut out);
+    assert!(
+        failed >= 1 && out.contains("FAIL sealed.capability"),
+        "{out}"
+    );
 }

@@ -68,6 +68,11 @@ pub mod ns_ram {
     pub const MODEL_BASE: u64 = CLIENT_SHARE_BASE + 0x0800_0000;
     pub const MODEL_MAX: u64 = 0x0400_0000;
     const _: () = assert!(MODEL_BASE + MODEL_MAX <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE);
+    /// Where `xtask` has QEMU load sealed packages (`sealed/FORMAT.md`), one after another on
+    /// page boundaries; the boot configuration names each ([`super::SealedKind`]).
+    pub const SEALED_BASE: u64 = MODEL_BASE + MODEL_MAX;
+    pub const SEALED_MAX: u64 = 0x0400_0000;
+    const _: () = assert!(SEALED_BASE + SEALED_MAX <= CLIENT_SHARE_BASE + CLIENT_SHARE_SIZE);
     /// The Flex-Mem window: the NS DRAM the client lends Flex-Mem pages from (the model file
     /// plus 64 MiB), to the end of the share window. The SP manifest declares it as the SECURE
     /// memory region `flexmem-window`: the SP's secure IPA space covers it, and the testbed maps
@@ -596,3 +601,53 @@ impl Spmc {
 /// sealed to the testbed device is readable by anyone. Real platforms take the root from their
 /// key source (DESIGN.md sec. 8). `xtask` seals the default model to the keys derived from it.
 pub const TEST_DEVICE_ROOT: [u8; 32] = *b"flexserve testbed device root v1";
+
+/// The sealed packages `xtask` loads for the client (at `ns_ram::SEALED_BASE`), each named in
+/// the boot configuration by `sealed_<name>_base=` and `sealed_<name>_size=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedKind {
+    /// The model sealed to the testbed device ([`TEST_DEVICE_ROOT`]), package version 2.
+    Main,
+    /// The same model and model id, package version 1 (an older release).
+    OlderVersion,
+    /// The same GGUF under another model id (another model, as far as the format can tell).
+    OtherModel,
+    /// The model sealed to another device only.
+    OtherDevice,
+}
+
+impl SealedKind {
+    pub const ALL: [SealedKind; 4] = [
+        SealedKind::Main,
+        SealedKind::OlderVersion,
+        SealedKind::OtherModel,
+        SealedKind::OtherDevice,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            SealedKind::Main => "main",
+            SealedKind::OlderVersion => "old",
+            SealedKind::OtherModel => "other_model",
+            SealedKind::OtherDevice => "other_device",
+        }
+    }
+
+    pub const fn base_key(self) -> &'static str {
+        match self {
+            SealedKind::Main => "sealed_main_base",
+            SealedKind::OlderVersion => "sealed_old_base",
+            SealedKind::OtherModel => "sealed_other_model_base",
+            SealedKind::OtherDevice => "sealed_other_device_base",
+        }
+    }
+
+    pub const fn size_key(self) -> &'static str {
+        match self {
+            SealedKind::Main => "sealed_main_size",
+            SealedKind::OlderVersion => "sealed_old_size",
+            SealedKind::OtherModel => "sealed_other_model_size",
+            SealedKind::OtherDevice => "sealed_other_device_size",
+        }
+    }
+}

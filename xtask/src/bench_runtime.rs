@@ -690,7 +690,7 @@ fn json_str_field(line: &str, key: &str) -> Option<String> {
 }
 
 /// Runs `bin args` under qemu-aarch64 -cpu max and returns the guest instructions executed.
-fn qemu_count(bin: &Path, args: &[&str], sysroot: &str) -> Result<u64, String> {
+pub(crate) fn qemu_count(bin: &Path, args: &[&str], sysroot: &str) -> Result<u64, String> {
     use std::io::BufRead as _;
     let dir = target_dir().join("bench-qemu");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

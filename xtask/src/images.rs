@@ -94,6 +94,36 @@ fn cargo_build_bare(package: &str, bin: &str, features: Option<&str>) -> Result<
     Ok(target_dir().join(BARE_TARGET).join("release").join(bin))
 }
 
+/// The SP decrypts sealed models with the ARMv8 crypto extensions (`.cargo/config.toml` enables
+/// them for `aarch64-unknown-none`); a build that lost the flags would silently fall back to
+/// software AES, so the image must contain AESE and 64-bit PMULL instructions.
+fn check_crypto_extensions(elf: &Path) -> Result<()> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(elf).map_err(|e| format!("reading {}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let (mut aese, mut pmull) = (0usize, 0usize);
+    for sec in file
+        .sections()
+        .filter(|s| s.kind() == object::SectionKind::Text)
+    {
+        let bytes = sec.data().map_err(|e| e.to_string())?;
+        for w in bytes.chunks_exact(4) {
+            let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            // AESE Vd.16B, Vn.16B; PMULL{2} Vd.1Q, Vn.1D/2D, Vm.1D/2D.
+            aese += usize::from(w & 0xffff_fc00 == 0x4e28_4800);
+            pmull += usize::from(w & 0xbfe0_fc00 == 0x0ee0_e000);
+        }
+    }
+    if aese == 0 || pmull == 0 {
+        return Err(format!(
+            "{}: no ARMv8 AES/PMULL instructions ({aese} AESE, {pmull} PMULL): sealed models \
+             would decrypt in software; check the aarch64-unknown-none rustflags",
+            elf.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Flattens an ELF's loadable segments into a binary starting at the lowest physical (load)
 /// address, so that `.data` lands where the image's start-up code copies it from.
 /// Returns the image and its load address.
@@ -224,6 +254,7 @@ pub fn build_sp_with(
         Some(o) => format!("{variant}@{}", o.trim_end_matches(".dtsi")),
         None => variant,
     };
+    check_crypto_extensions(&elf)?;
     let dir = out_dir(&variant);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let src = root().join("fvp").join(platform.name());

@@ -8,10 +8,12 @@
 //! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
 //! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
-//! - `cargo xtask bench [runtime]`: benchmarks, side by side with their peers.
+//! - `cargo xtask bench [runtime|sealed]`: benchmarks, side by side with their peers (sealed: the
+//!   model cipher with and without the ARMv8 crypto extensions).
 //! - `cargo xtask deps`: install what the commands need.
 
 mod bench_runtime;
+mod bench_sealed;
 mod deps;
 mod images;
 mod qemu;
@@ -159,7 +161,7 @@ fn main() {
 
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
-     | build [--platform P] | bench [runtime] | deps>\n  \
+     | build [--platform P] | bench [runtime|sealed] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)"
         .into()
 }
@@ -306,7 +308,8 @@ fn cmd_bench(args: &[String]) -> Result<()> {
             let rest = if args.is_empty() { args } else { &args[1..] };
             bench_runtime::run(rest)
         }
-        Some(other) => Err(format!("unknown benchmark `{other}` (runtime)")),
+        Some("sealed") => bench_sealed::run_bench(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark `{other}` (runtime, sealed)")),
     }
 }
 

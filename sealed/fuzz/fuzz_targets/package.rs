@@ -1,16 +1,32 @@
 //! The package parser and unsealer on arbitrary bytes: must not panic; every chunk of an
 //! accepted package lies inside it; a package that unwraps for the fuzz device opens or refuses
-//! each chunk without panicking, and a refused chunk leaves a zeroed buffer.
+//! each chunk without panicking, and a refused chunk leaves a zeroed buffer. The head-only
+//! reader the partition uses (`head_len`, `Package::parse_head`) agrees with the whole-package
+//! parser on every input.
 #![no_main]
 
-use flexserve_sealed::{DeviceSecret, Package, TAG_LEN, open_chunk};
+use flexserve_sealed::{DeviceSecret, Package, TAG_LEN, head_len, open_chunk};
 use libfuzzer_sys::fuzz_target;
 
 /// The device `make_seed` seals for.
 const DEVICE: [u8; 32] = [7; 32];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(pkg) = Package::parse(data) else {
+    let whole = Package::parse(data);
+    // The partition copies `head_len` bytes (asking for more while it says Truncated), then
+    // parses the copy with the declared length.
+    let head = head_len(data).ok().filter(|&n| n <= data.len());
+    let from_head = head.map(|n| Package::parse_head(&data[..n], data.len()));
+    match (&whole, &from_head) {
+        (Ok(w), Some(Ok(h))) => {
+            assert_eq!(w.header.hash, h.header.hash);
+            assert_eq!(w.chunks_offset, h.chunks_offset);
+        }
+        (Ok(_), _) => panic!("whole package parses, its head does not"),
+        (Err(_), Some(Ok(_))) => panic!("the head parses, the whole package does not"),
+        _ => {}
+    }
+    let Ok(pkg) = whole else {
         return;
     };
     let h = &pkg.header;

@@ -7,7 +7,7 @@
 
 use crate::bench_runtime::qemu_count;
 use crate::{Result, root, target_dir};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const LINUX: &str = "aarch64-unknown-linux-gnu";
@@ -64,7 +64,7 @@ fn build(soft: bool) -> Result<PathBuf> {
 }
 
 /// Guest instructions per byte of one decrypt+verify.
-fn per_byte(bin: &PathBuf) -> Result<f64> {
+fn per_byte(bin: &Path) -> Result<f64> {
     let (n, (a, b)) = (BYTES.to_string(), REPS);
     let lo = qemu_count(bin, &["decrypt", &n, &a.to_string()], SYSROOT)?;
     let hi = qemu_count(bin, &["decrypt", &n, &b.to_string()], SYSROOT)?;

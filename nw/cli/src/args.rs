@@ -8,7 +8,8 @@ pub const USAGE: &str = "usage:
   flexserve seal --model M.gguf --to DEVICE.pub [--to DEVICE2.pub ...] -o M.fsm
                  [--model-id HEX64] [--version N] [--max-chunk BYTES]
   flexserve inspect M.fsm
-  flexserve verify M.fsm --key DEVICE.key [--model M.gguf]";
+  flexserve verify M.fsm --key DEVICE.key [--model M.gguf]
+  flexserve attest-verify REPORT --device DEVICE.attest.pub --nonce HEX64 [--package M.fsm]";
 
 /// Default chunk bound: a few MiB keeps a layer of a small model in one chunk.
 pub const DEFAULT_MAX_CHUNK: u32 = 4 << 20;
@@ -34,6 +35,14 @@ pub enum Command {
         key: PathBuf,
         model: Option<PathBuf>,
     },
+    /// Checks an attestation report (`Attest`'s output) against the device's attestation key
+    /// and the nonce the verifier sent; with `package`, that it names that package.
+    AttestVerify {
+        report: PathBuf,
+        device: PathBuf,
+        nonce: [u8; 32],
+        package: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -45,6 +54,7 @@ pub enum ArgError {
     Missing(&'static str),
     BadNumber(&'static str, String),
     BadModelId(String),
+    BadNonce(String),
     Unexpected(String),
 }
 
@@ -60,6 +70,7 @@ impl fmt::Display for ArgError {
             ArgError::BadModelId(v) => {
                 write!(f, "`--model-id`: `{v}` is not 64 hex digits (32 bytes)")
             }
+            ArgError::BadNonce(v) => write!(f, "`--nonce`: `{v}` is not 64 hex digits (32 bytes)"),
             ArgError::Unexpected(a) => write!(f, "unexpected argument `{a}`"),
         }
     }
@@ -86,6 +97,9 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
     let mut version = 1u64;
     let mut max_chunk = DEFAULT_MAX_CHUNK;
     let mut positional = None;
+    let mut device = None;
+    let mut nonce = None;
+    let mut package = None;
     while let Some(a) = o.rest.next() {
         match (cmd.as_str(), a.as_str()) {
             ("keygen" | "seal", "-o" | "--out") => out = Some(PathBuf::from(o.value("-o")?)),
@@ -109,10 +123,17 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
                     Some(crate::keys::from_hex(v).ok_or_else(|| ArgError::BadModelId(v.clone()))?);
             }
             ("verify", "--key") => key = Some(PathBuf::from(o.value("--key")?)),
+            ("attest-verify", "--device") => device = Some(PathBuf::from(o.value("--device")?)),
+            ("attest-verify", "--package") => package = Some(PathBuf::from(o.value("--package")?)),
+            ("attest-verify", "--nonce") => {
+                let v = o.value("--nonce")?;
+                nonce =
+                    Some(crate::keys::from_hex(v).ok_or_else(|| ArgError::BadNonce(v.clone()))?);
+            }
             (_, s) if s.starts_with('-') && s.len() > 1 => {
                 return Err(ArgError::UnknownOption(s.into()));
             }
-            ("inspect" | "verify", _) if positional.is_none() => {
+            ("inspect" | "verify" | "attest-verify", _) if positional.is_none() => {
                 positional = Some(PathBuf::from(a))
             }
             _ => return Err(ArgError::Unexpected(a.clone())),
@@ -142,6 +163,12 @@ pub fn parse(argv: &[String]) -> Result<Command, ArgError> {
             package: positional.ok_or(ArgError::Missing("M.fsm"))?,
             key: key.ok_or(ArgError::Missing("--key DEVICE.key"))?,
             model,
+        },
+        "attest-verify" => Command::AttestVerify {
+            report: positional.ok_or(ArgError::Missing("REPORT"))?,
+            device: device.ok_or(ArgError::Missing("--device DEVICE.attest.pub"))?,
+            nonce: nonce.ok_or(ArgError::Missing("--nonce HEX64"))?,
+            package,
         },
         c => return Err(ArgError::UnknownCommand(c.into())),
     })

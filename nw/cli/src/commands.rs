@@ -1,8 +1,9 @@
-//! The four commands. Progress and timings go to stderr, results to stdout.
+//! The commands. Progress and timings go to stderr, results to stdout.
 
 use crate::args::Command;
-use crate::keys::{self, KeyFileError, PUB_PREFIX, SECRET_PREFIX};
-use flexserve_sealed::{DeviceSecret, Error as PkgError, Package, SealError, SealParams, TAG_LEN};
+use crate::keys::{self, ATTEST_PUB_PREFIX, KeyFileError, PUB_PREFIX, SECRET_PREFIX};
+use flexserve_sealed::attest::{self, AttestError};
+use flexserve_sealed::{DeviceKeys, Error as PkgError, Package, SealError, SealParams, TAG_LEN};
 use llm_runtime::gguf::Gguf;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -20,6 +21,8 @@ pub enum CliError {
     Package(PathBuf, PkgError),
     /// `verify --model`: the package does not hold this model.
     Mismatch(PathBuf, String),
+    /// The attestation report does not verify.
+    Attest(PathBuf, AttestError),
 }
 
 impl fmt::Display for CliError {
@@ -40,6 +43,22 @@ impl fmt::Display for CliError {
             CliError::NotGguf(p, e) => write!(f, "{}: not a valid GGUF model: {e:?}", p.display()),
             CliError::Seal(p, e) => write!(f, "cannot seal {}: {e:?}", p.display()),
             CliError::Package(p, e) => write!(f, "{}: {}", p.display(), describe(e)),
+            CliError::Attest(p, e) => write!(
+                f,
+                "{}: attestation refused: {}",
+                p.display(),
+                match e {
+                    AttestError::Length(n) => format!("{n} bytes, not a report"),
+                    AttestError::BadMagic
+                    | AttestError::UnsupportedVersion(_)
+                    | AttestError::Reserved =>
+                        format!("not a flexserve attestation report ({e:?})"),
+                    AttestError::WrongDevice => "it is from another device".into(),
+                    AttestError::WrongNonce => "it answers another nonce (a replay?)".into(),
+                    AttestError::BadSignature =>
+                        "the signature does not verify (forged or modified)".into(),
+                }
+            ),
             CliError::Mismatch(p, what) => {
                 write!(
                     f,
@@ -118,26 +137,67 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
             key,
             model,
         } => verify(&package, &key, model.as_deref()),
+        Command::AttestVerify {
+            report,
+            device,
+            nonce,
+            package,
+        } => attest_verify(&report, &device, &nonce, package.as_deref()),
     }
 }
 
+fn attest_verify(
+    report: &Path,
+    device: &Path,
+    nonce: &[u8; 32],
+    package: Option<&Path>,
+) -> Result<(), CliError> {
+    let sign = read_key(device, ATTEST_PUB_PREFIX, "attestation public")?;
+    let bytes = read(report)?;
+    let r = attest::verify(&bytes, &sign, nonce).map_err(|e| CliError::Attest(report.into(), e))?;
+    if let Some(p) = package {
+        let pkg_bytes = read(p)?;
+        let pkg = Package::parse(&pkg_bytes).map_err(|e| CliError::Package(p.into(), e))?;
+        let h = &pkg.header;
+        if (h.model_id, h.package_version, h.hash) != (r.model_id, r.package_version, r.header_hash)
+        {
+            return Err(CliError::Mismatch(
+                p.into(),
+                "the partition runs another model or version".into(),
+            ));
+        }
+    }
+    println!(
+        "OK: device {} runs model {} version {} (header {})",
+        keys::to_hex(&r.device.fingerprint()[..8]),
+        keys::to_hex(&r.model_id),
+        r.package_version,
+        keys::to_hex(&r.header_hash)
+    );
+    Ok(())
+}
+
 fn keygen(out: &Path) -> Result<(), CliError> {
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    let dev = DeviceSecret::from_bytes(secret);
-    secret.fill(0);
-    let public = dev.public_key();
-    let (key_path, pub_path) = (with_ext(out, ".key"), with_ext(out, ".pub"));
+    let mut root = zeroize::Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(root.as_mut());
+    let public = DeviceKeys::from_root(&root).public();
+    let (key_path, pub_path, attest_path) = (
+        with_ext(out, ".key"),
+        with_ext(out, ".pub"),
+        with_ext(out, ".attest.pub"),
+    );
+    write(&key_path, keys::format(&root, SECRET_PREFIX).as_bytes())?;
+    write(&pub_path, keys::format(&public.kem, PUB_PREFIX).as_bytes())?;
     write(
-        &key_path,
-        keys::format(&dev.to_bytes(), SECRET_PREFIX).as_bytes(),
+        &attest_path,
+        keys::format(&public.sign, ATTEST_PUB_PREFIX).as_bytes(),
     )?;
-    write(&pub_path, keys::format(&public, PUB_PREFIX).as_bytes())?;
     eprintln!(
-        "flexserve: wrote {} and {} (fingerprint {})",
+        "flexserve: wrote {}, {} and {} (device fingerprint {})",
         key_path.display(),
         pub_path.display(),
-        fingerprint(&public)
+        attest_path.display(),
+        keys::to_hex(&public.fingerprint()[..8])
     );
     Ok(())
 }
@@ -239,7 +299,8 @@ fn inspect(path: &Path) -> Result<(), CliError> {
 }
 
 fn verify(path: &Path, key: &Path, model: Option<&Path>) -> Result<(), CliError> {
-    let dev = DeviceSecret::from_bytes(read_key(key, SECRET_PREFIX, "secret")?);
+    let root = zeroize::Zeroizing::new(read_key(key, SECRET_PREFIX, "device root")?);
+    let dev = DeviceKeys::from_root(&root).kem;
     let bytes = read(path)?;
     let perr = |e| CliError::Package(path.into(), e);
     let pkg = Package::parse(&bytes).map_err(perr)?;

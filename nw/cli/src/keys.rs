@@ -3,8 +3,13 @@
 
 use std::fmt::Write as _;
 
+/// A device's X25519 recipient key (`DEVICE.pub`: what packages are sealed to).
 pub const PUB_PREFIX: &str = "flexserve-x25519-public:";
-pub const SECRET_PREFIX: &str = "flexserve-x25519-secret:";
+/// A device's root secret (`DEVICE.key`: both of its keys derive from it, as in the partition).
+pub const SECRET_PREFIX: &str = "flexserve-device-root:";
+/// A device's Ed25519 attestation key (`DEVICE.attest.pub`: what reports verify under).
+pub const ATTEST_PUB_PREFIX: &str = "flexserve-ed25519-public:";
+const ALL: [&str; 3] = [PUB_PREFIX, SECRET_PREFIX, ATTEST_PUB_PREFIX];
 
 pub fn to_hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -38,12 +43,7 @@ pub enum KeyFileError {
 /// Parses a key file's text with the expected prefix.
 pub fn parse(text: &str, prefix: &str) -> Result<[u8; 32], KeyFileError> {
     let t = text.trim();
-    let other = if prefix == PUB_PREFIX {
-        SECRET_PREFIX
-    } else {
-        PUB_PREFIX
-    };
-    if t.starts_with(other) {
+    if ALL.iter().any(|&o| o != prefix && t.starts_with(o)) {
         return Err(KeyFileError::WrongKind);
     }
     t.strip_prefix(prefix)

@@ -1,11 +1,13 @@
 //! `flexserve`: the normal-world host tool for sealed model packages.
 //!
 //! ```text
-//! flexserve keygen -o DEVICE                  writes DEVICE.key and DEVICE.pub (test devices)
+//! flexserve keygen -o DEVICE                  DEVICE.key (root secret), DEVICE.pub (X25519),
+//!                                             DEVICE.attest.pub (Ed25519) for test devices
 //! flexserve seal --model M.gguf --to DEVICE.pub [--to ...] -o M.fsm
 //!                [--model-id HEX64] [--version N] [--max-chunk BYTES]
 //! flexserve inspect M.fsm                     header, chunks, recipients; no key needed
 //! flexserve verify M.fsm --key DEVICE.key [--model M.gguf]
+//! flexserve attest-verify REPORT --device DEVICE.attest.pub --nonce HEX64 [--package M.fsm]
 //! ```
 
 mod args;

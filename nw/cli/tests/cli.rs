@@ -140,3 +140,101 @@ fn bad_inputs_fail_with_clear_errors() {
         "header authentication failed",
     );
 }
+
+/// A report signed as the partition signs it (`flexserve_sealed::attest`) for the device
+/// whose root `keygen` wrote, checked by `attest-verify`; a wrong nonce, a forged signature,
+/// another package and another device are refused.
+#[test]
+fn attestation_reports_verify_and_forgeries_do_not() {
+    use flexserve_sealed::{DeviceKeys, Package, attest::Report};
+    let (d, pkg) = sealed("attest");
+    let root_text = std::fs::read_to_string(d.join("dev.key")).unwrap();
+    let hex = root_text.trim().rsplit(':').next().unwrap();
+    let root: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let keys = DeviceKeys::from_root(&root.try_into().unwrap());
+    let bytes = std::fs::read(&pkg).unwrap();
+    let h = Package::parse(&bytes).unwrap().header;
+    let nonce = [0x3c; 32];
+    let report = Report {
+        device: keys.public(),
+        model_id: h.model_id,
+        package_version: h.package_version,
+        header_hash: h.hash,
+        nonce,
+    }
+    .sign(&keys.sign);
+    let rep = d.join("report.bin");
+    std::fs::write(&rep, report).unwrap();
+    let nonce_hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let dev = d.join("dev.attest.pub");
+    let ok = flexserve(&[
+        "attest-verify",
+        s(&rep),
+        "--device",
+        s(&dev),
+        "--nonce",
+        &nonce_hex,
+        "--package",
+        s(&pkg),
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("OK: device"));
+    let refused = |args: &[&str], why: &str| {
+        let o = flexserve(args);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+    };
+    let other_nonce = "11".repeat(32);
+    refused(
+        &[
+            "attest-verify",
+            s(&rep),
+            "--device",
+            s(&dev),
+            "--nonce",
+            &other_nonce,
+        ],
+        "another nonce",
+    );
+    let mut forged = report;
+    forged[200] ^= 1;
+    let f = d.join("forged.bin");
+    std::fs::write(&f, forged).unwrap();
+    refused(
+        &[
+            "attest-verify",
+            s(&f),
+            "--device",
+            s(&dev),
+            "--nonce",
+            &nonce_hex,
+        ],
+        "does not verify",
+    );
+    let other = d.join("other.attest.pub");
+    refused(
+        &[
+            "attest-verify",
+            s(&rep),
+            "--device",
+            s(&other),
+            "--nonce",
+            &nonce_hex,
+        ],
+        "another device",
+    );
+    // The recipient key is not an attestation key.
+    refused(
+        &[
+            "attest-verify",
+            s(&rep),
+            "--device",
+            s(&d.join("dev.pub")),
+            "--nonce",
+            &nonce_hex,
+        ],
+        "wrong kind of key file",
+    );
+}

@@ -47,6 +47,11 @@ pub struct SpManifest {
     /// The secure UART, if the manifest grants one.
     pub uart: Option<Region>,
     pub flexmem: FlexMemRegions,
+    /// Root property `flexserve,test-device-root` (32 bytes): a *test* device root secret for
+    /// SPMCs that hand the SP no device-root boot information (real Hafnium or TF-A's EL3 SPMC
+    /// on QEMU). `xtask` writes it only into those QEMU manifests; the manifest lies in secure
+    /// memory only the SP is given.
+    pub test_device_root: Option<[u8; 32]>,
 }
 
 /// What the manifest grants Flex-Mem; all optional (absent firewall: Flex-Mem is off).
@@ -252,6 +257,14 @@ impl SpManifest {
             heap,
             uart,
             flexmem,
+            test_device_root: match root.property("flexserve,test-device-root") {
+                None => None,
+                Some(p) => {
+                    Some(p.value.try_into().map_err(|_| {
+                        ManifestError::Missing("32-byte flexserve,test-device-root")
+                    })?)
+                }
+            },
         })
     }
 }
@@ -366,6 +379,17 @@ mod tests {
             }
         );
         assert_eq!(m.uart, None);
+        assert_eq!(m.test_device_root, None);
+        let with_root = GOOD.replacen(
+            "uuid",
+            "flexserve,test-device-root = [00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f \
+             10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f];\n\tuuid",
+            1,
+        );
+        let m = SpManifest::parse(&dtc(&with_root)).unwrap();
+        assert_eq!(m.test_device_root, Some(core::array::from_fn(|i| i as u8)));
+        let short = GOOD.replacen("uuid", "flexserve,test-device-root = [00 01];\n\tuuid", 1);
+        assert!(SpManifest::parse(&dtc(&short)).is_err());
     }
 
     #[test]

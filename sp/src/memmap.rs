@@ -306,6 +306,7 @@ mod tests {
                 attributes: 3,
             }),
             flexmem: Default::default(),
+            test_device_root: None,
         }
     }
 

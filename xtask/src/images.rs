@@ -94,6 +94,19 @@ fn cargo_build_bare(package: &str, bin: &str, features: Option<&str>) -> Result<
     Ok(target_dir().join(BARE_TARGET).join("release").join(bin))
 }
 
+/// A DTS fragment setting the SP manifest's `flexserve,test-device-root` to the testbed's test
+/// secret (`testbed_layout::TEST_DEVICE_ROOT`).
+fn test_device_root_fragment() -> String {
+    let bytes: Vec<String> = testbed_layout::TEST_DEVICE_ROOT
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "\n/* TEST secret: the testbed's device root (README). */\n/ {{\n\tflexserve,test-device-root = [{}];\n}};\n",
+        bytes.join(" ")
+    )
+}
+
 /// The SP decrypts sealed models with the ARMv8 crypto extensions (`.cargo/config.toml` enables
 /// them for `aarch64-unknown-none`); a build that lost the flags would silently fall back to
 /// software AES, so the image must contain AESE and 64-bit PMULL instructions.
@@ -266,6 +279,11 @@ pub fn build_sp_with(
         let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         dts.push('\n');
         dts.push_str(&text);
+    }
+    // Real Hafnium (the overlay build) and the EL3 SPMC on QEMU hand the SP no device root;
+    // it reads the testbed's test secret from its manifest instead.
+    if overlay.is_some() || platform == Platform::QemuEl3 {
+        dts.push_str(&test_device_root_fragment());
     }
     // The manifest and the linker script must agree on where the image runs.
     let (la, eo) = (
@@ -672,6 +690,29 @@ mod tests {
         let dts = std::fs::read_to_string(root().join("fvp/qemu-el3/sp-manifest.dts")).unwrap();
         assert_eq!(dts_u64(&dts, "load-address"), Some(0x0e10_0000));
         assert_eq!(dts_u64(&dts, "execution-ctx-count"), Some(32));
+    }
+
+    /// The test device root fragment compiles onto the QEMU manifest and puts the 32 bytes in.
+    #[test]
+    fn test_device_root_fragment_compiles_into_the_manifest() {
+        let src = root().join("fvp/qemu/sp-manifest.dts");
+        let mut dts = std::fs::read_to_string(src).unwrap();
+        dts.push_str(&test_device_root_fragment());
+        let out = std::process::Command::new("dtc")
+            .args(["-I", "dts", "-O", "dtb", "-o", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(dts.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("dtc");
+        assert!(out.status.success());
+        let root_bytes = testbed_layout::TEST_DEVICE_ROOT;
+        assert!(out.stdout.windows(32).any(|w| w == root_bytes));
     }
 
     /// The Hafnium overlay removes exactly the testbed's firewall nodes: what dtc makes of the

@@ -122,10 +122,18 @@ pub(crate) fn scrub_and_release(
     }
 }
 
-/// Copies the package head out of region `pkg` (bounded by [`MAX_HEAD`]).
-fn copy_head(mem: &Memory, pkg: u32, total: usize) -> Result<Vec<u8>, ProtoError> {
+/// Copies the package head out of region `pkg` (bounded by [`MAX_HEAD`] and the free heap).
+fn copy_head(
+    mem: &Memory,
+    pkg: u32,
+    total: usize,
+    heap_free: fn() -> usize,
+) -> Result<Vec<u8>, ProtoError> {
     let mut want = 64usize.min(total);
     loop {
+        if want.saturating_add(crate::serve::HEAP_RESERVE) > heap_free() {
+            return Err(ProtoError::NoMemory(want as u64));
+        }
         let mut head = vec![0u8; want];
         mem.read_at(pkg, 0, &mut head)?;
         match head_len(&head) {
@@ -185,10 +193,22 @@ impl Serving {
         };
         let t0 = (self.hooks.now)();
         let mut secured = false;
-        let r = self.decrypt_into(mem, flexmem.as_deref_mut(), pkg, len, dst, &mut secured);
+        let mut written = false;
+        let r = self.decrypt_into(
+            mem,
+            flexmem.as_deref_mut(),
+            (pkg, len),
+            dst,
+            (&mut secured, &mut written),
+        );
         give_back(mem, pkg);
         let origin = match r {
             Ok(o) => o,
+            // Refused before a byte was written: the pages go back as they came.
+            Err(e) if !secured && !written => {
+                give_back(mem, dst);
+                return Err(e);
+            }
             Err(e) => {
                 if let Err(r) = scrub_and_release(mem, flexmem, dst, secured) {
                     log::error!("cannot scrub and give back region {dst}: {r:?}");
@@ -238,10 +258,9 @@ impl Serving {
         &self,
         mem: &mut Memory,
         flexmem: Option<&mut FlexMem>,
-        pkg: u32,
-        len: u64,
+        (pkg, len): (u32, u64),
         dst: u32,
-        secured: &mut bool,
+        (secured, written): (&mut bool, &mut bool),
     ) -> Result<Origin, ProtoError> {
         let device = self
             .device
@@ -252,7 +271,7 @@ impl Serving {
             return Err(sealed(SealedFault::Truncated));
         }
         let total = len as usize;
-        let head = copy_head(mem, pkg, total)?;
+        let head = copy_head(mem, pkg, total, self.hooks.heap_free)?;
         let p = Package::parse_head(&head, total).map_err(fault_of)?;
         let key = p.unwrap_key(&device.keys.kem).map_err(fault_of)?;
         let h = &p.header;
@@ -277,6 +296,7 @@ impl Serving {
             f.secure(mem, dst, FLEXMEM_OWNER_MODEL, ScrubKind::Zero)?;
             *secured = true;
         }
+        *written = true;
         mem.write_at(dst, 0, h.gguf_prefix)?;
         let mut buf = Zeroizing::new(vec![0u8; largest]);
         for i in 0..h.chunk_count {

@@ -160,7 +160,7 @@ fn main() {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <run [--model M] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
+    "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
      | build [--platform P] | bench [runtime|sealed] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)"
         .into()
@@ -181,20 +181,32 @@ fn cmd_run(args: &[String]) -> Result<()> {
         .unwrap_or_else(|| root().join(DEFAULT_MODEL));
     let timeout = Duration::from_secs(600);
     // The release SP serves sealed models only: the model goes to the partition sealed to the
-    // testbed device, and the client never holds its plaintext.
-    let inputs = images::NwInputs {
-        model: None,
-        sealed: Some(sealing::bundle(&model, &[SealedKind::Main])?),
+    // testbed device, and the client never holds its plaintext. `--plaintext` is the test
+    // build's path (feature `plaintext-models`): the client lends the GGUF itself and checks
+    // the SP's tokens against its own run.
+    let plaintext = args.iter().any(|a| a == "--plaintext");
+    let (inputs, features): (_, &[&str]) = if plaintext {
+        let i = images::NwInputs {
+            model: Some(model.clone()),
+            sealed: None,
+        };
+        (i, &["plaintext-models"])
+    } else {
+        let i = images::NwInputs {
+            model: None,
+            sealed: Some(sealing::bundle(&model, &[SealedKind::Main])?),
+        };
+        (i, &[])
     };
     let out = if spmc == Spmc::Testbed {
-        let flash = images::build_flash("demo", &[], &inputs)?;
+        let flash = images::build_flash("demo", features, &inputs)?;
         eprintln!(
             "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at \
              NS-EL1)"
         );
         qemu::run(&flash, &inputs, timeout, true)?
     } else {
-        let boot = spmc::build(spmc, args, "demo", &[], &inputs)?;
+        let boot = spmc::build(spmc, args, "demo", features, &inputs)?;
         eprintln!(
             "xtask: booting QEMU ({}, FlexServe SP, client as BL33)",
             stack(spmc)

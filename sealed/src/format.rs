@@ -178,22 +178,27 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Magic, version, flags and `header_len`: the first 16 bytes, checked.
+fn read_preamble(r: &mut Reader<'_>) -> Result<(u16, u32), Error> {
+    if r.array::<8>()? != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    let version = r.u16()?;
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let flags = r.u16()?;
+    if flags & !FLAG_SIGNED != 0 {
+        return Err(Error::UnknownFlags(flags));
+    }
+    Ok((flags, r.u32()?))
+}
+
 impl<'a> Header<'a> {
     /// Parses and checks the header at the start of `bytes` (the rest may be absent).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes, 0);
-        if r.array::<8>()? != MAGIC {
-            return Err(Error::BadMagic);
-        }
-        let version = r.u16()?;
-        if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
-        let flags = r.u16()?;
-        if flags & !FLAG_SIGNED != 0 {
-            return Err(Error::UnknownFlags(flags));
-        }
-        let header_len = r.u32()?;
+        let (flags, header_len) = read_preamble(&mut r)?;
         let model_id = r.array()?;
         let package_version = r.u64()?;
         let max_chunk_len = r.u32()?;
@@ -323,18 +328,8 @@ impl<'a> Header<'a> {
 /// the length is known. Lets a reader copy exactly the head out of memory it does not trust.
 pub fn head_len(prefix: &[u8]) -> Result<usize, Error> {
     let mut r = Reader::new(prefix, 0);
-    if r.array::<8>()? != MAGIC {
-        return Err(Error::BadMagic);
-    }
-    let version = r.u16()?;
-    if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion(version));
-    }
-    let flags = r.u16()?;
-    if flags & !FLAG_SIGNED != 0 {
-        return Err(Error::UnknownFlags(flags));
-    }
-    let header_len = r.u32()? as usize;
+    let (flags, header_len) = read_preamble(&mut r)?;
+    let header_len = header_len as usize;
     let mut r = Reader::new(prefix, header_len + HEADER_TAG_LEN);
     let count = r.u16()?;
     if count == 0 || count > MAX_RECIPIENTS {

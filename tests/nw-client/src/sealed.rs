@@ -207,7 +207,37 @@ impl<E: Env> Ctx<'_, E> {
     }
 }
 
-fn model_of(r: Result<(Reply, Handle, Handle), Fail>) -> Result<(ModelInfo, Handle, Handle), Fail> {
+impl<E: Env> Ctx<'_, E> {
+    /// Loads package `s` into the model window; with the time it took (ms), where there is a
+    /// counter.
+    fn load_package(&mut self, s: &Sealed) -> (Result<Loaded, Fail>, Option<f64>) {
+        let t0 = self.env.counter();
+        let r = model_of(self.load_sealed(
+            s.base,
+            s.bytes.len() as u64,
+            s.dest_pages(),
+            SendKind::Lend,
+        ));
+        let took = t0
+            .zip(self.env.counter())
+            .map(|((a, hz), (b, _))| ms(b.wrapping_sub(a), hz));
+        (r, took)
+    }
+}
+
+/// A loaded sealed model: what the SP said, the package handle and the destination handle.
+type Loaded = (ModelInfo, Handle, Handle);
+
+/// The SP's recipient key is the one the package was sealed to.
+fn is_recipient(key: &Result<DeviceKey, Fail>, s: &Sealed) -> CheckResult {
+    match key {
+        Ok(k) if k.kem == s.recipient => Ok(()),
+        Ok(_) => Err(f(format_args!("SP key is not the package's recipient"))),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+fn model_of(r: Result<(Reply, Handle, Handle), Fail>) -> Result<Loaded, Fail> {
     match r? {
         (Reply::Model(i), p, d) => Ok((i, p, d)),
         (other, _, _) => fail!("sealed load: {other:x?}"),
@@ -277,12 +307,7 @@ pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     }
     let key_ok = r.check(
         "sealed.device_key_is_the_recipient",
-        key.as_ref()
-            .map_err(Clone::clone)
-            .and_then(|k| match k.kem == main.recipient {
-                true => Ok(()),
-                false => Err(f(format_args!("SP key is not the package's recipient"))),
-            }),
+        is_recipient(&key, main),
     );
     let Ok(key) = key else { return };
     if !key_ok {
@@ -328,17 +353,11 @@ pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             return;
         }
     };
-    let t0 = c.env.counter();
-    let loaded = model_of(c.load_sealed(
-        main.base,
-        main.bytes.len() as u64,
-        main.dest_pages(),
-        SendKind::Lend,
-    ));
-    if let (Ok((i, _, _)), Some((a, hz)), Some((b, _))) = (&loaded, t0, c.env.counter()) {
+    let (loaded, took) = c.load_package(main);
+    if let (Ok((i, _, _)), Some(t)) = (&loaded, took) {
         r.note(format_args!(
             "SP loaded the sealed model in {:.1} ms (unwrap, decrypt and verify {} chunks, build): {} layers, {} KiB heap",
-            ms(b.wrapping_sub(a), hz),
+            t,
             main.chunks.len(),
             i.n_layers,
             i.heap_bytes / 1024
@@ -502,13 +521,7 @@ pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     );
     // After all that, the real package still loads and serves.
     r.check("sealed.still_loads_and_serves_after_refusals", {
-        model_of(c.load_sealed(
-            main.base,
-            main.bytes.len() as u64,
-            main.dest_pages(),
-            SendKind::Lend,
-        ))
-        .and_then(|(_, pkg, dest)| {
+        c.load_package(main).0.and_then(|(_, pkg, dest)| {
             c.take_back(pkg)?;
             let out = c.generate_ok(io, DEMO_PROMPTS[0], DEMO_TOKENS, Sampling::GREEDY);
             let unloaded = c.serve_call(Request::ModelUnload, true);
@@ -536,12 +549,7 @@ pub(crate) fn demo_sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W
     let key = c.device_key();
     if !r.check(
         "demo.sealed.device_key_is_the_recipient",
-        key.as_ref()
-            .map_err(Clone::clone)
-            .and_then(|k| match k.kem == main.recipient {
-                true => Ok(()),
-                false => Err(f(format_args!("SP key is not the package's recipient"))),
-            }),
+        is_recipient(&key, &main),
     ) {
         return;
     }
@@ -565,17 +573,11 @@ pub(crate) fn demo_sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W
             return;
         }
     };
-    let t0 = c.env.counter();
-    let loaded = model_of(c.load_sealed(
-        main.base,
-        main.bytes.len() as u64,
-        main.dest_pages(),
-        SendKind::Lend,
-    ));
-    if let (Ok((i, _, _)), Some((a, hz)), Some((b, _))) = (&loaded, t0, c.env.counter()) {
+    let (loaded, took) = c.load_package(&main);
+    if let (Ok((i, _, _)), Some(t)) = (&loaded, took) {
         r.note(format_args!(
             "SP unsealed and loaded it in {:.1} ms: {} layers, dim {}, vocab {}, context {}, {} KiB heap",
-            ms(b.wrapping_sub(a), hz),
+            t,
             i.n_layers,
             i.dim,
             i.vocab,

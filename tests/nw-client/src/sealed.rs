@@ -19,8 +19,8 @@ use crate::{
     report::{CheckResult, Fail, Report},
     scenarios::Ctx,
     serve::{
-        DEMO_PROMPTS, DEMO_TOKENS, IO_PAGE, IO_PAGES, Output, Reply, ms, print_generation,
-        reference, same_output, start,
+        DEMO_PROMPTS, DEMO_TOKENS, IO_PAGE, IO_PAGES, Output, Reply, ms, negotiate_v1_2,
+        print_generation, reference, same_output, start,
     },
 };
 use alloc::{vec, vec::Vec};
@@ -259,6 +259,7 @@ fn attested(report: &[u8], key: &DeviceKey, nonce: &[u8; 32], s: &Sealed) -> Che
 
 /// Scenario `sealed`.
 pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    negotiate_v1_2(c, r);
     if !start(c, r) {
         return;
     }

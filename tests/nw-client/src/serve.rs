@@ -668,13 +668,19 @@ pub(crate) fn demo_model<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>
 }
 
 /// The `serve` scenario.
-pub(crate) fn serve<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+/// FFA_VERSION(1.2) first: DIRECT_REQ2 needs a caller that negotiated v1.2 (TF-A's EL3 SPMC
+/// answers NOT_SUPPORTED otherwise).
+pub(crate) fn negotiate_v1_2<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     r.check("version.v1_2", {
         match c.env.ep().version(crate::scenarios::FFA_VERSION) {
             Ok(v) if crate::scenarios::FFA_VERSION.is_compatible_with(v) => Ok(()),
             other => Err(f(format_args!("{other:?}"))),
         }
     });
+}
+
+pub(crate) fn serve<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    negotiate_v1_2(c, r);
     if !start(c, r) {
         return;
     }

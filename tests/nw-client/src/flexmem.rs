@@ -298,6 +298,8 @@ fn print_stats<W: Write>(r: &mut Report<W>, s: &FlexStats) {
 
 /// The scenario.
 pub(crate) fn flexmem<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    // FlexStats goes over DIRECT_REQ2, which needs a negotiated v1.2.
+    crate::serve::negotiate_v1_2(c, r);
     if !setup(c, r) {
         return;
     }

@@ -78,6 +78,10 @@ pub struct Endpoint {
     pub version: Version,
     /// Set by the first FF-A call other than FFA_VERSION.
     pub version_locked: bool,
+    /// The endpoint called FFA_VERSION successfully. DIRECT_REQ2 needs a caller that
+    /// negotiated v1.2 or later: TF-A's EL3 SPMC answers NOT_SUPPORTED to anyone else
+    /// (`direct_req_smc_handler`), so the testbed does too.
+    pub negotiated: bool,
     pub mailbox: Option<Mailbox>,
 }
 
@@ -87,6 +91,7 @@ impl Endpoint {
             id,
             version,
             version_locked: false,
+            negotiated: false,
             mailbox: None,
         }
     }
@@ -456,6 +461,7 @@ impl Spmc {
             return not_supported;
         }
         ep.version = req;
+        ep.negotiated = true;
         Call::VersionOut {
             output: REPORTED_VERSION,
         }
@@ -773,7 +779,12 @@ impl Spmc {
                 dst_id,
                 uuid,
                 ..
-            } => (src_id, dst_id, ReqKind::Direct2, Some(uuid)),
+            } => {
+                if !self.nw_ep.negotiated || self.nw_ep.version < Version::V1_2 {
+                    return reply(FfaError::NotSupported);
+                }
+                (src_id, dst_id, ReqKind::Direct2, Some(uuid))
+            }
             _ => return reply(FfaError::NotSupported),
         };
         if src != self.nw_ep.id {
@@ -1081,6 +1092,8 @@ mod tests {
             pkg_size: 0x10_0000,
         }));
         s.sp_state = SpState::Waiting;
+        // A normal world that negotiated v1.2, as every client does first.
+        s.nw_ep.negotiated = true;
         s
     }
 
@@ -1444,6 +1457,41 @@ mod tests {
         let mut unknown = [0u64; 18];
         unknown[0] = 0x8400_00F0;
         assert_eq!(err(&nw(&mut s, unknown)), Some(-1));
+    }
+
+    #[test]
+    fn req2_needs_a_caller_that_negotiated_v1_2() {
+        let (lo, hi) = UUID.to_u64_pair();
+        let req2 = call(F::MsgSendDirectReq2, &[0x8001, lo, hi]);
+        let mut s = spmc(0x201);
+        s.nw_ep.negotiated = false;
+        assert_eq!(
+            err(&nw(&mut s, req2)),
+            Some(-1),
+            "never negotiated: NOT_SUPPORTED"
+        );
+        let mut s = spmc(0x201);
+        s.nw_ep.negotiated = false;
+        let v = nw(
+            &mut s,
+            call(F::Version, &[u64::from(Version::V1_1.to_u32())]),
+        );
+        assert_eq!(v[0], u64::from(REPORTED_VERSION.to_u32()));
+        assert_eq!(
+            err(&nw(&mut s, req2)),
+            Some(-1),
+            "v1.1 caller: NOT_SUPPORTED"
+        );
+        let mut s = spmc(0x201);
+        s.nw_ep.negotiated = false;
+        nw(
+            &mut s,
+            call(F::Version, &[u64::from(Version::V1_2.to_u32())]),
+        );
+        assert!(
+            matches!(s.nw_call(&req2, &mut mem()), NwAction::RunSp(_)),
+            "v1.2: delivered"
+        );
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //! ([`model::Smmuv3Model`]) the driver is tested against and the testbed can later expose as its
 //! emulated SMMU.
 //!
+//! [`rkiommu`] is the RK3588 NPU's own MMU (Rockchip IOMMU v2): table formats, the driver's
+//! enable/disable/zap and a host model.
+//!
 //! Not here yet (issue 9 continues): stage-2 table building, the secure event queue, the
-//! model's `translate`, the Rockchip IOMMU v2. Hand-written: no maintained `no_std` SMMUv3 crate
-//! exists for the secure side.
+//! SMMUv3 model's `translate`. Hand-written: no maintained `no_std` SMMUv3 or Rockchip IOMMU
+//! crate exists for the secure side.
 #![no_std]
 
 extern crate alloc;
@@ -19,6 +22,7 @@ pub mod cmd;
 pub mod model;
 pub mod queue;
 pub mod regs;
+pub mod rkiommu;
 pub mod ste;
 
 use cmd::{Command, SyncSignal};

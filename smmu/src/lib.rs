@@ -11,8 +11,10 @@
 //! [`rkiommu`] is the RK3588 NPU's own MMU (Rockchip IOMMU v2): table formats, the driver's
 //! enable/disable/zap and a host model.
 //!
-//! Not here yet (issue 9 continues): stage-2 table building, the secure event queue, the
-//! SMMUv3 model's `translate`. Hand-written: no maintained `no_std` SMMUv3 or Rockchip IOMMU
+//! [`s2`] builds the stage-2 tables a secure STE points at and walks them as the SMMU does;
+//! [`model::Smmuv3Model::translate`] runs a transaction through the STE in force and that walk.
+//!
+//! Not here yet (issue 9 continues): the secure event queue, GERROR beyond CMDQ_ERR. Hand-written: no maintained `no_std` SMMUv3 or Rockchip IOMMU
 //! crate exists for the secure side.
 #![no_std]
 
@@ -23,6 +25,7 @@ pub mod model;
 pub mod queue;
 pub mod regs;
 pub mod rkiommu;
+pub mod s2;
 pub mod ste;
 
 use cmd::{Command, SyncSignal};

@@ -24,6 +24,10 @@ pub enum Fault {
     BadSte(SteError),
     /// The STE could not be fetched (`F_STE_FETCH`).
     SteFetch,
+    /// The stream's STE aborts it (Config abort, or V=0).
+    Abort,
+    /// The stage-2 walk refused the access.
+    Walk(crate::s2::WalkFault),
 }
 
 /// The model: registers, an STE cache, and the memory the tables live in (`mem_base..`).
@@ -42,6 +46,21 @@ pub struct Smmuv3Model {
     mem: Vec<u8>,
     /// Commands the model executed, in order (for tests and the testbed's log).
     pub executed: Vec<Command>,
+}
+
+/// The model's memory as the table walker reads it (the walker allocates and writes nothing).
+struct ModelMem<'a>(&'a Smmuv3Model);
+
+impl crate::s2::TableMemory for ModelMem<'_> {
+    fn alloc_page(&mut self) -> Option<u64> {
+        None
+    }
+    fn read_u64(&mut self, pa: u64) -> Option<u64> {
+        self.0.mem_read_u64(pa)
+    }
+    fn write_u64(&mut self, _: u64, _: u64) -> bool {
+        false
+    }
 }
 
 impl Smmuv3Model {
@@ -93,6 +112,18 @@ impl Smmuv3Model {
                 .ok_or(Fault::SteFetch)?;
         }
         Ste::decode(w).map_err(Fault::BadSte)
+    }
+
+    /// A transaction of secure stream `sid` to `iova` (a write if `write`), through the STE in
+    /// force and its stage-2 tables in the model's memory; the output address or the fault.
+    pub fn translate(&mut self, sid: u32, iova: u64, write: bool) -> Result<u64, Fault> {
+        match self.ste(sid)? {
+            Ste::Invalid | Ste::Abort => Err(Fault::Abort),
+            Ste::Bypass => Ok(iova),
+            Ste::Stage2(s2) => {
+                crate::s2::walk(&mut ModelMem(self), &s2, iova, write).map_err(Fault::Walk)
+            }
+        }
     }
 
     pub fn mem_read_u64(&self, pa: u64) -> Option<u64> {

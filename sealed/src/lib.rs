@@ -32,7 +32,7 @@ pub use format::{
     MAX_CHUNK_COUNT, MAX_CHUNK_LEN, MAX_RECIPIENTS, Package, RECIPIENT_LEN, Recipient, SIG_LEN,
     TAG_LEN, head_len,
 };
-pub use seal::{SealParams, plan_chunks, seal};
+pub use seal::{SealParams, default_model_id, plan_chunks, seal};
 
 /// Every way reading, unwrapping or opening a package can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,6 +26,13 @@ pub struct SealParams<'a> {
     pub owner: Option<&'a ed25519_dalek::SigningKey>,
 }
 
+/// The model id `flexserve seal` and xtask use when the owner names none: SHA-256 of the GGUF
+/// file's metadata and tensor table (its bytes up to the data section, `data_offset`).
+pub fn default_model_id(gguf: &[u8], data_offset: usize) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(gguf.get(..data_offset).unwrap_or(gguf)).into()
+}
+
 /// The chunk table for a GGUF file: tensors in data order grouped into runs of one layer, each
 /// run covering from its first tensor to the next run (padding included), split at
 /// `max_chunk_len`. Returns the data section's offset and the chunks.

@@ -307,7 +307,10 @@ impl Serving {
             let data = &mut buf[..n];
             mem.read_at(pkg, at, data)?;
             let mut tag = [0u8; TAG_LEN];
-            mem.read_at(pkg, at + n as u32, &mut tag)?;
+            let tag_at = at
+                .checked_add(n as u32)
+                .ok_or(sealed(SealedFault::Truncated))?;
+            mem.read_at(pkg, tag_at, &mut tag)?;
             open_chunk_detached(&key, h, i, data, &tag).map_err(fault_of)?;
             // In bounds: prefix + data_len fits the region and u32 (checked above).
             let r = mem.write_at(dst, (prefix as u64 + c.plain_offset) as u32, data);

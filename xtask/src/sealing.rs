@@ -7,7 +7,6 @@
 use crate::Result;
 use flexserve_sealed::{DeviceKeys, SealParams};
 use rand_core::OsRng;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use testbed_layout::{SealedKind, ns_ram};
 
@@ -47,7 +46,7 @@ pub fn bundle(model: &Path, kinds: &[SealedKind]) -> Result<Bundle> {
     let gguf = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
     let g = llm_runtime::gguf::Gguf::parse(&gguf)
         .map_err(|e| format!("{}: not a GGUF file: {e}", model.display()))?;
-    let model_id: [u8; 32] = Sha256::digest(&gguf[..g.data_offset]).into();
+    let model_id = flexserve_sealed::default_model_id(&gguf, g.data_offset);
     let testbed = DeviceKeys::from_root(&testbed_layout::TEST_DEVICE_ROOT).public();
     let other = DeviceKeys::from_root(&OTHER_DEVICE_ROOT).public();
     let mut out = Vec::new();

@@ -6,7 +6,6 @@ use flexserve_sealed::attest::{self, AttestError};
 use flexserve_sealed::{DeviceKeys, Error as PkgError, Package, SealError, SealParams, TAG_LEN};
 use llm_runtime::gguf::Gguf;
 use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -217,8 +216,8 @@ fn seal(
     eprintln!("flexserve: reading {}", model.display());
     let gguf = read(model)?;
     let g = Gguf::parse(&gguf).map_err(|e| CliError::NotGguf(model.into(), e))?;
-    // Default identity: the model's metadata and tensor table.
-    let model_id = model_id.unwrap_or_else(|| Sha256::digest(&gguf[..g.data_offset]).into());
+    let model_id =
+        model_id.unwrap_or_else(|| flexserve_sealed::default_model_id(&gguf, g.data_offset));
     let data_len = gguf.len() - g.data_offset;
     eprintln!(
         "flexserve: sealing {} tensors, {:.1} MB of tensor data, for {} device(s)",

@@ -307,13 +307,7 @@ pub(crate) fn flexmem<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     if c.sp.is_none() {
         return;
     }
-    let caps = match c.direct(&[Command::Info as u64, 0, 0, 0, 0], Width::W64) {
-        Ok(reply) => match Response::decode(&reply, Width::W64, Command::Info) {
-            Ok(Response::Info(i)) => i.capabilities,
-            _ => 0,
-        },
-        Err(_) => 0,
-    };
+    let caps = c.capabilities();
     let spmc = c.env.spmc();
     if caps & caps::MEMORY == 0 {
         r.check(

@@ -19,15 +19,15 @@ use crate::{
     report::{CheckResult, Fail, Report},
     scenarios::Ctx,
     serve::{
-        DEMO_PROMPTS, DEMO_TOKENS, IO_PAGE, IO_PAGES, Output, Reply, ms, negotiate_v1_2,
-        print_generation, reference, same_output, start,
+        DEMO_PROMPTS, DEMO_TOKENS, IO_PAGE, IO_PAGES, Reply, ms, negotiate_v1_2, reference,
+        same_output, start,
     },
 };
 use alloc::{vec, vec::Vec};
 use core::fmt::Write;
 use ffa::{Handle, memory::SendKind};
 use flexserve_proto::{
-    Command, DeviceKey, ModelInfo, Request, Response, Sampling, SealedFault, Status, Width, caps,
+    Command, DeviceKey, ModelInfo, Request, Sampling, SealedFault, Status, caps,
 };
 use flexserve_sealed::{
     FIXED_HEADER_LEN, Package,
@@ -263,13 +263,7 @@ pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     if !start(c, r) {
         return;
     }
-    let caps = match c.direct(&[Command::Info as u64, 0, 0, 0, 0], Width::W64) {
-        Ok(reply) => match Response::decode(&reply, Width::W64, Command::Info) {
-            Ok(Response::Info(i)) => i.capabilities,
-            _ => 0,
-        },
-        Err(_) => 0,
-    };
+    let caps = c.capabilities();
     if !r.check("sealed.capability", {
         if caps & caps::SEALED == 0 {
             Err(f(format_args!("no SEALED capability ({caps:#x})")))
@@ -370,21 +364,16 @@ pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     );
     if ok && let Ok((_, pkg, dest)) = loaded {
         r.check("sealed.package_given_back_after_load", c.take_back(pkg));
-        for (i, prompt) in DEMO_PROMPTS.iter().enumerate() {
-            let res = c.generate_ok(io, prompt, DEMO_TOKENS, Sampling::GREEDY);
-            if let Ok((g, out)) = &res {
-                print_generation(r, prompt, " (sealed)", g, out, None);
-            }
-            let name = [
+        c.demo_generations(
+            r,
+            io,
+            [
                 "sealed.generate1_matches_plaintext",
                 "sealed.generate2_matches_plaintext",
                 "sealed.generate3_matches_plaintext",
-            ][i];
-            r.check(
-                name,
-                res.and_then(|(_, out)| same_output(&out, &reference.outputs[i])),
-            );
-        }
+            ],
+            |i, out| same_output(out, &reference.outputs[i]),
+        );
         let nonce = c.nonce(1);
         let report = c.attest(io, &nonce);
         r.check(
@@ -601,27 +590,19 @@ pub(crate) fn demo_sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W
         c.attest(io, &nonce)
             .and_then(|rep| attested(&rep, &key, &nonce, &main)),
     );
-    for (i, prompt) in DEMO_PROMPTS.iter().enumerate() {
-        let t0 = c.env.counter();
-        let res = c.generate_ok(io, prompt, DEMO_TOKENS, Sampling::GREEDY);
-        let t1 = c.env.counter();
-        if let Ok((g, out)) = &res {
-            let rt = t0.zip(t1).map(|((a, _), (b, _))| b.wrapping_sub(a));
-            print_generation(r, prompt, "", g, out, rt);
-        }
-        let name = [
+    c.demo_generations(
+        r,
+        io,
+        [
             "demo.sealed.generate1",
             "demo.sealed.generate2",
             "demo.sealed.generate3",
-        ][i];
-        r.check(
-            name,
-            res.and_then(|(_, out): (_, Output)| match out.ids.is_empty() {
-                true => Err(f(format_args!("no tokens"))),
-                false => Ok(()),
-            }),
-        );
-    }
+        ],
+        |_, out| match out.ids.is_empty() {
+            true => Err(f(format_args!("no tokens"))),
+            false => Ok(()),
+        },
+    );
     r.check("demo.sealed.unload_scrubs", {
         match c.serve_call(Request::ModelUnload, true) {
             Ok(Reply::Done) => c

@@ -340,6 +340,38 @@ impl<E: Env> Ctx<'_, E> {
         }
     }
 
+    /// The SP's `info` capabilities ([`caps`] bits), 0 if it does not answer.
+    pub(crate) fn capabilities(&mut self) -> u64 {
+        match self.direct(&[Command::Info as u64, 0, 0, 0, 0], Width::W64) {
+            Ok(reply) => match Response::decode(&reply, Width::W64, Command::Info) {
+                Ok(Response::Info(i)) => i.capabilities,
+                _ => 0,
+            },
+            Err(_) => 0,
+        }
+    }
+
+    /// Generates for each of the demo prompts (greedy, printing each with its round-trip time)
+    /// and checks each output with `check` under the name `names[i]`.
+    pub(crate) fn demo_generations<W: Write>(
+        &mut self,
+        r: &mut Report<W>,
+        io: Handle,
+        names: [&str; 3],
+        check: impl Fn(usize, &Output) -> CheckResult,
+    ) {
+        for (i, prompt) in DEMO_PROMPTS.iter().enumerate() {
+            let t0 = self.env.counter();
+            let res = self.generate_ok(io, prompt, DEMO_TOKENS, Sampling::GREEDY);
+            let t1 = self.env.counter();
+            if let Ok((g, out)) = &res {
+                let rt = t0.zip(t1).map(|((a, _), (b, _))| b.wrapping_sub(a));
+                print_generation(r, prompt, "", g, out, rt);
+            }
+            r.check(names[i], res.and_then(|(_, out)| check(i, &out)));
+        }
+    }
+
     /// The model's pages: (address, pages).
     pub(crate) fn model_pages(&self) -> Result<(u64, u32), Fail> {
         match self.env.model() {
@@ -635,24 +667,16 @@ pub(crate) fn demo_model<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>
             .and_then(|i| check_info(i, &reference)),
     );
     if loaded {
-        for (i, prompt) in DEMO_PROMPTS.iter().enumerate() {
-            let t0 = c.env.counter();
-            let res = c.generate_ok(io, prompt, DEMO_TOKENS, Sampling::GREEDY);
-            let t1 = c.env.counter();
-            if let Ok((g, out)) = &res {
-                let rt = t0.zip(t1).map(|((a, _), (b, _))| b.wrapping_sub(a));
-                print_generation(r, prompt, "", g, out, rt);
-            }
-            let name = [
+        c.demo_generations(
+            r,
+            io,
+            [
                 "demo.generate1_matches_client",
                 "demo.generate2_matches_client",
                 "demo.generate3_matches_client",
-            ][i];
-            r.check(
-                name,
-                res.and_then(|(_, out)| same_output(&out, &reference.outputs[i])),
-            );
-        }
+            ],
+            |i, out| same_output(out, &reference.outputs[i]),
+        );
         r.check(
             "demo.model_unload",
             match c.serve_call(Request::ModelUnload, true) {

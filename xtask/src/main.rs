@@ -120,6 +120,9 @@ const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::sp_fault("sp-stack-overflow"),
 ];
 
+/// The scenarios `cargo xtask test` also runs on a one-CPU testbed.
+const ONE_CPU_TOO: &[&str] = &["messaging", "memory", "serve", "flexmem", "sp-panic"];
+
 /// The extra boot-configuration lines of scenario `name` (none for an unknown one).
 pub fn scenario_boot_extra(name: &str) -> &'static [&'static str] {
     SCENARIOS
@@ -162,7 +165,8 @@ fn main() {
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
      | build [--platform P] | bench [runtime|sealed] | deps>\n  \
-     SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)"
+     SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)\n  \
+     testbed: --smp N (CPUs, 1-4; default 3: two for the normal world, one for the NPU)"
         .into()
 }
 
@@ -171,6 +175,19 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .map(String::as_str)
+}
+
+/// The testbed's CPU count: `--smp N` (1 to `cpus::MAX`), else `cpus::DEFAULT`.
+fn smp_from_args(args: &[String]) -> Result<usize> {
+    use testbed_layout::cpus;
+    match flag(args, "--smp") {
+        None => Ok(cpus::DEFAULT),
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| (1..=cpus::MAX).contains(n))
+            .ok_or_else(|| format!("--smp {n}: the testbed runs 1 to {} CPUs", cpus::MAX)),
+    }
 }
 
 fn cmd_run(args: &[String]) -> Result<()> {
@@ -204,7 +221,7 @@ fn cmd_run(args: &[String]) -> Result<()> {
             "xtask: booting QEMU (testbed EL3 + S-EL2 SPMC, FlexServe SP at S-EL1, client at \
              NS-EL1)"
         );
-        qemu::run(&flash, &inputs, timeout, true)?
+        qemu::run(&flash, &inputs, smp_from_args(args)?, timeout, true)?
     } else {
         let boot = spmc::build(spmc, args, "demo", features, &inputs)?;
         eprintln!(
@@ -263,9 +280,10 @@ fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
     let timeout = Duration::from_secs(timeout_s);
     let (out, t) = if spmc == Spmc::Testbed {
         let flash = images::build_flash(name, sp_features, &inputs)?;
-        eprintln!("xtask: scenario {name}");
+        let smp = smp_from_args(args)?;
+        eprintln!("xtask: scenario {name} ({smp} CPUs)");
         let t = Instant::now();
-        (qemu::run(&flash, &inputs, timeout, true)?, t)
+        (qemu::run(&flash, &inputs, smp, timeout, true)?, t)
     } else {
         let boot = spmc::build(spmc, args, name, sp_features, &inputs)?;
         eprintln!("xtask: scenario {name} under {}", stack(spmc));
@@ -453,9 +471,16 @@ fn cmd_test(args: &[String]) -> Result<()> {
         })?;
     }
     if want("scenarios") {
+        // Every scenario on the default machine (several CPUs), the quick ones on one CPU too.
         for s in SCENARIOS {
             timed(&format!("scenario {}", s.name), &mut || {
                 run_scenario(s, Spmc::Testbed, &[])
+            })?;
+        }
+        let one = ["--smp".to_string(), "1".to_string()];
+        for s in SCENARIOS.iter().filter(|s| ONE_CPU_TOO.contains(&s.name)) {
+            timed(&format!("scenario {} (1 CPU)", s.name), &mut || {
+                run_scenario(s, Spmc::Testbed, &one)
             })?;
         }
     }

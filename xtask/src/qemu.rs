@@ -104,8 +104,8 @@ fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
     parts.next().is_none().then_some((p, f, s))
 }
 
-/// The QEMU command line; the client's `inputs` are loaded into NS RAM.
-pub fn qemu_command(flash: &Path, inputs: &NwInputs) -> Command {
+/// The QEMU command line for `smp` CPUs; the client's `inputs` are loaded into NS RAM.
+pub fn qemu_command(flash: &Path, inputs: &NwInputs, smp: usize) -> Command {
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args([
         "-M",
@@ -115,7 +115,7 @@ pub fn qemu_command(flash: &Path, inputs: &NwInputs) -> Command {
         "-m",
         "1024",
         "-smp",
-        "1",
+        &smp.to_string(),
         "-display",
         "none",
         "-monitor",
@@ -164,9 +164,16 @@ pub fn nw_loader_args(
         .collect()
 }
 
-/// Boots `flash`, echoing each output line (with `echo`), until QEMU exits or `timeout`.
-pub fn run(flash: &Path, inputs: &NwInputs, timeout: Duration, echo: bool) -> Result<Outcome> {
-    run_command(qemu_command(flash, inputs), timeout, echo)
+/// Boots `flash` on `smp` CPUs, echoing each output line (with `echo`), until QEMU exits or
+/// `timeout`.
+pub fn run(
+    flash: &Path,
+    inputs: &NwInputs,
+    smp: usize,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Outcome> {
+    run_command(qemu_command(flash, inputs, smp), timeout, echo)
 }
 
 /// Runs a QEMU command line (the testbed's, or one that boots TF-A), collecting the client's

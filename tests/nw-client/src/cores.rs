@@ -1,4 +1,5 @@
-//! Requests from a second core (real SPMCs only; the testbed has one CPU and no CPU_ON).
+//! Requests from a second core (on every SPMC whose machine has one: the testbed on two or more
+//! CPUs, TF-A's).
 //!
 //! The primary hands a [`CoreJob`] to core 1 (PSCI CPU_ON, `Env::on_second_core`); core 1 runs
 //! [`run_job`]: `info`, then `rounds` pings over DIRECT_REQ_32, DIRECT_REQ_64 and DIRECT_REQ2,
@@ -167,9 +168,10 @@ fn pings_req2<C: Conduit>(
 }
 
 /// The primary's side, in the `messaging` scenario: start core 1, report its checks, check that
-/// the SP's state is shared. Prints nothing on the testbed (one CPU; a SKIP would fail the run).
+/// the SP's state is shared. Prints nothing on a one-CPU testbed (a SKIP would fail the run);
+/// under TF-A a missing core 1 fails `cores.cpu_on`.
 pub(crate) fn cross_core<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
-    if c.env.spmc() == Spmc::Testbed {
+    if c.env.spmc() == Spmc::Testbed && !c.env.has_second_core() {
         return;
     }
     let Ok(sp) = c.sp() else {

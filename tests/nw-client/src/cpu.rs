@@ -17,10 +17,9 @@ use core::{
 use ffa::{Conduit, Endpoint, REG_COUNT, Smc};
 use nw_client::cores::{self, CoreJob, CoreReport, CoreRun, CpuOnError};
 
-/// PSCI function IDs (SMC64 where there is a choice), DEN0022.
-const PSCI_CPU_OFF: u32 = 0x8400_0002;
-const PSCI_CPU_ON: u32 = 0xC400_0003;
-const PSCI_AFFINITY_INFO: u32 = 0xC400_0004;
+use smccc::psci::{
+    PSCI_AFFINITY_INFO_64 as PSCI_AFFINITY_INFO, PSCI_CPU_OFF, PSCI_CPU_ON_64 as PSCI_CPU_ON,
+};
 /// AFFINITY_INFO: the core is off.
 const AFFINITY_OFF: i64 = 1;
 /// The core started for the cross-core checks (QEMU virt: MPIDR Aff0 = CPU index).
@@ -188,6 +187,11 @@ extern "C" fn core1_main() -> ! {
         // SAFETY: WFI only waits (CPU_OFF returned: nothing left to do on this core).
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
     }
+}
+
+/// Whether PSCI knows core 1 (AFFINITY_INFO does not answer INVALID_PARAMETERS).
+pub fn second_core_present() -> bool {
+    psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) != i64::from(smccc::psci::error::INVALID_PARAMETERS)
 }
 
 /// Starts core 1 on `job` and waits for its report (30 s) and for it to be off (5 s).

@@ -113,8 +113,14 @@ pub trait Env {
         Spmc::Testbed
     }
 
+    /// Whether the machine has a second normal-world core to start (PSCI AFFINITY_INFO knows
+    /// core 1). The testbed on one CPU has none, nor does a host fake.
+    fn has_second_core(&mut self) -> bool {
+        false
+    }
+
     /// Starts a second core (PSCI CPU_ON), has it run `job` ([`cores::run_job`]), waits for its
-    /// report and for the core to be off again (it calls CPU_OFF). Never called on the testbed.
+    /// report and for the core to be off again (it calls CPU_OFF).
     fn on_second_core(&mut self, job: &CoreJob) -> Result<CoreRun, CpuOnError> {
         let _ = job;
         Err(CpuOnError::NoSecondCore)

@@ -393,6 +393,10 @@ impl Env for Machine {
         self.spmc
     }
 
+    fn has_second_core(&mut self) -> bool {
+        crate::cpu::second_core_present()
+    }
+
     fn on_second_core(&mut self, job: &CoreJob) -> Result<CoreRun, CpuOnError> {
         crate::cpu::run_on_core1(job)
     }

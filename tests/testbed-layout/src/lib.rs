@@ -41,6 +41,29 @@ pub mod virt {
     pub const PAGE_SIZE: u64 = 0x1000;
 }
 
+/// The testbed's CPUs (`-smp N`, QEMU `virt`: MPIDR Aff0 = CPU index, one GICv3 redistributor
+/// each). CPU 0 boots the monitor, the SPMC and the normal world; CPUs 1.. are the normal
+/// world's to start with PSCI CPU_ON, except the last one when there are at least
+/// [`cpus::NPU_MIN`]: that one runs the emulated NPU (DESIGN.md sec. 9) and is never the normal
+/// world's.
+pub mod cpus {
+    /// The most CPUs the testbed drives (stacks and contexts are sized for this many).
+    pub const MAX: usize = 4;
+    /// What `xtask` runs the testbed with unless told otherwise.
+    pub const DEFAULT: usize = 3;
+    /// From this many CPUs on, the last one is the NPU's.
+    pub const NPU_MIN: usize = 3;
+
+    /// The CPU that runs the emulated NPU on a machine of `count` CPUs.
+    pub const fn npu_cpu(count: usize) -> Option<usize> {
+        if count >= NPU_MIN {
+            Some(count - 1)
+        } else {
+            None
+        }
+    }
+}
+
 /// How the testbed uses secure RAM.
 pub mod secure_ram {
     use super::virt;
@@ -343,6 +366,13 @@ pub mod control {
     pub const BLOCKED_BY_SP: u64 = 1 << 33;
     /// x3 bit 34: a secure (NS = 0) access.
     pub const BLOCKED_SECURE: u64 = 1 << 34;
+    /// PSCI SYSTEM_RESET: QEMU runs with `-no-reboot`, so the testbed powers off with this
+    /// status instead of resetting.
+    pub const EXIT_SYSTEM_RESET: u64 = 4;
+    /// Internal, from the SPMC (S-EL2) to EL3: invalidate every CPU's TLB entries of the normal
+    /// world's EL1&0 regime (its stage-2 lost or regained pages). Only EL3 can name that
+    /// regime; the call returns once the broadcast invalidation has completed.
+    pub const TESTBED_NS_TLBI: u32 = 0xC200_FF02;
     /// Internal: the NS-EL2 vector stub's SMC to EL3 (`+ vector entry index`, 0-15).
     pub const NS_EL2_TRAP: u32 = 0xC200_FF10;
 }

@@ -20,6 +20,7 @@ mod manifest;
 mod memshare;
 mod mmio;
 mod nwfault;
+mod psci;
 mod spmc;
 mod stage2;
 

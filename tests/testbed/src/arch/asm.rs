@@ -8,19 +8,41 @@
 
 use core::arch::global_asm;
 
-/// EL1/EL2/EL0 system registers the monitor switches between the worlds (EL2 registers are
-/// shared by Secure and Non-secure EL2 with FEAT_SEL2). Order = layout of `Ctx::sys`.
-macro_rules! sysreg_list {
-    ($cb:ident) => {
-        $cb! {
+/// EL1/EL0 system registers: the SP's vCPU state that lives in the hardware while it runs, saved
+/// and restored by the SPMC when the vCPU moves between CPUs (`el1_save` / `el1_restore`).
+/// Calls `$next!($cb; list)`.
+macro_rules! el1_regs {
+    ($next:ident, $cb:ident) => {
+        $next! { $cb;
             sctlr_el1, cpacr_el1, ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, amair_el1, vbar_el1,
             elr_el1, spsr_el1, esr_el1, far_el1, afsr0_el1, afsr1_el1, par_el1, contextidr_el1,
             tpidr_el1, tpidr_el0, tpidrro_el0, cntkctl_el1, sp_el0, sp_el1, csselr_el1, mdscr_el1,
-            cntv_ctl_el0, cntv_cval_el0, hcr_el2, vbar_el2, sctlr_el2, vtcr_el2, vttbr_el2,
+            cntv_ctl_el0, cntv_cval_el0
+        }
+    };
+}
+
+/// EL1/EL2/EL0 system registers the monitor switches between the worlds (EL2 registers are
+/// shared by Secure and Non-secure EL2 with FEAT_SEL2): the EL1 ones, then EL2's. Order =
+/// layout of `Ctx::sys`.
+macro_rules! sysreg_list {
+    ($cb:ident) => {
+        el1_regs! { with_el2, $cb }
+    };
+}
+macro_rules! with_el2 {
+    ($cb:ident; $($r:ident),*) => {
+        $cb! {
+            $($r,)* hcr_el2, vbar_el2, sctlr_el2, vtcr_el2, vttbr_el2,
             tcr_el2, ttbr0_el2, mair_el2, amair_el2, cptr_el2, cnthctl_el2, cntvoff_el2,
             vmpidr_el2, vpidr_el2, sp_el2, elr_el2, spsr_el2, esr_el2, far_el2, hpfar_el2,
             tpidr_el2, mdcr_el2, hstr_el2, afsr0_el2, afsr1_el2
         }
+    };
+}
+macro_rules! el1_only {
+    ($cb:ident; $($r:ident),*) => {
+        $cb! { $($r),* }
     };
 }
 
@@ -35,6 +57,14 @@ macro_rules! sys_enum {
     };
 }
 sysreg_list!(sys_enum);
+
+macro_rules! el1_count {
+    ($($r:ident),*) => {
+        /// How many registers `el1_save` / `el1_restore` move (the first ones of `Sys`).
+        pub const EL1_COUNT: usize = [$(Sys::$r),*].len();
+    };
+}
+el1_regs!(el1_only, el1_count);
 
 macro_rules! irp_list {
     ($($r:ident),*) => { concat!($(", ", stringify!($r)),*) };
@@ -174,8 +204,30 @@ global_asm!(
     ".endm",
 );
 
-// Reset: EL3, MMU off, caches off. Set up the monitor's stack and vectors, copy .data, zero .bss,
-// record the counter, call `el3_main(reset_counter)`.
+/// Per-CPU stack sizes (EL3 monitor, S-EL2 SPMC), `cpus::MAX` of each.
+pub const EL3_STACK: usize = 0x8000;
+pub const EL2_STACK: usize = 0x10000;
+/// What CPU 0 stores in `SECONDARIES_RELEASED` once .data and .bss are set up: the secondaries
+/// wait for it (in WFI, woken by an SGI) before they touch memory of their own.
+pub const RELEASE_MAGIC: u32 = 0x5ec0_0d05;
+
+// `STACK_TOP reg, tmp, base, size`: \reg = \base + (MPIDR.Aff0 + 1) * \size.
+global_asm!(
+    ".macro STACK_TOP reg, tmp, base, size",
+    "  mrs \\reg, mpidr_el1",
+    "  and \\reg, \\reg, #0xff",
+    "  add \\reg, \\reg, #1",
+    "  ldr \\tmp, =\\size",
+    "  mul \\reg, \\reg, \\tmp",
+    "  ldr \\tmp, =\\base",
+    "  add \\reg, \\reg, \\tmp",
+    ".endm",
+);
+
+// Reset: EL3, MMU off, caches off. CPU 0 sets up the monitor's stack and vectors, copies .data,
+// zeroes .bss, records the counter and calls `el3_main(reset_counter)`. The others enable their
+// GIC CPU interface (so an SGI wakes them from WFI), wait for CPU 0's release and call
+// `el3_secondary_main(cpu)`.
 global_asm!(
     ".section .text.entry, \"ax\"",
     ".global _start",
@@ -183,7 +235,7 @@ global_asm!(
     "  mrs x20, cntpct_el0",
     "  mrs x0, mpidr_el1",
     "  and x0, x0, #0xffffff",
-    "  cbnz x0, 9f",
+    "  cbnz x0, secondary_reset",
     // SCTLR_EL3: RES1 bits only (MMU, caches, alignment checks off).
     "  ldr x0, =0x30c50830",
     "  msr sctlr_el3, x0",
@@ -192,7 +244,7 @@ global_asm!(
     "  adr x0, el3_vectors",
     "  msr vbar_el3, x0",
     "  isb",
-    "  ldr x0, =__el3_stack_top",
+    "  STACK_TOP x0, x1, __el3_stacks, {el3_stack}",
     "  mov sp, x0",
     "  ldr x0, =__data_start",
     "  ldr x1, =__data_end",
@@ -210,17 +262,50 @@ global_asm!(
     "  b 3b",
     "4: mov x0, x20",
     "  bl el3_main",
-    "9: wfe",
+    "9: wfi",
+    "  b 9b",
+    "secondary_reset:",
+    "  ldr x1, =0x30c50830",
+    "  msr sctlr_el3, x1",
+    "  msr cptr_el3, xzr",
+    "  adr x1, el3_vectors",
+    "  msr vbar_el3, x1",
+    // ICC_SRE_EL3: SRE, DFB, DIB, Enable; priority mask open; group 0 on (SGIs are group 0).
+    "  mov x1, #0xf",
+    "  msr icc_sre_el3, x1",
+    "  isb",
+    "  mov x1, #0xff",
+    "  msr icc_pmr_el1, x1",
+    "  mov x1, #1",
+    "  msr icc_igrpen0_el1, x1",
+    "  isb",
+    "  and x19, x0, #0xff",
+    "  cmp x0, #{max}",
+    "  b.hs 9b",
+    "1: wfi",
+    "  ldr x1, =SECONDARIES_RELEASED",
+    "  ldar w2, [x1]",
+    "  ldr w3, ={magic}",
+    "  cmp w2, w3",
+    "  b.ne 1b",
+    "  STACK_TOP x1, x2, __el3_stacks, {el3_stack}",
+    "  mov sp, x1",
+    "  mov x0, x19",
+    "  bl el3_secondary_main",
     "  b 9b",
     ".ltorg",
     ".section .bss.stacks, \"aw\", @nobits",
     ".balign 16",
-    "  .space 0x10000",
-    ".global __el3_stack_top",
-    "__el3_stack_top:",
-    "  .space 0x10000",
-    ".global __el2_stack_top",
-    "__el2_stack_top:",
+    ".global __el3_stacks",
+    "__el3_stacks:",
+    "  .space {el3_stack} * {max}",
+    ".global __el2_stacks",
+    "__el2_stacks:",
+    "  .space {el2_stack} * {max}",
+    max = const testbed_layout::cpus::MAX,
+    magic = const RELEASE_MAGIC,
+    el3_stack = const EL3_STACK,
+    el2_stack = const EL2_STACK,
 );
 
 // EL3: vectors, world switch.
@@ -250,7 +335,7 @@ global_asm!(
     "  mrs x2, esr_el3",
     "  mrs x3, elr_el3",
     "  mrs x4, far_el3",
-    "  ldr x5, =__el3_stack_top",
+    "  STACK_TOP x5, x6, __el3_stacks, {el3_stack}",
     "  mov sp, x5",
     "  bl fatal_exception",
     // el3_run(ctx: *mut Ctx): enter the world in `ctx`; returns when it traps to EL3.
@@ -292,6 +377,7 @@ global_asm!(
     "  .endr",
     "  POP_CALLEE_AND_RET",
     ".ltorg",
+    el3_stack = const EL3_STACK,
 );
 
 // S-EL2: vectors, vCPU switch (EL1 system registers stay live in hardware: one SP, and the
@@ -322,7 +408,7 @@ global_asm!(
     "  mrs x2, esr_el2",
     "  mrs x3, elr_el2",
     "  mrs x4, far_el2",
-    "  ldr x5, =__el2_stack_top",
+    "  STACK_TOP x5, x6, __el2_stacks, {el2_stack}",
     "  mov sp, x5",
     "  bl fatal_exception",
     // el2_run(ctx: *mut Ctx): run the SP's vCPU; returns when it traps to S-EL2.
@@ -346,11 +432,29 @@ global_asm!(
     // spmc_start: first S-EL2 code; SP_EL2 and VBAR_EL2 come from the monitor's context.
     ".global spmc_start",
     "spmc_start:",
-    "  ldr x1, =__el2_stack_top",
+    "  STACK_TOP x1, x2, __el2_stacks, {el2_stack}",
     "  mov sp, x1",
     "  bl spmc_main",
     "  b .",
+    // el1_save(buf: *mut [u64; EL1_COUNT]) / el1_restore(buf): the EL1/EL0 registers of
+    // `el1_regs!`, in that order.
+    ".global el1_save",
+    "el1_save:",
+    concat!("  .irp r", el1_regs!(el1_only, irp_list)),
+    "    mrs x9, \\r",
+    "    str x9, [x0], #8",
+    "  .endr",
+    "  ret",
+    ".global el1_restore",
+    "el1_restore:",
+    concat!("  .irp r", el1_regs!(el1_only, irp_list)),
+    "    ldr x9, [x0], #8",
+    "    msr \\r, x9",
+    "  .endr",
+    "  isb",
+    "  ret",
     ".ltorg",
+    el2_stack = const EL2_STACK,
 );
 
 // The normal world's NS-EL2 vectors, copied by EL3 to `ns_ram::NS_EL2_VECTORS` (position
@@ -384,4 +488,8 @@ unsafe extern "C" {
     pub static el2_vectors: u8;
     pub static el3_vectors: u8;
     pub fn spmc_start();
+    /// Stores the current EL1/EL0 registers of `el1_regs!` into `buf`.
+    pub fn el1_save(buf: *mut [u64; EL1_COUNT]);
+    /// Loads the EL1/EL0 registers of `el1_regs!` from `buf`.
+    pub fn el1_restore(buf: *const [u64; EL1_COUNT]);
 }

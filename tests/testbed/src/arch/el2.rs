@@ -1,10 +1,19 @@
 //! The S-EL2 SPMC runtime: loads the SP package, builds the SP's stage-2, runs the SP's vCPU and
 //! moves FF-A calls between the SP, the normal world (through the monitor) and `spmc::Spmc`.
+//!
+//! Every CPU has an SPMC context (its own stack, the same S-EL2 set-up); they share the SPMC's
+//! state behind [`SPMC`]. The SP has one execution context, which runs on whichever CPU's
+//! request reached it (as Hafnium migrates a UP partition's vCPU): the CPU whose request moved
+//! the SP to `Running` (under the lock) owns [`VCPU`] until the SP answers; a request from
+//! another CPU meanwhile gets BUSY from `Spmc`. The lock is not held while the SP runs, so the
+//! other CPUs' FF-A calls (memory transactions, RX/TX, discovery) go on beside it.
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use testbed_layout::{control, flash, ns_ram, secure_ram, virt};
 
 use super::asm;
-use super::{Ctx, Global, exit, reg};
+use super::{Ctx, Global, MACHINE, Machine, exit, reg};
 use ffa::{FuncId, Regs};
 
 use crate::firewall::enforce::{self, Spaces, Stale};
@@ -26,9 +35,37 @@ const SEC_TABLES: usize = 128;
 /// touched; a table stays once allocated, so repeated cycles reuse it).
 const NS_TABLES: usize = 96;
 
+/// The SP's stage-2 tables (given to its two `Stage2`s by CPU 0's init, owned by them after).
 static TABLES: Global<[Table; SEC_TABLES + NS_TABLES]> =
     Global::new([const { Table::EMPTY }; SEC_TABLES + NS_TABLES]);
-static VCPU: Global<Ctx> = Global::new(Ctx::ZERO);
+
+/// The SP's execution context: its registers, and its EL1/EL0 system registers as they were
+/// when it last left `last_cpu` (the hardware holds them while it runs; see `run_sp`).
+struct Vcpu {
+    ctx: Ctx,
+    el1: [u64; asm::EL1_COUNT],
+    last_cpu: usize,
+}
+
+/// Owned by CPU 0 during init, then by the CPU whose request moved the SP to `Running`.
+static VCPU: Global<Vcpu> = Global::new(Vcpu {
+    ctx: Ctx::ZERO,
+    el1: [0; asm::EL1_COUNT],
+    last_cpu: 0,
+});
+
+/// The SPMC's state: the FF-A state machine and the SP's IPA spaces (`None` until CPU 0 has
+/// loaded the SP).
+struct SpmcState {
+    spmc: Spmc,
+    hw: PhysMem,
+}
+
+static SPMC: spin::Mutex<Option<SpmcState>> = spin::Mutex::new(None);
+
+/// The SP's EL2 configuration, which every CPU's SPMC context loads (VSTTBR_EL2, VSTCR_EL2,
+/// VTTBR_EL2, VTCR_EL2); written by CPU 0 before any other CPU can enter the secure world.
+static SP_EL2: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 // HCR_EL2 for the SP: stage 2 on (VM), set/way invalidate as clean (SWIO), physical FIQ/IRQ/
 // SError to EL2 (FMO/IMO/AMO), SMC trapped (TSC: the FF-A conduit), AArch64 EL1 (RW),
@@ -46,27 +83,15 @@ struct PhysMem {
     sp_sec: Option<Stage2<'static>>,
 }
 
-/// The firewall state (set up in `spmc_main` before anything uses it).
-///
-/// # Safety
-/// No other reference to `FIREWALL` may be live: the SPMC runs alone (one core) and EL3 takes
-/// it only while the SPMC is stopped.
-unsafe fn firewall() -> Option<&'static mut Firewall> {
-    // SAFETY: the caller's duty.
-    unsafe { super::FIREWALL.get() }.as_mut()
-}
-
 impl PhysMem {
     /// Applies what the model changed (after the SP wrote a TZC register) to every stage-2,
     /// and invalidates the TLBs that went stale. A stage-2 out of tables stops the run: the
     /// pools are sized for the whole window, so that is a testbed error.
-    fn apply_firewall(&mut self, fw: &mut Firewall) {
+    fn apply_firewall(&mut self, fw: &mut Firewall, nw: &mut Option<Stage2<'static>>) {
         let ch = fw.take_changes();
         if ch.is_empty() {
             return;
         }
-        // SAFETY: EL3 does not run while the SPMC does (one core); the only reference.
-        let nw = unsafe { super::NW_S2.get() };
         let mut spaces = Spaces {
             nw: nw.as_mut(),
             sp_ns: self.sp_ns.as_mut(),
@@ -98,8 +123,24 @@ fn invalidate(stale: Stale) {
         };
     }
     if stale.nw {
-        // SAFETY: single-threaded; a plain flag EL3 reads before resuming the NW.
-        unsafe { *super::NW_TLB_STALE.get() = true };
+        ns_tlbi();
+    }
+}
+
+/// Has EL3 invalidate every CPU's NS EL1&0 TLB entries (`control::TESTBED_NS_TLBI`): the
+/// normal world's stage-2 changed, and another CPU may be running it right now.
+fn ns_tlbi() {
+    // SAFETY: the monitor handles this call itself and returns to this context with only x0
+    // changed (declared, with the rest of SMCCC's caller-saved registers as clobbered).
+    unsafe {
+        core::arch::asm!(
+            "smc #0",
+            inout("x0") u64::from(control::TESTBED_NS_TLBI) => _,
+            out("x1") _, out("x2") _, out("x3") _, out("x4") _, out("x5") _, out("x6") _,
+            out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+            out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+            options(nostack),
+        );
     }
 }
 
@@ -124,8 +165,8 @@ impl MemHw for PhysMem {
             exec,
             device: false,
         };
-        // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
-        let fw = unsafe { firewall() }.ok_or(HwError::NoTables)?;
+        let mut m = MACHINE.lock();
+        let fw = m.firewall.as_mut().ok_or(HwError::NoTables)?;
         // Page by page with what the firewall lets NS accesses do; undone on failure.
         fw.sp_map(s2, r, attrs)?;
         Ok(())
@@ -139,32 +180,38 @@ impl MemHw for PhysMem {
     }
 
     fn nw_revoke(&mut self, r: &MemRange, why: Revoked) -> Result<(), HwError> {
-        // SAFETY: EL3 built NW_S2 before the normal world could make a call; EL3 only reads it
-        // while handling a NW fault, never while the SPMC runs (one core). Likewise FIREWALL.
-        let (nw, fw) = unsafe { (super::NW_S2.get(), firewall()) };
-        let (Some(nw), Some(fw)) = (nw.as_mut(), fw) else {
-            return Err(HwError::NoTables);
-        };
-        fw.nw_revoke(nw, r, why)?;
-        // SAFETY: as above; a plain flag.
-        unsafe { *super::NW_TLB_STALE.get() = true };
+        {
+            let mut m = MACHINE.lock();
+            let Machine {
+                nw_s2, firewall, ..
+            } = &mut *m;
+            let (Some(nw), Some(fw)) = (nw_s2.as_mut(), firewall.as_mut()) else {
+                return Err(HwError::NoTables);
+            };
+            fw.nw_revoke(nw, r, why)?;
+        }
+        // Before the lender hears of the handle: no CPU may still write through an old entry.
+        ns_tlbi();
         Ok(())
     }
 
     fn nw_restore(&mut self, r: &MemRange) {
-        // SAFETY: as in `nw_revoke`.
-        let (nw, fw) = unsafe { (super::NW_S2.get(), firewall()) };
-        if let (Some(nw), Some(fw)) = (nw.as_mut(), fw) {
+        let mut m = MACHINE.lock();
+        let Machine {
+            nw_s2, firewall, ..
+        } = &mut *m;
+        if let (Some(nw), Some(fw)) = (nw_s2.as_mut(), firewall.as_mut()) {
             fw.nw_restore(nw, r);
-            // SAFETY: as above.
-            unsafe { *super::NW_TLB_STALE.get() = true };
+            drop(m);
+            ns_tlbi();
         }
     }
 
     fn zero(&mut self, r: &MemRange) {
         if accessible(r.address, r.len() as usize) {
-            // SAFETY: NS DRAM (checked), page aligned; no Rust reference covers guest memory
-            // and no guest runs while the SPMC does.
+            // SAFETY: NS DRAM (checked), page aligned; no Rust reference covers guest memory.
+            // The range is one the SPMC holds for a transaction (lent, being reclaimed), so
+            // no guest CPU can reach it meanwhile.
             unsafe { super::zero_phys(r.address, r.len()) };
         }
     }
@@ -196,7 +243,9 @@ impl GuestMem for PhysMem {
             return false;
         }
         // SAFETY: checked to be guest RAM (NS DRAM or partition RAM), which no Rust reference
-        // covers; the guest is not running while the SPMC runs.
+        // covers. A guest on another CPU may write it meanwhile (its own buffer, e.g. a TX
+        // buffer it is refilling): the copy is then torn, which is the guest's own doing, and
+        // the SPMC validates what it copied, never the guest memory in place.
         unsafe { super::read_phys(pa, buf) };
         true
     }
@@ -249,14 +298,16 @@ fn load_sp(
             super::write_phys(m.load_address, &b);
         }
     }
-    // SAFETY: the tables are complete; the SP is not running; VMID 1 is the SP's.
-    unsafe {
-        reg::set_vsttbr_el2(sec.root_pa());
-        reg::set_vstcr_el2(stage2::vtcr(false) & 0xff);
-        reg::set_vttbr_el2(ns.root_pa() | VMID << 48);
-        reg::set_vtcr_el2(stage2::vtcr(true));
-        core::arch::asm!("tlbi vmalls12e1", "dsb sy", "isb", options(nostack));
+    let el2 = [
+        sec.root_pa(),
+        stage2::vtcr(false) & 0xff,
+        ns.root_pa() | VMID << 48,
+        stage2::vtcr(true),
+    ];
+    for (slot, v) in SP_EL2.iter().zip(el2) {
+        slot.store(v, Ordering::Release);
     }
+    load_sp_el2();
     log!(
         "testbed: SP {:#x} loaded at {:#x} (image +{:#x}, {} bytes; {} regions; stage-2 {}+{} tables)",
         p.id,
@@ -277,24 +328,40 @@ fn load_sp(
     Ok((info, pc, regs, ns, sec))
 }
 
-/// Sets up EL2 and EL1 for the SP's first entry (Hafnium's entry state: S-EL1, EL1h, MMU off,
-/// caches off, DAIF masked).
-fn prepare_vcpu(vcpu: &mut Ctx, entry: u64, regs: &Regs) {
-    // SAFETY: the SP has not run yet; these registers only affect EL1 and the SP's traps.
+/// Loads this CPU's EL2 registers for running the SP (both stage-2 IPA spaces, traps, timer,
+/// the MIDR/MPIDR it sees) and drops whatever the TLBs hold for its VMID.
+fn load_sp_el2() {
+    let [vsttbr, vstcr, vttbr, vtcr] = SP_EL2.each_ref().map(|v| v.load(Ordering::Acquire));
+    // SAFETY: the SP does not run on this CPU while its EL2 registers change; the tables are
+    // complete (CPU 0 built them before publishing SP_EL2).
     unsafe {
+        reg::set_vsttbr_el2(vsttbr);
+        reg::set_vstcr_el2(vstcr);
+        reg::set_vttbr_el2(vttbr);
+        reg::set_vtcr_el2(vtcr);
         reg::set_hcr_el2(HCR_SP);
-        reg::set_sctlr_el1(0);
-        reg::set_cpacr_el1(0);
-        reg::set_vbar_el1(0);
         reg::set_cnthctl_el2(0b11);
         reg::set_cntvoff_el2(0);
         reg::set_vpidr_el2(reg::midr());
         reg::set_vmpidr_el2(1 << 31);
+        core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
     }
-    *vcpu = Ctx::ZERO;
-    vcpu.x[..18].copy_from_slice(regs);
-    vcpu.elr = entry;
-    vcpu.spsr = SPSR_EL1H_MASKED;
+}
+
+/// Sets up EL1 for the SP's first entry (Hafnium's entry state: S-EL1, EL1h, MMU off, caches
+/// off, DAIF masked).
+fn prepare_vcpu(vcpu: &mut Vcpu, entry: u64, regs: &Regs) {
+    // SAFETY: the SP has not run yet; these registers only affect EL1.
+    unsafe {
+        reg::set_sctlr_el1(0);
+        reg::set_cpacr_el1(0);
+        reg::set_vbar_el1(0);
+    }
+    vcpu.ctx = Ctx::ZERO;
+    vcpu.ctx.x[..18].copy_from_slice(regs);
+    vcpu.ctx.elr = entry;
+    vcpu.ctx.spsr = SPSR_EL1H_MASKED;
+    vcpu.last_cpu = super::cpu_index();
 }
 
 /// The outcome of running the SP until it needs someone else.
@@ -329,12 +396,35 @@ fn report_abort(id: u16, reason: AbortReason) {
     }
 }
 
-/// Runs the SP until it finishes init, answers, or fails.
-fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
-    let id = spmc.sp_ep.id;
+/// Runs the SP on this CPU until it finishes init, answers, or fails. The caller owns `vcpu`
+/// (init, or its request moved the SP to `Running`); ownership ends with the SPMC call that
+/// ends the run, so the SP's EL1 state is saved into `vcpu` under the same lock hold.
+fn run_sp(vcpu: &mut Vcpu) -> Ran {
+    let cpu = super::cpu_index();
+    if vcpu.last_cpu != cpu {
+        // The vCPU comes from another CPU: its EL1 state, and nothing this CPU's TLBs still
+        // hold for the SP (its own TLB maintenance may have been local to the other CPU).
+        // SAFETY: `el1` holds what `el1_save` stored when the SP last left a CPU; the SP does
+        // not run here meanwhile; TLB maintenance only.
+        unsafe {
+            asm::el1_restore(&vcpu.el1);
+            core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
+        }
+        vcpu.last_cpu = cpu;
+    }
+    run_sp_here(&mut vcpu.ctx, &mut vcpu.el1)
+}
+
+/// Saves the SP's EL1 state (the run is ending; the caller still holds the SPMC lock).
+fn save_el1(el1: &mut [u64; asm::EL1_COUNT]) {
+    // SAFETY: stores the current EL1 registers into `el1`, which the caller owns.
+    unsafe { asm::el1_save(el1) };
+}
+
+fn run_sp_here(vcpu: &mut Ctx, el1: &mut [u64; asm::EL1_COUNT]) -> Ran {
     loop {
         // SAFETY: `vcpu` holds the SP's complete state (prepared or saved by the last exit);
-        // stage 2 and HCR_EL2 are set up for it.
+        // stage 2 and HCR_EL2 are set up for it on this CPU.
         unsafe { asm::el2_run(vcpu) };
         let esr = reg::esr_el2();
         let ec = esr >> 26;
@@ -347,18 +437,26 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
             (0, 0x16) => true,
             _ => false,
         };
+        let mut guard = SPMC.lock();
+        let Some(st) = guard.as_mut() else {
+            log!("testbed: SPMC state missing while the SP runs");
+            exit(control::EXIT_TESTBED_ERROR)
+        };
+        let id = st.spmc.sp_ep.id;
         if !call && vcpu.exit_kind == 0 {
             let (hpfar, far) = (reg::hpfar_el2(), reg::far_el2());
-            // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
-            let fw = unsafe { firewall() };
+            let mut m = MACHINE.lock();
+            let Machine {
+                nw_s2, firewall, ..
+            } = &mut *m;
             // An access to the emulated TZC-400 (mapped in neither IPA space): performed on the
             // model; a new map (gate reopened, region changed while open) is applied to every
             // stage-2 before the SP resumes.
-            if let (Ok(a), Some(fw)) = (mmio::decode(esr, hpfar, far), fw)
+            if let (Ok(a), Some(fw)) = (mmio::decode(esr, hpfar, far), firewall.as_mut())
                 && mmio::emulate(&a, &mut [&mut TzcDevice(fw)], &mut vcpu.x)
             {
                 if a.write {
-                    hw.apply_firewall(fw);
+                    st.hw.apply_firewall(fw, nw_s2);
                 }
                 vcpu.elr += 4;
                 continue;
@@ -370,12 +468,11 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
                 hpfar,
                 elr: vcpu.elr,
             };
-            // SAFETY: as above (the previous reference is no longer used).
-            if let Some(fw) = unsafe { firewall() }
-                && let Some((b, pc)) =
-                    fw.sp_fault(hw.sp_ns.as_ref(), hw.sp_sec.as_ref(), &s, &mut vcpu.x)
-            {
-                super::record_blocked(&b);
+            let blocked = firewall.as_mut().and_then(|fw| {
+                fw.sp_fault(st.hw.sp_ns.as_ref(), st.hw.sp_sec.as_ref(), &s, &mut vcpu.x)
+            });
+            if let Some((b, pc)) = blocked {
+                m.record_blocked(&b);
                 vcpu.elr = pc;
                 continue;
             }
@@ -396,14 +493,19 @@ fn run_sp(spmc: &mut Spmc, vcpu: &mut Ctx, hw: &mut PhysMem) -> Ran {
                 elr: vcpu.elr,
             };
             report_abort(id, reason);
-            let reply = match spmc.abort(reason) {
+            save_el1(el1);
+            let reply = match st.spmc.abort(reason) {
                 SpAction::Aborted { reply, .. } => reply,
                 _ => None,
             };
             return Ran::Aborted(reply);
         }
         let args = vcpu.regs18();
-        match spmc.sp_call(&args, hw, &mut super::Uart) {
+        let act = st.spmc.sp_call(&args, &mut st.hw, &mut super::Uart);
+        if !matches!(act, SpAction::Resume { .. }) {
+            save_el1(el1);
+        }
+        match act {
             SpAction::Resume { regs, ext } => {
                 let n = if ext { 18 } else { 8 };
                 vcpu.x[..n].copy_from_slice(&regs[..n]);
@@ -433,8 +535,8 @@ fn lend_enforcement() -> bool {
 /// Hands the SP's gated regions (secure memory regions over NS DRAM) to the firewall and maps
 /// what it already secures there (the carve-out).
 fn gate_regions(info: &SpInfo, hw: &mut PhysMem) {
-    // SAFETY: the SPMC runs alone; no other reference to FIREWALL is live.
-    let Some(fw) = (unsafe { firewall() }) else {
+    let mut m = MACHINE.lock();
+    let Some(fw) = m.firewall.as_mut() else {
         return;
     };
     for r in info
@@ -463,7 +565,9 @@ fn gate_regions(info: &SpInfo, hw: &mut PhysMem) {
         sp_ns: hw.sp_ns.as_mut(),
         sp_sec: hw.sp_sec.as_mut(),
     };
-    match fw.apply_all(&mut spaces) {
+    let applied = fw.apply_all(&mut spaces);
+    drop(m);
+    match applied {
         Ok(stale) => invalidate(stale),
         Err(e) => {
             log!("testbed: firewall map cannot be applied to the SP: {e:?}");
@@ -494,7 +598,13 @@ fn smc_to_nw(regs: &Regs) -> Regs {
 
 #[unsafe(no_mangle)]
 extern "C" fn spmc_main() -> ! {
-    // SAFETY: single-threaded; the only references to these globals are taken here.
+    if super::cpu_index() != 0 {
+        // A secondary CPU's SPMC context: CPU 0 has loaded the SP and published its EL2 set-up.
+        load_sp_el2();
+        serve()
+    }
+    // SAFETY: CPU 0 during init, before any other CPU can enter the secure world: the only
+    // references to these globals.
     let (tables, vcpu, reset) =
         unsafe { (TABLES.get(), VCPU.get(), *super::el3::RESET_COUNTER.get()) };
     log!(
@@ -502,8 +612,7 @@ extern "C" fn spmc_main() -> ! {
         super::counter_us(reset, reg::cntpct())
     );
     let lend = lend_enforcement();
-    // SAFETY: single-threaded; nothing else has used FIREWALL yet.
-    unsafe { *super::FIREWALL.get() = Some(Firewall::new(lend)) };
+    MACHINE.lock().firewall = Some(Firewall::new(lend));
     log!(
         "testbed: TZC-400 model at {:#x}: firmware regions 1-4 (secure RAM, NS DRAM, carve-out \
          {:#x}-{:#x}, NS DRAM), 5-8 free; lend enforcement {}",
@@ -516,7 +625,7 @@ extern "C" fn spmc_main() -> ! {
         sp_ns: None,
         sp_sec: None,
     };
-    let mut spmc = match load_sp(tables) {
+    let spmc = match load_sp(tables) {
         Ok((info, entry, regs, ns, sec)) => {
             hw.sp_ns = Some(ns);
             hw.sp_sec = Some(sec);
@@ -529,7 +638,8 @@ extern "C" fn spmc_main() -> ! {
             );
             let mut s = Spmc::new(Some(info));
             s.seed(super::entropy);
-            match run_sp(&mut s, vcpu, &mut hw) {
+            *SPMC.lock() = Some(SpmcState { spmc: s, hw });
+            match run_sp(vcpu) {
                 Ran::InitDone => {
                     let t = reg::cntpct();
                     log!(
@@ -540,27 +650,52 @@ extern "C" fn spmc_main() -> ! {
                 }
                 Ran::ToNw(_) | Ran::Aborted(_) => {
                     // The SP failed during init (reported); requests get ABORTED.
-                    debug_assert_eq!(s.sp_state, SpState::Aborted);
+                    debug_assert!(
+                        SPMC.lock()
+                            .as_ref()
+                            .is_some_and(|s| s.spmc.sp_state == SpState::Aborted)
+                    );
                 }
             }
-            s
+            None
         }
         Err(e) => {
             log!("testbed: SP package rejected: {e}");
-            Spmc::new(None)
+            Some(SpmcState {
+                spmc: Spmc::new(None),
+                hw,
+            })
         }
     };
+    if let Some(st) = spmc {
+        *SPMC.lock() = Some(st);
+    }
+    serve()
+}
 
-    // Initialisation done: FFA_MSG_WAIT to the SPMD; the normal world's calls come back.
+/// This CPU's SPMC loop: FFA_MSG_WAIT to the SPMD (initialisation done), then each normal-world
+/// FF-A call of this CPU, answered by `Spmc` or by running the SP here.
+fn serve() -> ! {
     let mut ready = [0u64; 18];
     ready[0] = u64::from(FuncId::MsgWait as u32);
     let mut req = smc_to_nw(&ready);
     loop {
-        let reply = match spmc.nw_call(&req, &mut hw) {
+        let action = {
+            let mut g = SPMC.lock();
+            let Some(st) = g.as_mut() else {
+                log!("testbed: SPMC state missing");
+                exit(control::EXIT_TESTBED_ERROR)
+            };
+            st.spmc.nw_call(&req, &mut st.hw)
+        };
+        let reply = match action {
             NwAction::Reply(r) => r,
             NwAction::RunSp(r) => {
-                vcpu.x[..18].copy_from_slice(&r);
-                match run_sp(&mut spmc, vcpu, &mut hw) {
+                // SAFETY: `nw_call` moved the SP to `Running` for this CPU's request (under the
+                // lock): this CPU owns the vCPU until the SP answers.
+                let vcpu = unsafe { VCPU.get() };
+                vcpu.ctx.x[..18].copy_from_slice(&r);
+                match run_sp(vcpu) {
                     Ran::ToNw(r) => r,
                     Ran::Aborted(Some(r)) => r,
                     Ran::Aborted(None) | Ran::InitDone => {

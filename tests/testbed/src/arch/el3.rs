@@ -1,23 +1,40 @@
 //! The EL3 monitor: brings up S-EL2 (the SPMC), then the normal world once the SPMC reports
 //! ready, and switches worlds on SMC (the SPMD role: FF-A calls from the normal world go to the
-//! SPMC, the SPMC's SMCs go back to the normal world).
+//! SPMC, the SPMC's SMCs go back to the normal world); PSCI for the normal world's CPUs.
+//!
+//! Every CPU runs the same world-switch loop on its own pair of contexts. CPU 0 boots; the
+//! others wait in WFI (`asm.rs`) until CPU 0 has set up memory, then park until a CPU_ON
+//! names them. A CPU's first CPU_ON starts its SPMC context (per-CPU S-EL2 set-up, then
+//! FFA_MSG_WAIT back here) before its normal-world entry; later ones reuse it.
 
-use testbed_layout::{control, flash, ns_ram, virt};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use testbed_layout::{control, cpus, flash, ns_ram, virt};
 
 use super::asm::{self, Sys};
-use super::{Ctx, Global, exit, reg};
+use super::{Ctx, Global, MACHINE, exit, gic, reg};
 use crate::firewall::enforce::Spaces;
 use crate::log;
 use crate::nwfault::{self, Outcome, Syndrome};
+use crate::psci::{self, Psci};
 use crate::spmc::{SMCCC_NOT_SUPPORTED, is_ffa_fid};
 use crate::stage2::{self, Attrs, Stage2, Table};
 
 const SECURE: usize = 0;
 const NS: usize = 1;
 
-static CTX: Global<[Ctx; 2]> = Global::new([Ctx::ZERO; 2]);
-/// CNTPCT_EL0 at reset, for the SPMC's timing line.
+/// Each CPU's two world contexts; slot `i` belongs to CPU `i`.
+static CTX: Global<[[Ctx; 2]; cpus::MAX]> = Global::new([[Ctx::ZERO; 2]; cpus::MAX]);
+/// CPU `i`'s SPMC context has finished its per-CPU set-up (its first MSG_WAIT came back).
+static SPMC_READY: [AtomicBool; cpus::MAX] = [const { AtomicBool::new(false) }; cpus::MAX];
+/// CNTPCT_EL0 at reset, for the SPMC's timing line (written by CPU 0 before anyone reads it).
 pub static RESET_COUNTER: Global<u64> = Global::new(0);
+/// The secondaries' release flag (`asm::RELEASE_MAGIC` once CPU 0 has set up memory).
+#[unsafe(no_mangle)]
+static SECONDARIES_RELEASED: AtomicU32 = AtomicU32::new(0);
+/// The normal world's CPUs: CPU_ON entry points must lie in its own RAM (the client's area up to
+/// the testbed's reserved NS region).
+pub static PSCI: Psci = Psci::new((virt::NS_RAM_BASE, ns_ram::TESTBED_NS_BASE));
 
 // SCR_EL3 bits.
 const SCR_NS: u64 = 1 << 0;
@@ -44,22 +61,70 @@ const CPTR_EL2_DEFAULT: u64 = 0x33ff;
 /// NW lost is reported (QEMU runs them as untranslated no-ops).
 const HCR_NS_EL1: u64 = (1 << 31) | (1 << 40) | (1 << 41) | (1 << 23);
 
+/// How a CPU's normal world begins once its SPMC context is ready.
+#[derive(Clone, Copy)]
+enum NwStart {
+    /// CPU 0: the client image from flash, x0 = its boot configuration.
+    Boot,
+    /// A CPU_ON: `entry` with x0 = the caller's context id.
+    CpuOn { entry: u64, context: u64 },
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn el3_main(reset_counter: u64) -> ! {
-    // SAFETY: single-threaded firmware; these are the only references while el3_main runs and
-    // the SPMC (the only other user) runs only inside el3_run below.
-    let (ctx, reset) = unsafe { (CTX.get(), RESET_COUNTER.get()) };
-    *reset = reset_counter;
+    // SAFETY: CPU 0 before any other CPU runs Rust code: the only reference.
+    unsafe { *RESET_COUNTER.get() = reset_counter };
     super::uart_init();
     super::heap_init();
+    let count = gic::cpu_count();
+    gic::init(count);
+    PSCI.set_count(count);
     log!(
-        "testbed: EL3 monitor up (MIDR {:#x}, CNTFRQ {} Hz, counter at reset {})",
+        "testbed: EL3 monitor up (MIDR {:#x}, CNTFRQ {} Hz, counter at reset {}, {count} CPUs, \
+         NPU CPU {:?})",
         reg::midr(),
         reg::cntfrq(),
-        reset_counter
+        reset_counter,
+        PSCI.npu_cpu()
     );
+    SECONDARIES_RELEASED.store(asm::RELEASE_MAGIC, Ordering::Release);
+    gic::wake_all_others();
+    // SAFETY: CPU 0's own slot.
+    let ctx = unsafe { &mut CTX.get()[0] };
+    secure_entry(&mut ctx[SECURE]);
+    world_loop(0, ctx, NwStart::Boot);
+    log!("testbed: CPU 0 left the normal world");
+    exit(control::EXIT_TESTBED_ERROR)
+}
 
-    let s = &mut ctx[SECURE];
+/// A secondary CPU after its release (`asm.rs`): parks until CPU_ON, runs the normal world
+/// until CPU_OFF, parks again. The NPU's CPU stays here for good.
+#[unsafe(no_mangle)]
+extern "C" fn el3_secondary_main(cpu: usize) -> ! {
+    gic::ack();
+    loop {
+        if PSCI.npu_cpu() == Some(cpu) {
+            // The emulated NPU's CPU: nothing to run yet.
+            gic::wait();
+            continue;
+        }
+        let Some((entry, context)) = PSCI.take_start(cpu) else {
+            gic::wait();
+            continue;
+        };
+        // SAFETY: CPU `cpu`'s own slot (cpu < cpus::MAX: asm.rs parks the others).
+        let ctx = unsafe { &mut CTX.get()[cpu] };
+        if !SPMC_READY[cpu].load(Ordering::Acquire) {
+            secure_entry(&mut ctx[SECURE]);
+        }
+        world_loop(cpu, ctx, NwStart::CpuOn { entry, context });
+        PSCI.parked(cpu);
+    }
+}
+
+/// A secure context that enters the SPMC at `spmc_start` (S-EL2, MMU off).
+fn secure_entry(s: &mut Ctx) {
+    *s = Ctx::ZERO;
     s.elr = asm::spmc_start as *const () as u64;
     s.spsr = SPSR_EL2H;
     s.scr = SCR_COMMON;
@@ -71,32 +136,26 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
         as u64);
     s.set(Sys::vpidr_el2, reg::midr());
     s.set(Sys::vmpidr_el2, reg::mpidr());
+}
 
-    let mut cur = SECURE;
-    let mut nw_started = false;
+/// Runs CPU `cpu`'s two worlds until its normal world calls CPU_OFF.
+fn world_loop(cpu: usize, ctx: &mut [Ctx; 2], start: NwStart) {
+    let mut cur = if SPMC_READY[cpu].load(Ordering::Acquire) {
+        nw_entry(&mut ctx[NS], start);
+        NS
+    } else {
+        SECURE
+    };
     loop {
-        // Taken only on the way into the NW (the SPMC sets it while the secure world runs).
-        // SAFETY: single-threaded; a plain flag the SPMC sets after changing the NW's stage-2.
-        if cur == NS && unsafe { NW_TLB_STALE_TAKE() } {
-            // TLBI ALLE1 with SCR_EL3.NS = 1 invalidates the Non-secure EL1&0 regime (both
-            // stages, every VMID): the NW's stage-2 lost or regained pages.
-            // SAFETY: TLB maintenance; SCR_EL3 is rewritten from the context by el3_run.
-            unsafe {
-                core::arch::asm!(
-                    "msr scr_el3, {scr}", "isb", "tlbi alle1", "dsb sy", "isb",
-                    scr = in(reg) ctx[NS].scr, options(nostack)
-                );
-            }
-        }
         // SAFETY: `ctx[cur]` is a complete context for the world it describes: set up above or
-        // in `start_nw`, or saved by the previous exit.
+        // in `nw_entry`, or saved by the previous exit.
         unsafe { asm::el3_run(&mut ctx[cur]) };
         let esr = reg::esr_el3();
         let c = &mut ctx[cur];
         if c.exit_kind != 0 || esr >> 26 != 0x17 {
             log!(
-                "testbed: unexpected exception from the {} world at EL3: kind {} ESR={esr:#x} \
-                 ELR={:#x} FAR={:#x}",
+                "testbed: unexpected exception from the {} world at EL3 on CPU {cpu}: kind {} \
+                 ESR={esr:#x} ELR={:#x} FAR={:#x}",
                 if cur == NS { "normal" } else { "secure" },
                 c.exit_kind,
                 c.elr,
@@ -104,35 +163,52 @@ extern "C" fn el3_main(reset_counter: u64) -> ! {
             );
             exit(control::EXIT_TESTBED_ERROR);
         }
+        // SMCCC: the function ID is w0.
+        let fid = (c.x[0] & 0xffff_ffff) as u32;
         if cur == NS {
-            // SMCCC: the function ID is w0.
-            let fid = c.x[0] & 0xffff_ffff;
             match fid {
-                f if f == u64::from(control::PSCI_SYSTEM_OFF) => {
-                    log!("testbed: PSCI SYSTEM_OFF from the normal world");
-                    exit(control::EXIT_PASS)
+                f if psci::is_psci(f) => {
+                    let x = [c.x[0], c.x[1], c.x[2], c.x[3]];
+                    match PSCI.call(cpu, x) {
+                        psci::Outcome::Return(v) => c.x[0] = v as u64,
+                        psci::Outcome::Wake(t) => {
+                            gic::wake(t);
+                            c.x[0] = 0;
+                        }
+                        psci::Outcome::CpuOff => return,
+                        psci::Outcome::SystemOff => {
+                            log!("testbed: PSCI SYSTEM_OFF from the normal world");
+                            exit(control::EXIT_PASS)
+                        }
+                        psci::Outcome::SystemReset => {
+                            log!("testbed: PSCI SYSTEM_RESET from the normal world (powering off)");
+                            exit(control::EXIT_SYSTEM_RESET)
+                        }
+                    }
                 }
-                f if f == u64::from(control::TESTBED_EXIT) => {
+                control::TESTBED_EXIT => {
                     log!("testbed: normal world exits with status {}", c.x[1]);
                     exit(c.x[1])
                 }
-                f if is_ffa_fid(f as u32) => {
+                f if is_ffa_fid(f) => {
                     let args = c.regs18();
                     ctx[SECURE].x[..18].copy_from_slice(&args);
                     cur = SECURE;
                 }
-                f if f == u64::from(control::TESTBED_BLOCKED_ACCESSES) => {
-                    // SAFETY: single-threaded; no other reference to BLOCKED is live.
-                    let (n, addr, info) = unsafe { *super::BLOCKED.get() };
+                control::TESTBED_BLOCKED_ACCESSES => {
+                    let (n, addr, info) = MACHINE.lock().blocked;
                     c.x[..4].copy_from_slice(&[0, n, addr, info]);
                 }
-                f if f & !0xf == u64::from(control::NS_EL2_TRAP) => nw_stage2_fault(c),
+                f if f & !0xf == control::NS_EL2_TRAP => nw_stage2_fault(c),
                 _ => c.x[0] = SMCCC_NOT_SUPPORTED,
             }
-        } else if !nw_started {
-            // The SPMC's first SMC: initialisation done (FFA_MSG_WAIT to the SPMD).
-            nw_started = true;
-            start_nw(&mut ctx[NS]);
+        } else if fid == control::TESTBED_NS_TLBI {
+            super::ns_tlbi_all(ctx[NS].scr | SCR_NS);
+            ctx[SECURE].x[0] = 0;
+        } else if !SPMC_READY[cpu].load(Ordering::Acquire) {
+            // This CPU's SPMC context is set up (FFA_MSG_WAIT to the SPMD).
+            SPMC_READY[cpu].store(true, Ordering::Release);
+            nw_entry(&mut ctx[NS], start);
             cur = NS;
         } else {
             let out = c.regs18();
@@ -165,17 +241,6 @@ fn load_slot(offset: u64, max: u64, dst: u64, with_header: bool, what: &str) -> 
     u64::from(h.len)
 }
 
-/// Takes the NW-TLB-stale flag.
-///
-/// # Safety
-/// No other reference to `NW_TLB_STALE` may be live.
-#[allow(non_snake_case)]
-unsafe fn NW_TLB_STALE_TAKE() -> bool {
-    // SAFETY: the caller's duty.
-    let f = unsafe { super::NW_TLB_STALE.get() };
-    core::mem::replace(f, false)
-}
-
 /// A stage-2 fault of the normal world, handed over by the NS-EL2 stub (x0 in TPIDR_EL2, the
 /// syndrome in the NS-EL2 registers saved in `c.sys`): report, emulate, resume at NS-EL1.
 fn nw_stage2_fault(c: &mut Ctx) {
@@ -187,9 +252,12 @@ fn nw_stage2_fault(c: &mut Ctx) {
         elr: c.sys[Sys::elr_el2 as usize],
     };
     let mut x = c.x;
-    // SAFETY: the SPMC is not running; these are the only references to NW_S2 and FIREWALL
-    // meanwhile.
-    let (nw, fw) = unsafe { (super::NW_S2.get(), super::FIREWALL.get()) };
+    let mut m = MACHINE.lock();
+    let super::Machine {
+        nw_s2: nw,
+        firewall: fw,
+        ..
+    } = &mut *m;
     if let Some(rt) = nwfault::dc_by_va(s.esr) {
         let va = x.get(usize::from(rt)).copied().unwrap_or(0);
         let ipa = nw_va_to_ipa(va, c.scr);
@@ -201,7 +269,7 @@ fn nw_stage2_fault(c: &mut Ctx) {
             })
         });
         if let Some(b) = blocked {
-            super::record_blocked(&b);
+            m.record_blocked(&b);
         }
         c.elr = pc;
         c.spsr = c.sys[Sys::spsr_el2 as usize];
@@ -213,7 +281,7 @@ fn nw_stage2_fault(c: &mut Ctx) {
     });
     match out {
         Outcome::Resume { blocked, pc } => {
-            super::record_blocked(&blocked);
+            m.record_blocked(&blocked);
             c.x = x;
             c.elr = pc;
             // Back to NS-EL1 as it was when it faulted.
@@ -253,8 +321,8 @@ fn nw_va_to_ipa(va: u64, ns_scr: u64) -> Option<u64> {
 
 /// Builds the normal world's stage-2 in the reserved NS region: devices (first GiB) and NS DRAM
 /// identity-mapped with blocks, minus the testbed's reserved region; and copies the NS-EL2
-/// vector stub there. Returns the root table's PA.
-fn build_nw_stage2() -> u64 {
+/// vector stub there. Stores it in [`MACHINE`] (the SPMC has set up the firewall model there).
+fn build_nw_stage2(m: &mut super::Machine) {
     let count = ns_ram::NW_S2_TABLE_COUNT as usize;
     // SAFETY: the table pool lies in the reserved NS region (testbed-layout), which no Rust
     // reference covers and which the normal world's stage-2 never maps; built once, before
@@ -288,8 +356,7 @@ fn build_nw_stage2() -> u64 {
     };
     // What the firewall denies the NW's CPU (the carve-out, anything the SP secured during
     // its init) goes too.
-    // SAFETY: the SPMC is not running; the only reference to FIREWALL meanwhile.
-    if let Some(fw) = unsafe { super::FIREWALL.get() }.as_mut() {
+    if let Some(fw) = m.firewall.as_mut() {
         let spaces = &mut Spaces {
             nw: Some(&mut s2),
             sp_ns: None,
@@ -307,8 +374,7 @@ fn build_nw_stage2() -> u64 {
         ns_ram::TESTBED_NS_BASE,
         ns_ram::TESTBED_NS_BASE + ns_ram::TESTBED_NS_SIZE
     );
-    // SAFETY: one core; the SPMC uses NW_S2 only while the normal world is stopped.
-    unsafe { *super::NW_S2.get() = Some(s2) };
+    m.nw_s2 = Some(s2);
     // SAFETY: the stub is a linker-placed 2 KiB block in flash; the destination is the
     // reserved NS page for it (testbed-layout), referenced by nothing else.
     unsafe {
@@ -317,36 +383,57 @@ fn build_nw_stage2() -> u64 {
         let stub = super::flash(start, end - start);
         super::write_phys(ns_ram::NS_EL2_VECTORS, stub);
     }
-    root
 }
 
-fn start_nw(ns: &mut Ctx) {
-    let len = load_slot(
-        flash::NW_IMAGE_OFFSET,
-        flash::NW_IMAGE_MAX,
-        ns_ram::CLIENT_BASE,
-        false,
-        "normal-world image",
-    );
-    let cfg = load_slot(
-        flash::BOOT_CONFIG_OFFSET,
-        flash::BOOT_CONFIG_MAX,
-        ns_ram::BOOT_CONFIG,
-        true,
-        "boot-config",
-    );
-    log!(
-        "testbed: entering the normal world at {:#x} (NS-EL1, image {len} bytes, boot config {cfg} bytes)",
-        ns_ram::CLIENT_BASE
-    );
-    // x0: the boot configuration block (slot header, then `key=value` lines).
-    ns.x[0] = ns_ram::BOOT_CONFIG;
-    ns.elr = ns_ram::CLIENT_BASE;
+/// Sets `ns` up to enter the normal world at NS-EL1 as `start` says, over the normal world's
+/// stage-2 (built on the first entry: CPU 0's boot).
+fn nw_entry(ns: &mut Ctx, start: NwStart) {
+    *ns = Ctx::ZERO;
+    let (entry, x0) = match start {
+        NwStart::Boot => {
+            let len = load_slot(
+                flash::NW_IMAGE_OFFSET,
+                flash::NW_IMAGE_MAX,
+                ns_ram::CLIENT_BASE,
+                false,
+                "normal-world image",
+            );
+            let cfg = load_slot(
+                flash::BOOT_CONFIG_OFFSET,
+                flash::BOOT_CONFIG_MAX,
+                ns_ram::BOOT_CONFIG,
+                true,
+                "boot-config",
+            );
+            log!(
+                "testbed: entering the normal world at {:#x} (NS-EL1, image {len} bytes, boot \
+                 config {cfg} bytes)",
+                ns_ram::CLIENT_BASE
+            );
+            // x0: the boot configuration block (slot header, then `key=value` lines).
+            (ns_ram::CLIENT_BASE, ns_ram::BOOT_CONFIG)
+        }
+        NwStart::CpuOn { entry, context } => {
+            log!(
+                "testbed: CPU {} enters the normal world at {entry:#x} (PSCI CPU_ON)",
+                super::cpu_index()
+            );
+            (entry, context)
+        }
+    };
+    ns.x[0] = x0;
+    ns.elr = entry;
     ns.spsr = SPSR_EL1H;
     ns.scr = SCR_COMMON | SCR_NS;
     ns.set(Sys::sctlr_el1, SCTLR_EL1_RES1);
-    // Stage 2 on (HCR_EL2.VM) over the tables built above; NS-EL2 vectors = the stub.
-    let root = build_nw_stage2();
+    // Stage 2 on (HCR_EL2.VM) over the normal world's tables; NS-EL2 vectors = the stub.
+    let root = {
+        let mut m = MACHINE.lock();
+        if m.nw_s2.is_none() {
+            build_nw_stage2(&mut m);
+        }
+        m.nw_s2.as_ref().map_or(0, |s| s.root_pa())
+    };
     ns.set(Sys::hcr_el2, HCR_NS_EL1 | 1);
     ns.set(Sys::vttbr_el2, root);
     ns.set(Sys::vtcr_el2, stage2::vtcr(false));

@@ -1,9 +1,13 @@
 //! Bare-metal parts: reset entry, the EL3 monitor, the S-EL2 SPMC runtime, and the small unsafe
-//! wrappers they stand on (system registers, UART, semihosting, physical memory).
+//! wrappers they stand on (system registers, GIC, UART, semihosting, physical memory).
 //!
-//! Runs on one core with every exception masked and the MMU off at EL3 and EL2 (accesses are
-//! Device-nGnRnE; `aarch64-unknown-none` is strict-align, so that is fine). Nothing here runs
-//! concurrently with anything else, which is what makes [`Global`] sound.
+//! Runs on up to `testbed_layout::cpus::MAX` CPUs with every exception masked and the MMU off
+//! at EL3 and EL2 (accesses are Device-nGnRnE; `aarch64-unknown-none` is strict-align, so that
+//! is fine; QEMU implements exclusives and barriers on them, which the spin locks rely on).
+//! What several CPUs share sits behind a lock, as Hafnium's `vm_locked`: [`MACHINE`] (the normal
+//! world's stage-2, the firewall model, the blocked-access record) and the SPMC's state
+//! (`el2`); lock order SPMC, then MACHINE, then the UART. A [`Global`] is owned by one CPU at a
+//! time, and each says which.
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
@@ -13,11 +17,14 @@ use testbed_layout::{control, virt};
 mod asm;
 mod el2;
 mod el3;
+mod gic;
 
-/// A global the single-threaded, non-reentrant firmware owns outright.
+/// A global whose owner (one CPU at a time: its doc says which) accesses it without a lock.
 pub struct Global<T>(UnsafeCell<T>);
 
-// SAFETY: one core, interrupts masked, no reentrancy: never accessed from two contexts at once.
+// SAFETY: every `Global` is accessed by one CPU at a time (the boot CPU during init, a per-CPU
+// slot by its own CPU, the SP's vCPU by the CPU that claimed it under the SPMC lock), with
+// interrupts masked and no reentrancy.
 unsafe impl<T> Sync for Global<T> {}
 
 impl<T> Global<T> {
@@ -26,7 +33,7 @@ impl<T> Global<T> {
     }
 
     /// # Safety
-    /// The caller must not hold another reference obtained from this `Global`.
+    /// The caller must own the global (see its doc) and hold no other reference from it.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get(&self) -> &mut T {
         // SAFETY: exclusive access is the caller's duty (see above).
@@ -88,8 +95,9 @@ impl Ctx {
 }
 
 /// The firmware heap: memory descriptors (up to `memshare::MAX_DESC_LEN` each) and the
-/// transaction table, which holds at most `memshare::MAX_HELD_BYTES` of it. One core, no reentrancy: a `Global` with no lock.
-struct FwHeap(Global<buddy_system_allocator::Heap<32>>);
+/// transaction table, which holds at most `memshare::MAX_HELD_BYTES` of it. Shared by every
+/// CPU's SPMC and monitor, so behind a lock.
+struct FwHeap(spin::Mutex<buddy_system_allocator::Heap<32>>);
 
 const HEAP_SIZE: usize = 0x10_0000;
 #[repr(C, align(4096))]
@@ -97,21 +105,19 @@ struct HeapMem([u8; HEAP_SIZE]);
 static HEAP_MEM: Global<HeapMem> = Global::new(HeapMem([0; HEAP_SIZE]));
 
 #[global_allocator]
-static HEAP: FwHeap = FwHeap(Global::new(buddy_system_allocator::Heap::empty()));
+static HEAP: FwHeap = FwHeap(spin::Mutex::new(buddy_system_allocator::Heap::empty()));
 
 // SAFETY: the buddy heap hands out disjoint, suitably aligned blocks of its own memory; the
-// `Global` access is exclusive because the firmware is single-threaded and never allocates
-// from an exception handler while another allocation is in progress.
+// lock makes each allocation exclusive (no allocation happens in an exception handler).
 unsafe impl core::alloc::GlobalAlloc for FwHeap {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        // SAFETY: see the impl comment.
-        let heap = unsafe { self.0.get() };
-        heap.alloc(layout)
+        self.0
+            .lock()
+            .alloc(layout)
             .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
-        // SAFETY: see the impl comment; `ptr` came from `alloc` with this layout.
-        let heap = unsafe { self.0.get() };
+        let mut heap = self.0.lock();
         if let Some(p) = core::ptr::NonNull::new(ptr) {
             // SAFETY: `ptr` came from this heap's `alloc` with `layout` (GlobalAlloc contract).
             unsafe { heap.dealloc(p, layout) };
@@ -125,7 +131,7 @@ pub fn heap_init() {
     unsafe {
         let mem = HEAP_MEM.get();
         let start = mem.0.as_mut_ptr() as usize;
-        HEAP.0.get().init(start, HEAP_SIZE);
+        HEAP.0.lock().init(start, HEAP_SIZE);
     }
 }
 
@@ -143,27 +149,53 @@ pub fn entropy() -> u64 {
     v
 }
 
-/// The normal world's stage-2 (NS-EL2, built by EL3 in the reserved NS region before the client
-/// starts; changed by the SPMC on LEND/DONATE/RECLAIM; read by EL3 to report a blocked access).
-/// Used by one EL at a time on one core.
-pub static NW_S2: Global<Option<crate::stage2::Stage2<'static>>> = Global::new(None);
-/// The SPMC changed the NW's stage-2: EL3 invalidates the NS EL1&0 TLB before resuming it.
-pub static NW_TLB_STALE: Global<bool> = Global::new(false);
-/// The emulated TZC-400 and its enforcement state (set up by the SPMC before the SP runs;
-/// used by the SPMC for the SP's traps and stage-2s, and by EL3 for the NW's stage-2 and its
-/// faults). One EL at a time on one core.
-pub static FIREWALL: Global<Option<crate::firewall::Firewall>> = Global::new(None);
-/// Blocked accesses (NW and SP) for `control::TESTBED_BLOCKED_ACCESSES`: count, last address,
-/// last `nwfault::Blocked::info`.
-pub static BLOCKED: Global<(u64, u64, u64)> = Global::new((0, 0, 0));
+/// What the monitor and the SPMC share across CPUs.
+pub struct Machine {
+    /// The normal world's stage-2 (NS-EL2, built by EL3 in the reserved NS region before the
+    /// client starts; changed by the SPMC on LEND/DONATE/RECLAIM and by firewall changes; read
+    /// by EL3 to report a blocked access). Whoever changes it invalidates every CPU's NS TLB
+    /// before the change can matter ([`ns_tlbi_all`] at EL3, `TESTBED_NS_TLBI` from S-EL2).
+    pub nw_s2: Option<crate::stage2::Stage2<'static>>,
+    /// The emulated TZC-400 and its enforcement state (set up by the SPMC before the SP runs).
+    pub firewall: Option<crate::firewall::Firewall>,
+    /// Blocked accesses (NW and SP) for `control::TESTBED_BLOCKED_ACCESSES`: count, last
+    /// address, last `nwfault::Blocked::info`.
+    pub blocked: (u64, u64, u64),
+}
 
-/// Logs a blocked access and records it for the control call.
-pub fn record_blocked(b: &crate::nwfault::Blocked) {
-    crate::log!("testbed: {b}");
-    // SAFETY: single-threaded; no other reference to BLOCKED is live (only this function and
-    // the control call, which do not nest, take one).
-    let r = unsafe { BLOCKED.get() };
-    *r = (r.0 + 1, b.addr, b.info());
+impl Machine {
+    /// Logs a blocked access and records it for the control call.
+    pub fn record_blocked(&mut self, b: &crate::nwfault::Blocked) {
+        crate::log!("testbed: {b}");
+        let r = &mut self.blocked;
+        *r = (r.0 + 1, b.addr, b.info());
+    }
+}
+
+pub static MACHINE: spin::Mutex<Machine> = spin::Mutex::new(Machine {
+    nw_s2: None,
+    firewall: None,
+    blocked: (0, 0, 0),
+});
+
+/// Invalidates every CPU's TLB entries of the normal world's EL1&0 regime (both stages, every
+/// VMID) and waits for it: TLBI ALLE1IS with SCR_EL3.NS = 1. EL3 only.
+pub fn ns_tlbi_all(ns_scr: u64) {
+    // SAFETY: TLB maintenance; SCR_EL3 is put back before anything else runs (and rewritten
+    // from the context by el3_run anyway).
+    unsafe {
+        core::arch::asm!(
+            "mrs {old}, scr_el3", "msr scr_el3, {ns}", "isb",
+            "dsb ishst", "tlbi alle1is", "dsb ish", "isb",
+            "msr scr_el3, {old}", "isb",
+            old = out(reg) _, ns = in(reg) ns_scr, options(nostack)
+        );
+    }
+}
+
+/// This CPU's index (MPIDR_EL1.Aff0 on QEMU `virt`).
+pub fn cpu_index() -> usize {
+    (reg::mpidr() & 0xff) as usize
 }
 
 /// System-register access, one tiny wrapper per register used outside the context switch.
@@ -217,11 +249,15 @@ pub mod reg {
     sysreg_write!(set_vmpidr_el2, "vmpidr_el2");
 }
 
-/// The secure PL011, written by polling (QEMU needs no setup).
+/// The secure PL011, written by polling (QEMU needs no setup). One `write_str` at a time (a
+/// lock), so the CPUs' lines do not mix.
 pub struct Uart;
+
+static UART_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 impl Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let _g = UART_LOCK.lock();
         for b in s.bytes() {
             if b == b'\n' {
                 putc(b'\r');
@@ -249,12 +285,52 @@ fn putc(b: u8) {
     }
 }
 
+/// Formats a line and writes it in one piece (a line of up to 256 bytes; longer ones go out in
+/// pieces).
 #[macro_export]
 macro_rules! log {
     ($($t:tt)*) => {{
         use core::fmt::Write as _;
-        let _ = writeln!($crate::arch::Uart, $($t)*);
+        let mut line = $crate::arch::Line::new();
+        let _ = writeln!(line, $($t)*);
+        line.flush();
     }};
+}
+
+/// A line being formatted for [`log!`].
+pub struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    pub fn new() -> Line {
+        Line {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    pub fn flush(&mut self) {
+        // Only whole UTF-8 strings were appended.
+        let s = core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?\n");
+        let _ = Uart.write_str(s);
+        self.len = 0;
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.len + s.len() > self.buf.len() {
+            self.flush();
+            if s.len() > self.buf.len() {
+                return Uart.write_str(s);
+            }
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
 }
 
 /// Powers QEMU off with `status` via semihosting SYS_EXIT_EXTENDED (QEMU runs with
@@ -280,7 +356,7 @@ pub fn counter_us(from: u64, to: u64) -> u64 {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    log!("testbed: panic: {info}");
+    log!("testbed: panic on CPU {}: {info}", cpu_index());
     exit(control::EXIT_TESTBED_ERROR)
 }
 
@@ -288,7 +364,9 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn fatal_exception(el: u64, kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     log!(
-        "testbed: fatal exception at EL{el} (kind {kind}): ESR={esr:#x} ELR={elr:#x} FAR={far:#x}"
+        "testbed: fatal exception at EL{el} on CPU {} (kind {kind}): ESR={esr:#x} ELR={elr:#x} \
+         FAR={far:#x}",
+        cpu_index()
     );
     exit(control::EXIT_TESTBED_ERROR)
 }

@@ -23,6 +23,7 @@ use flexserve_proto::{
     Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, PROTOCOL_VERSION, Request, Response,
     SERVICE_UUID, Width,
 };
+use testbed_layout::control;
 
 /// Pings per transport on core 1.
 pub const ROUNDS: u32 = 32;
@@ -234,4 +235,138 @@ pub(crate) fn cross_core<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>
             c.ping(&[0x0c0e, 1, 0xface], Width::W64)
         }
     });
+}
+
+/// The share-window page the LEND shoot-down check uses (memory scenario: clear of its others).
+pub const SHOOTDOWN_PAGE: u64 = 40;
+/// What core 1 stores once the page is lent: it must never land.
+const AFTER_LEND: u64 = 0x1e4d_dead_0c0e_0001;
+
+/// A LEND takes the page from every CPU of the lender at once (testbed, two or more normal-world
+/// CPUs): core 1 keeps storing to a page (so its TLB holds the translation), the primary lends
+/// it, then core 1 stores once more. That store must be blocked and reported, and after the
+/// reclaim the page must not hold it: a CPU that kept a stale TLB entry would have written
+/// memory the SP now owns.
+pub(crate) fn lend_shootdown<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
+    use ffa::memory::{
+        DataAccess, Emad, EmadSize, InstructionAccess, MemAccessPerm, MemFlags, MemRange,
+        MemRegionAttributes, MemTransaction, SendKind,
+    };
+    use ffa::{Handle, ReclaimFlags};
+    if c.env.spmc() != Spmc::Testbed || !c.env.has_second_core() {
+        return;
+    }
+    let Ok(sp_id) = c.sp().map(|s| s.id) else {
+        return;
+    };
+    let pa = c.env.share_window().0 + SHOOTDOWN_PAGE * 4096 + 0x100;
+    if let Err(e) = c.env.second_core_writer(pa) {
+        r.check(
+            "cores.writer_started",
+            Err(Fail::new(format_args!("core 1 did not start: {e:?}"))),
+        );
+        return;
+    }
+    let landed = r.check("cores.second_core_stores_land", {
+        (|| {
+            for i in 0..64u64 {
+                let v = 0x5707_0000 + i;
+                if !c.env.second_core_store(v) {
+                    fail!("core 1 did not confirm store {i}");
+                }
+                let got = c.env.probe_read(pa).value;
+                if got != v {
+                    fail!("core 1 stored {v:#x}, the primary reads {got:#x}");
+                }
+            }
+            Ok(())
+        })()
+    });
+    if !landed {
+        c.env.second_core_writer_stop();
+        return;
+    }
+    let desc = MemTransaction {
+        sender_id: c.own_id,
+        attributes: MemRegionAttributes::for_send(SendKind::Lend, 1),
+        flags: MemFlags(0),
+        handle: Handle(0),
+        tag: 0,
+        emad_size: EmadSize::V1_2,
+        receivers: alloc::vec![Emad::new(MemAccessPerm {
+            endpoint_id: sp_id,
+            data_access: DataAccess::ReadWrite,
+            instruction_access: InstructionAccess::NotSpecified,
+            non_retrieval_borrower: false,
+        })],
+        ranges: alloc::vec![MemRange {
+            address: pa & !0xfff,
+            page_count: 1,
+        }],
+    };
+    let before = c.env.blocked_accesses();
+    let lent = {
+        let (ep, bufs) = c.env.ep_bufs();
+        ep.mem_send(SendKind::Lend, &desc, bufs)
+    };
+    let Ok(h) = lent else {
+        r.check(
+            "cores.lend",
+            Err(Fail::new(format_args!("LEND failed: {lent:?}"))),
+        );
+        c.env.second_core_writer_stop();
+        return;
+    };
+    let stored = c.env.second_core_store(AFTER_LEND);
+    r.check("cores.lend_blocks_the_other_cpu", {
+        let after = c.env.blocked_accesses();
+        match (before, after) {
+            _ if !stored => Err(Fail::new(format_args!(
+                "core 1 did not come back from its store (a blocked store is skipped)"
+            ))),
+            (Some((n0, ..)), Some((n1, addr, info))) => {
+                let (kind, why) = (info & 0xff, (info >> 8) & 0xff);
+                if n1 != n0 + 1 || addr != pa || kind != control::KIND_WRITE {
+                    Err(Fail::new(format_args!(
+                        "core 1's store after the LEND: {} blocked accesses reported (last \
+                         {addr:#x}, kind {kind}), expected one write of {pa:#x}",
+                        n1 - n0
+                    )))
+                } else if why != control::OWNER_LENT {
+                    Err(Fail::new(format_args!(
+                        "blocked, but as owner {why}, not lent"
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(Fail::new(format_args!(
+                "the testbed reports no blocked accesses"
+            ))),
+        }
+    });
+    r.check("cores.reclaim", {
+        c.env
+            .ep()
+            .mem_reclaim(h, ReclaimFlags::default())
+            .map_err(|e| Fail::new(format_args!("{e:?}")))
+    });
+    r.check("cores.blocked_store_never_landed", {
+        let got = c.env.probe_read(pa).value;
+        if got == AFTER_LEND {
+            Err(Fail::new(format_args!(
+                "the page holds core 1's store made after the LEND"
+            )))
+        } else {
+            Ok(())
+        }
+    });
+    r.check(
+        "cores.writer_off",
+        if c.env.second_core_writer_stop() {
+            Ok(())
+        } else {
+            Err(Fail::new(format_args!("core 1 is not off")))
+        },
+    );
 }

@@ -12,7 +12,7 @@
 use core::{
     arch::naked_asm,
     cell::UnsafeCell,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
 use ffa::{Conduit, Endpoint, REG_COUNT, Smc};
 use nw_client::cores::{self, CoreJob, CoreReport, CoreRun, CpuOnError};
@@ -163,9 +163,104 @@ unsafe extern "C" fn core1_entry() -> ! {
     )
 }
 
+/// Core 1 as a second writer of one page (`writer_*`): the primary publishes a value and bumps
+/// `asked` (Release); core 1 stores the value to `pa`, then sets `done` = `asked` (Release).
+/// `asked` = [`WRITER_STOP`] sends core 1 to CPU_OFF.
+struct Writer {
+    running: AtomicU32,
+    pa: AtomicU64,
+    value: AtomicU64,
+    asked: AtomicU64,
+    done: AtomicU64,
+}
+
+const WRITER_STOP: u64 = u64::MAX;
+
+static WRITER: Writer = Writer {
+    running: AtomicU32::new(0),
+    pa: AtomicU64::new(0),
+    value: AtomicU64::new(0),
+    asked: AtomicU64::new(0),
+    done: AtomicU64::new(0),
+};
+
+fn writer_loop() {
+    let pa = WRITER.pa.load(Ordering::Acquire);
+    let mut seen = WRITER.done.load(Ordering::Acquire);
+    loop {
+        let asked = WRITER.asked.load(Ordering::Acquire);
+        if asked == WRITER_STOP {
+            return;
+        }
+        if asked == seen {
+            core::hint::spin_loop();
+            continue;
+        }
+        let v = WRITER.value.load(Ordering::Acquire);
+        // SAFETY: `pa` is an 8-byte aligned address of the share window (checked by the
+        // caller of `writer_start`), identity-mapped read-write for the client; the primary
+        // does not hold a Rust reference to it. If the page was lent away the partition
+        // manager drops the store (that is what the check looks for).
+        unsafe { core::ptr::write_volatile(pa as *mut u64, v) };
+        seen = asked;
+        WRITER.done.store(asked, Ordering::Release);
+    }
+}
+
+/// Starts core 1 as the writer of `pa` (8-byte aligned, in the share window).
+pub fn writer_start(pa: u64) -> Result<(), CpuOnError> {
+    // Core 1 must be off: no pings job, no writer.
+    if psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) != AFFINITY_OFF
+        || WRITER.running.swap(1, Ordering::AcqRel) != 0
+    {
+        return Err(CpuOnError::Psci(-4));
+    }
+    WRITER.pa.store(pa, Ordering::Release);
+    WRITER.asked.store(0, Ordering::Release);
+    WRITER.done.store(0, Ordering::Release);
+    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
+    let ret = psci(
+        PSCI_CPU_ON,
+        CORE1_MPIDR,
+        core1_entry as *const () as u64,
+        stack_top,
+    );
+    if ret != 0 {
+        WRITER.running.store(0, Ordering::Release);
+        return Err(CpuOnError::Psci(ret));
+    }
+    Ok(())
+}
+
+/// Has the writer store `value`; waits (5 s) for it.
+pub fn writer_store(value: u64) -> bool {
+    if WRITER.running.load(Ordering::Acquire) == 0 {
+        return false;
+    }
+    let n = WRITER.asked.load(Ordering::Acquire) + 1;
+    WRITER.value.store(value, Ordering::Release);
+    WRITER.asked.store(n, Ordering::Release);
+    wait(5, || WRITER.done.load(Ordering::Acquire) == n)
+}
+
+/// Stops the writer; waits (5 s) for core 1 to be off.
+pub fn writer_stop() -> bool {
+    if WRITER.running.load(Ordering::Acquire) == 0 {
+        return false;
+    }
+    WRITER.asked.store(WRITER_STOP, Ordering::Release);
+    let off = wait(5, || {
+        psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) == AFFINITY_OFF
+    });
+    WRITER.running.store(0, Ordering::Release);
+    off
+}
+
 extern "C" fn core1_main() -> ! {
     aarch64_rt::set_exception_vector();
-    if MAILBOX.state.load(Ordering::Acquire) == JOB {
+    if WRITER.running.load(Ordering::Acquire) != 0 {
+        writer_loop();
+    } else if MAILBOX.state.load(Ordering::Acquire) == JOB {
         // SAFETY: JOB was published with Release after the primary wrote `job`; the primary
         // does not touch it again.
         let job = unsafe { *MAILBOX.job.get() };

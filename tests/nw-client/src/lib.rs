@@ -126,6 +126,24 @@ pub trait Env {
         Err(CpuOnError::NoSecondCore)
     }
 
+    /// Starts core 1 as a second writer of `pa` (a page of the share window): it stores what
+    /// [`Env::second_core_store`] asks, one store per request, and nothing else.
+    fn second_core_writer(&mut self, pa: u64) -> Result<(), CpuOnError> {
+        let _ = pa;
+        Err(CpuOnError::NoSecondCore)
+    }
+
+    /// Has the writer core store `value` (8 bytes) and waits for it to have done so.
+    fn second_core_store(&mut self, value: u64) -> bool {
+        let _ = value;
+        false
+    }
+
+    /// Stops the writer core (it calls CPU_OFF); true once PSCI reports it off.
+    fn second_core_writer_stop(&mut self) -> bool {
+        false
+    }
+
     /// Where the model file (GGUF) lies in the share window, if the boot configuration names
     /// one (`model_base`, `model_size`): (address, bytes).
     fn model(&self) -> Option<(u64, u64)> {

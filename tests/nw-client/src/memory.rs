@@ -3,7 +3,8 @@
 //! and the ff-a-acs test it mirrors are listed in `tests/ffa-coverage.md`.
 //!
 //! Client pages (offsets in the share window, `Env::share_window`): share 0-1 and 4-5, cycles 8,
-//! lend 16-17, donate 32 (never comes back), fragmented 64..1088 (every other page), malformed
+//! lend 16-17, donate 32 (never comes back), the cross-CPU LEND check 40
+//! (`cores::SHOOTDOWN_PAGE`), fragmented 64..1088 (every other page), malformed
 //! and state-machine probes from 2000.
 #![allow(
     clippy::result_large_err,
@@ -357,6 +358,7 @@ pub(crate) fn memory<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     fragmented(c, r);
     malformed(c, r);
     cycles(c, r);
+    crate::cores::lend_shootdown(c, r);
     r.check("mem.still_serving", {
         c.counter = None;
         c.ping(&[0x5eed, 1, 2], Width::W64)

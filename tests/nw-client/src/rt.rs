@@ -401,6 +401,22 @@ impl Env for Machine {
         crate::cpu::run_on_core1(job)
     }
 
+    fn second_core_writer(&mut self, pa: u64) -> Result<(), CpuOnError> {
+        let (base, size) = self.share_window();
+        if pa % 8 != 0 || pa < base || pa + 8 > base + size {
+            return Err(CpuOnError::Psci(-2));
+        }
+        crate::cpu::writer_start(pa)
+    }
+
+    fn second_core_store(&mut self, value: u64) -> bool {
+        crate::cpu::writer_store(value)
+    }
+
+    fn second_core_writer_stop(&mut self) -> bool {
+        crate::cpu::writer_stop()
+    }
+
     fn with_model_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (base, size) = self.model?;
         // SAFETY: `model` was checked to lie in the share window (mapped by the initial map);

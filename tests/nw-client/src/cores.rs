@@ -370,3 +370,133 @@ pub(crate) fn lend_shootdown<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Repor
         },
     );
 }
+
+/// One prober round's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// FFA_ID_GET answered and the ping came back with its echo.
+    Answered,
+    /// FFA_ID_GET answered; the ping got BUSY (the SP was running another CPU's request).
+    Busy,
+    /// FFA_ID_GET failed: the SPMC did not answer this CPU.
+    IdGetFailed,
+    /// The ping failed otherwise, or its echo was wrong.
+    Other,
+}
+
+/// Counts of [`Probe`] outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCounts {
+    pub answered: u32,
+    pub busy: u32,
+    pub other: u32,
+    pub id_failed: u32,
+}
+
+impl ProbeCounts {
+    pub fn rounds(&self) -> u32 {
+        self.answered + self.busy + self.other + self.id_failed
+    }
+}
+
+/// One prober round from core 1: FFA_ID_GET (the SPMC itself), then a DIRECT_REQ_64 ping.
+pub fn probe_round<C: Conduit>(
+    ep: &mut Endpoint<C>,
+    own: PartitionId,
+    sp: PartitionId,
+    i: u64,
+) -> Probe {
+    if ep.id_get().map(|id| id != own).unwrap_or(true) {
+        return Probe::IdGetFailed;
+    }
+    let payload = [0x9b0b_0000 ^ i, i, !i];
+    let mut req = [0u64; DIRECT_PAYLOAD_REGS];
+    if (Request::Ping { payload: &payload })
+        .encode(&mut req, Width::W64)
+        .is_err()
+    {
+        return Probe::Other;
+    }
+    match direct_on(ep, own, sp, &req, Width::W64) {
+        Ok(reply) => match ping_echo(&reply, &payload, Width::W64) {
+            Ok(_) => Probe::Answered,
+            Err(_) => Probe::Other,
+        },
+        Err(ffa::Error::Ffa(ffa::FfaError::Busy)) => Probe::Busy,
+        Err(_) => Probe::Other,
+    }
+}
+
+/// The SP runs one CPU's request while the SPMC keeps serving the others (testbed on two or
+/// more normal-world CPUs; TF-A's SPMCs too): core 1 probes (FFA_ID_GET, ping) in a loop while
+/// the primary runs `work` (a long request). Core 1 must make progress meanwhile (its calls are
+/// answered, not held until the SP is done); its pings get BUSY where the SP has one execution
+/// context (the testbed, as Hafnium for a UP partition) or an answer from another one; its
+/// FFA_ID_GETs never fail; the SP answers core 1 again after; `work` must pass.
+pub(crate) fn beside_running_sp<E: Env, W: Write>(
+    c: &mut Ctx<'_, E>,
+    r: &mut Report<W>,
+    work: impl FnOnce(&mut Ctx<'_, E>) -> CheckResult,
+) {
+    if !c.env.has_second_core() {
+        return;
+    }
+    let Ok(sp_id) = c.sp().map(|s| s.id) else {
+        return;
+    };
+    if let Err(e) = c.env.second_core_prober(c.own_id, sp_id) {
+        r.check(
+            "cores.prober_started",
+            Err(Fail::new(format_args!("core 1 did not start: {e:?}"))),
+        );
+        return;
+    }
+    let settle = |c: &mut Ctx<'_, E>, from: u32| {
+        let mut n = 0u32;
+        while c.env.second_core_probes().answered < from + 8 && n < 50_000_000 {
+            core::hint::spin_loop();
+            n += 1;
+        }
+        c.env.second_core_probes()
+    };
+    let before = settle(c, 0);
+    let done = work(c);
+    let during = c.env.second_core_probes();
+    let after = settle(c, during.answered);
+    let (last, off) = c.env.second_core_prober_stop();
+    r.check("cores.long_request_beside_prober", done);
+    r.note(format_args!(
+        "core 1 during core 0's request: {} pings BUSY, {} answered; {} rounds in all",
+        during.busy - before.busy,
+        during.answered - before.answered,
+        last.rounds()
+    ));
+    r.check("cores.spmc_answers_other_cpu_while_sp_runs", {
+        if last.id_failed != 0 || last.other != 0 {
+            Err(Fail::new(format_args!("core 1: {last:?}")))
+        } else if during.rounds() < before.rounds() + 8 {
+            Err(Fail::new(format_args!(
+                "core 1 made no progress during core 0's request ({before:?} -> {during:?})"
+            )))
+        } else if c.env.spmc() == Spmc::Testbed && during.busy <= before.busy {
+            Err(Fail::new(format_args!(
+                "no ping got BUSY during core 0's request ({before:?} -> {during:?}): the \
+                 SP did not run beside core 1's calls"
+            )))
+        } else if after.answered < during.answered + 8 {
+            Err(Fail::new(format_args!(
+                "the SP did not answer core 1 again after core 0's request ({after:?})"
+            )))
+        } else {
+            Ok(())
+        }
+    });
+    r.check(
+        "cores.prober_off",
+        if off {
+            Ok(())
+        } else {
+            Err(Fail::new(format_args!("core 1 is not off")))
+        },
+    );
+}

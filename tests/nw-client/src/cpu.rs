@@ -256,10 +256,105 @@ pub fn writer_stop() -> bool {
     off
 }
 
+/// Core 1 as a prober (`prober_*`): `cores::probe_round` until `stop`, outcomes counted.
+struct Prober {
+    running: AtomicU32,
+    stop: AtomicU32,
+    ids: AtomicU32,
+    answered: AtomicU32,
+    busy: AtomicU32,
+    other: AtomicU32,
+    id_failed: AtomicU32,
+}
+
+static PROBER: Prober = Prober {
+    running: AtomicU32::new(0),
+    stop: AtomicU32::new(0),
+    ids: AtomicU32::new(0),
+    answered: AtomicU32::new(0),
+    busy: AtomicU32::new(0),
+    other: AtomicU32::new(0),
+    id_failed: AtomicU32::new(0),
+};
+
+fn prober_loop() {
+    let ids = PROBER.ids.load(Ordering::Acquire);
+    let (own, sp) = ((ids >> 16) as u16, ids as u16);
+    let mut ep = Endpoint::new(Smc);
+    let mut i = 0u64;
+    while PROBER.stop.load(Ordering::Acquire) == 0 {
+        let slot = match cores::probe_round(&mut ep, own, sp, i) {
+            cores::Probe::Answered => &PROBER.answered,
+            cores::Probe::Busy => &PROBER.busy,
+            cores::Probe::IdGetFailed => &PROBER.id_failed,
+            cores::Probe::Other => &PROBER.other,
+        };
+        slot.fetch_add(1, Ordering::AcqRel);
+        i += 1;
+    }
+}
+
+/// Starts core 1 probing `sp` from `own`.
+pub fn prober_start(own: u16, sp: u16) -> Result<(), CpuOnError> {
+    if psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) != AFFINITY_OFF
+        || PROBER.running.swap(1, Ordering::AcqRel) != 0
+    {
+        return Err(CpuOnError::Psci(-4));
+    }
+    PROBER
+        .ids
+        .store(u32::from(own) << 16 | u32::from(sp), Ordering::Release);
+    for c in [
+        &PROBER.stop,
+        &PROBER.answered,
+        &PROBER.busy,
+        &PROBER.other,
+        &PROBER.id_failed,
+    ] {
+        c.store(0, Ordering::Release);
+    }
+    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
+    let ret = psci(
+        PSCI_CPU_ON,
+        CORE1_MPIDR,
+        core1_entry as *const () as u64,
+        stack_top,
+    );
+    if ret != 0 {
+        PROBER.running.store(0, Ordering::Release);
+        return Err(CpuOnError::Psci(ret));
+    }
+    Ok(())
+}
+
+pub fn prober_counts() -> cores::ProbeCounts {
+    cores::ProbeCounts {
+        answered: PROBER.answered.load(Ordering::Acquire),
+        busy: PROBER.busy.load(Ordering::Acquire),
+        other: PROBER.other.load(Ordering::Acquire),
+        id_failed: PROBER.id_failed.load(Ordering::Acquire),
+    }
+}
+
+/// Stops the prober; waits (5 s) for core 1 to be off.
+pub fn prober_stop() -> (cores::ProbeCounts, bool) {
+    if PROBER.running.load(Ordering::Acquire) == 0 {
+        return (cores::ProbeCounts::default(), false);
+    }
+    PROBER.stop.store(1, Ordering::Release);
+    let off = wait(5, || {
+        psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) == AFFINITY_OFF
+    });
+    PROBER.running.store(0, Ordering::Release);
+    (prober_counts(), off)
+}
+
 extern "C" fn core1_main() -> ! {
     aarch64_rt::set_exception_vector();
     if WRITER.running.load(Ordering::Acquire) != 0 {
         writer_loop();
+    } else if PROBER.running.load(Ordering::Acquire) != 0 {
+        prober_loop();
     } else if MAILBOX.state.load(Ordering::Acquire) == JOB {
         // SAFETY: JOB was published with Release after the primary wrote `job`; the primary
         // does not touch it again.

@@ -144,6 +144,27 @@ pub trait Env {
         false
     }
 
+    /// Starts core 1 as a prober of `sp` from `own` ([`cores::probe_round`] in a loop) until
+    /// [`Env::second_core_prober_stop`].
+    fn second_core_prober(
+        &mut self,
+        own: ffa::PartitionId,
+        sp: ffa::PartitionId,
+    ) -> Result<(), CpuOnError> {
+        let _ = (own, sp);
+        Err(CpuOnError::NoSecondCore)
+    }
+
+    /// The prober's outcomes so far.
+    fn second_core_probes(&mut self) -> cores::ProbeCounts {
+        cores::ProbeCounts::default()
+    }
+
+    /// Stops the prober; its final outcomes, and whether core 1 is off again.
+    fn second_core_prober_stop(&mut self) -> (cores::ProbeCounts, bool) {
+        (cores::ProbeCounts::default(), false)
+    }
+
     /// Where the model file (GGUF) lies in the share window, if the boot configuration names
     /// one (`model_base`, `model_size`): (address, bytes).
     fn model(&self) -> Option<(u64, u64)> {

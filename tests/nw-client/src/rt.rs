@@ -403,10 +403,26 @@ impl Env for Machine {
 
     fn second_core_writer(&mut self, pa: u64) -> Result<(), CpuOnError> {
         let (base, size) = self.share_window();
-        if pa % 8 != 0 || pa < base || pa + 8 > base + size {
+        if !pa.is_multiple_of(8) || pa < base || pa + 8 > base + size {
             return Err(CpuOnError::Psci(-2));
         }
         crate::cpu::writer_start(pa)
+    }
+
+    fn second_core_prober(
+        &mut self,
+        own: ffa::PartitionId,
+        sp: ffa::PartitionId,
+    ) -> Result<(), CpuOnError> {
+        crate::cpu::prober_start(own, sp)
+    }
+
+    fn second_core_probes(&mut self) -> nw_client::cores::ProbeCounts {
+        crate::cpu::prober_counts()
+    }
+
+    fn second_core_prober_stop(&mut self) -> (nw_client::cores::ProbeCounts, bool) {
+        crate::cpu::prober_stop()
     }
 
     fn second_core_store(&mut self, value: u64) -> bool {

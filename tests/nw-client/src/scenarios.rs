@@ -101,23 +101,25 @@ impl<'e, E: Env> Ctx<'e, E> {
         }
     }
 
-    /// One request over DIRECT_REQ_32/64; returns the reply registers.
+    /// One request over DIRECT_REQ_32/64; returns the reply registers. BUSY (the SP's one
+    /// execution context is running another CPU's request) is retried: the SP never saw it.
     pub(crate) fn direct(
         &mut self,
         req: &[u64; DIRECT_PAYLOAD_REGS],
         width: Width,
     ) -> Result<[u64; 5], Error> {
         let sp = self.sp.map_or(0, |s| s.id);
-        direct_on(self.env.ep(), self.own_id, sp, req, width)
+        retry_busy(|| direct_on(self.env.ep(), self.own_id, sp, req, width))
     }
 
+    /// One request over DIRECT_REQ2; BUSY is retried as for [`Ctx::direct`].
     pub(crate) fn direct2(
         &mut self,
         uuid: Uuid,
         req: &[u64; DIRECT2_PAYLOAD_REGS],
     ) -> Result<[u64; 14], Error> {
         let sp = self.sp.map_or(0, |s| s.id);
-        direct2_on(self.env.ep(), self.own_id, sp, uuid, req)
+        retry_busy(|| direct2_on(self.env.ep(), self.own_id, sp, uuid, req))
     }
 
     /// A ping over DIRECT_REQ; checks the echo and that the SP's counter moved by exactly one.
@@ -146,6 +148,20 @@ impl<'e, E: Env> Ctx<'e, E> {
 }
 
 /// One request from `own` to `sp` over DIRECT_REQ_32/64; returns the reply registers.
+/// Calls `f` again while it answers BUSY, up to a bound (a stuck partition is an error then).
+fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    const TRIES: u32 = 1_000_000;
+    let mut last = Err(Error::Ffa(FfaError::Busy));
+    for _ in 0..TRIES {
+        last = f();
+        if !matches!(last, Err(Error::Ffa(FfaError::Busy))) {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    last
+}
+
 pub(crate) fn direct_on<C: Conduit>(
     ep: &mut ffa::Endpoint<C>,
     own: PartitionId,

@@ -1008,6 +1008,11 @@ pub(crate) fn serve<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             "serve.sampled_matches_client",
             sampled_run.and_then(|(_, out)| same_output(&out, &reference.outputs[1])),
         );
+        let greedy_ref = &reference.outputs[0];
+        crate::cores::beside_running_sp(c, r, |c| {
+            c.generate_ok(io, GREEDY_PROMPT, N, Sampling::GREEDY)
+                .and_then(|(_, out)| same_output(&out, greedy_ref))
+        });
         r.check("serve.only_the_model_held", {
             c.mem_stats().and_then(|s| {
                 if (s.live_regions, s.mapped_pages) != (1, pages) {

@@ -429,10 +429,12 @@ pub fn probe_round<C: Conduit>(
 
 /// The SP runs one CPU's request while the SPMC keeps serving the others (testbed on two or
 /// more normal-world CPUs; TF-A's SPMCs too): core 1 probes (FFA_ID_GET, ping) in a loop while
-/// the primary runs `work` (a long request). Core 1 must make progress meanwhile (its calls are
-/// answered, not held until the SP is done); its pings get BUSY where the SP has one execution
-/// context (the testbed, as Hafnium for a UP partition) or an answer from another one; its
-/// FFA_ID_GETs never fail; the SP answers core 1 again after; `work` must pass.
+/// the primary runs `work` (a long request). On the testbed core 1 must make progress meanwhile
+/// (its calls are answered, not held until the SP is done) and its pings get BUSY (one SP
+/// execution context, as Hafnium for a UP partition). Under TF-A's EL3 SPMC the SP has a
+/// context per core, and core 1's ping waits in the SP for its service state, which core 0's
+/// request holds: there the figures are reported, not required. Everywhere: FFA_ID_GET never
+/// fails, the SP answers core 1 again after, `work` passes.
 pub(crate) fn beside_running_sp<E: Env, W: Write>(
     c: &mut Ctx<'_, E>,
     r: &mut Report<W>,
@@ -474,7 +476,7 @@ pub(crate) fn beside_running_sp<E: Env, W: Write>(
     r.check("cores.spmc_answers_other_cpu_while_sp_runs", {
         if last.id_failed != 0 || last.other != 0 {
             Err(Fail::new(format_args!("core 1: {last:?}")))
-        } else if during.rounds() < before.rounds() + 8 {
+        } else if c.env.spmc() == Spmc::Testbed && during.rounds() < before.rounds() + 8 {
             Err(Fail::new(format_args!(
                 "core 1 made no progress during core 0's request ({before:?} -> {during:?})"
             )))

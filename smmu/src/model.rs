@@ -30,8 +30,54 @@ pub enum Fault {
     Walk(crate::s2::WalkFault),
 }
 
-/// The model: registers, an STE cache, and the memory the tables live in (`mem_base..`).
-pub struct Smmuv3Model {
+/// The memory the model's table walks and queue reads see (physical addresses, as the SMMU
+/// sees them): a buffer on the host, the machine's RAM in the testbed.
+pub trait Memory {
+    fn read_u64(&self, pa: u64) -> Option<u64>;
+    /// `false` if `pa` is not memory the model may write.
+    fn write_u64(&mut self, pa: u64, value: u64) -> bool;
+}
+
+/// `len` bytes of zeroed memory at `base`.
+pub struct VecMemory {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl VecMemory {
+    pub fn new(base: u64, len: usize) -> Self {
+        Self {
+            base,
+            bytes: vec![0; len],
+        }
+    }
+
+    fn range(&self, pa: u64) -> Option<core::ops::Range<usize>> {
+        let off = usize::try_from(pa.checked_sub(self.base)?).ok()?;
+        let end = off.checked_add(8)?;
+        (end <= self.bytes.len()).then_some(off..end)
+    }
+}
+
+impl Memory for VecMemory {
+    fn read_u64(&self, pa: u64) -> Option<u64> {
+        let bytes = self.bytes.get(self.range(pa)?)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+    }
+
+    fn write_u64(&mut self, pa: u64, value: u64) -> bool {
+        match self.range(pa) {
+            Some(r) => {
+                self.bytes[r].copy_from_slice(&value.to_le_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The model: registers, an STE cache, and the memory the tables live in.
+pub struct Smmuv3Model<M = VecMemory> {
     pub idr1: u32,
     cr0: u32,
     gerror: u32,
@@ -42,21 +88,20 @@ pub struct Smmuv3Model {
     cmdq_prod: u32,
     cmdq_cons: u32,
     ste_cache: BTreeMap<u32, Result<Ste, Fault>>,
-    mem_base: u64,
-    mem: Vec<u8>,
+    mem: M,
     /// Commands the model executed, in order (for tests and the testbed's log).
     pub executed: Vec<Command>,
 }
 
 /// The model's memory as the table walker reads it (the walker allocates and writes nothing).
-struct ModelMem<'a>(&'a Smmuv3Model);
+struct ModelMem<'a, M>(&'a M);
 
-impl crate::s2::TableMemory for ModelMem<'_> {
+impl<M: Memory> crate::s2::TableMemory for ModelMem<'_, M> {
     fn alloc_page(&mut self) -> Option<u64> {
         None
     }
     fn read_u64(&mut self, pa: u64) -> Option<u64> {
-        self.0.mem_read_u64(pa)
+        self.0.read_u64(pa)
     }
     fn write_u64(&mut self, _: u64, _: u64) -> bool {
         false
@@ -67,6 +112,13 @@ impl Smmuv3Model {
     /// A secure-capable SMMU with `sid_bits`-bit stream ids and `mem_len` bytes of memory at
     /// `mem_base` for its tables.
     pub fn new(sid_bits: u32, mem_base: u64, mem_len: usize) -> Self {
+        Self::with_memory(sid_bits, VecMemory::new(mem_base, mem_len))
+    }
+}
+
+impl<M: Memory> Smmuv3Model<M> {
+    /// A secure-capable SMMU with `sid_bits`-bit stream ids over `mem`.
+    pub fn with_memory(sid_bits: u32, mem: M) -> Self {
         Self {
             idr1: regs::S_IDR1_SECURE_IMPL
                 | regs::S_IDR1_SEL2
@@ -80,8 +132,7 @@ impl Smmuv3Model {
             cmdq_prod: 0,
             cmdq_cons: 0,
             ste_cache: BTreeMap::new(),
-            mem_base,
-            mem: vec![0; mem_len],
+            mem,
             executed: Vec::new(),
         }
     }
@@ -121,15 +172,13 @@ impl Smmuv3Model {
             Ste::Invalid | Ste::Abort => Err(Fault::Abort),
             Ste::Bypass => Ok(iova),
             Ste::Stage2(s2) => {
-                crate::s2::walk(&mut ModelMem(self), &s2, iova, write).map_err(Fault::Walk)
+                crate::s2::walk(&mut ModelMem(&self.mem), &s2, iova, write).map_err(Fault::Walk)
             }
         }
     }
 
     pub fn mem_read_u64(&self, pa: u64) -> Option<u64> {
-        let off = usize::try_from(pa.checked_sub(self.mem_base)?).ok()?;
-        let bytes = self.mem.get(off..off.checked_add(8)?)?;
-        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+        self.mem.read_u64(pa)
     }
 
     fn cmdq(&self) -> Option<Queue> {
@@ -182,7 +231,7 @@ impl Smmuv3Model {
     }
 }
 
-impl Bus for Smmuv3Model {
+impl<M: Memory> Bus for Smmuv3Model<M> {
     fn read32(&mut self, offset: usize) -> u32 {
         match offset {
             regs::S_IDR1 => self.idr1,
@@ -227,21 +276,6 @@ impl Bus for Smmuv3Model {
     }
 
     fn mem_write_u64(&mut self, pa: u64, value: u64) -> bool {
-        let Some(off) = pa
-            .checked_sub(self.mem_base)
-            .and_then(|o| usize::try_from(o).ok())
-        else {
-            return false;
-        };
-        match off
-            .checked_add(8)
-            .and_then(|end| self.mem.get_mut(off..end))
-        {
-            Some(bytes) => {
-                bytes.copy_from_slice(&value.to_le_bytes());
-                true
-            }
-            None => false,
-        }
+        self.mem.write_u64(pa, value)
     }
 }

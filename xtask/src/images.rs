@@ -738,7 +738,14 @@ mod tests {
         };
         let plain = decompiled(&base);
         let hafnium = decompiled(&format!("{base}\n{overlay}"));
-        for node in ["tzc400 {", "flexmem-window {", "carveout {"] {
+        for node in [
+            "tzc400 {",
+            "npu {",
+            "smmu {",
+            "tzpc {",
+            "flexmem-window {",
+            "carveout {",
+        ] {
             assert!(plain.contains(node), "{node} in the testbed manifest");
             assert!(!hafnium.contains(node), "{node} left for Hafnium");
         }

@@ -32,6 +32,28 @@ pub mod virt {
     /// in front of NS DRAM (`virt::NS_RAM_*`); see `firewall` for what firmware programs.
     pub const TZC400_BASE: u64 = 0x090c_0000;
     pub const TZC400_SIZE: u64 = 0x1000;
+    /// The testbed's emulated NPU (`npu_driver::testbed`'s register map): trapped for both
+    /// worlds, answered for the normal world only while the TZPC lets non-secure accesses in.
+    pub const NPU_BASE: u64 = 0x090d_0000;
+    pub const NPU_SIZE: u64 = 0x1000;
+    /// The testbed's emulated SMMUv3, secure programming interface only (page 0: the `SMMU_S_*`
+    /// registers at +0x8000, `smmu::regs`); the NPU's DMA goes through it while the NPU is a
+    /// secure master. Secure-only.
+    pub const SMMU_BASE: u64 = 0x090e_0000;
+    pub const SMMU_SIZE: u64 = 0x1_0000;
+    /// The testbed's TrustZone protection controller (Arm BP147 TZPC layout: DECPROT0 status,
+    /// set, clear at +0x800/+0x804/+0x808), the NPU's security switch. Secure-only.
+    pub const TZPC_BASE: u64 = 0x090f_0000;
+    pub const TZPC_SIZE: u64 = 0x1000;
+    /// The testbed's emulated devices (base, size): in no stage-2, so every access traps.
+    pub const EMULATED: [(u64, u64); 4] = [
+        (TZC400_BASE, TZC400_SIZE),
+        (NPU_BASE, NPU_SIZE),
+        (SMMU_BASE, SMMU_SIZE),
+        (TZPC_BASE, TZPC_SIZE),
+    ];
+    /// The span they lie in (nothing else of QEMU `virt` is there).
+    pub const EMULATED_SPAN: (u64, u64) = (TZC400_BASE, 0x0910_0000);
     /// Secure RAM, 16 MiB, secure-only.
     pub const SECURE_RAM_BASE: u64 = 0x0e00_0000;
     pub const SECURE_RAM_SIZE: u64 = 0x0100_0000;
@@ -62,6 +84,25 @@ pub mod cpus {
             None
         }
     }
+}
+
+/// The emulated NPU's integration: its DMA's stream id and firewall identity, and the TZPC bits
+/// that make it secure.
+pub mod npu {
+    /// The NPU's SMMU stream id (secure and non-secure).
+    pub const STREAM_ID: u32 = 0x10;
+    /// The NPU's TZC-400 NSAID for non-secure DMA: FVP's default master id (0), which TF-A's
+    /// NS DRAM regions let in.
+    pub const NSAID: u8 = 0;
+    /// TZPC DECPROT0 bit: set = the NPU's MMIO answers non-secure accesses.
+    pub const DECPROT_MMIO_NS: u32 = 1 << 0;
+    /// TZPC DECPROT0 bit: set = the NPU's DMA is a non-secure master (SMMU non-secure stream,
+    /// which the testbed has in bypass: the normal world's SMMU is not emulated); clear = a
+    /// secure master (the secure STE of [`STREAM_ID`]). The testbed's stand-in for a platform's
+    /// master-security control (RK3588: FIREWALL_DDR master bits; an SMMUv3 SEC_SID mux).
+    pub const DECPROT_DMA_NS: u32 = 1 << 1;
+    /// DECPROT0 at reset: the NPU is the normal world's.
+    pub const DECPROT_RESET: u32 = DECPROT_MMIO_NS | DECPROT_DMA_NS;
 }
 
 /// How the testbed uses secure RAM.
@@ -373,6 +414,10 @@ pub mod control {
     /// world's EL1&0 regime (its stage-2 lost or regained pages). Only EL3 can name that
     /// regime; the call returns once the broadcast invalidation has completed.
     pub const TESTBED_NS_TLBI: u32 = 0xC200_FF02;
+    /// A non-secure access to a device that is secure-only now (the NPU's MMIO while the TZPC
+    /// makes it secure): x3 bits \[15:8\] of `TESTBED_BLOCKED_ACCESSES`. Line:
+    /// `blocked NW write of 0x90d0080 (secure device)`.
+    pub const OWNER_SECURE_DEVICE: u64 = 6;
     /// Internal: the NS-EL2 vector stub's SMC to EL3 (`+ vector entry index`, 0-15).
     pub const NS_EL2_TRAP: u32 = 0xC200_FF10;
 }

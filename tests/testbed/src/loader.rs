@@ -95,10 +95,13 @@ pub fn is_gated(r: &Region) -> bool {
         && r.base < virt::NS_RAM_BASE + virt::NS_RAM_SIZE
 }
 
-/// The device region of the emulated TZC-400: left out of the stage-2 so that every access
-/// traps to the SPMC.
+/// A device region that is exactly one of the testbed's emulated devices (TZC-400, NPU, SMMU,
+/// TZPC): left out of the stage-2 so that every access traps to the SPMC.
 pub fn is_emulated_device(r: &Region) -> bool {
-    r.device && r.base == virt::TZC400_BASE
+    r.device
+        && virt::EMULATED
+            .iter()
+            .any(|&(b, s)| r.base == b && r.pages * PAGE == s)
 }
 
 fn region_size(r: &Region) -> Result<u64, LoadError> {
@@ -112,7 +115,7 @@ fn region_size(r: &Region) -> Result<u64, LoadError> {
 /// secure memory regions inside the SPMC's secure memory ranges and NS ones inside its NS
 /// ranges (`check_partition_memory_is_valid` over the `memory` / `ns-memory` nodes, here
 /// `testbed_layout::spmc_memory`); device regions among the `virt` devices below secure RAM
-/// (its `device-memory`), the TZC-400 one exactly the emulated block; page-aligned regions
+/// (its `device-memory`), one over the emulated devices' span exactly one of them; page-aligned regions
 /// that overlap neither each other nor the package (`check_and_record_memory_used`).
 pub fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
     let la = m.load_address;
@@ -132,11 +135,11 @@ pub fn check_placement(m: &SpManifest) -> Result<(), LoadError> {
     for (i, r) in regions.iter().enumerate() {
         let size = region_size(r)?;
         let end = r.base + size;
-        let tzc = (virt::TZC400_BASE, virt::TZC400_BASE + virt::TZC400_SIZE);
+        let (lo, hi) = virt::EMULATED_SPAN;
         let ok = if r.device {
             r.base >= virt::GICD_BASE
                 && end <= virt::SECURE_RAM_BASE
-                && (end <= tzc.0 || r.base >= tzc.1 || (r.base, end) == tzc)
+                && (end <= lo || r.base >= hi || is_emulated_device(r))
         } else if r.attributes & ATTR_NS != 0 {
             spmc_memory::contained(&spmc_memory::NS, r.base, size)
         } else {

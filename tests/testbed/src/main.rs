@@ -14,6 +14,7 @@
 // memory-sharing issue (unmap, guest reads, all FF-A codes).
 #![allow(dead_code)]
 
+mod devices;
 mod firewall;
 mod loader;
 mod manifest;
@@ -23,6 +24,7 @@ mod nwfault;
 mod psci;
 mod spmc;
 mod stage2;
+mod tzpc;
 
 #[cfg(target_os = "none")]
 mod arch;

@@ -16,6 +16,7 @@ use super::asm;
 use super::{Ctx, Global, MACHINE, Machine, exit, reg};
 use ffa::{FuncId, Regs};
 
+use crate::devices::{SMMU_SID_BITS, SmmuDevice};
 use crate::firewall::enforce::{self, Spaces, Stale};
 use crate::firewall::{Firewall, Gated, TzcDevice};
 use crate::loader::{self, LoadError, PKG_MEM};
@@ -447,19 +448,48 @@ fn run_sp_here(vcpu: &mut Ctx, el1: &mut [u64; asm::EL1_COUNT]) -> Ran {
             let (hpfar, far) = (reg::hpfar_el2(), reg::far_el2());
             let mut m = MACHINE.lock();
             let Machine {
-                nw_s2, firewall, ..
+                nw_s2,
+                firewall,
+                tzpc,
+                smmu,
+                ..
             } = &mut *m;
-            // An access to the emulated TZC-400 (mapped in neither IPA space): performed on the
-            // model; a new map (gate reopened, region changed while open) is applied to every
-            // stage-2 before the SP resumes.
-            if let (Ok(a), Some(fw)) = (mmio::decode(esr, hpfar, far), firewall.as_mut())
-                && mmio::emulate(&a, &mut [&mut TzcDevice(fw)], &mut vcpu.x)
-            {
-                if a.write {
-                    st.hw.apply_firewall(fw, nw_s2);
+            // An access to an emulated device (mapped in neither IPA space): performed on its
+            // model. After a TZC-400 write, a new map (gate reopened, region changed while
+            // open) is applied to every stage-2 before the SP resumes.
+            if let (Ok(a), Some(fw), Some(smmu)) = (
+                mmio::decode(esr, hpfar, far),
+                firewall.as_mut(),
+                smmu.as_mut(),
+            ) {
+                let was = *tzpc;
+                let done = mmio::emulate(
+                    &a,
+                    &mut [&mut TzcDevice(fw), tzpc, &mut SmmuDevice(smmu)],
+                    &mut vcpu.x,
+                );
+                if done {
+                    if a.write && virt::TZC400_BASE == a.ipa & !0xfff {
+                        st.hw.apply_firewall(fw, nw_s2);
+                    }
+                    if *tzpc != was {
+                        log!(
+                            "testbed: TZPC: NPU MMIO {}, NPU DMA {}",
+                            if tzpc.npu_mmio_ns() {
+                                "non-secure"
+                            } else {
+                                "secure-only"
+                            },
+                            if tzpc.npu_dma_ns() {
+                                "non-secure"
+                            } else {
+                                "secure"
+                            }
+                        );
+                    }
+                    vcpu.elr += 4;
+                    continue;
                 }
-                vcpu.elr += 4;
-                continue;
             }
             // A stage-2 fault the firewall explains: reported, emulated as failed, resumed.
             let s = Syndrome {
@@ -612,7 +642,14 @@ extern "C" fn spmc_main() -> ! {
         super::counter_us(reset, reg::cntpct())
     );
     let lend = lend_enforcement();
-    MACHINE.lock().firewall = Some(Firewall::new(lend));
+    {
+        let mut m = MACHINE.lock();
+        m.firewall = Some(Firewall::new(lend));
+        m.smmu = Some(smmu::model::Smmuv3Model::with_memory(
+            SMMU_SID_BITS,
+            super::PartitionRam,
+        ));
+    }
     log!(
         "testbed: TZC-400 model at {:#x}: firmware regions 1-4 (secure RAM, NS DRAM, carve-out \
          {:#x}-{:#x}, NS DRAM), 5-8 free; lend enforcement {}",

@@ -331,10 +331,11 @@ fn build_nw_stage2(m: &mut super::Machine) {
         unsafe { core::slice::from_raw_parts_mut(ns_ram::NW_S2_TABLES as *mut Table, count) };
     let ns_end = virt::NS_RAM_BASE + virt::NS_RAM_SIZE;
     let built = Stage2::new(pool, ns_ram::NW_S2_TABLES).and_then(|mut s2| {
-        // Devices, but the emulated TZC-400's block: its programming interface is secure-only.
-        let tzc_end = virt::TZC400_BASE + virt::TZC400_SIZE;
-        s2.map_identity(0, virt::TZC400_BASE, Attrs::DEVICE_RW)?;
-        s2.map_identity(tzc_end, virt::NS_RAM_BASE - tzc_end, Attrs::DEVICE_RW)?;
+        // Devices, but the emulated ones (TZC-400, NPU, SMMU, TZPC): every access traps, so
+        // the NPU's can be emulated and the secure-only ones blocked.
+        let (lo, hi) = virt::EMULATED_SPAN;
+        s2.map_identity(0, lo, Attrs::DEVICE_RW)?;
+        s2.map_identity(hi, virt::NS_RAM_BASE - hi, Attrs::DEVICE_RW)?;
         s2.map_identity(
             virt::NS_RAM_BASE,
             ns_ram::TESTBED_NS_BASE - virt::NS_RAM_BASE,

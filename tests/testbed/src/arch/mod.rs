@@ -161,6 +161,34 @@ pub struct Machine {
     /// Blocked accesses (NW and SP) for `control::TESTBED_BLOCKED_ACCESSES`: count, last
     /// address, last `nwfault::Blocked::info`.
     pub blocked: (u64, u64, u64),
+    /// The TZPC: whether the NPU is the normal world's (its MMIO, its DMA's security).
+    pub tzpc: crate::tzpc::Tzpc,
+    /// The emulated SMMUv3 (secure side; set up with the SPMC), which the NPU's secure DMA
+    /// goes through.
+    pub smmu: Option<smmu::model::Smmuv3Model<PartitionRam>>,
+}
+
+/// Memory the emulated SMMU reads its stream table, queue and stage-2 tables from: the
+/// partitions' secure RAM (the SP's own), nothing else; it writes nothing (no event queue).
+pub struct PartitionRam;
+
+impl smmu::model::Memory for PartitionRam {
+    fn read_u64(&self, pa: u64) -> Option<u64> {
+        use testbed_layout::secure_ram::{PARTITIONS_BASE, PARTITIONS_END};
+        if !pa.is_multiple_of(8) || pa < PARTITIONS_BASE || pa + 8 > PARTITIONS_END {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        // SAFETY: an aligned word of the partitions' secure RAM, which no Rust reference
+        // covers; the SP may be writing it meanwhile (a torn table entry is its own doing,
+        // as on hardware without the CFGI it must issue).
+        unsafe { read_phys(pa, &mut b) };
+        Some(u64::from_le_bytes(b))
+    }
+
+    fn write_u64(&mut self, _: u64, _: u64) -> bool {
+        false
+    }
 }
 
 impl Machine {
@@ -176,6 +204,8 @@ pub static MACHINE: spin::Mutex<Machine> = spin::Mutex::new(Machine {
     nw_s2: None,
     firewall: None,
     blocked: (0, 0, 0),
+    tzpc: crate::tzpc::Tzpc::new(),
+    smmu: None,
 });
 
 /// Invalidates every CPU's TLB entries of the normal world's EL1&0 regime (both stages, every

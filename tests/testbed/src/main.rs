@@ -20,6 +20,7 @@ mod loader;
 mod manifest;
 mod memshare;
 mod mmio;
+mod npudma;
 mod nwfault;
 mod psci;
 mod spmc;

@@ -71,6 +71,7 @@ impl fmt::Display for Blocked {
             control::OWNER_LENT => write!(f, "lent to {:x})", self.to)?,
             control::OWNER_DONATED => write!(f, "donated to {:x})", self.to)?,
             control::OWNER_RESERVED => write!(f, "testbed reserved)")?,
+            control::OWNER_SECURE_DEVICE => write!(f, "secure device)")?,
             control::OWNER_FIREWALL if overlap => write!(f, "firewall overlap)")?,
             control::OWNER_FIREWALL if self.secure => {
                 write!(f, "firewall: not secured, region {})", self.to)?

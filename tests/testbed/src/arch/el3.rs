@@ -104,9 +104,7 @@ extern "C" fn el3_secondary_main(cpu: usize) -> ! {
     gic::ack();
     loop {
         if PSCI.npu_cpu() == Some(cpu) {
-            // The emulated NPU's CPU: nothing to run yet.
-            gic::wait();
-            continue;
+            super::npu::run(cpu);
         }
         let Some((entry, context)) = PSCI.take_start(cpu) else {
             gic::wait();
@@ -252,6 +250,18 @@ fn nw_stage2_fault(c: &mut Ctx) {
         elr: c.sys[Sys::elr_el2 as usize],
     };
     let mut x = c.x;
+    // The emulated NPU's registers: the normal world's while the TZPC says so.
+    if let Ok(a) = crate::mmio::decode(s.esr, s.hpfar, s.far)
+        && super::npu::covers(a.ipa)
+    {
+        if let Some(b) = super::npu::nw_access(&a, &mut x) {
+            MACHINE.lock().record_blocked(&b);
+        }
+        c.x = x;
+        c.elr = s.elr + 4;
+        c.spsr = c.sys[Sys::spsr_el2 as usize];
+        return;
+    }
     let mut m = MACHINE.lock();
     let super::Machine {
         nw_s2: nw,

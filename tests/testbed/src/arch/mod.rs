@@ -18,6 +18,7 @@ mod asm;
 mod el2;
 mod el3;
 mod gic;
+mod npu;
 
 /// A global whose owner (one CPU at a time: its doc says which) accesses it without a lock.
 pub struct Global<T>(UnsafeCell<T>);

@@ -171,14 +171,20 @@ impl Firewall {
 
     /// The model's answer for an access by the CPU (NSAID 9), without latching anything.
     pub fn permits(&self, addr: u64, secure: bool, write: bool) -> Verdict {
+        self.permits_master(addr, secure, write, fw::CPU_NSAID)
+    }
+
+    /// The model's answer for an access by the master with `nsaid` (a device's DMA), without
+    /// latching anything.
+    pub fn permits_master(&self, addr: u64, secure: bool, write: bool, nsaid: u8) -> Verdict {
         self.model.permission(&Request {
             filter: 0,
             addr,
             secure,
-            nsaid: fw::CPU_NSAID,
+            nsaid,
             write,
             privileged: false,
-            id: u32::from(fw::CPU_NSAID),
+            id: u32::from(nsaid),
         })
     }
 

@@ -58,6 +58,7 @@
 pub mod planner;
 pub mod rk3588;
 pub mod tzc400;
+pub mod tzpc;
 
 use core::ptr::NonNull;
 

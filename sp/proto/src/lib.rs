@@ -18,9 +18,11 @@
 #![no_std]
 
 pub mod flexmem;
+pub mod npu;
 pub mod sealed;
 
 pub use flexmem::{FlexFault, FlexStats, FlexSwitch, ScrubKind};
+pub use npu::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
 pub use sealed::{DeviceKey, NONCE_LEN, SealedFault, device_root};
 
 /// The FlexServe service UUID, `9dfe76d4-50b3-45a5-b7b1-cd4264f8f17a`, in RFC 4122 byte order.
@@ -166,6 +168,16 @@ pub enum Command {
     /// outside the window and for pages the SP holds non-secure. Not for real hardware, where
     /// the firewall answers such a load with an external abort.
     FlexProbe = 0x33,
+    /// `[NPU_ACQUIRE]` -> [`NpuSwitch`]: the normal world has drained its NPU jobs and hands
+    /// the NPU over. The SP makes its MMIO secure-only, checks it is idle, confines its DMA
+    /// to a secure SMMU stream that maps nothing yet, makes it a secure master, resets and
+    /// scrubs it. On error the NPU stays the normal world's.
+    NpuAcquire = 0x40,
+    /// `[NPU_RELEASE]` -> [`NpuSwitch`]: wait idle, scrub, reset, secure stream to abort, DMA
+    /// and MMIO non-secure again.
+    NpuRelease = 0x41,
+    /// [`NpuGemmArgs`] -> [`NpuGemmResult`] (DIRECT_REQ2 only).
+    NpuGemm = 0x42,
     /// Test builds only (SP feature `fault-injection`, capability [`caps::FAULT_INJECTION`]):
     /// `[FAULT, kind]` makes the SP fail on purpose, to test that its failure reaches the
     /// partition manager. Other builds reply `Unsupported`.
@@ -193,6 +205,9 @@ impl Command {
             0x31 => Some(Command::FlexRelease),
             0x32 => Some(Command::FlexStats),
             0x33 => Some(Command::FlexProbe),
+            0x40 => Some(Command::NpuAcquire),
+            0x41 => Some(Command::NpuRelease),
+            0x42 => Some(Command::NpuGemm),
             0xf000 => Some(Command::Fault),
             _ => None,
         }
@@ -244,6 +259,8 @@ pub mod caps {
     /// The SP also loads plaintext GGUF files (`ModelLoad`): test builds only (feature
     /// `plaintext-models`).
     pub const PLAINTEXT_MODELS: u64 = 1 << 9;
+    /// The SP drives an NPU it can take over (`NpuAcquire`, `NpuRelease`, `NpuGemm`).
+    pub const FLEX_NPU: u64 = 1 << 10;
 }
 
 /// The I/O buffer of `Generate`: input at offset 0, the prompt (`prompt_len` UTF-8 bytes); on
@@ -562,6 +579,8 @@ pub enum Status {
     FlexMem = 20,
     /// A sealed package or attestation was refused: detail [`SealedFault::detail`].
     Sealed = 21,
+    /// A Flex-NPU command was refused; detail = an [`NpuFault`].
+    Npu = 22,
 }
 
 impl Status {
@@ -589,6 +608,7 @@ impl Status {
             19 => Status::InUse,
             20 => Status::FlexMem,
             21 => Status::Sealed,
+            22 => Status::Npu,
             _ => return None,
         })
     }
@@ -634,6 +654,7 @@ pub enum ProtoError {
         /// The chunk at fault (0 where none is).
         chunk: u32,
     },
+    Npu(NpuFault),
 }
 
 impl ProtoError {
@@ -660,6 +681,7 @@ impl ProtoError {
             ProtoError::InUse(_) => Status::InUse,
             ProtoError::FlexMem(_) => Status::FlexMem,
             ProtoError::Sealed { .. } => Status::Sealed,
+            ProtoError::Npu(_) => Status::Npu,
         }
     }
 
@@ -684,6 +706,7 @@ impl ProtoError {
             ProtoError::RegionRejected(r) => r as u64,
             ProtoError::FlexMem(f) => f as u64,
             ProtoError::Sealed { fault, chunk } => fault.detail(chunk),
+            ProtoError::Npu(f) => f as u64,
         }
     }
 }
@@ -766,6 +789,9 @@ pub enum Request<'a> {
     FlexProbe {
         addr: u64,
     },
+    NpuAcquire,
+    NpuRelease,
+    NpuGemm(NpuGemmArgs),
 }
 
 /// Register `i` as a 32-bit argument: missing registers read as 0, wider values are malformed.
@@ -941,6 +967,29 @@ impl<'a> Request<'a> {
                 rest_zero(regs, 3, width)?;
                 Ok(Request::FlexProbe { addr })
             }
+            Command::NpuAcquire => {
+                rest_zero(regs, 1, width)?;
+                Ok(Request::NpuAcquire)
+            }
+            Command::NpuRelease => {
+                rest_zero(regs, 1, width)?;
+                Ok(Request::NpuRelease)
+            }
+            Command::NpuGemm => {
+                let a = NpuGemmArgs {
+                    region: arg32(regs, 1, width)?,
+                    m: arg32(regs, 2, width)?,
+                    n: arg32(regs, 3, width)?,
+                    k: arg32(regs, 4, width)?,
+                    seed: arg32(regs, 5, width)?,
+                    flags: arg32(regs, 6, width)?,
+                };
+                if a.flags & !gemm_flags::OUTSIDE_STE != 0 {
+                    return Err(ProtoError::Malformed { index: 6 });
+                }
+                rest_zero(regs, 7, width)?;
+                Ok(Request::NpuGemm(a))
+            }
             Command::Generate => {
                 let io_handle = handle_arg(regs, width)?;
                 let prompt_len = arg32(regs, 3, width)?;
@@ -997,6 +1046,8 @@ impl<'a> Request<'a> {
             Request::FlexRelease { .. } => 2,
             Request::FlexStats => 1,
             Request::FlexProbe { .. } => 3,
+            Request::NpuAcquire | Request::NpuRelease => 1,
+            Request::NpuGemm(_) => 7,
         };
         if out.len() < need {
             return Err(EncodeError::NoRoom {
@@ -1123,6 +1174,19 @@ impl<'a> Request<'a> {
                     addr >> 32,
                 ]);
             }
+            Request::NpuAcquire => out[0] = Command::NpuAcquire as u64,
+            Request::NpuRelease => out[0] = Command::NpuRelease as u64,
+            Request::NpuGemm(a) => {
+                out[..7].copy_from_slice(&[
+                    Command::NpuGemm as u64,
+                    u64::from(a.region),
+                    u64::from(a.m),
+                    u64::from(a.n),
+                    u64::from(a.k),
+                    u64::from(a.seed),
+                    u64::from(a.flags),
+                ]);
+            }
         }
         check_width(out, width)
     }
@@ -1167,6 +1231,8 @@ pub enum Response<'a> {
     DeviceKey(DeviceKey),
     /// `Attest`: the report's length in the I/O buffer.
     Attested(u32),
+    NpuSwitched(NpuSwitch),
+    NpuGemm(NpuGemmResult),
     /// A command that succeeded without results (`MemFill`, `MemRelease`,
     /// `MemRelinquishHandle`, `ModelUnload`).
     Done,
@@ -1197,6 +1263,8 @@ impl<'a> Response<'a> {
             Response::DeviceKey(_) => 1 + DeviceKey::REGS,
             Response::FlexSwitched(_) => 5,
             Response::FlexStats(_) => FlexStats::REGS,
+            Response::NpuSwitched(_) => 4,
+            Response::NpuGemm(_) => 1 + NpuGemmResult::REGS,
             Response::Done => 1,
             Response::Error { .. } => 2,
         };
@@ -1264,6 +1332,8 @@ impl<'a> Response<'a> {
             Response::Probed(v) => out[1] = v,
             Response::DeviceKey(k) => out[1..1 + DeviceKey::REGS].copy_from_slice(&k.to_regs()),
             Response::Attested(n) => out[1] = u64::from(n),
+            Response::NpuSwitched(s) => out[1..4].copy_from_slice(&[s.ticks, s.switches, s.jobs]),
+            Response::NpuGemm(g) => out[1..1 + NpuGemmResult::REGS].copy_from_slice(&g.to_regs()),
             Response::Done => {}
             Response::Error { status, detail } => {
                 out[0] = status as u64;
@@ -1363,6 +1433,18 @@ impl<'a> Response<'a> {
                 Ok(Response::FlexStats(FlexStats::from_regs(&r)))
             }
             Command::FlexProbe => Ok(Response::Probed(reg(1)?)),
+            Command::NpuAcquire | Command::NpuRelease => Ok(Response::NpuSwitched(NpuSwitch {
+                ticks: reg(1)?,
+                switches: reg(2)?,
+                jobs: reg(3)?,
+            })),
+            Command::NpuGemm => {
+                let mut r = [0u64; NpuGemmResult::REGS];
+                for (i, v) in r.iter_mut().enumerate() {
+                    *v = reg(i + 1)?;
+                }
+                Ok(Response::NpuGemm(NpuGemmResult::from_regs(&r)))
+            }
         }
     }
 }
@@ -1569,7 +1651,10 @@ mod tests {
         }
     }
 
-    const ALL_COMMANDS: [Command; 19] = [
+    const ALL_COMMANDS: [Command; 22] = [
+        Command::NpuAcquire,
+        Command::NpuRelease,
+        Command::NpuGemm,
         Command::DeviceKey,
         Command::ModelLoadSealed,
         Command::Attest,
@@ -2051,5 +2136,69 @@ mod tests {
         }
         assert_eq!(FlexFault::from_u64(0), None);
         assert_eq!(FlexFault::from_u64(15), None);
+    }
+
+    #[test]
+    fn npu_messages_round_trip() {
+        let gemm = NpuGemmArgs {
+            region: 4,
+            m: 8,
+            n: 96,
+            k: 256,
+            seed: 7,
+            flags: gemm_flags::OUTSIDE_STE,
+        };
+        for req in [
+            Request::NpuAcquire,
+            Request::NpuRelease,
+            Request::NpuGemm(gemm),
+        ] {
+            let mut regs = [0u64; DIRECT_PAYLOAD_REGS + 2];
+            req.encode(&mut regs, Width::W64).unwrap();
+            assert_eq!(Request::decode(&regs, Width::W64), Ok(req), "{req:?}");
+        }
+        // Unknown flag bits and stray registers are malformed.
+        assert_eq!(
+            Request::decode(&[0x42, 1, 1, 1, 32, 0, 2], Width::W64),
+            Err(ProtoError::Malformed { index: 6 })
+        );
+        assert_eq!(
+            Request::decode(&[0x40, 1], Width::W64),
+            Err(ProtoError::Malformed { index: 1 })
+        );
+        let res = NpuGemmResult {
+            mismatches: 0,
+            fault_kind: 1,
+            fault_iova: 0x1_0000,
+            npu_start: 10,
+            npu_end: 50,
+            cpu_start: 20,
+            cpu_end: 70,
+            cycles: 123,
+            counter_hz: 1_000_000_000,
+        };
+        assert_eq!(res.overlap_ticks(), 30);
+        let mut out = [0u64; DIRECT2_PAYLOAD_REGS];
+        Response::NpuGemm(res).encode(&mut out, Width::W64).unwrap();
+        assert_eq!(
+            Response::decode(&out, Width::W64, Command::NpuGemm),
+            Ok(Response::NpuGemm(res))
+        );
+        let sw = NpuSwitch {
+            ticks: 5,
+            switches: 2,
+            jobs: 1,
+        };
+        Response::NpuSwitched(sw)
+            .encode(&mut out, Width::W64)
+            .unwrap();
+        assert_eq!(
+            Response::decode(&out, Width::W64, Command::NpuRelease),
+            Ok(Response::NpuSwitched(sw))
+        );
+        let e = Response::error(ProtoError::Npu(NpuFault::NotIdle));
+        e.encode(&mut out, Width::W64).unwrap();
+        assert_eq!(out[..2], [Status::Npu as u64, NpuFault::NotIdle as u64]);
+        assert_eq!(NpuFault::from_u64(4), Some(NpuFault::NotIdle));
     }
 }

@@ -86,23 +86,14 @@ pub mod cpus {
     }
 }
 
-/// The emulated NPU's integration: its DMA's stream id and firewall identity, and the TZPC bits
-/// that make it secure.
+/// The emulated NPU's integration: its DMA's stream id and firewall identity (the TZPC bits
+/// that make it secure are `tzasc::tzpc::testbed`'s).
 pub mod npu {
     /// The NPU's SMMU stream id (secure and non-secure).
     pub const STREAM_ID: u32 = 0x10;
     /// The NPU's TZC-400 NSAID for non-secure DMA: FVP's default master id (0), which TF-A's
     /// NS DRAM regions let in.
     pub const NSAID: u8 = 0;
-    /// TZPC DECPROT0 bit: set = the NPU's MMIO answers non-secure accesses.
-    pub const DECPROT_MMIO_NS: u32 = 1 << 0;
-    /// TZPC DECPROT0 bit: set = the NPU's DMA is a non-secure master (SMMU non-secure stream,
-    /// which the testbed has in bypass: the normal world's SMMU is not emulated); clear = a
-    /// secure master (the secure STE of [`STREAM_ID`]). The testbed's stand-in for a platform's
-    /// master-security control (RK3588: FIREWALL_DDR master bits; an SMMUv3 SEC_SID mux).
-    pub const DECPROT_DMA_NS: u32 = 1 << 1;
-    /// DECPROT0 at reset: the NPU is the normal world's.
-    pub const DECPROT_RESET: u32 = DECPROT_MMIO_NS | DECPROT_DMA_NS;
 }
 
 /// How the testbed uses secure RAM.

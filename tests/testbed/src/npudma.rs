@@ -180,7 +180,11 @@ mod tests {
     fn secure_dma_goes_through_the_secure_ste_and_the_firewall() {
         const MEM: u64 = 0x0e40_0000;
         let mut tzpc = Tzpc::new();
-        tzpc.write(crate::tzpc::DECPROT0_CLR, 4, u64::from(npu::DECPROT_DMA_NS));
+        tzpc.write(
+            crate::tzpc::DECPROT0_CLR,
+            4,
+            u64::from(tzasc::tzpc::testbed::NPU_DMA_NS),
+        );
         let fw = Firewall::new(true);
         let layout = smmu::Layout {
             strtab_pa: MEM,
@@ -238,7 +242,11 @@ mod tests {
         );
         // Back to a non-secure master: the same IOVA is a physical address again, and the
         // NW's stage-2 (none here) decides.
-        tzpc.write(crate::tzpc::DECPROT0_SET, 4, u64::from(npu::DECPROT_DMA_NS));
+        tzpc.write(
+            crate::tzpc::DECPROT0_SET,
+            4,
+            u64::from(tzasc::tzpc::testbed::NPU_DMA_NS),
+        );
         assert_eq!(
             resolve(&tzpc, &fw, None, s, virt::NS_RAM_BASE, false),
             Err(Denied::NotOwned)

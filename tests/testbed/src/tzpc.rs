@@ -1,20 +1,19 @@
 //! The testbed's TrustZone protection controller: the register layout of Arm's BP147 TZPC
 //! (one decode-protection word: DECPROT0 status +0x800, set +0x804, clear +0x808; a set bit
-//! lets non-secure accesses through), with the bits of `testbed_layout::npu`: the NPU's MMIO
+//! lets non-secure accesses through), with the bits of `tzasc::tzpc::testbed`: the NPU's MMIO
 //! and the security of its DMA. Only the secure world reaches it (it is in no normal-world
 //! stage-2); the SP flips the NPU between the worlds here (DESIGN.md sec. 7).
 
-use testbed_layout::{npu, virt};
+use testbed_layout::virt;
+use tzasc::tzpc::{self as bp147, testbed as npu};
 
 use crate::mmio::Device;
 
-pub const DECPROT0_STAT: u64 = 0x800;
-pub const DECPROT0_SET: u64 = 0x804;
-pub const DECPROT0_CLR: u64 = 0x808;
-/// BP147's peripheral id 0 (part number 0x70), so a driver can check what it talks to.
-pub const PERIPH_ID0: u64 = 0xfe0;
-/// The bits that exist.
-const IMPLEMENTED: u32 = npu::DECPROT_MMIO_NS | npu::DECPROT_DMA_NS;
+pub const DECPROT0_STAT: u64 = bp147::DECPROT0_STAT as u64;
+pub const DECPROT0_SET: u64 = bp147::DECPROT0_SET as u64;
+pub const DECPROT0_CLR: u64 = bp147::DECPROT0_CLR as u64;
+const PERIPH_ID0: u64 = bp147::PERIPH_ID0 as u64;
+const IMPLEMENTED: u32 = npu::IMPLEMENTED;
 
 /// DECPROT0 and how often it changed (for the testbed's log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,19 +31,19 @@ impl Default for Tzpc {
 impl Tzpc {
     pub const fn new() -> Self {
         Tzpc {
-            decprot0: npu::DECPROT_RESET,
+            decprot0: npu::RESET,
             changes: 0,
         }
     }
 
     /// The NPU's MMIO answers non-secure accesses.
     pub fn npu_mmio_ns(&self) -> bool {
-        self.decprot0 & npu::DECPROT_MMIO_NS != 0
+        self.decprot0 & npu::NPU_MMIO_NS != 0
     }
 
     /// The NPU's DMA is a non-secure master.
     pub fn npu_dma_ns(&self) -> bool {
-        self.decprot0 & npu::DECPROT_DMA_NS != 0
+        self.decprot0 & npu::NPU_DMA_NS != 0
     }
 
     fn update(&mut self, v: u32) {
@@ -63,7 +62,7 @@ impl Device for Tzpc {
     fn read(&mut self, offset: u64, size: u8) -> u64 {
         match (offset, size) {
             (DECPROT0_STAT, 4) => u64::from(self.decprot0),
-            (PERIPH_ID0, 4) => 0x70,
+            (PERIPH_ID0, 4) => u64::from(bp147::PART_NUMBER),
             _ => 0,
         }
     }
@@ -86,7 +85,7 @@ mod tests {
     fn set_and_clear() {
         let mut t = Tzpc::new();
         assert!(t.npu_mmio_ns() && t.npu_dma_ns());
-        t.write(DECPROT0_CLR, 4, u64::from(npu::DECPROT_MMIO_NS));
+        t.write(DECPROT0_CLR, 4, u64::from(npu::NPU_MMIO_NS));
         assert!(!t.npu_mmio_ns() && t.npu_dma_ns());
         t.write(DECPROT0_CLR, 4, 0xffff_ffff);
         assert!(!t.npu_dma_ns());
@@ -95,7 +94,7 @@ mod tests {
         t.write(DECPROT0_SET, 4, 0xffff_fffc);
         t.write(DECPROT0_STAT, 4, 0xffff_ffff);
         assert_eq!(t.read(DECPROT0_STAT, 4), 0);
-        t.write(DECPROT0_SET, 4, u64::from(npu::DECPROT_RESET));
+        t.write(DECPROT0_SET, 4, u64::from(npu::RESET));
         assert_eq!(
             t,
             Tzpc {

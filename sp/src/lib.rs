@@ -20,6 +20,7 @@ extern crate alloc;
 
 pub mod ec;
 pub mod flexmem;
+pub mod flexnpu;
 pub mod manifest;
 pub mod memmap;
 pub mod messaging;

@@ -3,6 +3,7 @@
 //! normal world sends.
 
 use crate::flexmem::FlexMem;
+use crate::flexnpu::{NpuControl, RegionIo};
 use crate::sealed::Device;
 use crate::serve::{Hooks, Serving};
 use crate::shmem::{MemPlatform, SharedMemory};
@@ -10,8 +11,8 @@ use alloc::boxed::Box;
 use ffa::{PartitionId, memory::TransactionType};
 use flexserve_proto::{
     Command, DIRECT_PAYLOAD_REGS, DIRECT2_PAYLOAD_REGS, FaultKind, FlexFault, Info,
-    MAX_PAYLOAD_REGS, PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID, SealedFault,
-    Width, caps,
+    MAX_PAYLOAD_REGS, NpuFault, PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID,
+    SealedFault, Width, caps,
 };
 
 /// The memory service with the platform behind a trait object (SMCs and the runtime page table
@@ -39,6 +40,7 @@ pub struct Service {
     memory: Option<Memory>,
     serving: Option<Serving>,
     flexmem: Option<FlexMem>,
+    flexnpu: Option<Box<dyn NpuControl + Send>>,
 }
 
 impl core::fmt::Debug for Service {
@@ -72,6 +74,7 @@ impl Service {
             memory: None,
             serving: None,
             flexmem: None,
+            flexnpu: None,
         }
     }
 
@@ -120,6 +123,56 @@ impl Service {
 
     pub fn flexmem(&self) -> Option<&FlexMem> {
         self.flexmem.as_ref()
+    }
+
+    /// Serves the `Npu*` commands with `npu` (its secure jobs run on Flex-Mem regions, so it
+    /// needs the memory service and Flex-Mem too).
+    pub fn with_flexnpu(mut self, npu: Box<dyn NpuControl + Send>) -> Self {
+        self.flexnpu = Some(npu);
+        if self.flexmem.is_some() && self.capabilities & caps::DIRECT_REQ2 != 0 {
+            self.capabilities |= caps::FLEX_NPU;
+        }
+        self
+    }
+
+    /// A Flex-NPU command.
+    fn npu_request(&mut self, req: &Request<'_>) -> Result<Response<'static>, ProtoError> {
+        let Some(npu) = self.flexnpu.as_mut() else {
+            return Err(ProtoError::Npu(NpuFault::NoNpu));
+        };
+        match *req {
+            Request::NpuAcquire => npu
+                .acquire()
+                .map(Response::NpuSwitched)
+                .map_err(ProtoError::Npu),
+            Request::NpuRelease => npu
+                .release()
+                .map(Response::NpuSwitched)
+                .map_err(ProtoError::Npu),
+            Request::NpuGemm(a) => {
+                let Some(mem) = self.memory.as_mut() else {
+                    return Err(ProtoError::Npu(NpuFault::NotSecured));
+                };
+                if !mem.is_secured(a.region)? {
+                    return Err(ProtoError::Npu(NpuFault::NotSecured));
+                }
+                let pages = mem
+                    .region(a.region)?
+                    .ranges()
+                    .iter()
+                    .flat_map(|r| (0..u64::from(r.page_count)).map(move |i| r.address + i * 4096))
+                    .collect();
+                let mut io = SecuredRegion {
+                    mem,
+                    id: a.region,
+                    pages,
+                };
+                npu.gemm(&a, &mut io)
+                    .map(Response::NpuGemm)
+                    .map_err(ProtoError::Npu)
+            }
+            _ => Err(ProtoError::Internal),
+        }
     }
 
     /// A Flex-Mem command. Without a memory service the commands are `Unsupported`; with one
@@ -310,7 +363,8 @@ impl Service {
                 | Command::DeviceKey
                 | Command::Attest
                 | Command::Generate
-                | Command::FlexStats),
+                | Command::FlexStats
+                | Command::NpuGemm),
             ) = id.and_then(|i| Command::from_id(i as u16))
         {
             self.rejected += 1;
@@ -384,6 +438,19 @@ impl Service {
                     Response::error(e)
                 }
             },
+            Ok(req @ (Request::NpuAcquire | Request::NpuRelease | Request::NpuGemm(_))) => {
+                match self.npu_request(&req) {
+                    Ok(r) => {
+                        self.served = self.served.wrapping_add(1);
+                        r
+                    }
+                    Err(e) => {
+                        self.rejected += 1;
+                        log::warn!("NPU request {req:x?} refused: {e:?}");
+                        Response::error(e)
+                    }
+                }
+            }
             Ok(req) => {
                 self.served = self.served.wrapping_add(1);
                 match req {
@@ -403,6 +470,25 @@ impl Service {
             }
         };
         encode(response, width, regs)
+    }
+}
+
+/// A secured Flex-Mem region as a job's buffer.
+struct SecuredRegion<'a> {
+    mem: &'a mut Memory,
+    id: u32,
+    pages: alloc::vec::Vec<u64>,
+}
+
+impl RegionIo for SecuredRegion<'_> {
+    fn pages(&self) -> &[u64] {
+        &self.pages
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> bool {
+        u32::try_from(offset).is_ok_and(|o| self.mem.write_at(self.id, o, data).is_ok())
+    }
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> bool {
+        u32::try_from(offset).is_ok_and(|o| self.mem.read_at(self.id, o, out).is_ok())
     }
 }
 

@@ -1,0 +1,416 @@
+//! Flex-NPU (DESIGN.md sec. 7): the NPU time-multiplexed between the worlds. The normal world
+//! drains its jobs and hands the NPU over ([`FlexNpu::acquire`]); the SP then owns it:
+//!
+//! 1. its MMIO secure-only (TZPC DECPROT0), so nothing new can be started from outside;
+//! 2. idle checked (a normal world that did not drain is refused, and keeps the NPU);
+//! 3. its DMA confined: the secure STE of its stream gets stage-2 tables that map nothing
+//!    until a job maps its buffers (IOVAs from [`IOVA_BASE`], only pages of secured Flex-Mem);
+//! 4. its bus master made secure (TZPC), so the SMMU's secure stream table applies;
+//! 5. reset and scrubbed, so nothing the normal world left in it is used or leaks.
+//!
+//! [`FlexNpu::release`] reverses every step after waiting idle and scrubbing, so the next
+//! owner reads zeros from the NPU's internal buffers. Interrupts: the testbed's NPU has no
+//! interrupt line wired (jobs are polled), so the GIC routing step of DESIGN.md sec. 7 is
+//! absent here; on RK3588 it would move SPI 110-112 to Group 1 Secure.
+//!
+//! [`FlexNpu::gemm`] is the runtime hook in its first form: a matmul handed to the NPU while
+//! the SP goes on with CPU work (here the same product on the CPU, row by row, polling the NPU
+//! between rows), both timed, the outputs compared bit for bit.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use flexserve_proto::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
+use llm_runtime::kernels::{BlockQ8_0, Kernels};
+use npu_driver::{GemmJob, Job, Mode, Npu, NpuError};
+use smmu::cmd::Command as SmmuCommand;
+use smmu::s2::{Access, S2Tables, TableMemory};
+use smmu::ste::Ste;
+use smmu::{Bus, SecureSmmu};
+use tzasc::RegisterAccess;
+use tzasc::tzpc::{Tzpc, testbed as decprot};
+
+use crate::flexmem::Clock;
+
+/// Where a secure job's buffers appear to the NPU (its secure stream's IOVAs).
+pub const IOVA_BASE: u64 = 0x1000_0000;
+/// The VMID of the NPU's secure stage-2 (its own; the SMMU tags TLB entries with it).
+const VMID: u16 = 1;
+/// Polls of the NPU before a job or an idle wait counts as stuck.
+const POLLS: u32 = 50_000_000;
+/// The largest GEMM side the testbed check runs (a bound on the SP's reference copy).
+const MAX_DIM: u32 = 4096;
+const PAGE: u64 = 0x1000;
+
+/// Whether the NPU is running a job (its status register, whoever started it).
+pub trait NpuStatus {
+    fn busy(&mut self) -> bool;
+}
+
+impl<B: npu_driver::testbed::NpuBus> NpuStatus for npu_driver::testbed::TestbedNpu<B> {
+    fn busy(&mut self) -> bool {
+        use npu_driver::testbed::regs;
+        self.bus().read32(regs::STATUS) & regs::status::BUSY != 0
+    }
+}
+
+/// The secured region a job's buffers live in: its pages' physical addresses, in order, and
+/// byte access by offset.
+pub trait RegionIo {
+    fn pages(&self) -> &[u64];
+    fn write(&mut self, offset: u64, data: &[u8]) -> bool;
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> bool;
+}
+
+/// What the service needs of Flex-NPU (the SP binary wires a [`FlexNpu`] to its devices).
+pub trait NpuControl {
+    fn acquire(&mut self) -> Result<NpuSwitch, NpuFault>;
+    fn release(&mut self) -> Result<NpuSwitch, NpuFault>;
+    fn gemm(
+        &mut self,
+        a: &NpuGemmArgs,
+        region: &mut dyn RegionIo,
+    ) -> Result<NpuGemmResult, NpuFault>;
+}
+
+/// The Flex-NPU switch over an NPU, the SMMU's secure side, the TZPC and memory for the
+/// NPU's stage-2 tables.
+pub struct FlexNpu<N, B: Bus, R, M> {
+    npu: N,
+    smmu: SecureSmmu<B>,
+    tzpc: Tzpc<R>,
+    tables: M,
+    s2: Option<S2Tables>,
+    sid: u32,
+    secure: bool,
+    switches: u64,
+    jobs: u64,
+    clock: Clock,
+    kernels: Kernels,
+}
+
+impl<N, B, R, M> FlexNpu<N, B, R, M>
+where
+    N: Npu + NpuStatus,
+    B: Bus,
+    R: RegisterAccess,
+    M: TableMemory,
+{
+    /// The NPU starts as the normal world's; `sid` is its stream id (the NPU reports it).
+    pub fn new(
+        npu: N,
+        smmu: SecureSmmu<B>,
+        tzpc: Tzpc<R>,
+        tables: M,
+        sid: u32,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            npu,
+            smmu,
+            tzpc,
+            tables,
+            s2: None,
+            sid,
+            secure: false,
+            switches: 0,
+            jobs: 0,
+            clock,
+            kernels: Kernels::detect(),
+        }
+    }
+
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock.now)()
+    }
+
+    fn switched(&mut self, t0: u64) -> NpuSwitch {
+        self.switches += 1;
+        NpuSwitch {
+            ticks: self.now().wrapping_sub(t0),
+            switches: self.switches,
+            jobs: self.jobs,
+        }
+    }
+
+    /// Hands the NPU to the SP (module doc, steps 1-5). On error it stays the normal world's.
+    pub fn acquire(&mut self) -> Result<NpuSwitch, NpuFault> {
+        if self.secure {
+            return Err(NpuFault::AlreadySecure);
+        }
+        let t0 = self.now();
+        self.tzpc
+            .secure(decprot::NPU_MMIO_NS)
+            .map_err(|_| NpuFault::Device)?;
+        if self.npu.busy() {
+            // Not drained: give the registers back, change nothing else.
+            let _ = self.tzpc.allow_ns(decprot::NPU_MMIO_NS);
+            return Err(NpuFault::NotIdle);
+        }
+        let undo = |s: &mut Self, f: NpuFault| {
+            let _ = s.smmu.set_ste(s.sid, Ste::Abort);
+            let _ = s.tzpc.allow_ns(decprot::RESET);
+            f
+        };
+        if self.s2.is_none() {
+            self.s2 = Some(S2Tables::new(&mut self.tables).map_err(|_| NpuFault::NoMemory)?);
+        }
+        let stage2 = self.s2.as_ref().map(|t| t.stage2(VMID));
+        if let Some(s2) = stage2
+            && self.smmu.set_ste(self.sid, Ste::Stage2(s2)).is_err()
+        {
+            return Err(undo(self, NpuFault::Smmu));
+        }
+        if self.tzpc.secure(decprot::NPU_DMA_NS).is_err() {
+            return Err(undo(self, NpuFault::Device));
+        }
+        if self.npu.reset().is_err() || self.npu.scrub().is_err() {
+            return Err(undo(self, NpuFault::Device));
+        }
+        self.secure = true;
+        Ok(self.switched(t0))
+    }
+
+    /// Gives the NPU back: idle, scrubbed, reset, secure stream aborting, DMA and MMIO
+    /// non-secure. If the NPU does not go idle it stays the SP's (`Device`).
+    pub fn release(&mut self) -> Result<NpuSwitch, NpuFault> {
+        if !self.secure {
+            return Err(NpuFault::NotSecure);
+        }
+        let t0 = self.now();
+        if !self.wait_idle() {
+            return Err(NpuFault::Device);
+        }
+        self.npu.scrub().map_err(|_| NpuFault::Device)?;
+        self.npu.reset().map_err(|_| NpuFault::Device)?;
+        self.smmu
+            .set_ste(self.sid, Ste::Abort)
+            .map_err(|_| NpuFault::Smmu)?;
+        self.tzpc
+            .allow_ns(decprot::NPU_DMA_NS)
+            .map_err(|_| NpuFault::Device)?;
+        self.tzpc
+            .allow_ns(decprot::NPU_MMIO_NS)
+            .map_err(|_| NpuFault::Device)?;
+        self.secure = false;
+        Ok(self.switched(t0))
+    }
+
+    fn wait_idle(&mut self) -> bool {
+        (0..POLLS).any(|_| !self.npu.busy())
+    }
+
+    /// Maps `pages` at [`IOVA_BASE`] in the secure stream's tables (and invalidates its TLB).
+    fn map(&mut self, pages: &[u64]) -> Result<(), NpuFault> {
+        let s2 = self.s2.as_mut().ok_or(NpuFault::NotSecure)?;
+        let rw = Access {
+            read: true,
+            write: true,
+        };
+        for (i, &pa) in pages.iter().enumerate() {
+            if s2
+                .map(&mut self.tables, IOVA_BASE + i as u64 * PAGE, pa, rw)
+                .is_err()
+            {
+                self.unmap(i);
+                return Err(NpuFault::NoMemory);
+            }
+        }
+        self.tlbi()
+    }
+
+    /// Unmaps the first `n` pages from [`IOVA_BASE`].
+    fn unmap(&mut self, n: usize) {
+        if let Some(s2) = self.s2.as_mut() {
+            for i in 0..n {
+                let _ = s2.unmap(&mut self.tables, IOVA_BASE + i as u64 * PAGE);
+            }
+        }
+        let _ = self.tlbi();
+    }
+
+    fn tlbi(&mut self) -> Result<(), NpuFault> {
+        self.smmu
+            .submit(&[SmmuCommand::TlbiS12Vmall { vmid: VMID }])
+            .map_err(|_| NpuFault::Smmu)
+    }
+
+    /// A Q8_0 GEMM on the NPU over `region` (proto `NpuGemmArgs`), the same on the CPU
+    /// meanwhile, compared bit for bit.
+    pub fn gemm(
+        &mut self,
+        a: &NpuGemmArgs,
+        region: &mut dyn RegionIo,
+    ) -> Result<NpuGemmResult, NpuFault> {
+        if !self.secure {
+            return Err(NpuFault::NotSecure);
+        }
+        let (m, n, k) = (a.m as usize, a.n as usize, a.k as usize);
+        let dims_ok = [a.m, a.n, a.k].iter().all(|&d| d > 0 && d <= MAX_DIM);
+        if !dims_ok || !a.k.is_multiple_of(32) {
+            return Err(NpuFault::BadShape);
+        }
+        let kb = k / 32;
+        let (w_bytes, x_bytes) = ((n * kb * 34) as u64, (m * kb * 34) as u64);
+        let y_off = (w_bytes + x_bytes).next_multiple_of(PAGE);
+        let y_bytes = (m * n * 4) as u64;
+        let pages = region.pages().to_vec();
+        let region_len = pages.len() as u64 * PAGE;
+        if y_off + y_bytes > region_len {
+            return Err(NpuFault::BadShape);
+        }
+        let mut rng = Lcg(u64::from(a.seed) ^ 0x9e37_79b9_7f4a_7c15);
+        let w = q8_blocks(&mut rng, n * kb);
+        let x = q8_blocks(&mut rng, m * kb);
+        let mut cpu = vec![0f32; m * n];
+        if !(region.write(0, &block_bytes(&w)) && region.write(w_bytes, &block_bytes(&x))) {
+            return Err(NpuFault::BadShape);
+        }
+        self.map(&pages)?;
+        let y_iova = if a.flags & gemm_flags::OUTSIDE_STE != 0 {
+            IOVA_BASE + region_len
+        } else {
+            IOVA_BASE + y_off
+        };
+        let job = GemmJob::dense(
+            Mode::Q8_0,
+            a.m,
+            a.n,
+            a.k,
+            IOVA_BASE,
+            IOVA_BASE + w_bytes,
+            y_iova,
+        );
+        let npu_start = self.now();
+        if let Err(e) = self.npu.submit(&Job::Gemm(job)) {
+            self.unmap(pages.len());
+            return Err(match e {
+                NpuError::BadJob(_) | NpuError::Unsupported(_) => NpuFault::BadShape,
+                _ => NpuFault::Device,
+            });
+        }
+        // The CPU's share of the work while the NPU runs: the same product, row by row.
+        let cpu_start = self.now();
+        let mut outcome = None;
+        let mut npu_end = 0;
+        for t in 0..m {
+            let _ = self
+                .kernels
+                .matvec(&w, &x[t * kb..(t + 1) * kb], &mut cpu[t * n..(t + 1) * n]);
+            if outcome.is_none() {
+                match self.npu.poll() {
+                    Ok(None) => {}
+                    other => {
+                        npu_end = self.now();
+                        outcome = Some(other);
+                    }
+                }
+            }
+        }
+        let cpu_end = self.now();
+        let outcome = match outcome {
+            Some(o) => o,
+            None => {
+                let o = self.npu.wait(POLLS);
+                npu_end = self.now();
+                o.map(Some)
+            }
+        };
+        self.jobs += 1;
+        let mut res = NpuGemmResult {
+            npu_start,
+            npu_end,
+            cpu_start,
+            cpu_end,
+            counter_hz: (self.clock.hz)(),
+            ..NpuGemmResult::default()
+        };
+        match outcome {
+            Ok(Some(done)) => {
+                res.cycles = done.cycles;
+                let mut y = vec![0u8; m * n * 4];
+                if !region.read(y_off, &mut y) {
+                    self.unmap(pages.len());
+                    return Err(NpuFault::BadShape);
+                }
+                res.mismatches = y
+                    .chunks_exact(4)
+                    .zip(&cpu)
+                    .filter(|(b, c)| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) != c.to_bits())
+                    .count() as u32;
+            }
+            Err(NpuError::Fault(f)) => {
+                res.fault_kind = npu_driver::testbed::fault_code(f.kind);
+                res.fault_iova = f.iova.unwrap_or(0);
+                res.mismatches = (m * n) as u32;
+            }
+            Ok(None) | Err(_) => {
+                self.unmap(pages.len());
+                return Err(NpuFault::Device);
+            }
+        }
+        self.unmap(pages.len());
+        Ok(res)
+    }
+}
+
+impl<N, B, R, M> NpuControl for FlexNpu<N, B, R, M>
+where
+    N: Npu + NpuStatus,
+    B: Bus,
+    R: RegisterAccess,
+    M: TableMemory,
+{
+    fn acquire(&mut self) -> Result<NpuSwitch, NpuFault> {
+        FlexNpu::acquire(self)
+    }
+    fn release(&mut self) -> Result<NpuSwitch, NpuFault> {
+        FlexNpu::release(self)
+    }
+    fn gemm(
+        &mut self,
+        a: &NpuGemmArgs,
+        region: &mut dyn RegionIo,
+    ) -> Result<NpuGemmResult, NpuFault> {
+        FlexNpu::gemm(self, a, region)
+    }
+}
+
+/// A small deterministic generator for the test operands (the client never sees them).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+/// Q8_0 blocks with random int8 and normal fp16 scales between 2^-10 and 2^-3.
+fn q8_blocks(rng: &mut Lcg, count: usize) -> Vec<BlockQ8_0> {
+    (0..count)
+        .map(|_| {
+            let exp = 5 + (rng.next() % 8) as u16; // biased exponent 5..12
+            let d = exp << 10 | (rng.next() & 0x3ff) as u16;
+            let mut qs = [0i8; 32];
+            qs.iter_mut().for_each(|q| *q = rng.next() as i8);
+            BlockQ8_0 { d, qs }
+        })
+        .collect()
+}
+
+fn block_bytes(blocks: &[BlockQ8_0]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(blocks.len() * BlockQ8_0::BYTES);
+    for b in blocks {
+        v.extend_from_slice(&b.d.to_le_bytes());
+        v.extend(b.qs.iter().map(|&q| q as u8));
+    }
+    v
+}

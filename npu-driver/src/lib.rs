@@ -57,7 +57,7 @@
 #![no_std]
 
 pub mod q8;
-// pub mod rknpu;
+pub mod rknpu;
 pub mod testbed;
 
 use core::fmt;
@@ -196,13 +196,15 @@ pub enum JobError {
     /// `Y` or `y_stride` is not 4-byte aligned.
     Unaligned = 6,
     /// The shape exceeds what the backend can hold (testbed: one row over a quarter of the
-    /// scratch; RKNPU: the matrices over the CBUF, or the layout constraints of
-    /// [`rknpu::layout`]).
+    /// scratch; RKNPU: the matrices over the CBUF or a register field, see [`rknpu::layout`]).
     TooLarge = 7,
+    /// The backend cannot run this shape at all (RKNPU: `M` not 1 or a multiple of 4, `K` not
+    /// a multiple of 32, `N` not a multiple of 32, or `Y` not dense).
+    BackendShape = 8,
 }
 
 impl JobError {
-    pub const ALL: [JobError; 7] = [
+    pub const ALL: [JobError; 8] = [
         JobError::BadMode,
         JobError::ZeroDimension,
         JobError::KNotBlockMultiple,
@@ -210,6 +212,7 @@ impl JobError {
         JobError::StrideTooSmall,
         JobError::Unaligned,
         JobError::TooLarge,
+        JobError::BackendShape,
     ];
 
     pub fn code(self) -> u32 {
@@ -258,6 +261,8 @@ pub struct JobDone {
 pub enum Unsupported {
     Mode(Mode),
     DumpScratch,
+    /// The backend was configured without what a scrub needs (RKNPU: its zero buffers).
+    Scrub,
 }
 
 /// Where the operand bytes of a [`GemmJob`] are laid out.

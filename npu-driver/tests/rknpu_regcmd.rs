@@ -14,6 +14,8 @@
 //! - chaining: Mesa `src/gallium/drivers/rocket/rkt_ml.c`, `compile_operation` (next address
 //!   in entry `count - 4`, `ALIGN((count - 4) / 2, 2)` in entry `count - 3`);
 //! - the kick amount: Linux `drivers/accel/rocket/rocket_job.c`, `rocket_job_hw_submit`.
+// Entries are written as target_value_register, the fields of the format.
+#![allow(clippy::unusual_byte_groupings)]
 
 use npu_driver::rknpu::layout::{self, feature_offset, output_index, weight_offset};
 use npu_driver::rknpu::plan::{MAX_TASKS_PER_CORE, plan};

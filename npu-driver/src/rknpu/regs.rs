@@ -28,9 +28,9 @@ pub mod pc {
     pub const VERSION_NUM: usize = 0x0004;
     /// Bit 0 OP_EN: start fetching / executing.
     pub const OPERATION_ENABLE: usize = 0x0008;
-    /// [31:4] regcmd address (16-byte aligned); bit 0 PC_SEL.
+    /// Bits 31:4: regcmd address (16-byte aligned); bit 0 PC_SEL.
     pub const BASE_ADDRESS: usize = 0x0010;
-    /// [15:0] PC_DATA_AMOUNT: regcmd entries to fetch, in pairs, minus one.
+    /// Bits 15:0 PC_DATA_AMOUNT: regcmd entries to fetch, in pairs, minus one.
     pub const REGISTER_AMOUNTS: usize = 0x0014;
     pub const INTERRUPT_MASK: usize = 0x0020;
     /// Write 1s to clear.

@@ -61,7 +61,9 @@ impl RkModel {
     }
 
     pub fn put(&mut self, iova: u32, data: &[u8]) {
-        let o = self.in_mem(iova.into(), data.len() as u64).expect("in memory");
+        let o = self
+            .in_mem(iova.into(), data.len() as u64)
+            .expect("in memory");
         self.mem[o..o + data.len()].copy_from_slice(data);
     }
 
@@ -73,8 +75,9 @@ impl RkModel {
     fn operation_enable(&mut self, c: usize) {
         let base = self.reg(c, pc::BASE_ADDRESS);
         let count = (self.reg(c, pc::REGISTER_AMOUNTS) as usize + 1) * 2;
-        if base == 1 || base % 16 != 0 {
-            self.errors.push(format!("core {c}: enable with base {base:#x}"));
+        if base == 1 || !base.is_multiple_of(16) {
+            self.errors
+                .push(format!("core {c}: enable with base {base:#x}"));
         }
         if self.reg(c, pc::TASK_CON) & 0xfff != 1 {
             self.errors.push(format!("core {c}: TASK_NUMBER != 1"));
@@ -106,7 +109,9 @@ impl RkModel {
             }
         }
         if !pre_enable || enabled & 0x0d != 0x0d {
-            self.errors.push(format!("core {c}: tail pre {pre_enable} enable {enabled:#x}"));
+            self.errors.push(format!(
+                "core {c}: tail pre {pre_enable} enable {enabled:#x}"
+            ));
             return;
         }
         self.run_matmul(c);
@@ -120,7 +125,15 @@ impl RkModel {
         let w = self.reg(c, cna::DCOMP_ADDR0);
         let y = self.reg(c, dpu::DST_BASE_ADDR);
         let plane = (self.reg(c, dpu::DST_SURF_STRIDE) >> 4) as usize; // atoms per plane = M
-        self.executed.push(Executed { core: c, m, k, n, x, w, y });
+        self.executed.push(Executed {
+            core: c,
+            m,
+            k,
+            n,
+            x,
+            w,
+            y,
+        });
         let (mu, ku, nu) = (m as usize, k as usize, n as usize);
         let (Some(xo), Some(wo)) = (
             self.in_mem(x.into(), (mu * ku) as u64),
@@ -148,7 +161,7 @@ impl RkModel {
         }
         // Ping-pong: alternate register groups, so both DPU bits are seen.
         let t = self.cores[c].tasks_run;
-        self.cores[c].raw |= if t % 2 == 0 { int::DPU_0 } else { int::DPU_1 };
+        self.cores[c].raw |= if t.is_multiple_of(2) { int::DPU_0 } else { int::DPU_1 };
         self.cores[c].tasks_run += 1;
     }
 }

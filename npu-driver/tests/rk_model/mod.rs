@@ -161,7 +161,11 @@ impl RkModel {
         }
         // Ping-pong: alternate register groups, so both DPU bits are seen.
         let t = self.cores[c].tasks_run;
-        self.cores[c].raw |= if t.is_multiple_of(2) { int::DPU_0 } else { int::DPU_1 };
+        self.cores[c].raw |= if t.is_multiple_of(2) {
+            int::DPU_0
+        } else {
+            int::DPU_1
+        };
         self.cores[c].tasks_run += 1;
     }
 }

@@ -39,6 +39,7 @@
 //! Y[m][n] = acc
 //! ```
 //!
+//! (`matvec_q8_0` and the scalar `matmul_rows` both reduce each output with `dot_row`.)
 //! The fp16 -> f32 conversion is exact ([`q8::f16_to_f32`], checked against the `half` crate
 //! for all 65,536 inputs), the int32 sums cannot overflow (32 * 128 * 128 < 2^20), and Rust never
 //! contracts `a + b * c` into a fused multiply-add, so the f32 result is bit for bit the one the
@@ -54,6 +55,21 @@
 //!   (regcmd) builder for an int8 matmul, the split of a GEMM across the cores, and the
 //!   [`rknpu::Rknpu`] backend. Everything about real RKNPU behaviour is unverified without a
 //!   board; the module doc says what comes from where.
+//!
+//! # Files
+//! | file | what |
+//! |---|---|
+//! | `lib.rs` | [`Npu`], [`Job`], [`GemmJob`] and its validation ([`GemmJob::sizes`]), errors |
+//! | `q8.rs` | `block_q8_0` byte arithmetic in the runtime's order, fp16 -> f32 |
+//! | `testbed.rs` | the testbed NPU's specification (register map, lifecycle, faults), [`testbed::Dma`], [`testbed::NpuBus`], [`testbed::MmioBus`] |
+//! | `testbed/regs.rs` | the register map, `#[repr(C)]` block + offsets (shared by driver and model) |
+//! | `testbed/driver.rs` | [`testbed::TestbedNpu`] |
+//! | `testbed/model.rs` | [`testbed::TestbedNpuModel`] |
+//! | `rknpu.rs` | [`rknpu::Rknpu`], what is unverified |
+//! | `rknpu/regs.rs`, `regcmd.rs`, `layout.rs`, `plan.rs` | RKNPU registers, regcmd lists, operand layouts, the split over cores |
+//!
+//! `no_std`, no allocation; everything runs in host `cargo test` and builds for
+//! `aarch64-unknown-none`. The only `unsafe` is [`testbed::MmioBus`]'s volatile access.
 #![no_std]
 
 pub mod q8;

@@ -39,6 +39,7 @@
 //! Y[m][n] = acc
 //! ```
 //!
+//! (`matvec_q8_0` and the scalar `matmul_rows` both reduce each output with `dot_row`.)
 //! The fp16 -> f32 conversion is exact ([`q8::f16_to_f32`], checked against the `half` crate
 //! for all 65,536 inputs), the int32 sums cannot overflow (32 * 128 * 128 < 2^20), and Rust never
 //! contracts `a + b * c` into a fused multiply-add, so the f32 result is bit for bit the one the
@@ -54,10 +55,25 @@
 //!   (regcmd) builder for an int8 matmul, the split of a GEMM across the cores, and the
 //!   [`rknpu::Rknpu`] backend. Everything about real RKNPU behaviour is unverified without a
 //!   board; the module doc says what comes from where.
+//!
+//! # Files
+//! | file | what |
+//! |---|---|
+//! | `lib.rs` | [`Npu`], [`Job`], [`GemmJob`] and its validation ([`GemmJob::sizes`]), errors |
+//! | `q8.rs` | `block_q8_0` byte arithmetic in the runtime's order, fp16 -> f32 |
+//! | `testbed.rs` | the testbed NPU's specification (register map, lifecycle, faults), [`testbed::Dma`], [`testbed::NpuBus`], [`testbed::MmioBus`] |
+//! | `testbed/regs.rs` | the register map, `#[repr(C)]` block + offsets (shared by driver and model) |
+//! | `testbed/driver.rs` | [`testbed::TestbedNpu`] |
+//! | `testbed/model.rs` | [`testbed::TestbedNpuModel`] |
+//! | `rknpu.rs` | [`rknpu::Rknpu`], what is unverified |
+//! | `rknpu/regs.rs`, `regcmd.rs`, `layout.rs`, `plan.rs` | RKNPU registers, regcmd lists, operand layouts, the split over cores |
+//!
+//! `no_std`, no allocation; everything runs in host `cargo test` and builds for
+//! `aarch64-unknown-none`. The only `unsafe` is [`testbed::MmioBus`]'s volatile access.
 #![no_std]
 
 pub mod q8;
-// pub mod rknpu;
+pub mod rknpu;
 pub mod testbed;
 
 use core::fmt;
@@ -196,13 +212,15 @@ pub enum JobError {
     /// `Y` or `y_stride` is not 4-byte aligned.
     Unaligned = 6,
     /// The shape exceeds what the backend can hold (testbed: one row over a quarter of the
-    /// scratch; RKNPU: the matrices over the CBUF, or the layout constraints of
-    /// [`rknpu::layout`]).
+    /// scratch; RKNPU: the matrices over the CBUF or a register field, see [`rknpu::layout`]).
     TooLarge = 7,
+    /// The backend cannot run this shape at all (RKNPU: `M` not 1 or a multiple of 4, `K` not
+    /// a multiple of 32, `N` not a multiple of 32, or `Y` not dense).
+    BackendShape = 8,
 }
 
 impl JobError {
-    pub const ALL: [JobError; 7] = [
+    pub const ALL: [JobError; 8] = [
         JobError::BadMode,
         JobError::ZeroDimension,
         JobError::KNotBlockMultiple,
@@ -210,6 +228,7 @@ impl JobError {
         JobError::StrideTooSmall,
         JobError::Unaligned,
         JobError::TooLarge,
+        JobError::BackendShape,
     ];
 
     pub fn code(self) -> u32 {
@@ -258,6 +277,8 @@ pub struct JobDone {
 pub enum Unsupported {
     Mode(Mode),
     DumpScratch,
+    /// The backend was configured without what a scrub needs (RKNPU: its zero buffers).
+    Scrub,
 }
 
 /// Where the operand bytes of a [`GemmJob`] are laid out.

@@ -64,9 +64,9 @@
 //! The scratch holds a tile of `mt` X rows (at most half the scratch), a tile of `nt` W rows
 //! and the `mt x nt` outputs ([`model::Tiles`]). For each X tile (one read of its contiguous
 //! rows), for each W tile (one read), the outputs are computed from the scratch and written
-//! back as one write per Y row segment, rows in order. So Y is written tile by tile; for
-//! `M <= mt` (decode, short prefill) in increasing address order within each row band. After
-//! the job the scratch still holds the last X tile, W tile and outputs.
+//! back as one write per Y row segment, rows in order. So Y is written tile by tile, and for
+//! `M = 1` (decode) in increasing address order. After the job the scratch still holds the
+//! last X tile, W tile and outputs.
 //!
 //! Q8_0 outputs are f32 computed as the crate doc specifies (bit-identical to `llm-runtime`);
 //! I32 outputs are int32. Both little-endian.

@@ -399,3 +399,76 @@ fn fault_codes_round_trip() {
     }
     assert_eq!(fault_from_code(0x100 + 99), FaultKind::Unknown(0x163));
 }
+
+#[test]
+fn random_register_traffic_never_panics_and_keeps_status_consistent() {
+    // Whoever owns the NPU (the normal world too, while it is non-secure) may write anything.
+    let offsets: Vec<usize> = (0..0x90).step_by(4).chain([0xffc, 0x1000, 3]).collect();
+    let mut rng = Rng(0x1234_5678);
+    let mut rig = Rig::new(Mem::new(MEM_BASE, 0x4_0000));
+    rig.mem.deny(
+        MEM_BASE + 0x1_0000..MEM_BASE + 0x1_1000,
+        DmaFaultKind::Firewall,
+    );
+    let (mut ended, mut done) = (0u32, 0u32);
+    for _ in 0..20_000 {
+        let off = offsets[rng.below(offsets.len() as u64) as usize];
+        let v = match rng.below(4) {
+            0 => rng.next_u64() as u32,
+            1 => rng.below(64) as u32,
+            2 => (MEM_BASE + rng.below(0x4_0000)) as u32,
+            _ => rng.below(4) as u32,
+        };
+        let v = if off == regs::CTRL {
+            v & !ctrl::RESET | ctrl::ENABLE
+        } else {
+            v
+        };
+        rig.write32(off, v);
+        if rng.below(32) == 0 {
+            // A plausible job (some will still fault: denied page, end of memory).
+            let at = |r: &mut Rng| (MEM_BASE + r.below(0x3_0000)) as u32 & !3;
+            let (m, n) = (1 + rng.below(4) as u32, 1 + rng.below(16) as u32);
+            let k = 32 * (1 + rng.below(8) as u32);
+            for (o, v) in [
+                (regs::JOB_MODE, 1 + rng.below(3) as u32),
+                (regs::JOB_M, m),
+                (regs::JOB_N, n),
+                (regs::JOB_K, k),
+                (regs::JOB_W_LO, at(&mut rng)),
+                (regs::JOB_X_LO, at(&mut rng)),
+                (regs::JOB_Y_LO, at(&mut rng)),
+                (regs::JOB_Y_STRIDE, 4 * n),
+            ] {
+                rig.write32(o, v);
+            }
+            for o in [regs::JOB_W_HI, regs::JOB_X_HI, regs::JOB_Y_HI] {
+                rig.write32(o, 0);
+            }
+        }
+        if rng.below(16) == 0 {
+            rig.write32(regs::DOORBELL, regs::DOORBELL_RING);
+        }
+        if rng.below(8) == 0 && rig.run() {
+            ended += 1;
+            let st = rig.model.read32(regs::STATUS);
+            done += u32::from(st & status::DONE != 0);
+        }
+        let st = rig.model.read32(regs::STATUS);
+        assert_eq!(
+            (st & (status::IDLE | status::BUSY)).count_ones(),
+            1,
+            "STATUS {st:#x}"
+        );
+        assert_eq!(st & status::BUSY != 0, rig.model.has_pending());
+        if st & status::FAULT != 0 {
+            assert_ne!(rig.model.read32(regs::FAULT_KIND), 0);
+        }
+        rig.mem.log.clear();
+    }
+    assert!(
+        ended > 500 && done > 0 && done < ended,
+        "{ended} jobs, {done} done"
+    );
+    assert_eq!(rig.model.read32(regs::JOB_COUNT), ended);
+}

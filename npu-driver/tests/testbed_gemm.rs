@@ -231,3 +231,29 @@ fn register_offsets_match_the_documented_map() {
     assert_eq!(core::mem::size_of::<regs::RegisterBlock>(), 4096);
     assert_eq!(regs::ID_VALUE, 0x4e50_5531);
 }
+
+#[test]
+fn the_engine_can_hold_any_backend_as_dyn_npu() {
+    fn run(npu: &mut dyn Npu, job: Job) -> Result<u64, npu_driver::NpuError> {
+        npu.submit(&job)?;
+        Ok(npu.wait(10)?.cycles)
+    }
+    let mut tb = npu(0x4000);
+    tb.bus().mem.put(MEM_BASE, &[1; 64]);
+    tb.bus().mem.put(MEM_BASE + 0x1000, &[2; 64]);
+    let job = GemmJob::dense(
+        Mode::I32,
+        1,
+        1,
+        64,
+        MEM_BASE,
+        MEM_BASE + 0x1000,
+        MEM_BASE + 0x2000,
+    );
+    // 2 block products' worth of K plus 3 transfers of at most 64 bytes.
+    assert_eq!(run(&mut tb, Job::Gemm(job)), Ok(2 + 3));
+    assert_eq!(
+        tb.bus().mem.slice(MEM_BASE + 0x2000, 4),
+        &128i32.to_le_bytes()
+    );
+}

@@ -7,6 +7,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod rt;
+#[cfg(target_os = "none")]
+mod rt_npu;
 
 #[cfg(not(target_os = "none"))]
 fn main() {}

@@ -47,6 +47,8 @@ pub struct SpManifest {
     /// The secure UART, if the manifest grants one.
     pub uart: Option<Region>,
     pub flexmem: FlexMemRegions,
+    /// Flex-NPU's devices; all three or none is used.
+    pub flexnpu: FlexNpuRegions,
     /// Root property `flexserve,test-device-root` (32 bytes): a *test* device root secret for
     /// SPMCs that hand the SP no device-root boot information (real Hafnium or TF-A's EL3 SPMC
     /// on QEMU). `xtask` writes it only into those QEMU manifests; the manifest lies in secure
@@ -64,6 +66,24 @@ pub struct FlexMemRegions {
     pub firewall_dsu: Option<Region>,
     /// Memory region `flexmem-window`: NS DRAM the SPMC maps into the SP's secure IPA space.
     pub window: Option<Region>,
+}
+
+/// What the manifest grants Flex-NPU: device regions `npu` (the testbed NPU's registers),
+/// `smmu` (the SMMUv3 page with its secure interface) and `tzpc` (the TZPC that switches the
+/// NPU's MMIO and DMA security).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlexNpuRegions {
+    pub npu: Option<Region>,
+    pub smmu: Option<Region>,
+    pub tzpc: Option<Region>,
+}
+
+impl FlexNpuRegions {
+    pub fn devices(&self) -> impl Iterator<Item = (&'static str, Region)> + '_ {
+        [("npu", self.npu), ("smmu", self.smmu), ("tzpc", self.tzpc)]
+            .into_iter()
+            .filter_map(|(n, r)| r.map(|r| (n, r)))
+    }
 }
 
 impl FlexMemRegions {
@@ -247,6 +267,11 @@ impl SpManifest {
             firewall_dsu: device("firewall-dsu")?,
             window,
         };
+        let flexnpu = FlexNpuRegions {
+            npu: device("npu")?,
+            smmu: device("smmu")?,
+            tzpc: device("tzpc")?,
+        };
         Ok(SpManifest {
             ffa_version: prop_u32(root, "ffa-version")?,
             uuid_cells,
@@ -257,6 +282,7 @@ impl SpManifest {
             heap,
             uart,
             flexmem,
+            flexnpu,
             test_device_root: match root.property("flexserve,test-device-root") {
                 None => None,
                 Some(p) => {

@@ -150,7 +150,7 @@ fn region(r: &Region) -> Range<u64> {
 }
 
 /// The most mappings a plan holds.
-pub const MAX_MAPPINGS: usize = 12;
+pub const MAX_MAPPINGS: usize = 16;
 
 /// A checked plan. It needs no heap, so it can be made (and the heap checked against the image)
 /// before the heap exists.
@@ -211,6 +211,11 @@ pub fn plan(
         .flexmem
         .devices()
         .map(|(name, r)| (name, region(&r), Intent::Device));
+    // Flex-NPU's devices (NPU, SMMU, TZPC), at most 3.
+    let npu = manifest
+        .flexnpu
+        .devices()
+        .map(|(name, r)| (name, region(&r), Intent::Device));
     let mut plan = Plan {
         maps: core::array::from_fn(|_| Mapping {
             name: "",
@@ -219,12 +224,14 @@ pub fn plan(
         }),
         len: 0,
     };
-    // 7 + 1 + 3 entries: always fits MAX_MAPPINGS.
-    for (slot, (name, range, intent)) in plan
-        .maps
-        .iter_mut()
-        .zip(image_and_heap.into_iter().chain(uart).chain(firewall))
-    {
+    // 7 + 1 + 3 + 3 entries: always fits MAX_MAPPINGS.
+    for (slot, (name, range, intent)) in plan.maps.iter_mut().zip(
+        image_and_heap
+            .into_iter()
+            .chain(uart)
+            .chain(firewall)
+            .chain(npu),
+    ) {
         *slot = Mapping {
             name,
             range,
@@ -306,6 +313,7 @@ mod tests {
                 attributes: 3,
             }),
             flexmem: Default::default(),
+            flexnpu: Default::default(),
             test_device_root: None,
         }
     }

@@ -443,7 +443,7 @@ fn dcache_line() -> u64 {
 ///
 /// `r` must be a device region of this SP's manifest, mapped as device memory by the runtime
 /// map, and driven by nothing else.
-unsafe fn mmio(r: flexserve_sp::manifest::Region) -> Option<tzasc::Mmio> {
+pub(crate) unsafe fn device_mmio(r: flexserve_sp::manifest::Region) -> Option<tzasc::Mmio> {
     let base = NonNull::new(r.base as usize as *mut u32)?;
     // SAFETY: the caller's guarantee.
     Some(unsafe { tzasc::Mmio::new(base, r.size as usize) })
@@ -455,7 +455,7 @@ fn firewall(f: &FlexMemRegions) -> Option<Box<dyn Extents + Send>> {
     let r = f.tzc400?;
     // SAFETY: a device region the manifest grants, mapped as device memory by the runtime map
     // (memmap::plan maps every firewall device region); only Flex-Mem drives it.
-    let regs = unsafe { mmio(r) }?;
+    let regs = unsafe { device_mmio(r) }?;
     match flexmem::firewall::tzc400(regs) {
         Ok(p) => Some(Box::new(p)),
         Err(e) => {
@@ -471,7 +471,7 @@ fn firewall(f: &FlexMemRegions) -> Option<Box<dyn Extents + Send>> {
     let (ddr, dsu) = (f.firewall_ddr?, f.firewall_dsu?);
     // SAFETY: device regions the manifest grants, mapped as device memory by the runtime map;
     // only Flex-Mem drives them.
-    let (ddr, dsu) = unsafe { (mmio(ddr)?, mmio(dsu)?) };
+    let (ddr, dsu) = unsafe { (device_mmio(ddr)?, device_mmio(dsu)?) };
     let fw = tzasc::rk3588::Rk3588Firewall::new(ddr, dsu, tzasc::rk3588::TFA_SECURE_DDR_SLOTS);
     match flexmem::firewall::Planned::new(fw, tzasc::planner::Config::rk3588()) {
         Ok(p) => Some(Box::new(p)),
@@ -781,6 +781,13 @@ fn main(boot_info: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         });
         if let Some(f) = flexmem_from(&manifest.flexmem) {
             service = service.with_flexmem(f);
+            let clock = Clock {
+                now: counter_now,
+                hz: counter_hz,
+            };
+            if let Some(n) = crate::rt_npu::flexnpu_from(&manifest.flexnpu, clock) {
+                service = service.with_flexnpu(n);
+            }
         }
         match device {
             Some(d) => service = service.with_device(d),

@@ -1,0 +1,195 @@
+//! Flex-NPU's wiring on the target: the manifest's `npu`, `smmu` and `tzpc` device regions
+//! (mapped as device memory by the runtime map) behind the drivers, and heap pages for the
+//! SMMU's stream table, command queue and the NPU's stage-2 tables (the SP's map is the
+//! identity, so a heap address is the physical address the SMMU walks).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use flexserve_sp::flexmem::Clock;
+use flexserve_sp::flexnpu::{FlexNpu, NpuControl};
+use flexserve_sp::manifest::FlexNpuRegions;
+use npu_driver::testbed::{MmioBus, TestbedNpu};
+use smmu::{Bus, Layout as SmmuLayout, SecureSmmu};
+use tzasc::tzpc::Tzpc;
+
+const PAGE: usize = 0x1000;
+/// A 256-entry linear stream table (16 KiB) and a 4-entry command queue.
+const STRTAB_LOG2: u32 = 8;
+const CMDQ_LOG2: u32 = 2;
+
+/// Zeroed, page-aligned heap memory that lives as long as the SP (the SMMU may read it at any
+/// time after it is handed over).
+fn pages(n: usize) -> Option<u64> {
+    let layout = Layout::from_size_align(n * PAGE, PAGE).ok()?;
+    // SAFETY: `layout` has a non-zero size; the block is never freed (the SMMU keeps reading
+    // it), so no reference to it is ever invalidated.
+    let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    (!p.is_null()).then_some(p as u64)
+}
+
+/// The SMMU's register page and the table memory the driver writes.
+struct SmmuMmio {
+    base: NonNull<u8>,
+    len: usize,
+    /// `[start, end)` of the stream table and of the command queue.
+    tables: [(u64, u64); 2],
+}
+
+impl SmmuMmio {
+    fn reg(&self, offset: usize, width: usize) -> Option<*mut u8> {
+        (offset.is_multiple_of(width) && offset + width <= self.len).then(|| {
+            // SAFETY: inside the register block (checked above).
+            unsafe { self.base.as_ptr().add(offset) }
+        })
+    }
+}
+
+impl Bus for SmmuMmio {
+    fn read32(&mut self, offset: usize) -> u32 {
+        // SAFETY: an aligned register of the manifest's `smmu` device region, mapped as device
+        // memory for the SP alone.
+        self.reg(offset, 4)
+            .map_or(0, |p| unsafe { p.cast::<u32>().read_volatile() })
+    }
+    fn write32(&mut self, offset: usize, value: u32) {
+        if let Some(p) = self.reg(offset, 4) {
+            // SAFETY: as in `read32`.
+            unsafe { p.cast::<u32>().write_volatile(value) }
+        }
+    }
+    fn write64(&mut self, offset: usize, value: u64) {
+        if let Some(p) = self.reg(offset, 8) {
+            // SAFETY: as in `read32`, a 64-bit register.
+            unsafe { p.cast::<u64>().write_volatile(value) }
+        }
+    }
+    fn mem_write_u64(&mut self, pa: u64, value: u64) -> bool {
+        let ok = pa.is_multiple_of(8) && self.tables.iter().any(|&(s, e)| pa >= s && pa + 8 <= e);
+        if ok {
+            // SAFETY: an aligned word of the stream table or command queue this SP allocated
+            // for the SMMU (identity map: VA = PA); nothing else references it.
+            unsafe { (pa as *mut u64).write_volatile(value) };
+        }
+        ok
+    }
+}
+
+/// Heap pages for the NPU's stage-2 tables.
+struct TablePages {
+    pages: Vec<u64>,
+}
+
+impl TablePages {
+    fn holds(&self, pa: u64) -> bool {
+        pa.is_multiple_of(8) && self.pages.iter().any(|&p| pa >= p && pa < p + PAGE as u64)
+    }
+}
+
+impl smmu::s2::TableMemory for TablePages {
+    fn alloc_page(&mut self) -> Option<u64> {
+        let p = pages(1)?;
+        self.pages.push(p);
+        Some(p)
+    }
+    fn read_u64(&mut self, pa: u64) -> Option<u64> {
+        // SAFETY: an aligned word of a table page this allocator handed out (VA = PA).
+        self.holds(pa)
+            .then(|| unsafe { (pa as *const u64).read_volatile() })
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) -> bool {
+        let ok = self.holds(pa);
+        if ok {
+            // SAFETY: as in `read_u64`.
+            unsafe { (pa as *mut u64).write_volatile(v) };
+        }
+        ok
+    }
+}
+
+/// Flex-NPU over drivers whose MMIO pointers are device addresses.
+struct Wired(FlexNpu<TestbedNpu<MmioBus>, SmmuMmio, tzasc::Mmio, TablePages>);
+
+// SAFETY: the pointers inside are device-register and table addresses, valid from every CPU;
+// the service that owns this is behind the SP's service lock, so one context uses it at a time.
+unsafe impl Send for Wired {}
+
+impl NpuControl for Wired {
+    fn acquire(&mut self) -> Result<flexserve_proto::NpuSwitch, flexserve_proto::NpuFault> {
+        self.0.acquire()
+    }
+    fn release(&mut self) -> Result<flexserve_proto::NpuSwitch, flexserve_proto::NpuFault> {
+        self.0.release()
+    }
+    fn gemm(
+        &mut self,
+        a: &flexserve_proto::NpuGemmArgs,
+        region: &mut dyn flexserve_sp::flexnpu::RegionIo,
+    ) -> Result<flexserve_proto::NpuGemmResult, flexserve_proto::NpuFault> {
+        self.0.gemm(a, region)
+    }
+}
+
+/// Flex-NPU from the manifest's regions, if it grants all three devices and they answer.
+pub fn flexnpu_from(r: &FlexNpuRegions, clock: Clock) -> Option<Box<dyn NpuControl + Send>> {
+    let (npu_r, smmu_r, tzpc_r) = (r.npu?, r.smmu?, r.tzpc?);
+    // SAFETY: the `npu` device region of the manifest, mapped as device memory by the runtime
+    // map (memmap::plan maps every Flex-NPU region); only Flex-NPU drives it.
+    let bus = unsafe { MmioBus::new(NonNull::new(npu_r.base as *mut _)?) };
+    let npu = match TestbedNpu::new(bus) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("NPU at {:#x}: {e}; Flex-NPU off", npu_r.base);
+            return None;
+        }
+    };
+    let sid = npu.stream_id();
+    // SAFETY: as above, the `tzpc` region.
+    let tzpc = match unsafe { super::rt::device_mmio(tzpc_r) }.map(Tzpc::new) {
+        Some(Ok(t)) => t,
+        other => {
+            log::warn!(
+                "TZPC at {:#x}: {:?}; Flex-NPU off",
+                tzpc_r.base,
+                other.map(|r| r.err())
+            );
+            return None;
+        }
+    };
+    let strtab = pages((1usize << STRTAB_LOG2) * 64 / PAGE)?;
+    let cmdq = pages(1)?;
+    let layout = SmmuLayout {
+        strtab_pa: strtab,
+        strtab_log2: STRTAB_LOG2,
+        cmdq_pa: cmdq,
+        cmdq_log2: CMDQ_LOG2,
+    };
+    let mmio = SmmuMmio {
+        base: NonNull::new(smmu_r.base as *mut u8)?,
+        len: smmu_r.size as usize,
+        tables: [
+            (strtab, strtab + (64u64 << STRTAB_LOG2)),
+            (cmdq, cmdq + (16u64 << CMDQ_LOG2)),
+        ],
+    };
+    let smmu = match SecureSmmu::init(mmio, layout) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("SMMU at {:#x}: {e:?}; Flex-NPU off", smmu_r.base);
+            return None;
+        }
+    };
+    log::info!(
+        "Flex-NPU: NPU at {:#x} (stream {sid:#x}), SMMU at {:#x}, TZPC at {:#x}; the NPU is the \
+         normal world's",
+        npu_r.base,
+        smmu_r.base,
+        tzpc_r.base
+    );
+    let tables = TablePages { pages: Vec::new() };
+    Some(Box::new(Wired(FlexNpu::new(
+        npu, smmu, tzpc, tables, sid, clock,
+    ))))
+}

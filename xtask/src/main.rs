@@ -115,6 +115,7 @@ const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::serving("serve"),
     Scenario::sealed("sealed"),
     Scenario::flexmem("flexmem"),
+    Scenario::flexmem("flexnpu"),
     Scenario::sp_fault("sp-panic"),
     Scenario::sp_fault("sp-data-abort"),
     Scenario::sp_fault("sp-stack-overflow"),

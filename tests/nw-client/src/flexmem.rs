@@ -50,22 +50,24 @@ fn f(args: core::fmt::Arguments<'_>) -> Fail {
 
 /// An SP reply, owned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reply {
+pub(crate) enum Reply {
     Region(u32),
     Switched(FlexSwitch),
     Stats(FlexStats),
     Mem(MemStats),
     Value(u64),
+    NpuSwitched(flexserve_proto::NpuSwitch),
+    NpuGemm(flexserve_proto::NpuGemmResult),
     Done,
     Error(Status, u64),
 }
 
 impl<E: Env> Ctx<'_, E> {
-    fn wpage(&self, n: u64) -> u64 {
+    pub(crate) fn wpage(&self, n: u64) -> u64 {
         ns_ram::FLEXMEM_WINDOW_BASE + n * PAGE
     }
 
-    fn flex_call(&mut self, req: Request<'_>) -> Result<Reply, Fail> {
+    pub(crate) fn flex_call(&mut self, req: Request<'_>) -> Result<Reply, Fail> {
         let mut regs = [0u64; DIRECT2_PAYLOAD_REGS];
         if let Err(e) = req.encode(&mut regs, Width::W64) {
             fail!("cannot encode {req:?}: {e:?}");
@@ -73,8 +75,9 @@ impl<E: Env> Ctx<'_, E> {
         let Some(cmd) = Command::from_id(regs[0] as u16) else {
             fail!("no command id in {regs:x?}");
         };
-        // Stats need DIRECT_REQ2's registers; the rest goes over DIRECT_REQ_64.
-        let reply: [u64; DIRECT2_PAYLOAD_REGS] = if cmd == Command::FlexStats {
+        // Stats and NPU GEMMs need DIRECT_REQ2's registers; the rest goes over DIRECT_REQ_64.
+        let reply: [u64; DIRECT2_PAYLOAD_REGS] = if matches!(cmd, Command::FlexStats | Command::NpuGemm)
+        {
             match self.direct2(Uuid(SERVICE_UUID), &regs) {
                 Ok(r) => r,
                 Err(e) => fail!("{cmd:?}: {e:?}"),
@@ -98,6 +101,8 @@ impl<E: Env> Ctx<'_, E> {
             Ok(Response::MemStats(s)) => Reply::Mem(s),
             Ok(Response::Probed(v)) => Reply::Value(v),
             Ok(Response::Checksum(v)) => Reply::Value(u64::from(v)),
+            Ok(Response::NpuSwitched(s)) => Reply::NpuSwitched(s),
+            Ok(Response::NpuGemm(g)) => Reply::NpuGemm(g),
             Ok(Response::Done) => Reply::Done,
             Ok(Response::Error { status, detail }) => Reply::Error(status, detail),
             other => fail!("{cmd:?}: reply {other:?}"),
@@ -129,7 +134,7 @@ impl<E: Env> Ctx<'_, E> {
     }
 
     /// Lends and retrieves `pages`: (handle, region).
-    fn lend_retrieve(&mut self, pages: (u64, u32)) -> Result<(Handle, u32), Fail> {
+    pub(crate) fn lend_retrieve(&mut self, pages: (u64, u32)) -> Result<(Handle, u32), Fail> {
         let h = self.lend(pages)?;
         match self.flex_call(Request::MemRetrieve {
             handle: h.0,
@@ -148,21 +153,21 @@ impl<E: Env> Ctx<'_, E> {
         })
     }
 
-    fn secure_ok(&mut self, region: u32, owner: u32) -> Result<FlexSwitch, Fail> {
+    pub(crate) fn secure_ok(&mut self, region: u32, owner: u32) -> Result<FlexSwitch, Fail> {
         match self.secure(region, owner)? {
             Reply::Switched(s) => Ok(s),
             other => fail!("secure of region {region}: {other:x?}"),
         }
     }
 
-    fn release_ok(&mut self, region: u32) -> Result<FlexSwitch, Fail> {
+    pub(crate) fn release_ok(&mut self, region: u32) -> Result<FlexSwitch, Fail> {
         match self.flex_call(Request::FlexRelease { region })? {
             Reply::Switched(s) => Ok(s),
             other => fail!("release of region {region}: {other:x?}"),
         }
     }
 
-    fn give_back(&mut self, h: Handle) -> CheckResult {
+    pub(crate) fn give_back(&mut self, h: Handle) -> CheckResult {
         self.env
             .ep()
             .mem_reclaim(h, ReclaimFlags::default())
@@ -176,7 +181,7 @@ impl<E: Env> Ctx<'_, E> {
         }
     }
 
-    fn flex_mem_stats(&mut self) -> Result<MemStats, Fail> {
+    pub(crate) fn flex_mem_stats(&mut self) -> Result<MemStats, Fail> {
         match self.flex_call(Request::MemStats)? {
             Reply::Mem(s) => Ok(s),
             other => fail!("mem stats: {other:x?}"),

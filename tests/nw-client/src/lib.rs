@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod cores;
 pub mod flexmem;
+mod flexnpu;
 pub mod memory;
 mod memory_rules;
 pub mod report;
@@ -163,6 +164,20 @@ pub trait Env {
     /// Stops the prober; its final outcomes, and whether core 1 is off again.
     fn second_core_prober_stop(&mut self) -> (cores::ProbeCounts, bool) {
         (cores::ProbeCounts::default(), false)
+    }
+
+    /// One 32-bit load from register `offset` of the testbed's emulated NPU (`LDR Wt`; the
+    /// testbed emulates it, or blocks it while the NPU is secure). `None` where there is no
+    /// such NPU.
+    fn npu_read32(&mut self, offset: usize) -> Option<u32> {
+        let _ = offset;
+        None
+    }
+
+    /// One 32-bit store to register `offset` of the testbed's NPU; false where there is none.
+    fn npu_write32(&mut self, offset: usize, value: u32) -> bool {
+        let _ = (offset, value);
+        false
     }
 
     /// Where the model file (GGUF) lies in the share window, if the boot configuration names

@@ -425,6 +425,32 @@ impl Env for Machine {
         crate::cpu::prober_stop()
     }
 
+    fn npu_read32(&mut self, offset: usize) -> Option<u32> {
+        if !on_testbed() || !offset.is_multiple_of(4) || offset >= virt::NPU_SIZE as usize {
+            return None;
+        }
+        let v: u32;
+        // SAFETY: a 32-bit load from the testbed NPU's register window (first GiB: device
+        // mapped); the testbed emulates it (or blocks it, reading 0) and skips it.
+        unsafe {
+            core::arch::asm!("ldr {v:w}, [{a}]", v = out(reg) v,
+                a = in(reg) virt::NPU_BASE + offset as u64, options(nostack, preserves_flags));
+        }
+        Some(v)
+    }
+
+    fn npu_write32(&mut self, offset: usize, value: u32) -> bool {
+        if !on_testbed() || !offset.is_multiple_of(4) || offset >= virt::NPU_SIZE as usize {
+            return false;
+        }
+        // SAFETY: as in `npu_read32`, a store.
+        unsafe {
+            core::arch::asm!("str {v:w}, [{a}]", v = in(reg) value,
+                a = in(reg) virt::NPU_BASE + offset as u64, options(nostack, preserves_flags));
+        }
+        true
+    }
+
     fn second_core_store(&mut self, value: u64) -> bool {
         crate::cpu::writer_store(value)
     }

@@ -39,6 +39,7 @@ pub const NAMES: &[&str] = &[
     "sp-stack-overflow",
     "serve",
     "flexmem",
+    "flexnpu",
     "sealed",
 ];
 
@@ -51,6 +52,7 @@ pub fn run<E: Env, W: Write>(name: &str, env: &mut E, out: W) -> (u32, u32) {
         "memory" => crate::memory::memory(&mut Ctx::new(env), &mut r),
         "serve" => crate::serve::serve(&mut Ctx::new(env), &mut r),
         "flexmem" => crate::flexmem::flexmem(&mut Ctx::new(env), &mut r),
+        "flexnpu" => crate::flexnpu::flexnpu(&mut Ctx::new(env), &mut r),
         "sealed" => crate::sealed::sealed(&mut Ctx::new(env), &mut r),
         // These need an SP built with the `fault-injection` feature; the SP ends the run dead.
         "sp-panic" => sp_fault(&mut Ctx::new(env), &mut r, FaultKind::Panic),

@@ -22,8 +22,12 @@ use crate::nwfault::Blocked;
 static NPU: spin::Mutex<TestbedNpuModel> = spin::Mutex::new(TestbedNpuModel::new(npu::STREAM_ID));
 /// The NPU's CPU (`usize::MAX`: none, the machine has too few CPUs).
 static NPU_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// Jobs run and the guest time they took in all (counter ticks), for the log.
+/// Jobs run, for the log.
 static JOBS: AtomicU64 = AtomicU64::new(0);
+/// A denied DMA of the last job, reported by the next CPU that reads the NPU's registers (it
+/// is the one waiting for the job): the NPU's CPU does not print, so that its lines never cut
+/// into the normal world's output on the shared console.
+static DENIED: spin::Mutex<Option<(u64, Denied, bool, u64)>> = spin::Mutex::new(None);
 
 /// The model's registers as an MMIO device (32-bit accesses only; others read 0, write
 /// nothing).
@@ -87,6 +91,13 @@ pub fn access(a: &Access, x: &mut [u64; 31]) -> bool {
     };
     if rang && let Some(cpu) = npu_cpu() {
         gic::wake(cpu);
+    }
+    if let Some((iova, d, secure, us)) = DENIED.lock().take() {
+        log!(
+            "testbed: blocked NPU {} DMA at IOVA {iova:#x}: {d:?} (the job ended with a fault \
+             after {us} us)",
+            if secure { "secure" } else { "non-secure" }
+        );
     }
     true
 }
@@ -210,12 +221,7 @@ pub fn run(cpu: usize) -> ! {
         JOBS.fetch_add(1, Ordering::AcqRel);
         if let Some((iova, d)) = path.denied {
             let secure = !MACHINE.lock().tzpc.npu_dma_ns();
-            log!(
-                "testbed: blocked NPU {} DMA at IOVA {iova:#x}: {d:?} (job ended with a fault, \
-                 {} us)",
-                if secure { "secure" } else { "non-secure" },
-                super::counter_us(t0, t1)
-            );
+            *DENIED.lock() = Some((iova, d, secure, super::counter_us(t0, t1)));
         }
     }
 }

@@ -24,13 +24,14 @@ use alloc::string::String;
 use core::fmt;
 
 mod arch;
+mod attention;
 mod config;
 mod fastexp;
 mod forward;
 mod ops;
 mod weights;
 
-pub use arch::Arch;
+pub use arch::{Activation, Arch};
 pub use config::Config;
 pub use forward::{MemoryReport, Model, ModelOptions};
 pub use weights::{GlobalWeights, LayerWeights, MatData, Matrix, Weights};
@@ -44,6 +45,7 @@ pub mod limits {
     pub const MAX_HIDDEN: usize = 1 << 18;
     pub const MAX_LAYERS: usize = 1 << 10;
     pub const MAX_HEADS: usize = 1 << 10;
+    pub const MAX_HEAD_DIM: usize = 1 << 12;
     pub const MAX_VOCAB: usize = 1 << 21;
     pub const MAX_CONTEXT: usize = 1 << 20;
     pub const MAX_BATCH: usize = 1 << 12;
@@ -107,7 +109,10 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ModelError::*;
         match self {
-            NotLlama => write!(f, "general.architecture is not llama, qwen2 or qwen3"),
+            NotLlama => write!(
+                f,
+                "general.architecture is not llama, qwen2, qwen3, gemma2, gemma3 or phi3"
+            ),
             MissingKey(k) => write!(f, "metadata key {k} missing"),
             KeyType(k) => write!(f, "metadata key {k} has the wrong type"),
             BadHyperParam { key, value } => write!(f, "{key} = {value} is invalid"),
@@ -182,7 +187,9 @@ pub enum KvHeadMap {
     Interleaved,
 }
 
-/// Deliberate deviations, for negative tests only. The default is the correct model.
+/// Deliberate deviations from the model definition, for negative tests (the classic
+/// mistakes the oracles must catch) and, with `gelu_f16`, for reproducing llama.cpp's
+/// rounding. The default is the correct model.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Quirks {
     /// Rotate these pairs instead of the architecture's.
@@ -194,8 +201,32 @@ pub struct Quirks {
     pub skip_rope_freqs: bool,
     /// Ignore the Q/K/V biases (Qwen2).
     pub skip_qkv_bias: bool,
-    /// Skip the per-head Q/K RMSNorm (Qwen3).
+    /// Skip the per-head Q/K RMSNorm (Qwen3, Gemma 3).
     pub skip_qk_norm: bool,
+    /// Added to every RMSNorm weight: `-1` is HF Gemma's plain `w` where the file holds
+    /// `1 + w`, `+1` adds the one a second time.
+    pub norm_offset: f32,
+    /// Leave the embeddings unscaled (Gemma's `sqrt(dim)`).
+    pub skip_embed_scale: bool,
+    /// No soft-cap on attention scores / on the final logits (Gemma 2).
+    pub skip_attn_softcap: bool,
+    pub skip_final_softcap: bool,
+    /// Every layer global (Gemma's sliding window ignored).
+    pub no_sliding_window: bool,
+    /// Local layers rotate with the global RoPE base (Gemma 3's local base ignored).
+    pub single_rope_base: bool,
+    /// Skip the post-attention / post-feed-forward norms (Gemma).
+    pub skip_post_norms: bool,
+    /// SiLU instead of the architecture's activation (Gemma's GeGLU as SwiGLU).
+    pub silu_activation: bool,
+    /// Split a fused Q/K/V as Q, V, K (phi3: the wrong order).
+    pub fused_qvk: bool,
+    /// Rotate whole heads (phi3 partial rotary ignored).
+    pub full_rotary: bool,
+    /// GELU as llama.cpp's CPU backend computes it: input rounded to f16, looked up in an
+    /// f16 table of `gelu(x)` (ggml `GGML_GELU_FP16`), 0 below -10 and `x` above 10. Not the
+    /// model's definition, but what llama.cpp's logits were made with.
+    pub gelu_f16: bool,
 }
 
 /// Loads config and weights from a parsed GGUF file in one step.

@@ -4,7 +4,11 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::ops::{dot_f32, prepare, product, rmsnorm, rmsnorm_in_place, rope, silu, softmax};
+use super::arch::Activation;
+use super::attention::{KvLayer, attention};
+use super::ops::{
+    gelu_tanh, gelu_tanh_f16, prepare, product, rmsnorm, rmsnorm_in_place, rope, silu, softcap,
+};
 use super::{Config, GlobalWeights, LayerWeights, ModelError, Stage, Weights, limits};
 use crate::kernels::quants::{BlockQ8K, QK_K};
 use crate::kernels::{BlockQ8_0, Kernels, QK8_0};
@@ -51,15 +55,16 @@ impl MemoryReport {
 }
 
 /// Activation buffers and the KV cache, all sized at construction (llama2.c's `RunState`).
-/// `B` = max batch, `S` = seq_len.
+/// `B` = max batch, `S` = seq_len, `Q` = `n_heads * head_dim` (`dim` unless the file sets
+/// `key_length`), `R` = 1 RoPE table, or 2 when local layers rotate differently (Gemma 3).
 struct RunState {
     /// Residual stream `[B, dim]`.
     x: Vec<f32>,
     /// Normed input / scratch `[B, dim]`.
     xb: Vec<f32>,
-    /// Attention output `[B, dim]`.
+    /// Attention output `[B, Q]`.
     xb2: Vec<f32>,
-    /// Queries `[B, dim]`.
+    /// Queries `[B, Q]`.
     q: Vec<f32>,
     /// Keys and values of the batch `[B, kv_dim]`.
     k: Vec<f32>,
@@ -69,18 +74,18 @@ struct RunState {
     hb2: Vec<f32>,
     /// Attention scores of one head, per kernel thread `[threads, S]`.
     att: Vec<f32>,
-    /// Quantized activations `[B, max(dim, hidden_dim) / 32]`.
+    /// Quantized activations `[B, max(dim, hidden_dim, Q) / 32]`.
     xq: Vec<BlockQ8_0>,
-    /// Q8_K activations (for K-quant weights) `[B, max(dim, hidden_dim) / 256]`.
+    /// Q8_K activations (for K-quant weights) `[B, max(dim, hidden_dim, Q) / 256]`.
     xk: Vec<BlockQ8K>,
     /// `[B or 1, vocab]`.
     logits: Vec<f32>,
     /// `[n_layers, S, kv_dim]`.
     key_cache: Vec<f32>,
     value_cache: Vec<f32>,
-    /// RoPE inverse frequencies `[rope_dim / 2]`.
+    /// RoPE inverse frequencies `[R, rope_dim / 2]` (table 0: global layers, 1: local).
     inv_freq: Vec<f32>,
-    /// cos/sin of each batch position's angles `[B, rope_dim / 2]`, computed once per pass.
+    /// cos/sin of each batch position's angles `[R, B, rope_dim / 2]`, once per pass.
     rope_cos: Vec<f32>,
     rope_sin: Vec<f32>,
 }
@@ -95,7 +100,7 @@ fn buffer<T: Clone>(n: usize, v: T) -> Result<Vec<T>, ModelError> {
     Ok(b)
 }
 
-/// A llama model's run state and forward pass. Weights are passed into each call, so they can
+/// A model's run state and forward pass. Weights are passed into each call, so they can
 /// live anywhere (one mapped file, or streamed in layer by layer).
 pub struct Model {
     cfg: Config,
@@ -138,45 +143,48 @@ impl Model {
             });
         }
         let b = opts.max_batch;
-        let kv = cfg.kv_dim();
+        let (kv, qd) = (cfg.kv_dim(), cfg.q_dim());
         let big = |a: usize, c: usize| {
             a.checked_mul(c)
                 .ok_or(ModelError::OutOfMemory { bytes: usize::MAX })
         };
         let cache = big(big(cfg.n_layers, opts.seq_len)?, kv)?;
         let logit_rows = if opts.all_logits { b } else { 1 };
-        let theta = cfg.quirks.rope_theta_override.unwrap_or(cfg.rope_theta);
-        let half = cfg.rope_dim / 2;
-        let mut inv_freq = buffer(half, 0.0f32)?;
-        for (i, f) in inv_freq.iter_mut().enumerate() {
-            // As HF computes it: 1 / theta^(2i/d), in f32.
-            *f = 1.0 / libm::powf(theta, (2 * i) as f32 / cfg.rope_dim as f32);
+        let rope_dim = rope_dim(&cfg);
+        let half = rope_dim / 2;
+        let tables = rope_tables(&cfg);
+        let mut inv_freq = buffer(big(tables, half)?, 0.0f32)?;
+        for (t, table) in inv_freq.chunks_exact_mut(half.max(1)).enumerate() {
+            let theta = if t == 0 {
+                cfg.quirks.rope_theta_override.unwrap_or(cfg.rope_theta)
+            } else {
+                cfg.rope_theta_swa
+            };
+            for (i, f) in table.iter_mut().enumerate() {
+                // As HF computes it: 1 / theta^(2i/d), in f32.
+                *f = 1.0 / libm::powf(theta, (2 * i) as f32 / rope_dim as f32);
+            }
         }
+        let widest = cfg.dim.max(cfg.hidden_dim).max(qd);
         let s = RunState {
             x: buffer(big(b, cfg.dim)?, 0.0)?,
             xb: buffer(big(b, cfg.dim)?, 0.0)?,
-            xb2: buffer(big(b, cfg.dim)?, 0.0)?,
-            q: buffer(big(b, cfg.dim)?, 0.0)?,
+            xb2: buffer(big(b, qd)?, 0.0)?,
+            q: buffer(big(b, qd)?, 0.0)?,
             k: buffer(big(b, kv)?, 0.0)?,
             v: buffer(big(b, kv)?, 0.0)?,
             hb: buffer(big(b, cfg.hidden_dim)?, 0.0)?,
             hb2: buffer(big(b, cfg.hidden_dim)?, 0.0)?,
             // One row of scores per kernel thread (attention runs on all of them).
             att: buffer(big(opts.seq_len, kernels.threads())?, 0.0)?,
-            xq: buffer(
-                big(b, cfg.dim.max(cfg.hidden_dim).div_ceil(QK8_0))?,
-                BlockQ8_0::ZERO,
-            )?,
-            xk: buffer(
-                big(b, cfg.dim.max(cfg.hidden_dim).div_ceil(QK_K))?,
-                BlockQ8K::ZERO,
-            )?,
+            xq: buffer(big(b, widest.div_ceil(QK8_0))?, BlockQ8_0::ZERO)?,
+            xk: buffer(big(b, widest.div_ceil(QK_K))?, BlockQ8K::ZERO)?,
             logits: buffer(big(logit_rows, cfg.vocab_size)?, 0.0)?,
             key_cache: buffer(cache, 0.0)?,
             value_cache: buffer(cache, 0.0)?,
             inv_freq,
-            rope_cos: buffer(big(b, half)?, 0.0)?,
-            rope_sin: buffer(big(b, half)?, 0.0)?,
+            rope_cos: buffer(big(big(tables, b)?, half)?, 0.0)?,
+            rope_sin: buffer(big(big(tables, b)?, half)?, 0.0)?,
         };
         Ok(Model {
             cfg,
@@ -275,35 +283,47 @@ impl Model {
                 vocab: self.cfg.vocab_size,
             });
         }
-        let dim = self.cfg.dim;
+        let cfg = &self.cfg;
+        let (dim, b) = (cfg.dim, self.opts.max_batch);
         let s = &mut self.s;
+        let scale = (!cfg.quirks.skip_embed_scale).then_some(cfg.embed_scale);
         for (row, &t) in s.x.chunks_exact_mut(dim).zip(tokens) {
             g.token_embd.row_f32(t as usize, row);
+            if let Some(c) = scale.filter(|&c| c != 1.0) {
+                row.iter_mut().for_each(|v| *v *= c);
+            }
         }
-        // The rotation angles depend only on the position: once per pass, not per layer/head.
-        let freqs = g.rope_freqs.filter(|_| !self.cfg.quirks.skip_rope_freqs);
-        let half = s.inv_freq.len();
+        // The rotation angles depend only on the position (and, for Gemma 3, on whether the
+        // layer is local): once per pass, not per layer/head.
+        let freqs = g.rope_freqs.filter(|_| !cfg.quirks.skip_rope_freqs);
+        let half = rope_dim(cfg) / 2;
         if half > 0 {
-            let rows = s
-                .rope_cos
-                .chunks_exact_mut(half)
-                .zip(s.rope_sin.chunks_exact_mut(half));
-            for (t, (cos, sin)) in rows.take(n).enumerate() {
-                let p = (pos + t) as f32;
-                for (i, ((c, sn), &f)) in cos
-                    .iter_mut()
-                    .zip(sin.iter_mut())
-                    .zip(&s.inv_freq)
-                    .enumerate()
-                {
-                    // llama.cpp divides each frequency by its factor (ggml_rope_ext's freq_factors).
-                    let f = match freqs {
-                        Some(d) => f / d[i],
-                        None => f,
-                    };
-                    let angle = p * f;
-                    *c = libm::cosf(angle);
-                    *sn = libm::sinf(angle);
+            for (table, inv) in s.inv_freq.chunks_exact(half).enumerate() {
+                // Table 0 (global layers) carries the frequency factors and linear scaling.
+                let (factors, pscale) = if table == 0 {
+                    (freqs, cfg.rope_scale)
+                } else {
+                    (None, 1.0)
+                };
+                let off = table * b * half;
+                let rows = s.rope_cos[off..off + b * half]
+                    .chunks_exact_mut(half)
+                    .zip(s.rope_sin[off..off + b * half].chunks_exact_mut(half));
+                for (t, (cos, sin)) in rows.take(n).enumerate() {
+                    let p = (pos + t) as f32;
+                    for (i, ((c, sn), &f)) in
+                        cos.iter_mut().zip(sin.iter_mut()).zip(inv).enumerate()
+                    {
+                        // llama.cpp divides each frequency by its factor (ggml_rope_ext's
+                        // freq_factors) and multiplies the angle by freq_scale (linear).
+                        let f = match factors.and_then(|d| d.get(i)) {
+                            Some(d) => f / d,
+                            None => f,
+                        };
+                        let angle = if pscale == 1.0 { p * f } else { p * f * pscale };
+                        *c = libm::cosf(angle);
+                        *sn = libm::sinf(angle);
+                    }
                 }
             }
         }
@@ -325,8 +345,11 @@ impl Model {
         }
         w.check(&self.cfg)?;
         let cfg = self.cfg;
+        let qk = cfg.quirks;
         let (n, pos0) = (self.n, self.pos0);
         let (dim, kv_dim, hd, hidden) = (cfg.dim, cfg.kv_dim(), cfg.head_dim, cfg.hidden_dim);
+        let qd = cfg.q_dim();
+        let (eps, off) = (cfg.norm_eps, qk.norm_offset);
         let s = &mut self.s;
         let k = &self.kernels;
 
@@ -336,15 +359,15 @@ impl Model {
                 .zip(s.x.chunks_exact(dim))
                 .take(n)
         {
-            rmsnorm(xb, x, w.attn_norm, cfg.norm_eps);
+            rmsnorm(xb, x, w.attn_norm, eps, off);
         }
         prepare(&[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, &mut s.xk, n)?;
         product(k, &w.wq, &s.xb, &s.xq, &s.xk, n, &mut s.q)?;
         product(k, &w.wk, &s.xb, &s.xq, &s.xk, n, &mut s.k)?;
         product(k, &w.wv, &s.xb, &s.xq, &s.xk, n, &mut s.v)?;
-        if !cfg.quirks.skip_qkv_bias {
+        if !qk.skip_qkv_bias {
             for (out, b, width) in [
-                (&mut s.q, w.bq, dim),
+                (&mut s.q, w.bq, qd),
                 (&mut s.k, w.bk, kv_dim),
                 (&mut s.v, w.bv, kv_dim),
             ] {
@@ -355,23 +378,34 @@ impl Model {
                 }
             }
         }
-        if !cfg.quirks.skip_qk_norm {
-            for (out, norm, width) in [(&mut s.q, w.q_norm, dim), (&mut s.k, w.k_norm, kv_dim)] {
+        if !qk.skip_qk_norm {
+            for (out, norm, width) in [(&mut s.q, w.q_norm, qd), (&mut s.k, w.k_norm, kv_dim)] {
                 if let Some(norm) = norm {
                     for head in out[..n * width].chunks_exact_mut(hd) {
-                        rmsnorm_in_place(head, norm, cfg.norm_eps);
+                        rmsnorm_in_place(head, norm, eps, off);
                     }
                 }
             }
         }
-        let style = cfg.quirks.rope.unwrap_or(cfg.rope_style);
-        let half = s.inv_freq.len();
+        let style = qk.rope.unwrap_or(cfg.rope_style);
+        let local = cfg.is_local(l);
+        let half = rope_dim(&cfg) / 2;
+        let b = self.opts.max_batch;
+        let table = if local && rope_tables(&cfg) == 2 {
+            1
+        } else {
+            0
+        };
+        let (cos_all, sin_all) = (
+            &s.rope_cos[table * b * half..],
+            &s.rope_sin[table * b * half..],
+        );
         for t in 0..n {
             let (cos, sin) = (
-                &s.rope_cos[t * half..(t + 1) * half],
-                &s.rope_sin[t * half..(t + 1) * half],
+                &cos_all[t * half..(t + 1) * half],
+                &sin_all[t * half..(t + 1) * half],
             );
-            for head in s.q[t * dim..(t + 1) * dim].chunks_exact_mut(hd) {
+            for head in s.q[t * qd..(t + 1) * qd].chunks_exact_mut(hd) {
                 rope(head, cos, sin, style);
             }
             for head in s.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
@@ -383,38 +417,33 @@ impl Model {
         s.key_cache[dst..dst + n * kv_dim].copy_from_slice(&s.k[..n * kv_dim]);
         s.value_cache[dst..dst + n * kv_dim].copy_from_slice(&s.v[..n * kv_dim]);
 
-        let scale = 1.0 / libm::sqrtf(hd as f32);
-        let (q, key_cache, value_cache) = (&s.q, &s.key_cache, &s.value_cache);
-        // One chunk of `xb2` per (token, head); spread over the kernel threads once there is
-        // enough of it (prefill, or decode deep into the context) to outweigh the hand-off.
-        let parallel = n > 1 || pos0 >= 256;
-        k.for_each_chunk(
-            parallel,
-            &mut s.xb2[..n * dim],
-            hd,
+        let window = cfg.sliding_window.filter(|_| local);
+        let softcap = cfg.attn_softcap.filter(|_| !qk.skip_attn_softcap);
+        let kv = KvLayer {
+            keys: &s.key_cache[layer_off..layer_off + self.opts.seq_len * kv_dim],
+            values: &s.value_cache[layer_off..layer_off + self.opts.seq_len * kv_dim],
+        };
+        attention(
+            k,
+            &cfg,
+            &s.q[..n * qd],
+            kv,
+            pos0,
+            window,
+            softcap,
+            &mut s.xb2[..n * qd],
             &mut s.att,
-            &|i, out, att| {
-                let (t, h) = (i / cfg.n_heads, i % cfg.n_heads);
-                let pos = pos0 + t;
-                let kvh = cfg.kv_head(h);
-                let q = &q[t * dim + h * hd..t * dim + (h + 1) * hd];
-                let att = &mut att[..=pos];
-                for (p, a) in att.iter_mut().enumerate() {
-                    let o = layer_off + p * kv_dim + kvh * hd;
-                    *a = dot_f32(q, &key_cache[o..o + hd]) * scale;
-                }
-                softmax(att);
-                out.fill(0.0);
-                for (p, &a) in att.iter().enumerate() {
-                    let o = layer_off + p * kv_dim + kvh * hd;
-                    for (y, &v) in out.iter_mut().zip(&value_cache[o..o + hd]) {
-                        *y += a * v;
-                    }
-                }
-            },
         );
         prepare(&[&w.wo], &s.xb2, &mut s.xq, &mut s.xk, n)?;
         product(k, &w.wo, &s.xb2, &s.xq, &s.xk, n, &mut s.xb)?;
+        let post = |norm: Option<&[f32]>, y: &mut [f32]| {
+            if let Some(norm) = norm.filter(|_| !qk.skip_post_norms) {
+                for row in y.chunks_exact_mut(dim).take(n) {
+                    rmsnorm_in_place(row, norm, eps, off);
+                }
+            }
+        };
+        post(w.attn_post_norm, &mut s.xb);
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
         }
@@ -425,11 +454,16 @@ impl Model {
                 .zip(s.x.chunks_exact(dim))
                 .take(n)
         {
-            rmsnorm(xb, x, w.ffn_norm, cfg.norm_eps);
+            rmsnorm(xb, x, w.ffn_norm, eps, off);
         }
         prepare(&[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, &mut s.xk, n)?;
         product(k, &w.w_gate, &s.xb, &s.xq, &s.xk, n, &mut s.hb)?;
         product(k, &w.w_up, &s.xb, &s.xq, &s.xk, n, &mut s.hb2)?;
+        let act: fn(f32) -> f32 = match (cfg.arch.activation(), qk.silu_activation) {
+            (Activation::Silu, _) | (_, true) => silu,
+            (Activation::GeluTanh, _) if qk.gelu_f16 => gelu_tanh_f16,
+            (Activation::GeluTanh, _) => gelu_tanh,
+        };
         let up = &s.hb2;
         k.for_each_chunk(
             n > 1,
@@ -438,12 +472,13 @@ impl Model {
             &mut [],
             &|t, gate, _| {
                 for (g, u) in gate.iter_mut().zip(&up[t * hidden..]) {
-                    *g = silu(*g) * *u;
+                    *g = act(*g) * *u;
                 }
             },
         );
         prepare(&[&w.w_down], &s.hb, &mut s.xq, &mut s.xk, n)?;
         product(k, &w.w_down, &s.hb, &s.xq, &s.xk, n, &mut s.xb)?;
+        post(w.ffn_post_norm, &mut s.xb);
         for (x, y) in s.x.iter_mut().zip(&s.xb).take(n * dim) {
             *x += *y;
         }
@@ -456,8 +491,9 @@ impl Model {
         Ok(())
     }
 
-    /// Step 3: final norm and output head. Returns the logits: `[n, vocab]` for the whole batch
-    /// with `all_logits`, otherwise `[vocab]` for its last token.
+    /// Step 3: final norm and output head (and Gemma's final soft-cap). Returns the logits:
+    /// `[n, vocab]` for the whole batch with `all_logits`, otherwise `[vocab]` for its last
+    /// token.
     pub fn forward_head(&mut self, g: &GlobalWeights<'_>) -> Result<&[f32], ModelError> {
         if self.stage != Stage::Head {
             return Err(ModelError::OutOfOrder {
@@ -475,7 +511,13 @@ impl Model {
                 .zip(s.x.chunks_exact(dim).skip(first))
                 .take(rows)
         {
-            rmsnorm(xb, x, g.output_norm, self.cfg.norm_eps);
+            rmsnorm(
+                xb,
+                x,
+                g.output_norm,
+                self.cfg.norm_eps,
+                self.cfg.quirks.norm_offset,
+            );
         }
         prepare(&[&g.output], &s.xb, &mut s.xq, &mut s.xk, rows)?;
         product(
@@ -487,6 +529,15 @@ impl Model {
             rows,
             &mut s.logits,
         )?;
+        if let Some(cap) = self
+            .cfg
+            .final_softcap
+            .filter(|_| !self.cfg.quirks.skip_final_softcap)
+        {
+            for v in &mut s.logits[..rows * vocab] {
+                *v = softcap(*v, cap);
+            }
+        }
         self.filled = self.pos0 + n;
         self.stage = Stage::Embed;
         Ok(&self.s.logits[..rows * vocab])
@@ -538,5 +589,23 @@ impl Model {
             self.forward_batch(w, &tokens[start..start + max], pos + start)?;
         }
         self.forward_batch(w, &tokens[last..], pos + last)
+    }
+}
+
+/// Dimensions RoPE rotates per head (the whole head with the `full_rotary` quirk).
+fn rope_dim(cfg: &Config) -> usize {
+    if cfg.quirks.full_rotary {
+        cfg.head_dim
+    } else {
+        cfg.rope_dim
+    }
+}
+
+/// 2 when local layers rotate with their own base or scale (Gemma 3), else 1.
+fn rope_tables(cfg: &Config) -> usize {
+    if cfg.rope_per_layer_type() && !cfg.quirks.single_rope_base {
+        2
+    } else {
+        1
     }
 }

@@ -156,22 +156,23 @@ pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `out = x / rms(x) * w`; the mean square is summed in f64, as ggml does.
-pub(super) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+/// `out = x / rms(x) * (w + off)`; the mean square is summed in f64, as ggml does. `off` is
+/// 0 except in negative tests (adding 0.0 leaves every weight bit-identical).
+pub(super) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, off: f32) {
     let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
     let mean = (ss / x.len().max(1) as f64) as f32;
     let scale = 1.0 / libm::sqrtf(mean + eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * scale * g;
+        *o = v * scale * (g + off);
     }
 }
 
-/// RMSNorm of `v` onto itself (Qwen3's per-head Q/K norm).
-pub(super) fn rmsnorm_in_place(v: &mut [f32], w: &[f32], eps: f32) {
+/// RMSNorm of `v` onto itself (per-head Q/K norms, Gemma's post norms).
+pub(super) fn rmsnorm_in_place(v: &mut [f32], w: &[f32], eps: f32, off: f32) {
     let ss: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
     let scale = 1.0 / libm::sqrtf((ss / v.len().max(1) as f64) as f32 + eps);
     for (x, &g) in v.iter_mut().zip(w) {
-        *x = *x * scale * g;
+        *x = *x * scale * (g + off);
     }
 }
 
@@ -208,6 +209,34 @@ pub(super) fn softmax(x: &mut [f32]) {
 
 pub(super) fn silu(x: f32) -> f32 {
     x / (1.0 + fastexp::expf(-x))
+}
+
+/// GELU, tanh approximation (HF `gelu_pytorch_tanh`, ggml `ggml_gelu_f32`):
+/// `0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`.
+pub(super) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const A: f32 = 0.044_715;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + A * x * x)))
+}
+
+/// [`gelu_tanh`] as llama.cpp's CPU backend evaluates it (`GGML_GELU_FP16`): 0 at or below
+/// -10, `x` at or above 10, otherwise the input rounded to f16 and the result of its table of
+/// f16 `gelu_tanh` values.
+pub(super) fn gelu_tanh_f16(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let h = half::f16::from_f32(x).to_f32();
+        half::f16::from_f32(gelu_tanh(h)).to_f32()
+    }
+}
+
+/// `cap * tanh(x / cap)` (Gemma 2's attention and final-logit soft-capping).
+#[inline]
+pub(super) fn softcap(x: f32, cap: f32) -> f32 {
+    cap * libm::tanhf(x / cap)
 }
 
 #[cfg(test)]

@@ -153,6 +153,40 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Rows `start..start + n` as a matrix of their own, in place (a part of a fused tensor).
+    pub fn row_range(&self, start: usize, n: usize) -> Result<Matrix<'a>, ModelError> {
+        let bad = ModelError::MatrixLength {
+            rows: n,
+            cols: self.cols,
+            len: self.rows,
+        };
+        let end = start
+            .checked_add(n)
+            .filter(|&e| e <= self.rows)
+            .ok_or(bad.clone())?;
+        let c = self.cols;
+        let data = match self.data {
+            MatData::F32(d) => d.get(start * c..end * c).map(MatData::F32),
+            MatData::F16(d) => d.get(start * c..end * c).map(MatData::F16),
+            MatData::Q8_0(d) => {
+                let kb = c / QK8_0;
+                d.get(start * kb..end * kb).map(MatData::Q8_0)
+            }
+            MatData::Quant(q) => {
+                let kb = c / quant_block(q);
+                let r = start * kb..end * kb;
+                match q {
+                    QWeights::Q4_0(b) => b.get(r).map(QWeights::Q4_0),
+                    QWeights::Q4K(b) => b.get(r).map(QWeights::Q4K),
+                    QWeights::Q5K(b) => b.get(r).map(QWeights::Q5K),
+                    QWeights::Q6K(b) => b.get(r).map(QWeights::Q6K),
+                }
+                .map(MatData::Quant)
+            }
+        };
+        Matrix::new(n, c, data.ok_or(bad)?)
+    }
+
     fn check(&self, rows: usize, cols: usize, what: &'static str) -> Result<(), ModelError> {
         if self.rows == rows && self.cols == cols {
             Ok(())
@@ -167,38 +201,44 @@ impl<'a> Matrix<'a> {
 pub struct LayerWeights<'a> {
     /// `[dim]`
     pub attn_norm: &'a [f32],
-    /// `[n_heads * head_dim, dim]`, rows permuted for pairwise RoPE (as in GGUF).
+    /// `[n_heads * head_dim, dim]`, rows permuted for pairwise RoPE (as in GGUF). For a fused
+    /// `attn_qkv` (phi3), a view of its first rows.
     pub wq: Matrix<'a>,
-    /// `[n_kv_heads * head_dim, dim]`, rows permuted likewise.
+    /// `[n_kv_heads * head_dim, dim]`, rows permuted likewise (fused: the next rows).
     pub wk: Matrix<'a>,
-    /// `[n_kv_heads * head_dim, dim]`
+    /// `[n_kv_heads * head_dim, dim]` (fused: the last rows).
     pub wv: Matrix<'a>,
     /// `[dim, n_heads * head_dim]`
     pub wo: Matrix<'a>,
     /// `[dim]`
     pub ffn_norm: &'a [f32],
-    /// `[hidden_dim, dim]`
+    /// `[hidden_dim, dim]` (phi3: the first half of the fused `ffn_up`).
     pub w_gate: Matrix<'a>,
-    /// `[hidden_dim, dim]`
+    /// `[hidden_dim, dim]` (phi3: the second half of the fused `ffn_up`).
     pub w_up: Matrix<'a>,
     /// `[dim, hidden_dim]`
     pub w_down: Matrix<'a>,
-    /// Q/K/V biases `[dim]`, `[kv_dim]`, `[kv_dim]` (Qwen2; `None` elsewhere).
+    /// Q/K/V biases `[q_dim]`, `[kv_dim]`, `[kv_dim]` (Qwen2; `None` elsewhere).
     pub bq: Option<&'a [f32]>,
     pub bk: Option<&'a [f32]>,
     pub bv: Option<&'a [f32]>,
-    /// Per-head Q and K RMSNorm weights `[head_dim]` (Qwen3; `None` elsewhere).
+    /// Per-head Q and K RMSNorm weights `[head_dim]` (Qwen3, Gemma 3; `None` elsewhere).
     pub q_norm: Option<&'a [f32]>,
     pub k_norm: Option<&'a [f32]>,
+    /// RMSNorm weights `[dim]` of the attention output and of the feed-forward output, before
+    /// each residual add (Gemma; `None` elsewhere).
+    pub attn_post_norm: Option<&'a [f32]>,
+    pub ffn_post_norm: Option<&'a [f32]>,
 }
 
 impl<'a> LayerWeights<'a> {
     /// Layer `l`'s tensors (`blk.{l}.*`) from a GGUF file, shapes checked against `cfg`. The
     /// file may hold just this layer (a streamed chunk) or the whole model.
     pub fn from_gguf(g: &Gguf<'a>, cfg: &Config, l: usize) -> Result<Self, ModelError> {
-        let (d, kv, h) = (cfg.dim, cfg.kv_dim(), cfg.hidden_dim);
+        let (d, q, kv, h) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.hidden_dim);
+        let name_of = |name: &str| format!("blk.{l}.{name}.weight");
         let m = |name: &str, rows, cols| {
-            let name = format!("blk.{l}.{name}.weight");
+            let name = name_of(name);
             let t = g.tensor(&name).ok_or(ModelError::MissingTensor(name))?;
             Matrix::from_tensor(t, rows, cols)
         };
@@ -206,7 +246,7 @@ impl<'a> LayerWeights<'a> {
             let t = g.tensor(&name).ok_or(ModelError::MissingTensor(name))?;
             norm_vector(t, n)
         };
-        let v = |name: &str| vec(format!("blk.{l}.{name}.weight"), d);
+        let v = |name: &str| vec(name_of(name), d);
         let bias = |name: &str, n| {
             cfg.arch
                 .qkv_bias()
@@ -216,39 +256,70 @@ impl<'a> LayerWeights<'a> {
         let head_norm = |name: &str| {
             cfg.arch
                 .qk_norm()
-                .then(|| vec(format!("blk.{l}.{name}.weight"), cfg.head_dim))
+                .then(|| vec(name_of(name), cfg.head_dim))
                 .transpose()
+        };
+        let post_norm = |name: &str| cfg.arch.post_norms().then(|| v(name)).transpose();
+        let fused = cfg.arch.fused_projections();
+        // phi3: one `attn_qkv` (Q rows, then K, then V) or, as llama.cpp also accepts, three.
+        let (wq, wk, wv) = match g.tensor(&name_of("attn_qkv")) {
+            Some(t) if fused => {
+                let all = Matrix::from_tensor(t, q + 2 * kv, d)?;
+                let (k_at, v_at) = if cfg.quirks.fused_qvk {
+                    (q + kv, q)
+                } else {
+                    (q, q + kv)
+                };
+                (
+                    all.row_range(0, q)?,
+                    all.row_range(k_at, kv)?,
+                    all.row_range(v_at, kv)?,
+                )
+            }
+            Some(_) => return Err(ModelError::Unsupported("blk.N.attn_qkv.weight")),
+            None => (m("attn_q", q, d)?, m("attn_k", kv, d)?, m("attn_v", kv, d)?),
+        };
+        // phi3: `ffn_up` holds gate rows then up rows, and there is no `ffn_gate`.
+        let (w_gate, w_up) = match g.tensor(&name_of("ffn_gate")) {
+            Some(_) => (m("ffn_gate", h, d)?, m("ffn_up", h, d)?),
+            None if fused => {
+                let both = m("ffn_up", 2 * h, d)?;
+                (both.row_range(0, h)?, both.row_range(h, h)?)
+            }
+            None => return Err(ModelError::MissingTensor(name_of("ffn_gate"))),
         };
         Ok(LayerWeights {
             attn_norm: v("attn_norm")?,
-            wq: m("attn_q", d, d)?,
-            wk: m("attn_k", kv, d)?,
-            wv: m("attn_v", kv, d)?,
-            wo: m("attn_output", d, d)?,
+            wq,
+            wk,
+            wv,
+            wo: m("attn_output", d, q)?,
             ffn_norm: v("ffn_norm")?,
-            w_gate: m("ffn_gate", h, d)?,
-            w_up: m("ffn_up", h, d)?,
+            w_gate,
+            w_up,
             w_down: m("ffn_down", d, h)?,
-            bq: bias("attn_q", d)?,
+            bq: bias("attn_q", q)?,
             bk: bias("attn_k", kv)?,
             bv: bias("attn_v", kv)?,
             q_norm: head_norm("attn_q_norm")?,
             k_norm: head_norm("attn_k_norm")?,
+            attn_post_norm: post_norm("post_attention_norm")?,
+            ffn_post_norm: post_norm("post_ffw_norm")?,
         })
     }
 
     /// Checks these weights fit `cfg` (for weights built by hand or streamed in).
     pub fn check(&self, cfg: &Config) -> Result<(), ModelError> {
-        let (d, kv, h) = (cfg.dim, cfg.kv_dim(), cfg.hidden_dim);
+        let (d, q, kv, h) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.hidden_dim);
         if self.attn_norm.len() != d || self.ffn_norm.len() != d {
             return Err(ModelError::WeightsMismatch {
                 what: "norm length",
             });
         }
-        self.wq.check(d, d, "attn_q")?;
+        self.wq.check(q, d, "attn_q")?;
         self.wk.check(kv, d, "attn_k")?;
         self.wv.check(kv, d, "attn_v")?;
-        self.wo.check(d, d, "attn_output")?;
+        self.wo.check(d, q, "attn_output")?;
         self.w_gate.check(h, d, "ffn_gate")?;
         self.w_up.check(h, d, "ffn_up")?;
         self.w_down.check(d, h, "ffn_down")?;
@@ -256,19 +327,35 @@ impl<'a> LayerWeights<'a> {
             Some(v) => want && v.len() == n,
             None => !want,
         };
-        let (bias, norm) = (cfg.arch.qkv_bias(), cfg.arch.qk_norm());
-        if !(fits(self.bq, bias, d) && fits(self.bk, bias, kv) && fits(self.bv, bias, kv)) {
+        let (bias, norm, post) = (
+            cfg.arch.qkv_bias(),
+            cfg.arch.qk_norm(),
+            cfg.arch.post_norms(),
+        );
+        if !(fits(self.bq, bias, q) && fits(self.bk, bias, kv) && fits(self.bv, bias, kv)) {
             return Err(ModelError::WeightsMismatch { what: "qkv bias" });
         }
         if !(fits(self.q_norm, norm, cfg.head_dim) && fits(self.k_norm, norm, cfg.head_dim)) {
             return Err(ModelError::WeightsMismatch { what: "q/k norm" });
         }
+        if !(fits(self.attn_post_norm, post, d) && fits(self.ffn_post_norm, post, d)) {
+            return Err(ModelError::WeightsMismatch { what: "post norms" });
+        }
         Ok(())
     }
 
-    /// Bytes of weight data in this layer.
+    /// Bytes of weight data in this layer (a fused tensor's views counted once each, which
+    /// adds up to the tensor).
     pub fn bytes(&self) -> usize {
-        let small = [self.bq, self.bk, self.bv, self.q_norm, self.k_norm];
+        let small = [
+            self.bq,
+            self.bk,
+            self.bv,
+            self.q_norm,
+            self.k_norm,
+            self.attn_post_norm,
+            self.ffn_post_norm,
+        ];
         (self.attn_norm.len() + self.ffn_norm.len()) * 4
             + small.iter().flatten().map(|v| v.len() * 4).sum::<usize>()
             + [

@@ -290,10 +290,15 @@ impl Config {
         p == 0 || l % p < p - 1
     }
 
-    /// Whether local layers rotate with other angles than global ones (two RoPE tables).
-    pub(super) fn rope_per_layer_type(&self) -> bool {
-        self.sliding_window.is_some()
-            && (self.rope_theta_swa != self.rope_theta || self.rope_scale != 1.0)
+    /// RoPE angle tables the run state keeps: 2 when local layers rotate with their own
+    /// base or scale (Gemma 3), else 1.
+    pub fn rope_tables(&self) -> usize {
+        let differ = self.rope_theta_swa != self.rope_theta || self.rope_scale != 1.0;
+        if self.sliding_window.is_some() && differ && !self.quirks.single_rope_base {
+            2
+        } else {
+            1
+        }
     }
 
     /// The KV head query head `h` reads.

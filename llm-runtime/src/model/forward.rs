@@ -459,10 +459,16 @@ impl Model {
         prepare(&[&w.w_gate, &w.w_up], &s.xb, &mut s.xq, &mut s.xk, n)?;
         product(k, &w.w_gate, &s.xb, &s.xq, &s.xk, n, &mut s.hb)?;
         product(k, &w.w_up, &s.xb, &s.xq, &s.xk, n, &mut s.hb2)?;
-        let act: fn(f32) -> f32 = match (cfg.arch.activation(), qk.silu_activation) {
-            (Activation::Silu, _) | (_, true) => silu,
-            (Activation::GeluTanh, _) if qk.gelu_f16 => gelu_tanh_f16,
-            (Activation::GeluTanh, _) => gelu_tanh,
+        #[derive(Clone, Copy)]
+        enum Act {
+            Silu,
+            Gelu,
+            GeluF16,
+        }
+        let act = match (cfg.arch.activation(), qk.silu_activation) {
+            (Activation::Silu, _) | (_, true) => Act::Silu,
+            (Activation::GeluTanh, _) if qk.gelu_f16 => Act::GeluF16,
+            (Activation::GeluTanh, _) => Act::Gelu,
         };
         let up = &s.hb2;
         k.for_each_chunk(
@@ -471,8 +477,12 @@ impl Model {
             hidden,
             &mut [],
             &|t, gate, _| {
-                for (g, u) in gate.iter_mut().zip(&up[t * hidden..]) {
-                    *g = act(*g) * *u;
+                let pairs = gate.iter_mut().zip(&up[t * hidden..]);
+                // One loop per activation, so each inlines.
+                match act {
+                    Act::Silu => pairs.for_each(|(g, u)| *g = silu(*g) * *u),
+                    Act::Gelu => pairs.for_each(|(g, u)| *g = gelu_tanh(*g) * *u),
+                    Act::GeluF16 => pairs.for_each(|(g, u)| *g = gelu_tanh_f16(*g) * *u),
                 }
             },
         );
@@ -601,11 +611,6 @@ fn rope_dim(cfg: &Config) -> usize {
     }
 }
 
-/// 2 when local layers rotate with their own base or scale (Gemma 3), else 1.
 fn rope_tables(cfg: &Config) -> usize {
-    if cfg.rope_per_layer_type() && !cfg.quirks.single_rope_base {
-        2
-    } else {
-        1
-    }
+    cfg.rope_tables()
 }

@@ -1,11 +1,20 @@
-//! The llama-family model: [`Config`] from the `{arch}.*` GGUF keys (`llama` with Llama 3.x
-//! RoPE frequency factors, `qwen2`, `qwen3`; `model/arch.rs` says what each changes),
-//! [`Weights`] as views into the GGUF bytes (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K matrices,
-//! mixed freely as in Q4_K_M files; norms F32), and [`Model`], which owns the run state (all
-//! buffers and the f32 KV cache, sized at construction) and runs the forward pass in paper
-//! order: RMSNorm, Q/K/V, pairwise RoPE, grouped-query attention over the KV cache, output
-//! projection and residual, RMSNorm, SwiGLU feed-forward and residual; final norm; output head
-//! (tied to the embedding when the file has no `output.weight`).
+//! The decoder-only transformer: [`Config`] from the `{arch}.*` GGUF keys (`llama` with Llama
+//! 3.x RoPE frequency factors, `qwen2`, `qwen3`, `gemma2`, `gemma3`, `phi3`; `model/arch.rs`
+//! says what each changes), [`Weights`] as views into the GGUF bytes (F32, F16, Q8_0, Q4_0,
+//! Q4_K, Q5_K or Q6_K matrices, mixed freely as in Q4_K_M files; norms F32; fused tensors as
+//! row views), and [`Model`], which owns the run state (all buffers and the f32 KV cache, sized
+//! at construction) and runs the forward pass in paper order: embedding (scaled by `sqrt(dim)`
+//! for Gemma), RMSNorm, Q/K/V (+ biases, + per-head Q/K norms), RoPE (pairwise or halves, over
+//! all or the first `rope_dim` dimensions of each head, with the layer's base), grouped-query
+//! attention over the KV cache (causal, windowed in local layers, soft-capped scores), output
+//! projection (+ post-norm) and residual, RMSNorm, gated feed-forward (SwiGLU or GeGLU, +
+//! post-norm) and residual; final norm; output head (tied to the embedding when the file has
+//! no `output.weight`; soft-capped for Gemma 2).
+//!
+//! Files: `config.rs` (hyperparameters), `arch.rs` (what each family changes, what is
+//! refused), `weights.rs` (tensor views), `forward.rs` (run state and the pass),
+//! `attention.rs` (attention over the KV cache), `ops.rs` (products, norms, RoPE,
+//! activations).
 //!
 //! The pass can run one layer at a time ([`Model::forward_embed`], [`Model::forward_layer`],
 //! [`Model::forward_head`]), so the secure pipeline can hand in a layer's weights just before
@@ -14,8 +23,10 @@
 //!
 //! Conventions that a GGUF runtime must follow (llm-facts.md sec. 1.4):
 //! - A matrix tensor has `ne = [cols, rows]`: rows are output features.
-//! - The HF->GGUF converter permutes Q/K rows so that RoPE rotates adjacent pairs `(2i, 2i+1)`
-//!   (ggml's NORM mode), not HF's `rotate_half` halves.
+//! - For `llama` the HF->GGUF converter permutes Q/K rows so that RoPE rotates adjacent pairs
+//!   `(2i, 2i+1)` (ggml's NORM mode), not HF's `rotate_half` halves; the other families keep
+//!   HF's rows and rotate halves (NEOX).
+//! - Gemma's RMSNorm weights are stored as `1 + w` by the converter: used as they are.
 //! - With `n_kv_heads < n_heads`, query head `h` uses KV head `h / (n_heads / n_kv_heads)`.
 //! - Quantized products quantize the f32 activations first, as llama.cpp does: per 32-block to
 //!   Q8_0 for Q8_0 and Q4_0 weights, per 256-block to Q8_K for the K-quants.

@@ -196,7 +196,11 @@ impl Config {
         };
         // gemma_pytorch's (and llama.cpp's) query scale: the 27B models use dim / n_heads.
         let big_gemma = matches!((arch, n_layers), (Arch::Gemma2, 46) | (Arch::Gemma3, 62));
-        let scale_width = if big_gemma { dim / n_heads } else { head_dim };
+        let scale_width = if big_gemma {
+            (dim / n_heads).max(1)
+        } else {
+            head_dim
+        };
         let attn_scale = 1.0 / libm::sqrtf(scale_width as f32);
         let embed_scale = if arch.scales_embedding() {
             libm::sqrtf(dim as f32)

@@ -114,7 +114,16 @@ SPECS = {
                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                          "partial_rotary_factor": 0.75})),
 }
-SPM_MODELS = ("gemma2", "gemma3", "phi3")
+# Q4_K_M only (K-quant blocks are 256 wide: these are the gemma2 / phi3 shapes at dim 256;
+# their F32 and HF logits are not kept, llama.cpp's Q4_K_M logits are).
+SPECS["gemma2k"] = (None, dict(SPECS["gemma2"][1], hidden_size=256, intermediate_size=256,
+                               num_attention_heads=2, num_key_value_heads=1, head_dim=128,
+                               query_pre_attn_scalar=128))
+SPECS["phi3k"] = (None, dict(SPECS["phi3"][1], hidden_size=256, intermediate_size=256,
+                             num_attention_heads=2, num_key_value_heads=1))
+KQUANT_MODELS = ("gemma2k", "phi3k")
+SPM_MODELS = ("gemma2", "gemma3", "phi3") + KQUANT_MODELS
+NEW_MODELS = SPM_MODELS + ("qwen3wide",)
 
 
 def build_hf(name, kw):
@@ -124,11 +133,12 @@ def build_hf(name, kw):
                               Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
                               Qwen3ForCausalLM)
 
+    base = name[:-1] if name in KQUANT_MODELS else name
     cls = {"llama3": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
            "qwen3": (Qwen3Config, Qwen3ForCausalLM), "qwen3wide": (Qwen3Config, Qwen3ForCausalLM),
            "gemma2": (Gemma2Config, Gemma2ForCausalLM),
            "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM),
-           "phi3": (Phi3Config, Phi3ForCausalLM)}[name]
+           "phi3": (Phi3Config, Phi3ForCausalLM)}[base]
     cfg = cls[0](**kw)
     cfg._attn_implementation = "eager"
     torch.manual_seed(SEED)
@@ -239,7 +249,7 @@ def convert(llama_cpp, pre, model_dir, out, outtype):
 QUANTIZE = """
 import ctypes, sys, llama_cpp
 p = llama_cpp.llama_model_quantize_default_params()
-p.ftype = 2  # LLAMA_FTYPE_MOSTLY_Q4_0
+p.ftype = int(sys.argv[3])  # llama_ftype: 2 Q4_0, 15 Q4_K_M
 p.nthread = 1
 assert llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)) == 0
 """
@@ -314,6 +324,12 @@ def main():
         m = build_hf(name, kw)
         with torch.no_grad():
             hf = np.concatenate([m(torch.tensor([p])).logits[0].float().numpy() for p in ps])
+        if name in KQUANT_MODELS:
+            checks = kquant(args, m, name, hf, out, ps)
+            manifest["models"].append(dict(name=name, pre_tokenizer=None, versions=versions,
+                                           config=dict(kw), checks=checks))
+            print(name, json.dumps(checks))
+            continue
         hf.astype("<f4").tofile(out / f"{name}-hf.f32")
         with tempfile.TemporaryDirectory() as tmp:
             # The converter names the model after its directory: a fixed name, stable bytes.
@@ -326,7 +342,7 @@ def main():
             for t in ["f32", "q8_0"]:
                 convert(args.llama_cpp, pre, d, out / f"{name}-{t}.gguf", t)
         subprocess.run([args.llamacpp_python, "-c", QUANTIZE, str(out / f"{name}-f32.gguf"),
-                        str(out / f"{name}-q4_0.gguf")], check=True)
+                        str(out / f"{name}-q4_0.gguf"), "2"], check=True)
         checks = {}
         for t in ["f32", "q8_0", "q4_0"]:
             lc = out / f"{name}-llamacpp-{t}.f32"
@@ -335,7 +351,7 @@ def main():
             checks[f"llamacpp_{t}_vs_hf"] = compare(np.fromfile(lc, "<f4").reshape(hf.shape), hf)
         cfg = {k: v for k, v in kw.items()}
         entry = dict(name=name, pre_tokenizer=pre, config=cfg, checks=checks)
-        if name in SPM_MODELS:
+        if name in NEW_MODELS:
             entry["versions"] = versions
         manifest["models"].append(entry)
         print(name, json.dumps(checks))
@@ -344,6 +360,23 @@ def main():
         write_token_ids(args, out, ["gemma2", "phi3"], "tokens-spm-llamacpp.bin")
     if "llama3" in only and "qwen2" in only:
         write_token_ids(args, out, ["llama3", "qwen2"], "tokens-llamacpp.bin")
+
+
+def kquant(args, m, name, hf, out, ps):
+    """NAME-q4_k_m.gguf (llama.cpp's quantizer from a temporary F32 conversion) and its
+    llama.cpp logits; returns the check against transformers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / f"oracle-{name}"
+        m.save_pretrained(d)
+        save_spm(d, name)
+        f32 = Path(tmp) / "f32.gguf"
+        convert(args.llama_cpp, None, d, f32, "f32")
+        q = out / f"{name}-q4_k_m.gguf"
+        subprocess.run([args.llamacpp_python, "-c", QUANTIZE, str(f32), str(q), "15"], check=True)
+    lc = out / f"{name}-llamacpp-q4_k_m.f32"
+    subprocess.run([args.llamacpp_python, "-c", LLAMACPP, str(q), str(lc)]
+                   + [",".join(map(str, p)) for p in ps], check=True)
+    return {"llamacpp_q4_k_m_vs_hf": compare(np.fromfile(lc, "<f4").reshape(hf.shape), hf)}
 
 
 def write_token_ids(args, out, names, file):

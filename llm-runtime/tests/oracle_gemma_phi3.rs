@@ -83,8 +83,12 @@ fn f32_matches_transformers_and_llamacpp() {
 
 #[test]
 fn quantized_files_match_llamacpp() {
-    for name in MODELS {
-        for ty in ["q8_0", "q4_0"] {
+    let files = MODELS
+        .iter()
+        .flat_map(|m| [(*m, "q8_0"), (*m, "q4_0")])
+        .chain([("gemma2k", "q4_k_m"), ("phi3k", "q4_k_m")]);
+    for (name, ty) in files {
+        {
             let file = read(&format!("arch/{name}-{ty}.gguf"));
             let want = f32s(&format!("arch/{name}-llamacpp-{ty}.f32"));
             for (kname, k) in kernel_paths() {

@@ -36,7 +36,8 @@ from the F32 file), NAME-hf.f32, NAME-llamacpp-{f32,q8_0,q4_0}.f32
 (raw little-endian f32, [tokens, vocab] per prompt, prompts concatenated), manifest.json,
 tokens-llamacpp.bin (llama.cpp's token ids of TEXTS with the llama3 and qwen2 vocabularies:
 u32 n, then per text u32 byte length + UTF-8, u32 count + ids (llama3), u32 count + ids (qwen2)),
-tokens-spm-llamacpp.bin (the same layout for the gemma2 and phi3 SentencePiece vocabularies).
+tokens-spm-llamacpp.bin (the same layout for the gemma2 and phi3 SentencePiece vocabularies, over
+TEXTS and 300 lines of llama.cpp's docs/build.md).
 """
 
 import argparse
@@ -357,7 +358,7 @@ def main():
         print(name, json.dumps(checks))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if "gemma2" in only and "phi3" in only:
-        write_token_ids(args, out, ["gemma2", "phi3"], "tokens-spm-llamacpp.bin")
+        write_token_ids(args, out, ["gemma2", "phi3"], "tokens-spm-llamacpp.bin", spm_texts())
     if "llama3" in only and "qwen2" in only:
         write_token_ids(args, out, ["llama3", "qwen2"], "tokens-llamacpp.bin")
 
@@ -379,15 +380,25 @@ def kquant(args, m, name, hf, out, ps):
     return {"llamacpp_q4_k_m_vs_hf": compare(np.fromfile(lc, "<f4").reshape(hf.shape), hf)}
 
 
-def write_token_ids(args, out, names, file):
+def spm_texts():
+    """TEXTS and 300 lines the vocabularies were not trained on (llama.cpp's docs/build.md:
+    markdown, shell, paths, runs of spaces), a few with leading spaces and unicode."""
+    lines = (Path(LLAMA_CPP) / "docs/build.md").read_text().splitlines()
+    extra = [ln for ln in lines if ln.strip()][:300]
+    return TEXTS + extra + ["  leading", "\u00fcber na\u00efve caf\u00e9 \U0001F600 \u4e2d\u6587",
+                            "tabs\tand\nnewlines\n\n", " ", "", "a  b   c    d"]
+
+
+def write_token_ids(args, out, names, file, texts=None):
     # llama.cpp's tokenization with two of the vocabularies these files carry.
+    texts = TEXTS if texts is None else texts
     ids = {}
     for name in names:
         r = subprocess.run([args.llamacpp_python, "-c", TOKENIZE, str(out / f"{name}-f32.gguf"),
-                            json.dumps(TEXTS)], check=True, capture_output=True, text=True)
+                            json.dumps(texts)], check=True, capture_output=True, text=True)
         ids[name] = json.loads(r.stdout)
-    b = struct.pack("<I", len(TEXTS))
-    for i, t in enumerate(TEXTS):
+    b = struct.pack("<I", len(texts))
+    for i, t in enumerate(texts):
         raw = t.encode()
         b += struct.pack("<I", len(raw)) + raw
         for name in names:

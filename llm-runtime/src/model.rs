@@ -234,6 +234,9 @@ pub struct Quirks {
     pub fused_qvk: bool,
     /// Rotate whole heads (phi3 partial rotary ignored).
     pub full_rotary: bool,
+    /// Scale queries by this instead of `Config::attn_scale` (e.g. Gemma with
+    /// `1/sqrt(dim / n_heads)` where its heads are wider).
+    pub attn_scale_override: Option<f32>,
     /// GELU as llama.cpp's CPU backend computes it: input rounded to f16, looked up in an
     /// f16 table of `gelu(x)` (ggml `GGML_GELU_FP16`), 0 below -10 and `x` above 10. Not the
     /// model's definition, but what llama.cpp's logits were made with.

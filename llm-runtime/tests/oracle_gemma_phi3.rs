@@ -195,6 +195,14 @@ fn classic_mistakes_fail_the_oracle() {
             },
         ),
         (
+            "gemma2 scaling queries by 1/sqrt(dim / n_heads) (its heads are wider)",
+            "gemma2",
+            Quirks {
+                attn_scale_override: Some(1.0 / 4.0),
+                ..q
+            },
+        ),
+        (
             "gemma2 with pairwise RoPE",
             "gemma2",
             Quirks {
@@ -306,6 +314,23 @@ fn config_reads_each_architecture() {
         (0..6).map(|l| c.is_local(l)).collect::<Vec<_>>(),
         [true, true, true, true, true, false]
     );
+    // The 27B models (46 / 62 layers) scale queries by 1/sqrt(dim / n_heads), as llama.cpp
+    // and gemma_pytorch do (their query_pre_attn_scalar); the config alone shows it.
+    for (file, key, layers) in [
+        (&gemma2, "gemma2.block_count", 46),
+        (&gemma3, "gemma3.block_count", 62),
+    ] {
+        let big = rewrite(file, key, Some(Value::U32(layers)), &|_| false);
+        let buf = AlignedBuf::from_slice(&big);
+        let g = Gguf::parse(buf.as_bytes()).unwrap();
+        let c = llm_runtime::model::Config::from_gguf(&g).unwrap();
+        assert_eq!(
+            c.attn_scale,
+            1.0 / ((c.dim / c.n_heads) as f32).sqrt(),
+            "{key}"
+        );
+        assert_ne!(c.attn_scale, 1.0 / (c.head_dim as f32).sqrt(), "{key}");
+    }
     let phi3 = read("arch/phi3-f32.gguf");
     let c = config_of(&phi3).unwrap();
     assert_eq!((c.arch, c.head_dim, c.rope_dim), (Arch::Phi3, 32, 24));

@@ -32,7 +32,7 @@ pub(super) fn attention(
 ) {
     let (hd, qd, kv_dim) = (cfg.head_dim, cfg.q_dim(), cfg.kv_dim());
     let n = q.len() / qd.max(1);
-    let scale = cfg.attn_scale;
+    let scale = cfg.quirks.attn_scale_override.unwrap_or(cfg.attn_scale);
     // One chunk of `out` per (token, head); spread over the kernel threads once there is
     // enough of it (prefill, or decode deep into the context) to outweigh the hand-off.
     let parallel = n > 1 || pos0 >= 256;

@@ -222,9 +222,9 @@ pub struct Quirks {
     /// No soft-cap on attention scores / on the final logits (Gemma 2).
     pub skip_attn_softcap: bool,
     pub skip_final_softcap: bool,
-    /// Every layer global (Gemma's sliding window ignored).
+    /// Every layer attends globally (Gemma's sliding window ignored; RoPE unchanged).
     pub no_sliding_window: bool,
-    /// Local layers rotate with the global RoPE base (Gemma 3's local base ignored).
+    /// Local layers rotate as the global ones do (Gemma 3's local base ignored).
     pub single_rope_base: bool,
     /// Skip the post-attention / post-feed-forward norms (Gemma).
     pub skip_post_norms: bool,

@@ -287,7 +287,7 @@ impl Config {
 
     /// Layer `l` attends within the sliding window (a local layer).
     pub fn is_local(&self, l: usize) -> bool {
-        if self.sliding_window.is_none() || self.quirks.no_sliding_window {
+        if self.sliding_window.is_none() {
             return false;
         }
         let p = self.swa_pattern;

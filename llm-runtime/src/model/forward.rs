@@ -417,7 +417,9 @@ impl Model {
         s.key_cache[dst..dst + n * kv_dim].copy_from_slice(&s.k[..n * kv_dim]);
         s.value_cache[dst..dst + n * kv_dim].copy_from_slice(&s.v[..n * kv_dim]);
 
-        let window = cfg.sliding_window.filter(|_| local);
+        let window = cfg
+            .sliding_window
+            .filter(|_| local && !qk.no_sliding_window);
         let softcap = cfg.attn_softcap.filter(|_| !qk.skip_attn_softcap);
         let kv = KvLayer {
             keys: &s.key_cache[layer_off..layer_off + self.opts.seq_len * kv_dim],

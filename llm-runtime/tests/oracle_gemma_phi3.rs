@@ -24,7 +24,7 @@ use llm_runtime::model::{Arch, ModelError, Quirks, RopeStyle};
 mod fixture;
 #[path = "common/logits.rs"]
 mod logits;
-use fixture::{config_of, f32s, kernel_paths, read, rewrite, run, with_tensor};
+use fixture::{config_of, f32s, kernel_paths, read, rewrite, run, with_kv_raw, with_tensor};
 use logits::Stats;
 
 const VOCAB: usize = 512;
@@ -342,6 +342,43 @@ fn config_reads_each_architecture() {
         (c.arch, c.dim, c.head_dim, c.q_dim()),
         (Arch::Qwen3, 64, 32, 128)
     );
+}
+
+/// `{arch}.attention.sliding_window_pattern` as a count (llama.cpp's rule) or one bool per
+/// layer (accepted when a count gives the same layers).
+#[test]
+fn sliding_window_pattern_forms() {
+    let gemma3 = read("arch/gemma3-f32.gguf");
+    let key = "gemma3.attention.sliding_window_pattern";
+    let local = |f: &[u8]| config_of(f).map(|c| (0..6).map(|l| c.is_local(l)).collect::<Vec<_>>());
+    let count = |n: u32| rewrite(&gemma3, key, Some(Value::U32(n)), &|_| false);
+    let (t, f) = (true, false);
+    assert_eq!(local(&count(2)), Ok(vec![t, f, t, f, t, f]));
+    assert_eq!(local(&count(0)), Ok(vec![t; 6]));
+    assert_eq!(local(&count(1)), Ok(vec![f; 6]));
+    let bools = |v: &[bool]| {
+        let mut raw = 7u32.to_le_bytes().to_vec();
+        raw.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        raw.extend(v.iter().map(|&b| u8::from(b)));
+        with_kv_raw(&gemma3, key, 9, &raw)
+    };
+    assert_eq!(
+        local(&bools(&[t, t, f, t, t, f])),
+        Ok(vec![t, t, f, t, t, f])
+    );
+    assert_eq!(
+        local(&bools(&[t, f, f, t, t, f])),
+        Err(ModelError::Unsupported(key))
+    );
+    assert!(matches!(
+        local(&bools(&[t, f])),
+        Err(ModelError::BadHyperParam { .. })
+    ));
+    // Without a window no layer is local, whatever the pattern.
+    let no_window = rewrite(&count(2), "gemma3.attention.sliding_window", None, &|_| {
+        false
+    });
+    assert_eq!(local(&no_window), Ok(vec![f; 6]));
 }
 
 #[test]

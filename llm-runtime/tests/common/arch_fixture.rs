@@ -139,3 +139,21 @@ pub fn config_of(file: &[u8]) -> Result<Config, ModelError> {
     Weights::from_gguf(&g, &cfg)?;
     Ok(cfg)
 }
+
+/// A copy of `file` with metadata `key` (replaced if present) of GGUF type `ty` and raw value
+/// bytes `value` (for arrays, which [`rewrite`] does not write).
+pub fn with_kv_raw(file: &[u8], key: &str, ty: u32, value: &[u8]) -> Vec<u8> {
+    let buf = AlignedBuf::from_slice(file);
+    let g = Gguf::parse(buf.as_bytes()).unwrap();
+    let mut wr = GgufWriter::new();
+    for &(k, v) in g.metadata() {
+        if k != key {
+            put(&mut wr, k, v);
+        }
+    }
+    wr.kv_raw(key, ty, value);
+    for t in g.tensors() {
+        wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+    }
+    wr.finish()
+}

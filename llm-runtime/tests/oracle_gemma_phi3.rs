@@ -381,6 +381,96 @@ fn sliding_window_pattern_forms() {
     assert_eq!(local(&no_window), Ok(vec![f; 6]));
 }
 
+/// llama.cpp also accepts phi3 files with separate Q/K/V and gate/up tensors: the same rows,
+/// split, give the same logits bit for bit (the fused tensors are used as row views).
+#[test]
+fn phi3_split_projections_equal_the_fused_ones() {
+    use llm_runtime::gguf_write::GgufWriter;
+    let phi3 = read("arch/phi3-f32.gguf");
+    let buf = AlignedBuf::from_slice(&phi3);
+    let g = Gguf::parse(buf.as_bytes()).unwrap();
+    let mut wr = GgufWriter::new();
+    for &(k, v) in g.metadata() {
+        match v {
+            Value::U32(x) => wr.kv_u32(k, x),
+            Value::F32(x) => wr.kv_f32(k, x),
+            Value::String(x) => wr.kv_str(k, x),
+            Value::Bool(x) => wr.kv_bool(k, x),
+            _ => &mut wr,
+        };
+    }
+    let (d, q, kv, h) = (64usize, 64usize, 32usize, 128usize);
+    let row = 4 * d;
+    let mut split = 0;
+    for t in g.tensors() {
+        let ne = &t.ne[..t.n_dims as usize];
+        let blk = t.name.split('.').nth(1).unwrap_or("");
+        if t.name.ends_with("attn_qkv.weight") {
+            assert_eq!(ne, [d as u64, (q + 2 * kv) as u64]);
+            for (part, at, n) in [("attn_q", 0, q), ("attn_k", q, kv), ("attn_v", q + kv, kv)] {
+                let name = format!("blk.{blk}.{part}.weight");
+                wr.tensor(
+                    &name,
+                    &[d as u64, n as u64],
+                    0,
+                    &t.data[at * row..(at + n) * row],
+                );
+            }
+            split += 1;
+        } else if t.name.ends_with("ffn_up.weight") {
+            assert_eq!(ne, [d as u64, 2 * h as u64]);
+            for (part, at) in [("ffn_gate", 0), ("ffn_up", h)] {
+                let name = format!("blk.{blk}.{part}.weight");
+                wr.tensor(
+                    &name,
+                    &[d as u64, h as u64],
+                    0,
+                    &t.data[at * row..(at + h) * row],
+                );
+            }
+            split += 1;
+        } else {
+            wr.tensor(t.name, ne, t.ty.code(), t.data);
+        }
+    }
+    assert_eq!(split, 4);
+    let separate = wr.finish();
+    let k = Kernels::scalar();
+    let fused = run(&phi3, Quirks::default(), &k, false).unwrap();
+    let apart = run(&separate, Quirks::default(), &k, false).unwrap();
+    assert_eq!(fused, apart);
+    // Another architecture with a fused QKV is refused, not split by phi3's rule.
+    let as_llama = rewrite(
+        &phi3,
+        "general.architecture",
+        Some(Value::String("llama")),
+        &|_| false,
+    );
+    let renamed: Vec<u8> = {
+        let b = AlignedBuf::from_slice(&as_llama);
+        let g = Gguf::parse(b.as_bytes()).unwrap();
+        let mut wr = GgufWriter::new();
+        for &(k, v) in g.metadata() {
+            let k = k.replace("phi3.", "llama.");
+            match v {
+                Value::U32(x) => wr.kv_u32(&k, x),
+                Value::F32(x) => wr.kv_f32(&k, x),
+                Value::String(x) => wr.kv_str(&k, x),
+                Value::Bool(x) => wr.kv_bool(&k, x),
+                _ => &mut wr,
+            };
+        }
+        for t in g.tensors() {
+            wr.tensor(t.name, &t.ne[..t.n_dims as usize], t.ty.code(), t.data);
+        }
+        wr.finish()
+    };
+    assert_eq!(
+        config_of(&renamed),
+        Err(ModelError::Unsupported("blk.N.attn_qkv.weight"))
+    );
+}
+
 #[test]
 fn refuses_what_it_does_not_compute() {
     let none = |_: &str| false;

@@ -29,7 +29,9 @@ Two venvs (CI needs neither; it reads the committed files):
     /opt/hf-venv/bin/python llm-runtime/scripts/arch_fixtures.py \
         --llama-cpp DIR/vendor/llama.cpp --llamacpp-python /opt/quant-venv/bin/python
 hf-venv: torch transformers numpy (the converter runs here, with DIR's gguf-py on the path);
-quant-venv: llama-cpp-python==0.3.36 numpy.
+quant-venv: llama-cpp-python==0.3.36 numpy. One venv with all of them works too (/opt/fs-venv:
+torch transformers gguf numpy sentencepiece tokenizers safetensors, and llama-cpp-python built from
+the sdist, which also provides DIR).
 
 Output in fixtures/arch/: NAME-{f32,q8_0}.gguf (converter), NAME-q4_0.gguf (llama.cpp's quantizer
 from the F32 file), NAME-hf.f32, NAME-llamacpp-{f32,q8_0,q4_0}.f32

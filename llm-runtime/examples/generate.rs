@@ -1,11 +1,13 @@
-//! Runs a GGUF llama model on the host, without the secure world.
+//! Runs a GGUF model (llama, qwen2, qwen3, gemma2, gemma3, phi3) on the host, without the secure world.
 //!
 //! ```text
 //! cargo run -p llm-runtime --release --example generate -- \
 //!     [--model M.gguf] [--prompt P] [--n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
 //!     [--threads T] [--raw]
 //! ```
-//! The default model is the committed `models/fortunes-q8_0.gguf`. `--temp 0` (the default) is
+//! The default model is the committed `models/fortunes-q8_0.gguf`; any supported architecture
+//! runs the same way, e.g. `--model llm-runtime/fixtures/arch/gemma3-q8_0.gguf` (random weights,
+//! its own SentencePiece vocabulary). `--temp 0` (the default) is
 //! greedy. Text goes to stdout as it is produced; timings and the stop reason go to stderr.
 //! Generation stops at an end-of-generation token, `--n` tokens, or a full context.
 

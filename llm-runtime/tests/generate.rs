@@ -374,3 +374,34 @@ fn text_output_is_a_capped_prefix() {
     // Continuing a prompt: the first token's leading space is kept.
     assert_eq!(text(64, &[5, 4]), " xc");
 }
+
+/// The generation loop runs the new architectures' fixture files with their own tokenizers
+/// (what `examples/generate.rs --model fixtures/arch/gemma3-q8_0.gguf` does), token for
+/// token as a plain loop.
+#[test]
+fn runs_the_gemma_and_phi3_fixtures_with_their_vocabularies() {
+    for name in ["gemma2-q8_0", "gemma3-q8_0", "phi3-q4_0"] {
+        let path = format!("{}/fixtures/arch/{name}.gguf", env!("CARGO_MANIFEST_DIR"));
+        let raw = std::fs::read(&path).expect("fixture");
+        let buf = llm_runtime::gguf::AlignedBuf::from_slice(&raw);
+        let g = Gguf::parse(buf.as_bytes()).expect("parses");
+        let tok = Tokenizer::from_gguf(&g).expect("tokenizer");
+        let (cfg, w) = llm_runtime::model::load(&g).expect("model");
+        let mut m = model(cfg, 64);
+        let prompt = tok.encode("def main():\n    return 42", true, false);
+        assert_eq!(prompt.first().copied(), tok.bos(), "{name}: BOS first");
+        assert!(prompt.len() > 4, "{name}: {prompt:?}");
+        let want = plain(&mut m, &w, GREEDY, &prompt, 12);
+        let (done, ids) = run(&mut m, &w, &tok, GREEDY, &prompt, 12).unwrap();
+        match want.iter().position(|&t| tok.is_end_of_generation(t)) {
+            None => {
+                assert_eq!(ids, want, "{name}");
+                assert_eq!(done.stop, StopReason::MaxTokens, "{name}");
+            }
+            Some(end) => {
+                assert_eq!(ids[..], want[..end], "{name}");
+                assert_eq!(done.stop, StopReason::EndOfGeneration, "{name}");
+            }
+        }
+    }
+}

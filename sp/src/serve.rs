@@ -114,8 +114,9 @@ fn bad_model(what: &str, e: &dyn core::fmt::Display, fault: ModelFault) -> Proto
 /// two (the buddy allocator's block sizes). Saturates instead of overflowing.
 pub fn run_state_bytes(cfg: &Config, opts: &ModelOptions) -> usize {
     let b = opts.max_batch;
-    let kv = cfg.kv_dim();
+    let (kv, qd) = (cfg.kv_dim(), cfg.q_dim());
     let half = cfg.rope_dim / 2;
+    let tables = cfg.rope_tables();
     let f = |n: usize| {
         n.saturating_mul(4)
             .checked_next_power_of_two()
@@ -123,9 +124,12 @@ pub fn run_state_bytes(cfg: &Config, opts: &ModelOptions) -> usize {
     };
     let logit_rows = if opts.all_logits { b } else { 1 };
     let cache = cfg.n_layers.saturating_mul(opts.seq_len).saturating_mul(kv);
-    let xq_blocks = b.saturating_mul(cfg.dim.max(cfg.hidden_dim).div_ceil(QK8_0));
+    let widest = cfg.dim.max(cfg.hidden_dim).max(qd);
+    let xq_blocks = b.saturating_mul(widest.div_ceil(QK8_0));
     [
-        f(b.saturating_mul(cfg.dim)).saturating_mul(4),
+        // x, xb: [B, dim]; q, xb2: [B, n_heads * head_dim].
+        f(b.saturating_mul(cfg.dim)).saturating_mul(2),
+        f(b.saturating_mul(qd)).saturating_mul(2),
         f(b.saturating_mul(kv)).saturating_mul(2),
         f(b.saturating_mul(cfg.hidden_dim)).saturating_mul(2),
         f(opts.seq_len),
@@ -135,8 +139,8 @@ pub fn run_state_bytes(cfg: &Config, opts: &ModelOptions) -> usize {
             .unwrap_or(usize::MAX),
         f(logit_rows.saturating_mul(cfg.vocab_size)),
         f(cache).saturating_mul(2),
-        f(half),
-        f(b.saturating_mul(half)).saturating_mul(2),
+        f(tables.saturating_mul(half)),
+        f(tables.saturating_mul(b).saturating_mul(half)).saturating_mul(2),
     ]
     .iter()
     .fold(0usize, |a, &x| a.saturating_add(x))

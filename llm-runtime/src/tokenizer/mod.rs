@@ -147,7 +147,23 @@ pub struct Tokenizer {
     add_bos: bool,
     add_eos: bool,
     add_space_prefix: bool,
+    /// Tokens that end a turn by their text (llama.cpp's end-of-generation list), whatever
+    /// their type: Gemma's `<end_of_turn>`, Phi-3's `<|end|>`, Llama 3's `<|eot_id|>`, ...
+    end_of_turn: Vec<u32>,
 }
+
+/// Texts llama.cpp's vocabulary loader marks end-of-generation (`llama-vocab.cpp`, the EOG
+/// list), for the families this crate runs.
+const END_OF_TURN_TEXTS: [&str; 8] = [
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+];
 
 /// A piece of the input after special tokens were split out.
 enum Fragment<'a> {
@@ -274,7 +290,12 @@ impl Tokenizer {
             add_bos: vocab.add_bos.unwrap_or(spm) && bos.is_some(),
             add_eos: vocab.add_eos.unwrap_or(false) && eos.is_some(),
             add_space_prefix: vocab.add_space_prefix.unwrap_or(spm),
+            end_of_turn: Vec::new(),
         };
+        tok.end_of_turn = END_OF_TURN_TEXTS
+            .iter()
+            .filter_map(|t| tok.token_id(t))
+            .collect();
         if let Kind::Bpe(_) = kind {
             if vocab.merges.is_empty() {
                 return Err(TokenizerError::NoMerges);
@@ -302,10 +323,13 @@ impl Tokenizer {
         self.add_bos
     }
 
-    /// Whether generation should stop at `id` (EOS, or any control token other than BOS).
+    /// Whether generation should stop at `id`: EOS, any control token other than BOS, or a
+    /// token whose text llama.cpp treats as end-of-generation (`<end_of_turn>`, `<|end|>`,
+    /// `<|endoftext|>`, ... even when the file types it user-defined).
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         Some(id) == self.eos
             || (Some(id) != self.bos && self.token_type(id) == Some(TokenType::Control))
+            || self.end_of_turn.contains(&id)
     }
 
     /// The id of the token whose text is exactly `text`.

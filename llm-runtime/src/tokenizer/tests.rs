@@ -177,3 +177,23 @@ fn rejects_bad_vocabularies() {
         Err(TokenizerError::BadTokenCount(0))
     ));
 }
+
+#[test]
+fn end_of_turn_texts_end_generation_whatever_their_type() {
+    // `<end_of_turn>` typed user-defined (4) and `<|end|>` normal: both end a turn, as in
+    // llama.cpp; a look-alike does not, and neither does BOS.
+    let mut v = spm_vocab(&["a", "b"]);
+    for (t, ty) in [("<end_of_turn>", 4), ("<|end|>", 1), ("<end_of_turns>", 4)] {
+        v.tokens.push(t.into());
+        v.token_types.push(ty);
+        v.scores.push(0.0);
+    }
+    let t = Tokenizer::new(v).unwrap();
+    let id = |s: &str| t.token_id(s).unwrap();
+    assert!(t.is_end_of_generation(id("<end_of_turn>")));
+    assert!(t.is_end_of_generation(id("<|end|>")));
+    assert!(t.is_end_of_generation(id("</s>")));
+    assert!(!t.is_end_of_generation(id("<end_of_turns>")));
+    assert!(!t.is_end_of_generation(id("<s>")));
+    assert!(!t.is_end_of_generation(id("a")));
+}

@@ -76,24 +76,24 @@ impl<E: Env> Ctx<'_, E> {
             fail!("no command id in {regs:x?}");
         };
         // Stats and NPU GEMMs need DIRECT_REQ2's registers; the rest goes over DIRECT_REQ_64.
-        let reply: [u64; DIRECT2_PAYLOAD_REGS] = if matches!(cmd, Command::FlexStats | Command::NpuGemm)
-        {
-            match self.direct2(Uuid(SERVICE_UUID), &regs) {
-                Ok(r) => r,
-                Err(e) => fail!("{cmd:?}: {e:?}"),
-            }
-        } else {
-            let mut short = [0u64; DIRECT_PAYLOAD_REGS];
-            short.copy_from_slice(&regs[..DIRECT_PAYLOAD_REGS]);
-            match self.direct(&short, Width::W64) {
-                Ok(r) => {
-                    let mut long = [0u64; DIRECT2_PAYLOAD_REGS];
-                    long[..DIRECT_PAYLOAD_REGS].copy_from_slice(&r);
-                    long
+        let reply: [u64; DIRECT2_PAYLOAD_REGS] =
+            if matches!(cmd, Command::FlexStats | Command::NpuGemm) {
+                match self.direct2(Uuid(SERVICE_UUID), &regs) {
+                    Ok(r) => r,
+                    Err(e) => fail!("{cmd:?}: {e:?}"),
                 }
-                Err(e) => fail!("{cmd:?}: {e:?}"),
-            }
-        };
+            } else {
+                let mut short = [0u64; DIRECT_PAYLOAD_REGS];
+                short.copy_from_slice(&regs[..DIRECT_PAYLOAD_REGS]);
+                match self.direct(&short, Width::W64) {
+                    Ok(r) => {
+                        let mut long = [0u64; DIRECT2_PAYLOAD_REGS];
+                        long[..DIRECT_PAYLOAD_REGS].copy_from_slice(&r);
+                        long
+                    }
+                    Err(e) => fail!("{cmd:?}: {e:?}"),
+                }
+            };
         Ok(match Response::decode(&reply, Width::W64, cmd) {
             Ok(Response::MemRegion(i)) => Reply::Region(i.region),
             Ok(Response::FlexSwitched(s)) => Reply::Switched(s),

@@ -163,7 +163,10 @@ fn run_ns<E: Env>(c: &mut Ctx<'_, E>, j: &NsJob) -> Result<u64, Fail> {
         .filter(|(b, w)| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) != w.to_bits())
         .count();
     if bad != 0 {
-        fail!("{bad} of {} outputs differ from the CPU kernel's", j.want.len());
+        fail!(
+            "{bad} of {} outputs differ from the CPU kernel's",
+            j.want.len()
+        );
     }
     let _ = done;
     Ok(t1 - t0)
@@ -202,8 +205,14 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let mut y = vec![0f32; ns.want.len()];
     {
         let kb = NS_SHAPE.2 as usize / 32;
-        let w = q8(0x5eed_0001 ^ u64::from(NS_SHAPE.1), NS_SHAPE.1 as usize * kb);
-        let x = q8(0x5eed_0002 ^ u64::from(NS_SHAPE.0), NS_SHAPE.0 as usize * kb);
+        let w = q8(
+            0x5eed_0001 ^ u64::from(NS_SHAPE.1),
+            NS_SHAPE.1 as usize * kb,
+        );
+        let x = q8(
+            0x5eed_0002 ^ u64::from(NS_SHAPE.0),
+            NS_SHAPE.0 as usize * kb,
+        );
         let _ = Kernels::detect().matmul(&w, &x, NS_SHAPE.0 as usize, &mut y);
     }
     let cpu_t = c.now().0 - t0;
@@ -248,7 +257,10 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
                 if fl.iova == Some(secured_pa) {
                     Ok(())
                 } else {
-                    Err(f(format_args!("fault at {:x?}, not {secured_pa:#x}", fl.iova)))
+                    Err(f(format_args!(
+                        "fault at {:x?}, not {secured_pa:#x}",
+                        fl.iova
+                    )))
                 }
             }
             other => Err(f(format_args!("the job into Flex-Mem: {other:?}"))),
@@ -258,8 +270,8 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     // 4. The switch refuses an NPU the normal world did not drain.
     let long = c.ns_job(LONG, 200, None);
     r.check("flexnpu.acquire_refuses_a_busy_npu", {
-        let started = TestbedNpu::new(EnvBus(&mut *c.env))
-            .and_then(|mut n| n.submit(&Job::Gemm(long.job)));
+        let started =
+            TestbedNpu::new(EnvBus(&mut *c.env)).and_then(|mut n| n.submit(&Job::Gemm(long.job)));
         match started {
             Err(e) => Err(f(format_args!("long job: {e}"))),
             Ok(()) => match c.npu_call(Request::NpuAcquire) {
@@ -289,7 +301,9 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let Ok(acq) = acquired else {
         r.check(
             "flexnpu.acquire",
-            acquired.map(|_| ()).map_err(|e| f(format_args!("{}", e.as_str()))),
+            acquired
+                .map(|_| ())
+                .map_err(|e| f(format_args!("{}", e.as_str()))),
         );
         return;
     };
@@ -299,8 +313,10 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     r.check("flexnpu.nw_mmio_blocked", {
         let before = c.env.blocked_accesses();
         let id = c.env.npu_read32(npu_driver::testbed::regs::ID);
-        c.env
-            .npu_write32(npu_driver::testbed::regs::DOORBELL, npu_driver::testbed::regs::DOORBELL_RING);
+        c.env.npu_write32(
+            npu_driver::testbed::regs::DOORBELL,
+            npu_driver::testbed::regs::DOORBELL_RING,
+        );
         let after = c.env.blocked_accesses();
         match (id, before, after) {
             (Some(0), Some((n0, ..)), Some((n1, addr, info))) => {
@@ -366,8 +382,9 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             seed: 3,
             flags: flexserve_proto::gemm_flags::OUTSIDE_STE,
         }) {
-            Ok(g) if g.fault_kind == fault_code(FaultKind::SmmuTranslation)
-                && g.fault_iova == SP_IOVA_BASE + u64::from(REGION.1) * PAGE =>
+            Ok(g)
+                if g.fault_kind == fault_code(FaultKind::SmmuTranslation)
+                    && g.fault_iova == SP_IOVA_BASE + u64::from(REGION.1) * PAGE =>
             {
                 Ok(())
             }
@@ -381,7 +398,10 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     let release_round = c.now().0 - b0;
     let rel_ok = r.check(
         "flexnpu.release",
-        released.as_ref().map(|_| ()).map_err(|e| f(format_args!("{}", e.as_str()))),
+        released
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| f(format_args!("{}", e.as_str()))),
     );
     if let (Ok(rel), true) = (released, rel_ok) {
         r.note(format_args!(
@@ -445,13 +465,17 @@ fn scratch_zero<E: Env>(c: &mut Ctx<'_, E>) -> CheckResult {
         let size = npu.scratch_size();
         npu.submit(&Job::DumpScratch { dst })
             .map_err(|e| f(format_args!("dump: {e}")))?;
-        npu.wait(u32::MAX).map_err(|e| f(format_args!("dump: {e}")))?;
+        npu.wait(u32::MAX)
+            .map_err(|e| f(format_args!("dump: {e}")))?;
         size
     };
     let mut buf = vec![0u8; size];
     c.env.mem_read(dst, &mut buf);
     match buf.iter().position(|&b| b != 0) {
         None => Ok(()),
-        Some(i) => fail!("scratch byte {i} of {size} is {:#x} after the switch back", buf[i]),
+        Some(i) => fail!(
+            "scratch byte {i} of {size} is {:#x} after the switch back",
+            buf[i]
+        ),
     }
 }

@@ -7,6 +7,7 @@
 //! While a job runs the NPU's CPU holds the model: an access meanwhile reads STATUS as BUSY and
 //! 0 elsewhere, and its writes are dropped (a doorbell too), as the device accepts nothing while
 //! busy. Lock order: NPU, then MACHINE (the DMA path); nobody takes the NPU holding MACHINE.
+//! On a machine without a CPU for the NPU (`-smp` 1 or 2) the window reads 0: no NPU.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -78,6 +79,13 @@ pub fn covers(ipa: u64) -> bool {
 pub fn access(a: &Access, x: &mut [u64; 31]) -> bool {
     if !covers(a.ipa) {
         return false;
+    }
+    if npu_cpu().is_none() {
+        // Too few CPUs for the NPU to have its own: there is no NPU (reads 0, writes ignored).
+        if !a.write && a.reg != 31 {
+            x[usize::from(a.reg)] = 0;
+        }
+        return true;
     }
     let rang = match NPU.try_lock() {
         Some(mut m) => {

@@ -382,6 +382,9 @@ where
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// A small deterministic generator for the test operands (the client never sees them).
 struct Lcg(u64);
 

@@ -480,7 +480,10 @@ fn cmd_test(args: &[String]) -> Result<()> {
             })?;
         }
         let one = ["--smp".to_string(), "1".to_string()];
-        for s in SCENARIOS.iter().filter(|s| !NEEDS_NPU_CPU.contains(&s.name)) {
+        for s in SCENARIOS
+            .iter()
+            .filter(|s| !NEEDS_NPU_CPU.contains(&s.name))
+        {
             timed(&format!("scenario {} (1 CPU)", s.name), &mut || {
                 run_scenario(s, Spmc::Testbed, &one)
             })?;

@@ -8,10 +8,11 @@
 //! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
 //! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
-//! - `cargo xtask bench [runtime|sealed]`: benchmarks, side by side with their peers (sealed: the
+//! - `cargo xtask bench [runtime|sealed|npu]`: benchmarks, side by side with their peers (sealed: the
 //!   model cipher with and without the ARMv8 crypto extensions).
 //! - `cargo xtask deps`: install what the commands need.
 
+mod bench_npu;
 mod bench_runtime;
 mod bench_sealed;
 mod deps;
@@ -166,7 +167,7 @@ fn main() {
 
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
-     | build [--platform P] | bench [runtime|sealed] | deps>\n  \
+     | build [--platform P] | bench [runtime|sealed|npu] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)\n  \
      testbed: --smp N (CPUs, 1-4; default 3: two for the normal world, one for the NPU)"
         .into()
@@ -341,7 +342,13 @@ fn cmd_bench(args: &[String]) -> Result<()> {
             bench_runtime::run(rest)
         }
         Some("sealed") => bench_sealed::run_bench(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark `{other}` (runtime, sealed)")),
+        Some("npu") => {
+            deps::ensure()?;
+            bench_npu::run()
+        }
+        Some(other) => Err(format!(
+            "unknown benchmark `{other}` (runtime, sealed, npu)"
+        )),
     }
 }
 

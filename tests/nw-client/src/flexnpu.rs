@@ -196,6 +196,7 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     }
     r.check("flexnpu.capability", Ok(()));
     let hz = c.now().1;
+    let mut bench = Figures::default();
 
     // 1. The NPU as the normal world's: a job of the client's own, right.
     let ns = c.ns_job(NS_SHAPE, 0, None);
@@ -219,6 +220,7 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         let _ = Kernels::detect().matmul(&w, &x, NS_SHAPE.0 as usize, &mut y);
     }
     let cpu_t = c.now().0 - t0;
+    (bench.ns_npu_us, bench.ns_cpu_us) = (us(npu_t, hz), us(cpu_t, hz));
     let macs = u64::from(NS_SHAPE.0) * u64::from(NS_SHAPE.1) * u64::from(NS_SHAPE.2);
     r.note(format_args!(
         "Q8_0 {}x{}x{}: NPU (testbed, CPU 2) {} us = {} MMAC/s; CPU kernel (client, {}) {} us = {} \
@@ -349,6 +351,9 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
     });
     if let Ok(g) = &job {
         let o = g.overlap_ticks();
+        bench.secure_npu_us = us(g.npu_end - g.npu_start, g.counter_hz);
+        bench.secure_cpu_us = us(g.cpu_end - g.cpu_start, g.counter_hz);
+        bench.overlap_us = us(o, g.counter_hz);
         r.note(format_args!(
             "secure Q8_0 {m}x{n}x{k}: NPU {} us (start {} .. end seen {}), SP CPU work {} us \
              ({} .. {}), both running {} us ({}% of the NPU job)",
@@ -407,6 +412,10 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             .map_err(|e| f(format_args!("{}", e.as_str()))),
     );
     if let (Ok(rel), true) = (released, rel_ok) {
+        bench.to_secure_us = us(acq.ticks, hz);
+        bench.to_secure_round_us = us(acquire_round, hz);
+        bench.to_normal_us = us(rel.ticks, hz);
+        bench.to_normal_round_us = us(release_round, hz);
         r.note(format_args!(
             "switch to secure {} us inside the SP ({} us round trip), back {} us ({} us round \
              trip) (guest time)",
@@ -417,6 +426,8 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         ));
     }
     r.check("flexnpu.scratch_scrubbed", scratch_zero(c));
+    // One line for `cargo xtask bench npu`.
+    r.note(format_args!("{bench}"));
 
     // 10. Many switches, then everything still works and nothing is held.
     r.check("flexnpu.switches", {
@@ -458,6 +469,40 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             }
         })()
     });
+}
+
+/// The scenario's figures (guest microseconds), as one `key=value` line.
+#[derive(Default)]
+struct Figures {
+    ns_npu_us: u64,
+    ns_cpu_us: u64,
+    secure_npu_us: u64,
+    secure_cpu_us: u64,
+    overlap_us: u64,
+    to_secure_us: u64,
+    to_secure_round_us: u64,
+    to_normal_us: u64,
+    to_normal_round_us: u64,
+}
+
+impl core::fmt::Display for Figures {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "bench flexnpu: ns_npu_us={} ns_cpu_us={} secure_npu_us={} secure_cpu_us={} \
+             overlap_us={} to_secure_us={} to_secure_round_us={} to_normal_us={} \
+             to_normal_round_us={}",
+            self.ns_npu_us,
+            self.ns_cpu_us,
+            self.secure_npu_us,
+            self.secure_cpu_us,
+            self.overlap_us,
+            self.to_secure_us,
+            self.to_secure_round_us,
+            self.to_normal_us,
+            self.to_normal_round_us
+        )
+    }
 }
 
 /// The normal world's dump of the NPU's scratch holds only zeros.

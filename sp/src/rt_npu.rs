@@ -130,6 +130,18 @@ impl NpuControl for Wired {
     ) -> Result<flexserve_proto::NpuGemmResult, flexserve_proto::NpuFault> {
         self.0.gemm(a, region)
     }
+    fn offload_start(
+        &mut self,
+        w: &[llm_runtime::kernels::BlockQ8_0],
+        x: &[llm_runtime::kernels::BlockQ8_0],
+        n: usize,
+        rows: usize,
+    ) -> bool {
+        self.0.offload_start(w, x, n, rows)
+    }
+    fn offload_finish(&mut self, y: &mut [f32]) -> Result<(), llm_runtime::kernels::OffloadError> {
+        self.0.offload_finish(y)
+    }
 }
 
 /// Flex-NPU from the manifest's regions, if it grants all three devices and they answer.

@@ -159,7 +159,7 @@ pub fn flexnpu_from(r: &FlexNpuRegions, clock: Clock) -> Option<Box<dyn NpuContr
     };
     let sid = npu.stream_id();
     // SAFETY: as above, the `tzpc` region.
-    let tzpc = match unsafe { super::rt::device_mmio(tzpc_r) }.map(Tzpc::new) {
+    let tzpc = match unsafe { super::rt_flexmem::device_mmio(tzpc_r) }.map(Tzpc::new) {
         Some(Ok(t)) => t,
         other => {
             log::warn!(

@@ -8,10 +8,12 @@
 //! 4. its bus master made secure (TZPC), so the SMMU's secure stream table applies;
 //! 5. reset and scrubbed, so nothing the normal world left in it is used or leaks.
 //!
+//! 6. its interrupt moved to the secure group ([`IrqSwitch`]: Hafnium's
+//!    `HF_INTERRUPT_RECONFIGURE`), so the normal world neither sees nor clears it.
+//!
 //! [`FlexNpu::release`] reverses every step after waiting idle and scrubbing, so the next
-//! owner reads zeros from the NPU's internal buffers. Interrupts: the testbed's NPU has no
-//! interrupt line wired (jobs are polled), so the GIC routing step of DESIGN.md sec. 7 is
-//! absent here; on RK3588 it would move SPI 110-112 to Group 1 Secure.
+//! owner reads zeros from the NPU's internal buffers. The SP polls its jobs; the interrupt
+//! is moved so that it cannot be used (or spoofed) by the normal world while secure.
 //!
 //! [`FlexNpu::gemm`] is the testbed's check of a secure job: a matmul handed to the NPU while
 //! the SP goes on with CPU work (the same product on the CPU, row by row, polling the NPU
@@ -93,6 +95,14 @@ pub trait NpuControl {
 /// target; host tests translate).
 pub type PhysOf = fn(*const u8) -> u64;
 
+/// Moves the NPU's interrupt between the groups: `set_secure(intid, secure)` is true if the
+/// partition manager did it.
+#[derive(Clone, Copy)]
+pub struct IrqSwitch {
+    pub intid: u32,
+    pub set_secure: fn(u32, bool) -> bool,
+}
+
 /// A product in flight for the offload hook.
 struct InFlight {
     n: usize,
@@ -118,6 +128,7 @@ pub struct FlexNpu<N, B: Bus, R, M> {
     staging: Option<(Vec<u64>, Vec<u64>)>,
     in_flight: Option<InFlight>,
     phys: PhysOf,
+    irq: Option<IrqSwitch>,
 }
 
 impl<N, B, R, M> FlexNpu<N, B, R, M>
@@ -153,7 +164,18 @@ where
             staging: None,
             in_flight: None,
             phys: |p| p as u64,
+            irq: None,
         }
+    }
+
+    /// The NPU's interrupt, moved to the secure group while the SP holds the NPU.
+    pub fn with_irq(mut self, irq: IrqSwitch) -> Self {
+        self.irq = Some(irq);
+        self
+    }
+
+    fn irq_secure(&mut self, secure: bool) -> bool {
+        self.irq.is_none_or(|i| (i.set_secure)(i.intid, secure))
     }
 
     /// How to find the physical address of the SP's memory (the identity by default).
@@ -194,10 +216,14 @@ where
             return Err(NpuFault::NotIdle);
         }
         let undo = |s: &mut Self, f: NpuFault| {
+            let _ = s.irq_secure(false);
             let _ = s.smmu.set_ste(s.sid, Ste::Abort);
             let _ = s.tzpc.allow_ns(decprot::RESET);
             f
         };
+        if !self.irq_secure(true) {
+            return Err(undo(self, NpuFault::Device));
+        }
         if self.s2.is_none() {
             self.s2 = Some(S2Tables::new(&mut self.tables).map_err(|_| NpuFault::NoMemory)?);
         }
@@ -232,6 +258,9 @@ where
         self.smmu
             .set_ste(self.sid, Ste::Abort)
             .map_err(|_| NpuFault::Smmu)?;
+        if !self.irq_secure(false) {
+            return Err(NpuFault::Device);
+        }
         self.tzpc
             .allow_ns(decprot::NPU_DMA_NS)
             .map_err(|_| NpuFault::Device)?;

@@ -278,7 +278,10 @@ fn rig() -> Rig {
         hz: || 1_000_000_000,
     };
     Rig {
-        flex: FlexNpu::new(npu, drv, tzpc, tables, SID, clock),
+        flex: FlexNpu::new(npu, drv, tzpc, tables, SID, clock).with_irq(IrqSwitch {
+            intid: 142,
+            set_secure: record_irq,
+        }),
         smmu,
         decprot,
         npu: model,
@@ -290,6 +293,21 @@ fn rig() -> Rig {
                 .collect(),
         },
     }
+}
+
+std::thread_local! {
+    /// The NPU interrupt's group as the fake partition manager last set it (per test thread).
+    static IRQ_SECURE: core::cell::Cell<Option<bool>> = const { core::cell::Cell::new(None) };
+}
+
+fn record_irq(intid: u32, secure: bool) -> bool {
+    assert_eq!(intid, 142);
+    IRQ_SECURE.with(|c| c.set(Some(secure)));
+    true
+}
+
+fn irq_secure() -> Option<bool> {
+    IRQ_SECURE.with(|c| c.get())
 }
 
 fn args(m: u32, n: u32, k: u32, flags: u32) -> NpuGemmArgs {
@@ -310,6 +328,7 @@ fn acquire_and_release_switch_every_step() {
     let s = r.flex.acquire().unwrap();
     assert_eq!(s.switches, 1);
     assert_eq!(*r.decprot.borrow(), 0, "MMIO and DMA secure");
+    assert_eq!(irq_secure(), Some(true), "interrupt in the secure group");
     assert!(matches!(r.smmu.borrow_mut().ste(SID), Ok(Ste::Stage2(_))));
     // Nothing is mapped for the NPU until a job maps its buffers.
     assert!(
@@ -322,6 +341,11 @@ fn acquire_and_release_switch_every_step() {
     let s = r.flex.release().unwrap();
     assert_eq!(s.switches, 2);
     assert_eq!(*r.decprot.borrow(), decprot::RESET);
+    assert_eq!(
+        irq_secure(),
+        Some(false),
+        "interrupt back to the normal world"
+    );
     assert_eq!(r.smmu.borrow_mut().ste(SID), Ok(Ste::Abort));
     assert_eq!(r.flex.release(), Err(NpuFault::NotSecure));
 }
@@ -343,6 +367,11 @@ fn a_busy_npu_stays_the_normal_worlds() {
     }
     assert_eq!(r.flex.acquire(), Err(NpuFault::NotIdle));
     assert_eq!(*r.decprot.borrow(), decprot::RESET);
+    assert_ne!(
+        irq_secure(),
+        Some(true),
+        "the interrupt stays the normal world's"
+    );
     assert_eq!(r.smmu.borrow_mut().ste(SID), Ok(Ste::Abort));
     assert!(!r.flex.is_secure());
 }

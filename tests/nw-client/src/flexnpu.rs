@@ -140,6 +140,15 @@ impl<E: Env> Ctx<'_, E> {
     }
 }
 
+/// Whether the normal world sees the NPU's interrupt enabled (GICD_ISENABLER: bits of secure
+/// interrupts read 0 to it).
+fn nw_sees_npu_irq<E: Env>(c: &mut Ctx<'_, E>) -> Option<bool> {
+    let id = testbed_layout::npu::INTID as usize;
+    c.env
+        .gicd_read32(0x100 + 4 * (id / 32))
+        .map(|v| v & (1 << (id % 32)) != 0)
+}
+
 fn us(ticks: u64, hz: u64) -> u64 {
     (u128::from(ticks) * 1_000_000 / u128::from(hz.max(1))) as u64
 }
@@ -299,6 +308,14 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         }
     });
 
+    r.check("flexnpu.irq_is_the_nws_before", {
+        match nw_sees_npu_irq(c) {
+            Some(true) => Ok(()),
+            other => Err(f(format_args!(
+                "the NW sees the NPU's interrupt: {other:?}"
+            ))),
+        }
+    });
     // 5. The switch to secure.
     let (a0, _) = c.now();
     let acquired = c.switch(Request::NpuAcquire);
@@ -313,6 +330,14 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         return;
     };
     r.check("flexnpu.acquire", Ok(()));
+    r.check("flexnpu.irq_secure_while_the_sps", {
+        match nw_sees_npu_irq(c) {
+            Some(false) => Ok(()),
+            other => Err(f(format_args!(
+                "the NW still sees the NPU's interrupt: {other:?}"
+            ))),
+        }
+    });
 
     // 6. The normal world can no longer program the NPU: its MMIO is blocked and reported.
     r.check("flexnpu.nw_mmio_blocked", {
@@ -426,6 +451,12 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         ));
     }
     r.check("flexnpu.scratch_scrubbed", scratch_zero(c));
+    r.check("flexnpu.irq_back_to_the_nw", {
+        match nw_sees_npu_irq(c) {
+            Some(true) => Ok(()),
+            other => Err(f(format_args!("after the switch back: {other:?}"))),
+        }
+    });
     // One line for `cargo xtask bench npu`.
     r.note(format_args!("{bench}"));
 

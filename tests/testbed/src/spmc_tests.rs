@@ -82,6 +82,7 @@ fn manifest(messaging: u32, uuids: &[Uuid]) -> SpManifest {
             pages: 0,
             attributes: 0,
             device: false,
+            interrupt: None,
         }; manifest::MAX_REGIONS],
         region_count: 0,
     }
@@ -285,6 +286,7 @@ fn rxtx_map_checks() {
         pages: 2,
         attributes: 0xb,
         device: false,
+        interrupt: None,
     };
     sp_info.manifest.regions[1] = Region {
         name: Default::default(),
@@ -292,6 +294,7 @@ fn rxtx_map_checks() {
         pages: 2,
         attributes: 0x9,
         device: false,
+        interrupt: None,
     };
     sp_info.manifest.region_count = 2;
     let ro = map(0x4300_0000, 0x4300_1000, 1);

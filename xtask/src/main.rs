@@ -5,9 +5,11 @@
 //! - `run` and `scenario` take `--spmc hafnium|el3` (with `--tfa DIR`, `--hafnium DIR` or
 //!   FLEXSERVE_TFA_DIR / FLEXSERVE_HAFNIUM_DIR) to run on real TF-A + Hafnium or TF-A's EL3
 //!   SPMC instead of the testbed (`spmc.rs`).
-//! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
+//! - `cargo xtask test [--only lint|host|aarch64|packages|linux|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
 //! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
+//! - `cargo xtask build --linux-module`: the normal-world Linux module (`nw/linux`), built
+//!   against Debian's arm64 headers into target/linux-module and checked (`linux_module.rs`).
 //! - `cargo xtask bench [runtime|sealed]`: benchmarks, side by side with their peers (sealed: the
 //!   model cipher with and without the ARMv8 crypto extensions).
 //! - `cargo xtask deps`: install what the commands need.
@@ -16,6 +18,7 @@ mod bench_runtime;
 mod bench_sealed;
 mod deps;
 mod images;
+mod linux_module;
 mod qemu;
 mod sealing;
 mod spmc;
@@ -165,7 +168,7 @@ fn main() {
 
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
-     | build [--platform P] | bench [runtime|sealed] | deps>\n  \
+     | build [--platform P | --linux-module] | bench [runtime|sealed] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)\n  \
      testbed: --smp N (CPUs, 1-4; default 3: two for the normal world, one for the NPU)"
         .into()
@@ -309,6 +312,9 @@ fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
 }
 
 fn cmd_build(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--linux-module") {
+        return build_linux_module();
+    }
     deps::ensure()?;
     let platforms = match flag(args, "--platform") {
         None | Some("all") => images::Platform::ALL.to_vec(),
@@ -324,6 +330,19 @@ fn cmd_build(args: &[String]) -> Result<()> {
             sp.manifest_dtb.display()
         );
     }
+    Ok(())
+}
+
+fn build_linux_module() -> Result<()> {
+    let m = linux_module::build()?;
+    eprintln!(
+        "xtask: Linux module {} ({} bytes, {} lines of C; license GPL, vermagic {}, ELF \
+         aarch64)",
+        m.ko.display(),
+        m.size,
+        m.lines,
+        linux_module::KERNEL_RELEASE
+    );
     Ok(())
 }
 
@@ -470,6 +489,9 @@ fn cmd_test(args: &[String]) -> Result<()> {
         timed("nw-client as BL33", &mut || {
             images::build_client_bl33().map(|_| ())
         })?;
+    }
+    if want("linux") {
+        timed("Linux module (nw/linux)", &mut build_linux_module)?;
     }
     if want("scenarios") {
         // Every scenario on the default machine (several CPUs), the quick ones on one CPU too.

@@ -30,6 +30,7 @@
 #include <linux/uaccess.h>
 
 #include "flexserve_uapi.h"
+#include "flexserve_desc.h"
 
 #define FFA_ERROR		0x84000060
 #define FFA_SUCCESS_32		0x84000061
@@ -48,44 +49,6 @@
 #define FFA_V1_1		0x10001
 #define FFA_V1_2		0x10002
 #define FFA_HANDLE_INVALID	(~0ULL)
-#define FFA_PAGE		SZ_4K
-/* Memory region attributes: normal memory, write-back, inner shareable. */
-#define FFA_NORMAL_WB_IS	0x2F
-
-/* FF-A v1.1+ memory transaction descriptor (FF-A v1.2 sec. 10.11). */
-struct ffa_mem_region {
-	__le16 sender;
-	__le16 attributes;
-	__le32 flags;
-	__le64 handle;
-	__le64 tag;
-	__le32 emad_size;
-	__le32 emad_count;
-	__le32 emad_offset;
-	u8 reserved[12];
-};
-
-/* Endpoint memory access descriptor; v1.2 appends 16 zero bytes. */
-struct ffa_emad {
-	__le16 receiver;
-	u8 perm;
-	u8 flags;
-	__le32 composite_offset;
-	__le64 reserved;
-};
-
-struct ffa_composite {
-	__le32 total_pages;
-	__le32 range_count;
-	__le64 reserved;
-};
-
-struct ffa_range {
-	__le64 address;
-	__le32 pages;
-	__le32 reserved;
-};
-
 /* A buffer's id is the top of its mmap page offset. */
 #define FS_PGOFF_SHIFT		18
 #define FS_MAX_ID		0xFFFF
@@ -172,7 +135,7 @@ static bool fs_call_allowed(u64 fid)
 	return true;
 }
 
-/* Calls that read or write the RX/TX buffers: RX_RELEASE, PARTITION_INFO_GET, RX_ACQUIRE, MSG_SEND2. */
+/* Calls on the RX/TX buffers: RX_RELEASE, PARTITION_INFO_GET, RX_ACQUIRE, MSG_SEND2. */
 static bool fs_call_uses_rxtx(u64 fid)
 {
 	u8 n = fid & 0xFF;
@@ -323,68 +286,28 @@ static int fs_free(struct fs_file *f, u32 id)
 }
 
 /*
- * Writes the constituent ranges of pages *i.. into dst (at most max), advancing *i;
- * returns how many. With dst NULL, only counts.
- */
-static u32 fs_ranges(const struct fs_buf *b, u32 *i, struct ffa_range *dst, u32 max)
-{
-	u32 n;
-
-	for (n = 0; *i < b->npages && n < max; n++) {
-		unsigned long pfn = page_to_pfn(b->pages[*i]);
-		u32 len = 1;
-
-		while (*i + len < b->npages && page_to_pfn(b->pages[*i + len]) == pfn + len)
-			len++;
-		if (dst) {
-			dst[n].address = cpu_to_le64(PFN_PHYS(pfn));
-			dst[n].pages = cpu_to_le32(len * (PAGE_SIZE / FFA_PAGE));
-			dst[n].reserved = 0;
-		}
-		*i += len;
-	}
-	return n;
-}
-
-/*
  * FFA_MEM_SHARE or FFA_MEM_LEND of all of b, the descriptor in TX (in fragments if it is
  * larger). Returns fs_status() of the last reply. *handle: what the SPMC now holds for b,
  * FFA_HANDLE_INVALID if nothing (an FFA_ERROR aborts the whole transaction) or not known.
  */
 static int fs_send(const struct fs_buf *b, const struct flexserve_mem_send *s, u64 *handle)
 {
-	u32 emad = fs_version >= FFA_V1_2 ? 32 : 16;
-	u32 head = sizeof(struct ffa_mem_region) + emad + sizeof(struct ffa_composite);
-	struct ffa_mem_region *m = fs_tx;
-	struct ffa_emad *e = fs_tx + sizeof(*m);
-	struct ffa_composite *c = fs_tx + sizeof(*m) + emad;
+	const u32 per_frag = fs_size / sizeof(struct ffa_range);
 	struct arm_smccc_1_2_regs r;
-	u32 i = 0, n, sent;
+	u32 head, total, i = 0, n, sent;
 	u64 h = FFA_HANDLE_INVALID;
 	int st;
 
-	n = fs_ranges(b, &i, NULL, U32_MAX);
-	i = 0;
 	mutex_lock(&fs_lock);
-	memset(fs_tx, 0, head);
-	m->sender = cpu_to_le16(fs_id);
-	/* A lend to one borrower leaves the memory type to it (FF-A v1.2 10.10.4.1). */
-	m->attributes = cpu_to_le16(s->kind == FLEXSERVE_SHARE ? FFA_NORMAL_WB_IS : 0);
-	m->emad_size = cpu_to_le32(emad);
-	m->emad_count = cpu_to_le32(1);
-	m->emad_offset = cpu_to_le32(sizeof(*m));
-	e->receiver = cpu_to_le16(s->receiver);
-	e->perm = s->access;	/* data access; instruction access not specified */
-	e->composite_offset = cpu_to_le32(sizeof(*m) + emad);
-	c->total_pages = cpu_to_le32(b->npages * (PAGE_SIZE / FFA_PAGE));
-	c->range_count = cpu_to_le32(n);
-	sent = head + fs_ranges(b, &i, fs_tx + head, (fs_size - head) / sizeof(struct ffa_range)) *
-		      sizeof(struct ffa_range);
-	r = fs_smc(s->kind == FLEXSERVE_LEND ? FFA_MEM_LEND : FFA_MEM_SHARE,
-		   head + n * sizeof(struct ffa_range), sent, 0);
+	head = fs_desc_head(fs_tx, fs_version >= FFA_V1_2 ? 32 : 16, fs_id, s, b->pages,
+			    b->npages, &total);
+	n = fs_ranges(b->pages, b->npages, &i, fs_tx + head,
+		      (fs_size - head) / sizeof(struct ffa_range));
+	sent = head + n * sizeof(struct ffa_range);
+	r = fs_smc(s->kind == FLEXSERVE_LEND ? FFA_MEM_LEND : FFA_MEM_SHARE, total, sent, 0);
 	while (r.a0 == FFA_MEM_FRAG_RX) {
 		h = (r.a1 & U32_MAX) | (r.a2 & U32_MAX) << 32;
-		n = (u32)r.a3 == sent ? fs_ranges(b, &i, fs_tx, fs_size / sizeof(struct ffa_range)) : 0;
+		n = (u32)r.a3 == sent ? fs_ranges(b->pages, b->npages, &i, fs_tx, per_frag) : 0;
 		if (!n)
 			break;
 		sent += n * sizeof(struct ffa_range);
@@ -567,7 +490,7 @@ static int fs_release(struct inode *inode, struct file *file)
 			fs_buf_free(b);
 			continue;
 		}
-		pr_warn("buffer %u (%u pages, handle %#llx) still held by the secure world: parked\n",
+		pr_warn("buffer %u (%u pages, handle %#llx) held by the secure world: parked\n",
 			b->id, b->npages, b->handle);
 		mutex_lock(&fs_lock);
 		list_add(&b->node, &fs_parked);
@@ -673,18 +596,22 @@ static int __init fs_init(void)
 	    arm_smccc_get_version() < ARM_SMCCC_VERSION_1_2)
 		return -ENODEV;
 	r = fs_smc(FFA_VERSION, FFA_V1_2, 0, 0);
-	fs_version = min_t(u32, r.a0, FFA_V1_2);
-	if ((u32)r.a0 >> 31 || fs_version >> 16 != 1 || fs_version < FFA_V1_1) {
-		pr_err("FF-A version %#lx: need 1.1 or 1.2\n", r.a0);
+	if ((u32)r.a0 >> 16 != 1 || (r.a0 & 0xFFFF) < 1) {	/* NOT_SUPPORTED is -1 */
+		pr_err("FF-A version %#lx: need 1.1 or later 1.x\n", r.a0);
 		return -ENODEV;
 	}
+	fs_version = min_t(u32, r.a0, FFA_V1_2);
 	r = fs_smc(FFA_ID_GET, 0, 0, 0);
 	if (fs_status(&r))
 		return -ENODEV;
 	fs_id = r.a2 & 0xFFFF;
-	/* Minimum RX/TX size: 4K, 64K or 16K. */
+	/* Minimum RX/TX size: 0 4K, 1 64K, 2 16K. */
 	r = fs_smc(FFA_FEATURES, FFA_RXTX_MAP_64, 0, 0);
-	fs_size = fs_status(&r) ? SZ_4K : (r.a2 & 3) == 1 ? SZ_64K : (r.a2 & 3) == 2 ? SZ_16K : SZ_4K;
+	fs_size = SZ_4K;
+	if (!fs_status(&r) && (r.a2 & 3) == 1)
+		fs_size = SZ_64K;
+	else if (!fs_status(&r) && (r.a2 & 3) == 2)
+		fs_size = SZ_16K;
 	fs_size = max_t(u32, fs_size, PAGE_SIZE);
 	/* One block of twice the size keeps each half aligned to the size. */
 	fs_rxtx = alloc_pages(GFP_KERNEL | __GFP_ZERO, get_order(2 * fs_size));
@@ -692,7 +619,7 @@ static int __init fs_init(void)
 		return -ENOMEM;
 	fs_tx = page_address(fs_rxtx);
 	fs_rx = fs_tx + fs_size;
-	r = fs_smc(FFA_RXTX_MAP_64, virt_to_phys(fs_tx), virt_to_phys(fs_rx), fs_size / FFA_PAGE);
+	r = fs_smc(FFA_RXTX_MAP_64, virt_to_phys(fs_tx), virt_to_phys(fs_rx), fs_size / SZ_4K);
 	ret = fs_status(&r);
 	if (ret) {
 		pr_err("FFA_RXTX_MAP: %d\n", ret);

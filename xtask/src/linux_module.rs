@@ -29,7 +29,12 @@ pub const KERNEL_RELEASE: &str = concat!(abi!(), "-arm64");
 /// kbuild's host programs and scripts (package `linux-kbuild-*`, host architecture).
 const KBUILD_DIR: &str = concat!("/usr/lib/linux-kbuild-", abi!());
 /// The module's sources in `nw/linux`.
-const SOURCES: &[&str] = &["Kbuild", "flexserve.c", "flexserve_uapi.h"];
+const SOURCES: &[&str] = &[
+    "Kbuild",
+    "flexserve.c",
+    "flexserve_uapi.h",
+    "flexserve_desc.h",
+];
 /// The module file Kbuild writes.
 const MODULE: &str = "flexserve.ko";
 

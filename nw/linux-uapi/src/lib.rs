@@ -4,6 +4,10 @@
 //! The header is the source of truth. The tests compile C that checks every size, offset and
 //! number here against it (`cc`, and `aarch64-linux-gnu-gcc` when it is installed), and parse the
 //! header so that nothing it declares is missing here. Field meanings are documented there.
+//!
+//! The tests also build the module's descriptor writer (`nw/linux/flexserve_desc.h`) on the
+//! host and parse what it writes with `ffa::memory::MemTransaction::parse`, the project's own
+//! hostile-input parser, for share and lend, both EMAD sizes and both access permissions.
 #![no_std]
 
 use core::mem::size_of;

@@ -206,3 +206,125 @@ fn ioctl_numbers_by_hand() {
     assert_eq!(IOC_FREE, 0x4004_F505);
     assert_eq!(size_of::<MemSend>(), 24);
 }
+
+/// A host harness for `flexserve_desc.h`: builds the descriptor the module writes into TX for
+/// frames `argv[4..]` (hex), kind `argv[1]`, access `argv[2]`, EMAD size `argv[3]`, and prints
+/// it to stdout (receiver 0x8001, sender 0x0005).
+const DESC_HARNESS: &str = r#"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "flexserve_uapi.h"
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+#define cpu_to_le16(x) ((uint16_t)(x))
+#define cpu_to_le32(x) ((uint32_t)(x))
+#define cpu_to_le64(x) ((uint64_t)(x))
+#define PAGE_SIZE 4096UL
+#define PFN_PHYS(pfn) ((uint64_t)(pfn) << 12)
+struct page { unsigned long pfn; };
+#define page_to_pfn(p) ((p)->pfn)
+#include "flexserve_desc.h"
+
+int main(int argc, char **argv)
+{
+	static unsigned char tx[1 << 20];
+	static struct page frames[1024], *pages[1024];
+	struct flexserve_mem_send s = { .receiver = 0x8001 };
+	u32 n = argc - 4, i = 0, head, total;
+
+	s.kind = atoi(argv[1]);
+	s.access = atoi(argv[2]);
+	for (u32 k = 0; k < n; k++) {
+		frames[k].pfn = strtoul(argv[4 + k], NULL, 16);
+		pages[k] = &frames[k];
+	}
+	head = fs_desc_head(tx, atoi(argv[3]), 5, &s, pages, n, &total);
+	fs_ranges(pages, n, &i, (struct ffa_range *)(tx + head), ~0U);
+	fwrite(tx, 1, total, stdout);
+	return i != n;
+}
+"#;
+
+#[test]
+fn module_descriptor_parses_with_ffa() {
+    use ffa::memory::{
+        DataAccess, DescKind, EmadSize, InstructionAccess, MemRange, MemRegionAttributes,
+        MemTransaction, ParseOptions, SendKind,
+    };
+    let dir = std::env::temp_dir().join(format!("flexserve-desc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("desc.c");
+    let bin = dir.join("desc");
+    std::fs::write(&src, DESC_HARNESS).unwrap();
+    let out = Command::new("cc")
+        .args([
+            "-std=gnu11",
+            "-Wall",
+            "-Werror",
+            "-Wno-unused-function",
+            "-I",
+        ])
+        .arg(header_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Frames in buffer order: a run of 3, one alone, a run of 2 that is not after the first.
+    let frames = ["100", "101", "102", "200", "301", "302"];
+    let want = vec![
+        MemRange {
+            address: 0x10_0000,
+            page_count: 3,
+        },
+        MemRange {
+            address: 0x20_0000,
+            page_count: 1,
+        },
+        MemRange {
+            address: 0x30_1000,
+            page_count: 2,
+        },
+    ];
+    for (kind, send, emad) in [
+        (LEND, SendKind::Lend, EmadSize::V1_2),
+        (SHARE, SendKind::Share, EmadSize::V1_2),
+        (LEND, SendKind::Lend, EmadSize::V1_1),
+    ] {
+        for (access, data) in [(RW, DataAccess::ReadWrite), (RO, DataAccess::ReadOnly)] {
+            let out = Command::new(&bin)
+                .args([kind, access, emad.bytes() as u8].map(|v| v.to_string()))
+                .args(frames)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let opts = ParseOptions {
+                expected_sender: Some(5),
+                emad_size: Some(emad),
+            };
+            let t = MemTransaction::parse(&out.stdout, DescKind::Send(send), opts)
+                .unwrap_or_else(|e| panic!("{send:?} {emad:?}: {e}"));
+            assert_eq!(t.ranges, want);
+            assert_eq!(t.total_pages(), 6);
+            assert_eq!(t.attributes, MemRegionAttributes::for_send(send, 1));
+            assert_eq!(t.flags.0, 0);
+            assert_eq!(t.handle.0, 0);
+            let [r] = t.receivers.as_slice() else {
+                panic!("{:?}", t.receivers)
+            };
+            assert_eq!(r.perm.endpoint_id, 0x8001);
+            assert_eq!(r.perm.data_access, data);
+            assert_eq!(r.perm.instruction_access, InstructionAccess::NotSpecified);
+            assert!(!r.perm.non_retrieval_borrower);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -87,13 +87,25 @@ static void *fs_tx, *fs_rx;
 static u32 fs_size, fs_version;
 static u16 fs_id;
 
+#ifdef FLEXSERVE_FAKE_SPMC
+#include "flexserve_fake.h"
+#else
+#define FS_MAX_ORDER MAX_PAGE_ORDER
+#define fs_smccc arm_smccc_1_2_smc
+static bool fs_conduit_ok(void)
+{
+	return arm_smccc_1_1_get_conduit() == SMCCC_CONDUIT_SMC &&
+	       arm_smccc_get_version() >= ARM_SMCCC_VERSION_1_2;
+}
+#endif
+
 static struct arm_smccc_1_2_regs fs_smc(unsigned long fid, unsigned long a1,
 					unsigned long a2, unsigned long a3)
 {
 	struct arm_smccc_1_2_regs args = { .a0 = fid, .a1 = a1, .a2 = a2, .a3 = a3 };
 	struct arm_smccc_1_2_regs res;
 
-	arm_smccc_1_2_smc(&args, &res);
+	fs_smccc(&args, &res);
 	return res;
 }
 
@@ -154,7 +166,7 @@ static int fs_call(struct flexserve_ffa_call *c)
 	memcpy(&r, c->x, sizeof(r));
 	if (lock)
 		mutex_lock(&fs_lock);
-	arm_smccc_1_2_smc(&r, &r);
+	fs_smccc(&r, &r);
 	if (lock)
 		mutex_unlock(&fs_lock);
 	memcpy(c->x, &r, sizeof(r));
@@ -218,7 +230,7 @@ static loff_t fs_offset(const struct fs_buf *b)
 /* Zeroed pages in as few physically contiguous runs as the allocator gives. */
 static int fs_alloc(struct fs_file *f, struct flexserve_alloc *a)
 {
-	unsigned int order = MAX_PAGE_ORDER;
+	unsigned int order = FS_MAX_ORDER;
 	struct fs_buf *b;
 	int id;
 
@@ -592,8 +604,7 @@ static int __init fs_init(void)
 	struct arm_smccc_1_2_regs r;
 	int ret;
 
-	if (arm_smccc_1_1_get_conduit() != SMCCC_CONDUIT_SMC ||
-	    arm_smccc_get_version() < ARM_SMCCC_VERSION_1_2)
+	if (!fs_conduit_ok())
 		return -ENODEV;
 	r = fs_smc(FFA_VERSION, FFA_V1_2, 0, 0);
 	if ((u32)r.a0 >> 16 != 1 || (r.a0 & 0xFFFF) < 1) {	/* NOT_SUPPORTED is -1 */

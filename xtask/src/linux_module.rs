@@ -12,10 +12,16 @@
 //!
 //! Checks: `modinfo` reports license GPL and vermagic [`KERNEL_RELEASE`], and the `.ko` is an
 //! ELF64 little-endian relocatable object for AArch64.
+//!
+//! [`boot_test`] also boots Debian's arm64 kernel of that release in QEMU (`-M virt`, no secure
+//! world) with an initramfs whose `/init` is `nw/linux/tests/flexserve_test.c`: it loads
+//! `flexserve_fake.ko` (the module over a pretend SPMC, `nw/linux/flexserve_fake.h`) and runs
+//! the ioctl, mmap, lend and reclaim checks against it.
 
 use crate::{Result, root, run_status, target_dir};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The ABI name shared by the kernel's packages.
 macro_rules! abi {
@@ -37,6 +43,11 @@ const SOURCES: &[&str] = &[
 ];
 /// The module file Kbuild writes.
 const MODULE: &str = "flexserve.ko";
+/// The same module over a pretend SPMC (`make ... FLEXSERVE_FAKE=m`), for [`boot_test`].
+const FAKE_MODULE: &str = "flexserve_fake.ko";
+/// The boot test's program and the module sources it needs besides [`SOURCES`].
+const FAKE_SOURCES: &[&str] = &["flexserve_fake.c", "flexserve_fake.h"];
+const TEST_PROGRAM: &str = "nw/linux/tests/flexserve_test.c";
 
 /// The built module.
 pub struct Built {
@@ -64,9 +75,9 @@ pub fn build() -> Result<Built> {
     std::fs::create_dir_all(&build).map_err(|e| format!("{}: {e}", build.display()))?;
     let src = root().join("nw/linux");
     let mut lines = 0;
-    for f in SOURCES {
+    for f in SOURCES.iter().chain(FAKE_SOURCES) {
         let text = std::fs::read(src.join(f)).map_err(|e| format!("nw/linux/{f}: {e}"))?;
-        if f.ends_with(".c") || f.ends_with(".h") {
+        if SOURCES.contains(f) && (f.ends_with(".c") || f.ends_with(".h")) {
             lines += text.iter().filter(|&&b| b == b'\n').count();
         }
         // Copy only what changed, so make rebuilds only then.
@@ -81,10 +92,16 @@ pub fn build() -> Result<Built> {
             .arg("-C")
             .arg(&kdir)
             .arg(format!("M={}", build.display()))
-            .args(["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "modules"]),
+            .args([
+                "ARCH=arm64",
+                "CROSS_COMPILE=aarch64-linux-gnu-",
+                "FLEXSERVE_FAKE=m",
+                "modules",
+            ]),
     )?;
     let ko = build.join(MODULE);
     check(&ko)?;
+    check(&build.join(FAKE_MODULE))?;
     let size = std::fs::metadata(&ko)
         .map_err(|e| format!("{}: {e}", ko.display()))?
         .len();
@@ -147,6 +164,155 @@ fn arm64_headers(out: &Path, kbuild_dir: &str) -> Result<PathBuf> {
         ));
     }
     Ok(kdir)
+}
+
+/// Boots Debian's arm64 kernel with `flexserve_fake.ko` and `nw/linux/tests/flexserve_test.c`
+/// as `/init` (after [`build`]); returns how many checks passed.
+pub fn boot_test(built: &Built) -> Result<u32> {
+    let out = target_dir().join("linux-module");
+    let boot = out.join("boot");
+    std::fs::create_dir_all(&boot).map_err(|e| format!("{}: {e}", boot.display()))?;
+    let kernel = boot.join(format!("vmlinuz-{KERNEL_RELEASE}"));
+    if !kernel.exists() {
+        let pkg = format!("linux-image-{KERNEL_RELEASE}");
+        let debs = out.join("debs");
+        let deb = match find_deb(&debs, &pkg) {
+            Some(d) => d,
+            None => {
+                eprintln!("xtask: apt-get download {pkg}:arm64");
+                run_status(
+                    Command::new("apt-get")
+                        .current_dir(&debs)
+                        .args(["download", "-qq"])
+                        .arg(format!("{pkg}:arm64")),
+                )?;
+                find_deb(&debs, &pkg).ok_or(format!("apt-get download {pkg} left no .deb"))?
+            }
+        };
+        // Only the kernel image out of the package.
+        let mut unpack = Command::new("dpkg-deb")
+            .arg("--fsys-tarfile")
+            .arg(&deb)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("dpkg-deb: {e}"))?;
+        let tar = unpack.stdout.take().ok_or("dpkg-deb: no stdout")?;
+        let member = format!("./boot/vmlinuz-{KERNEL_RELEASE}");
+        let status = Command::new("tar")
+            .args(["-x", "--strip-components=2", "-C"])
+            .arg(&boot)
+            .arg(&member)
+            .stdin(tar)
+            .status()
+            .map_err(|e| format!("tar: {e}"))?;
+        unpack.wait().map_err(|e| format!("dpkg-deb: {e}"))?;
+        if !status.success() || !kernel.exists() {
+            return Err(format!("no {member} in {}", deb.display()));
+        }
+    }
+    let init = boot.join("init");
+    run_status(
+        Command::new("aarch64-linux-gnu-gcc")
+            .args(["-static", "-O2", "-Wall", "-Werror", "-I"])
+            .arg(root().join("nw/linux"))
+            .arg(root().join(TEST_PROGRAM))
+            .arg("-o")
+            .arg(&init),
+    )?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let fake = built.ko.with_file_name(FAKE_MODULE);
+    let initrd = boot.join("initrd.cpio");
+    let cpio = newc(&[
+        ("dev", 0o040755, Vec::new()),
+        ("init", 0o100755, read(&init)?),
+        (FAKE_MODULE, 0o100644, read(&fake)?),
+    ]);
+    std::fs::write(&initrd, cpio).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    let log = boot.join("console.log");
+    let console = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    eprintln!("xtask: booting {KERNEL_RELEASE} in QEMU with {FAKE_MODULE}");
+    let mut qemu = Command::new("qemu-system-aarch64")
+        .args(["-M", "virt", "-cpu", "max", "-m", "1024", "-smp", "2"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-no-reboot")
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args([
+            "-append",
+            "console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=7",
+        ])
+        .stdin(Stdio::null())
+        .stdout(console)
+        .spawn()
+        .map_err(|e| format!("starting qemu-system-aarch64: {e}"))?;
+    let start = Instant::now();
+    while qemu.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if start.elapsed() > Duration::from_secs(240) {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+            return Err(format!("boot test timed out; console in {}", log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    verdict(&text).map_err(|e| format!("boot test: {e}; console in {}", log.display()))
+}
+
+/// The boot test's result from its console: the summary line with no failure, and no kernel
+/// warning or oops on the way.
+fn verdict(console: &str) -> Result<u32> {
+    let bad = [
+        "FAIL",
+        "BUG:",
+        "Oops",
+        "WARNING:",
+        "Call trace:",
+        "Kernel panic",
+    ];
+    if let Some(l) = console.lines().find(|l| bad.iter().any(|b| l.contains(b))) {
+        return Err(format!("`{}`", l.trim()));
+    }
+    let summary = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TESTS passed="))
+        .ok_or("no summary line")?;
+    match summary.split_once(" failed=") {
+        Some((p, "0")) => p.parse().map_err(|_| format!("summary `{summary}`")),
+        _ => Err(format!("summary `{summary}`")),
+    }
+}
+
+/// An uncompressed initramfs (cpio "newc") of `(name, mode, contents)`.
+fn newc(files: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let trailer = ("TRAILER!!!", 0, Vec::new());
+    for (ino, (name, mode, data)) in files.iter().chain([&trailer]).enumerate() {
+        let fields = [
+            ino as u32 + 1,
+            *mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+        ];
+        out.extend_from_slice(b"070701");
+        for v in fields.iter().chain(&[name.len() as u32 + 1, 0]) {
+            out.extend_from_slice(format!("{v:08X}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    out
 }
 
 fn find_deb(dir: &Path, pkg: &str) -> Option<PathBuf> {
@@ -235,7 +401,27 @@ fn elf_aarch64_rel(b: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::elf_aarch64_rel;
+    use super::{elf_aarch64_rel, newc, verdict};
+
+    #[test]
+    fn boot_test_verdict() {
+        assert_eq!(verdict("x\nTEST a: ok\nTESTS passed=65 failed=0\n"), Ok(65));
+        assert!(verdict("TEST a: FAIL\nTESTS passed=64 failed=1\n").is_err());
+        assert!(verdict("TESTS passed=3 failed=2\n").is_err());
+        assert!(verdict("[ 1.0] WARNING: CPU: 0 at mm/x.c\nTESTS passed=1 failed=0\n").is_err());
+        assert!(verdict("TEST a: ok\n").is_err());
+    }
+
+    #[test]
+    fn newc_layout() {
+        let c = newc(&[("init", 0o100755, b"abc".to_vec())]);
+        assert!(c.starts_with(b"070701"));
+        // Header 110 bytes + "init\0" padded to 116, data padded to 120, then the trailer.
+        assert_eq!(&c[110..115], b"init\0");
+        assert_eq!(&c[116..119], b"abc");
+        assert_eq!(&c[120..126], b"070701");
+        assert_eq!(c.len() % 4, 0);
+    }
 
     #[test]
     fn elf_header_check() {

@@ -8,8 +8,10 @@
 //! - `cargo xtask test [--only lint|host|aarch64|packages|linux|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
 //! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
-//! - `cargo xtask build --linux-module`: the normal-world Linux module (`nw/linux`), built
-//!   against Debian's arm64 headers into target/linux-module and checked (`linux_module.rs`).
+//! - `cargo xtask build --linux-module [--boot-test]`: the normal-world Linux module
+//!   (`nw/linux`), built against Debian's arm64 headers into target/linux-module and checked;
+//!   `--boot-test` also runs it over a pretend SPMC in Debian's kernel under QEMU
+//!   (`linux_module.rs`).
 //! - `cargo xtask bench [runtime|sealed]`: benchmarks, side by side with their peers (sealed: the
 //!   model cipher with and without the ARMv8 crypto extensions).
 //! - `cargo xtask deps`: install what the commands need.
@@ -168,7 +170,7 @@ fn main() {
 
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
-     | build [--platform P | --linux-module] | bench [runtime|sealed] | deps>\n  \
+     | build [--platform P | --linux-module [--boot-test]] | bench [runtime|sealed] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)\n  \
      testbed: --smp N (CPUs, 1-4; default 3: two for the normal world, one for the NPU)"
         .into()
@@ -313,7 +315,7 @@ fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
 
 fn cmd_build(args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--linux-module") {
-        return build_linux_module();
+        return build_linux_module(args.iter().any(|a| a == "--boot-test"));
     }
     deps::ensure()?;
     let platforms = match flag(args, "--platform") {
@@ -333,7 +335,9 @@ fn cmd_build(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn build_linux_module() -> Result<()> {
+/// Builds and checks the Linux module; with `boot`, also runs it (over the pretend SPMC) in
+/// Debian's kernel under QEMU.
+fn build_linux_module(boot: bool) -> Result<()> {
     let m = linux_module::build()?;
     eprintln!(
         "xtask: Linux module {} ({} bytes, {} lines of C; license GPL, vermagic {}, ELF \
@@ -343,6 +347,10 @@ fn build_linux_module() -> Result<()> {
         m.lines,
         linux_module::KERNEL_RELEASE
     );
+    if boot {
+        let n = linux_module::boot_test(&m)?;
+        eprintln!("xtask: Linux module boot test: {n} checks passed");
+    }
     Ok(())
 }
 
@@ -491,7 +499,10 @@ fn cmd_test(args: &[String]) -> Result<()> {
         })?;
     }
     if want("linux") {
-        timed("Linux module (nw/linux)", &mut build_linux_module)?;
+        timed(
+            "Linux module (nw/linux), booted over a pretend SPMC",
+            &mut || build_linux_module(true),
+        )?;
     }
     if want("scenarios") {
         // Every scenario on the default machine (several CPUs), the quick ones on one CPU too.

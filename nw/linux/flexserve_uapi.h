@@ -6,7 +6,7 @@
  *
  * Errors: -EINVAL a malformed argument, -ENOENT an unknown buffer id or handle, -EBUSY a
  * buffer in the wrong state (lent, shared, mapped), -EIO the SPMC refused (ffa_error has
- * its FF-A status).
+ * its FF-A status), -EPROTO its reply made no sense (the buffer is kept, never freed).
  */
 #ifndef _UAPI_FLEXSERVE_H
 #define _UAPI_FLEXSERVE_H

@@ -338,6 +338,9 @@ fn cmd_build(args: &[String]) -> Result<()> {
 /// Builds and checks the Linux module; with `boot`, also runs it (over the pretend SPMC) in
 /// Debian's kernel under QEMU.
 fn build_linux_module(boot: bool) -> Result<()> {
+    if boot {
+        deps::ensure()?; // qemu-system-aarch64
+    }
     let m = linux_module::build()?;
     eprintln!(
         "xtask: Linux module {} ({} bytes, {} lines of C; license GPL, vermagic {}, ELF \

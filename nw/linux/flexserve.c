@@ -62,7 +62,7 @@ enum fs_state {
 };
 
 struct fs_file {
-	struct mutex lock;
+	struct mutex lock;	/* bufs; each buffer's state, busy, handle and vmas */
 	struct list_head bufs;
 	struct address_space *mapping;
 };

@@ -46,7 +46,11 @@ static void fs_smccc(const struct arm_smccc_1_2_regs *a, struct arm_smccc_1_2_re
 		*r = in;
 		r->a0 = 0xC4000070;
 		r->a1 = (in.a1 & 0xFFFF) << 16 | (in.a1 >> 16 & 0xFFFF);
-		r->a3++, r->a4++, r->a5++, r->a6++, r->a7++;
+		r->a3++;
+		r->a4++;
+		r->a5++;
+		r->a6++;
+		r->a7++;
 		break;
 	case 0x84000068:	/* PARTITION_INFO_GET */
 		memcpy(fs_rx, "FAKE", 4);

@@ -67,7 +67,7 @@ static void tests(int fd)
 	struct flexserve_ffa_call c = { .x = { 0xC400006F, 0x8001, 0, 1, 2, 3, 4, 5 } };
 	char rx[8] = "";
 	struct flexserve_buf_copy cp = { .addr = (unsigned long)rx, .len = 4 };
-	struct flexserve_alloc a = { .pages = 3 }, big = { .pages = 32768 }, stuck = { .pages = 2 };
+	struct flexserve_alloc a = { 0 }, big = { .pages = 32768 }, stuck = { .pages = 2 };
 	struct flexserve_mem_send s = { .receiver = 0x8001, .kind = FLEXSERVE_LEND,
 					 .access = FLEXSERVE_RW };
 	struct flexserve_mem_reclaim rc = { 0 };
@@ -91,22 +91,29 @@ static void tests(int fd)
 	      c.x[0] == 0xC4000070 && c.x[3] == 2 && c.x[7] == 6 && c.x[1] == 0x80010000);
 	CHECK("partition info into RX", call_x0(fd, 0x84000068) == 0 &&
 	      !io(fd, FLEXSERVE_IOC_READ_RX, &cp) && !memcmp(rx, "FAKE", 4));
-	cp.offset = 4096, cp.len = 1;
+	cp.offset = 4096;
+	cp.len = 1;
 	CHECK("read RX past the end", io(fd, FLEXSERVE_IOC_READ_RX, &cp) == -EINVAL);
-	cp.offset = 4093, cp.len = 4;
+	cp.offset = 4093;
+	cp.len = 4;
 	CHECK("read RX across the end", io(fd, FLEXSERVE_IOC_READ_RX, &cp) == -EINVAL);
-	cp.offset = 0xFFFFFFFF, cp.len = 2;
+	cp.offset = 0xFFFFFFFF;
+	cp.len = 2;
 	CHECK("read RX wrapping", io(fd, FLEXSERVE_IOC_READ_RX, &cp) == -EINVAL);
-	cp.offset = 4092, cp.len = 4;
+	cp.offset = 4092;
+	cp.len = 4;
 	CHECK("write TX at the end", !io(fd, FLEXSERVE_IOC_WRITE_TX, &cp));
-	cp.offset = 0, cp.len = 4, cp.addr = 8;
+	cp.offset = 0;
+	cp.len = 4;
+	cp.addr = 8;
 	CHECK("write TX from a bad address", io(fd, FLEXSERVE_IOC_WRITE_TX, &cp) == -EFAULT);
 	CHECK("unknown ioctl", io(fd, _IO(FLEXSERVE_IOC_MAGIC, 9), NULL) == -ENOTTY);
 
 	CHECK("alloc 0 pages", io(fd, FLEXSERVE_IOC_ALLOC, &(struct flexserve_alloc){ 0 }) ==
 	      -EINVAL);
-	CHECK("alloc too many", io(fd, FLEXSERVE_IOC_ALLOC, &(struct flexserve_alloc){
-		.pages = FLEXSERVE_MAX_PAGES + 1 }) == -EINVAL);
+	a.pages = FLEXSERVE_MAX_PAGES + 1;
+	CHECK("alloc too many", io(fd, FLEXSERVE_IOC_ALLOC, &a) == -EINVAL);
+	a.pages = 3;
 	CHECK("alloc 3 pages", !io(fd, FLEXSERVE_IOC_ALLOC, &a) && a.id && a.mmap_offset);
 	CHECK("mmap private refused", mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE,
 					    fd, a.mmap_offset) == MAP_FAILED && errno == EINVAL);
@@ -122,15 +129,20 @@ static void tests(int fd)
 	q = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, a.mmap_offset + 2 * 4096);
 	CHECK("mmap the last page alone", q != MAP_FAILED && q[0] == 0x5A);
 
-	s.id = a.id, s.kind = 3;
+	s.id = a.id;
+	s.kind = 3;
 	CHECK("send kind donate refused", io(fd, FLEXSERVE_IOC_MEM_SEND, &s) == -EINVAL);
-	s.kind = FLEXSERVE_LEND, s.access = 3;
+	s.kind = FLEXSERVE_LEND;
+	s.access = 3;
 	CHECK("send bad access", io(fd, FLEXSERVE_IOC_MEM_SEND, &s) == -EINVAL);
-	s.access = FLEXSERVE_RW, s.reserved = 1;
+	s.access = FLEXSERVE_RW;
+	s.reserved = 1;
 	CHECK("send reserved set", io(fd, FLEXSERVE_IOC_MEM_SEND, &s) == -EINVAL);
-	s.reserved = 0, s.receiver = 0;
+	s.reserved = 0;
+	s.receiver = 0;
 	CHECK("send to itself", io(fd, FLEXSERVE_IOC_MEM_SEND, &s) == -EINVAL);
-	s.receiver = 0x8001, s.id = 999;
+	s.receiver = 0x8001;
+	s.id = 999;
 	CHECK("send unknown buffer", io(fd, FLEXSERVE_IOC_MEM_SEND, &s) == -ENOENT);
 	s.id = a.id;
 
@@ -164,7 +176,8 @@ static void tests(int fd)
 	CHECK("reclaimed: maps again, data kept", !child_sigbus(p) && p[4096] == 0x5A &&
 	      q[0] == 0x5A);
 
-	s.kind = FLEXSERVE_SHARE, s.access = FLEXSERVE_RO;
+	s.kind = FLEXSERVE_SHARE;
+	s.access = FLEXSERVE_RO;
 	CHECK("share", !io(fd, FLEXSERVE_IOC_MEM_SEND, &s) && s.handle);
 	p[1] = 1;
 	CHECK("shared: still mapped", !child_sigbus(p) && p[1] == 1);
@@ -178,7 +191,8 @@ static void tests(int fd)
 	CHECK("free", !io(fd, FLEXSERVE_IOC_FREE, &a.id));
 	CHECK("free again", io(fd, FLEXSERVE_IOC_FREE, &a.id) == -ENOENT);
 
-	s.kind = FLEXSERVE_LEND, s.access = FLEXSERVE_RW;
+	s.kind = FLEXSERVE_LEND;
+	s.access = FLEXSERVE_RW;
 	CHECK("alloc 32768 pages", !io(fd, FLEXSERVE_IOC_ALLOC, &big));
 	s.id = big.id;
 	CHECK("lend 128 MiB", !io(fd, FLEXSERVE_IOC_MEM_SEND, &s));
@@ -199,7 +213,8 @@ static void tests(int fd)
 
 	/* Memory the "SP" keeps: reclaim refused, then parked at close. */
 	CHECK("alloc 2 pages", !io(fd, FLEXSERVE_IOC_ALLOC, &stuck));
-	s.id = stuck.id, s.receiver = 0x8002;
+	s.id = stuck.id;
+	s.receiver = 0x8002;
 	CHECK("lend to the SP that keeps it", !io(fd, FLEXSERVE_IOC_MEM_SEND, &s));
 	rc.handle = s.handle;
 	CHECK("reclaim denied", io(fd, FLEXSERVE_IOC_MEM_RECLAIM, &rc) == -EIO &&

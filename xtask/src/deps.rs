@@ -40,11 +40,20 @@ const TOOLS: &[Tool] = &[
     },
 ];
 
+/// A package without a binary of its own: a file it installs.
+struct Lib {
+    file: &'static str,
+    package: &'static str,
+    /// Only bookworm-backports has it (its entry must be there).
+    backports: bool,
+}
+
 /// Extra packages without a binary of their own to look for.
-const LIBS: &[(&str, &str)] = &[(
-    "/usr/aarch64-linux-gnu/lib/libc.so.6",
-    "libc6-dev-arm64-cross",
-)];
+const LIBS: &[Lib] = &[Lib {
+    file: "/usr/aarch64-linux-gnu/lib/libc.so.6",
+    package: "libc6-dev-arm64-cross",
+    backports: false,
+}];
 
 const TARGETS: &[&str] = &["aarch64-unknown-none", "aarch64-unknown-linux-gnu"];
 
@@ -62,7 +71,35 @@ const TFA_TOOLS: &[Tool] = &[Tool {
     package: "make",
     backports: false,
 }];
-const TFA_LIBS: &[(&str, &str)] = &[("/usr/include/openssl/evp.h", "libssl-dev")];
+const TFA_LIBS: &[Lib] = &[Lib {
+    file: "/usr/include/openssl/evp.h",
+    package: "libssl-dev",
+    backports: false,
+}];
+
+/// What building the Linux module needs (`crate::linux_module`): the cross compiler, make,
+/// modinfo, and the host-architecture half of Debian's kernel headers (kbuild's host programs,
+/// the architecture-independent tree), which apt installs without touching anything else.
+/// The arm64 half (`linux-headers-*-arm64:arm64`) is not installed: it depends on
+/// `gcc-12:arm64` and the arm64 kernel image, and apt would remove the host's gcc for them;
+/// `crate::linux_module` downloads and unpacks it under target/ instead.
+const LINUX_TOOLS: &[Tool] = &[
+    Tool {
+        bin: "aarch64-linux-gnu-gcc",
+        package: "gcc-aarch64-linux-gnu",
+        backports: false,
+    },
+    Tool {
+        bin: "make",
+        package: "make",
+        backports: false,
+    },
+    Tool {
+        bin: "modinfo",
+        package: "kmod",
+        backports: false,
+    },
+];
 
 /// What building Hafnium needs besides LLVM (found or installed by `crate::spmc`).
 const HAFNIUM_TOOLS: &[Tool] = &[
@@ -118,13 +155,59 @@ pub fn ensure_llvm() -> Result<()> {
     ensure_tools(LLVM_TOOLS, &[])
 }
 
-fn ensure_tools(tools: &[Tool], libs: &[(&str, &str)]) -> Result<()> {
+/// [`LINUX_TOOLS`], the host-architecture headers packages `kbuild` and `common` (each
+/// `(file, package)`, from bookworm-backports), and dpkg's arm64 architecture (so apt can fetch
+/// the arm64 headers package).
+pub fn ensure_linux_module(
+    kbuild: (&'static str, &'static str),
+    common: (&'static str, &'static str),
+) -> Result<()> {
+    ensure_foreign_arch("arm64")?;
+    let libs = [kbuild, common].map(|(file, package)| Lib {
+        file,
+        package,
+        backports: true,
+    });
+    ensure_tools(LINUX_TOOLS, &libs)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+/// Adds `arch` to dpkg's foreign architectures (and refreshes apt's lists) if it is not there.
+fn ensure_foreign_arch(arch: &str) -> Result<()> {
+    let out = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .map_err(|e| format!("running dpkg: {e} (building the Linux module needs Debian)"))?;
+    if String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .any(|a| a == arch)
+    {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "dpkg does not know the {arch} architecture; as root run:\n  \
+             sudo dpkg --add-architecture {arch} && sudo apt-get update"
+        ));
+    }
+    eprintln!("xtask: dpkg --add-architecture {arch}");
+    run_status(Command::new("dpkg").args(["--add-architecture", arch]))?;
+    run_status(Command::new("apt-get").args(["update", "-qq"]))
+}
+
+fn ensure_tools(tools: &[Tool], libs: &[Lib]) -> Result<()> {
     ensure_targets()?;
     let mut missing: Vec<&Tool> = tools.iter().filter(|t| which(t.bin).is_none()).collect();
-    let libs: Vec<&str> = libs
+    let libs: Vec<&Lib> = libs
         .iter()
-        .filter(|(f, _)| !Path::new(f).exists())
-        .map(|(_, p)| *p)
+        .filter(|l| !Path::new(l.file).exists())
         .collect();
     // An old qemu-system-aarch64 (< 8) mis-handles S-EL2: treat it as missing.
     if tools.iter().any(|t| t.bin == "qemu-system-aarch64")
@@ -140,23 +223,19 @@ fn ensure_tools(tools: &[Tool], libs: &[(&str, &str)]) -> Result<()> {
     let names: Vec<&str> = missing
         .iter()
         .map(|t| t.package)
-        .chain(libs.iter().copied())
+        .chain(libs.iter().map(|l| l.package))
         .collect();
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false);
-    if !is_root || which("apt-get").is_none() {
+    if !is_root() || which("apt-get").is_none() {
         return Err(format!(
-            "missing packages: {}\n  install them with: sudo apt-get install {}  \
-             (qemu-system-arm >= 8, e.g. from bookworm-backports)",
+            "missing packages: {}\n  install them as root with: sudo apt-get install {}  \
+             (qemu-system-arm >= 8 and the linux-* packages from bookworm-backports)",
             names.join(" "),
             names.join(" ")
         ));
     }
     eprintln!("xtask: installing {}", names.join(" "));
-    let backports = missing.iter().any(|t| t.backports) && enable_backports()?;
+    let backports = (missing.iter().any(|t| t.backports) || libs.iter().any(|l| l.backports))
+        && enable_backports()?;
     run_status(Command::new("apt-get").args(["update", "-qq"]))?;
     for t in &missing {
         let mut cmd = Command::new("apt-get");
@@ -167,12 +246,14 @@ fn ensure_tools(tools: &[Tool], libs: &[(&str, &str)]) -> Result<()> {
         }
         run_status(cmd.arg(t.package))?;
     }
+    // Packages only bookworm-backports has are its sole candidates: no `-t` needed, so their
+    // dependencies still come from the stable suite.
     if !libs.is_empty() {
         run_status(
             Command::new("apt-get")
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .args(["install", "-y", "-qq"])
-                .args(&libs),
+                .args(libs.iter().map(|l| l.package)),
         )?;
     }
     for t in tools {

@@ -5,11 +5,15 @@
 //! - `run` and `scenario` take `--spmc hafnium|el3` (with `--tfa DIR`, `--hafnium DIR` or
 //!   FLEXSERVE_TFA_DIR / FLEXSERVE_HAFNIUM_DIR) to run on real TF-A + Hafnium or TF-A's EL3
 //!   SPMC instead of the testbed (`spmc.rs`).
-//! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
+//! - `cargo xtask test [--only lint|host|aarch64|packages|linux|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
 //! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
-//! - `cargo xtask bench [runtime|sealed|npu]`: benchmarks, side by side with their peers (sealed: the
-//!   model cipher with and without the ARMv8 crypto extensions).
+//! - `cargo xtask build --linux-module [--boot-test]`: the normal-world Linux module
+//!   (`nw/linux`), built against Debian's arm64 headers into target/linux-module and checked;
+//!   `--boot-test` also runs it over a pretend SPMC in Debian's kernel under QEMU
+//!   (`linux_module.rs`).
+//! - `cargo xtask bench [runtime|sealed|npu]`: benchmarks, side by side with their peers (sealed:
+//!   the model cipher with and without the ARMv8 crypto extensions; npu: the testbed NPU).
 //! - `cargo xtask deps`: install what the commands need.
 
 mod bench_npu;
@@ -17,6 +21,7 @@ mod bench_runtime;
 mod bench_sealed;
 mod deps;
 mod images;
+mod linux_module;
 mod qemu;
 mod sealing;
 mod spmc;
@@ -167,7 +172,7 @@ fn main() {
 
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
-     | build [--platform P] | bench [runtime|sealed|npu] | deps>\n  \
+     | build [--platform P | --linux-module [--boot-test]] | bench [runtime|sealed|npu] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)\n  \
      testbed: --smp N (CPUs, 1-4; default 3: two for the normal world, one for the NPU)"
         .into()
@@ -311,6 +316,9 @@ fn run_scenario(sc: &Scenario, spmc: Spmc, args: &[String]) -> Result<()> {
 }
 
 fn cmd_build(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--linux-module") {
+        return build_linux_module(args.iter().any(|a| a == "--boot-test"));
+    }
     deps::ensure()?;
     let platforms = match flag(args, "--platform") {
         None | Some("all") => images::Platform::ALL.to_vec(),
@@ -325,6 +333,28 @@ fn cmd_build(args: &[String]) -> Result<()> {
             sp.pkg.display(),
             sp.manifest_dtb.display()
         );
+    }
+    Ok(())
+}
+
+/// Builds and checks the Linux module; with `boot`, also runs it (over the pretend SPMC) in
+/// Debian's kernel under QEMU.
+fn build_linux_module(boot: bool) -> Result<()> {
+    if boot {
+        deps::ensure()?; // qemu-system-aarch64
+    }
+    let m = linux_module::build()?;
+    eprintln!(
+        "xtask: Linux module {} ({} bytes, {} lines of C; license GPL, vermagic {}, ELF \
+         aarch64)",
+        m.ko.display(),
+        m.size,
+        m.lines,
+        linux_module::KERNEL_RELEASE
+    );
+    if boot {
+        let n = linux_module::boot_test(&m)?;
+        eprintln!("xtask: Linux module boot test: {n} checks passed");
     }
     Ok(())
 }
@@ -478,6 +508,12 @@ fn cmd_test(args: &[String]) -> Result<()> {
         timed("nw-client as BL33", &mut || {
             images::build_client_bl33().map(|_| ())
         })?;
+    }
+    if want("linux") {
+        timed(
+            "Linux module (nw/linux), booted over a pretend SPMC",
+            &mut || build_linux_module(true),
+        )?;
     }
     if want("scenarios") {
         // Every scenario on the default machine (several CPUs), and on one CPU those that can.

@@ -54,11 +54,16 @@ pub enum S2Error {
     NoMemory,
 }
 
-/// Why a device access does not translate (stage-2 faults, `F_TRANSLATION` /
-/// `F_PERMISSION` / `F_WALK_EABT`).
+/// Why a device access does not translate (stage-2 faults; the event each one records is in
+/// [`crate::event`]'s table: `F_TRANSLATION`, `F_ACCESS`, `F_PERMISSION`, `F_WALK_EABT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkFault {
     Translation {
+        iova: u64,
+        level: u8,
+    },
+    /// The page descriptor has AF = 0 (the STEs leave `S2AFFD` clear, so this faults).
+    AccessFlag {
         iova: u64,
         level: u8,
     },
@@ -70,7 +75,8 @@ pub enum WalkFault {
     External {
         pa: u64,
     },
-    /// The input address is beyond the STE's `S2T0SZ`.
+    /// The input address is beyond the STE's `S2T0SZ` range: a stage-2 translation fault
+    /// (IHI 0070 sec. 3.4, stage 2 check 1), kept apart from a hole in the tables.
     AddressSize {
         iova: u64,
     },
@@ -211,7 +217,7 @@ pub fn walk(
             return Err(WalkFault::Translation { iova, level });
         }
         if d & AF == 0 {
-            return Err(WalkFault::Translation { iova, level });
+            return Err(WalkFault::AccessFlag { iova, level });
         }
         let ok = if write {
             d & S2AP_WRITE != 0

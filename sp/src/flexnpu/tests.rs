@@ -50,6 +50,9 @@ impl Bus for SmmuBus {
     fn mem_write_u64(&mut self, pa: u64, v: u64) -> bool {
         self.0.borrow_mut().mem_write_u64(pa, v)
     }
+    fn mem_read_u64(&mut self, pa: u64) -> Option<u64> {
+        self.0.borrow().mem_read_u64(pa)
+    }
 }
 
 /// Table pages from the shared memory, above the stream table and queue.
@@ -215,6 +218,8 @@ fn rig() -> Rig {
         strtab_log2: 8,
         cmdq_pa: TABLES + 0x4000,
         cmdq_log2: 2,
+        eventq_pa: TABLES + 0x5000,
+        eventq_log2: 4,
     };
     let drv = SecureSmmu::init(SmmuBus(smmu.clone()), layout).unwrap();
     let decprot = Rc::new(RefCell::new(decprot::RESET));

@@ -176,13 +176,15 @@ pub struct Machine {
 /// raises `S_GERROR.EVENTQ_ABT_ERR`).
 #[derive(Default)]
 pub struct PartitionRam {
-    /// `[start, end)` the SMMU may write: the enabled event queue, if inside partition RAM.
-    eventq: Option<(u64, u64)>,
+    /// What the SMMU may write: the enabled event queue, if inside partition RAM.
+    eventq: crate::devices::WriteWindow,
 }
 
 impl PartitionRam {
     pub const fn new() -> Self {
-        Self { eventq: None }
+        Self {
+            eventq: crate::devices::WriteWindow::NONE,
+        }
     }
 
     fn in_partitions(pa: u64) -> bool {
@@ -205,10 +207,7 @@ impl smmu::model::Memory for PartitionRam {
     }
 
     fn write_u64(&mut self, pa: u64, value: u64) -> bool {
-        let inside = self
-            .eventq
-            .is_some_and(|(s, e)| pa >= s && pa.checked_add(8).is_some_and(|end| end <= e));
-        if !inside || !Self::in_partitions(pa) {
+        if !self.eventq.permits(pa) || !Self::in_partitions(pa) {
             return false;
         }
         // SAFETY: an aligned word of the secure event queue the SP handed the SMMU, inside
@@ -220,9 +219,7 @@ impl smmu::model::Memory for PartitionRam {
 
     fn set_write_window(&mut self, window: Option<core::ops::Range<u64>>) {
         use testbed_layout::secure_ram::{PARTITIONS_BASE, PARTITIONS_END};
-        self.eventq = window
-            .filter(|w| w.start >= PARTITIONS_BASE && w.end <= PARTITIONS_END && w.start < w.end)
-            .map(|w| (w.start, w.end));
+        self.eventq = crate::devices::WriteWindow::new(window, PARTITIONS_BASE..PARTITIONS_END);
     }
 }
 

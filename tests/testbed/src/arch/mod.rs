@@ -189,7 +189,7 @@ impl PartitionRam {
 
     fn in_partitions(pa: u64) -> bool {
         use testbed_layout::secure_ram::{PARTITIONS_BASE, PARTITIONS_END};
-        pa.is_multiple_of(8) && pa >= PARTITIONS_BASE && pa < PARTITIONS_END - 7
+        pa.is_multiple_of(8) && (PARTITIONS_BASE..PARTITIONS_END - 7).contains(&pa)
     }
 }
 

@@ -8,20 +8,29 @@
 //! 4. its bus master made secure (TZPC), so the SMMU's secure stream table applies;
 //! 5. reset and scrubbed, so nothing the normal world left in it is used or leaks.
 //!
-//! [`FlexNpu::release`] reverses every step after waiting idle and scrubbing, so the next
-//! owner reads zeros from the NPU's internal buffers. Interrupts: the testbed's NPU has no
-//! interrupt line wired (jobs are polled), so the GIC routing step of DESIGN.md sec. 7 is
-//! absent here; on RK3588 it would move SPI 110-112 to Group 1 Secure.
+//! 6. its interrupt moved to the secure group ([`IrqSwitch`]: Hafnium's
+//!    `HF_INTERRUPT_RECONFIGURE`), so the normal world neither sees nor clears it.
 //!
-//! [`FlexNpu::gemm`] is the runtime hook in its first form: a matmul handed to the NPU while
-//! the SP goes on with CPU work (here the same product on the CPU, row by row, polling the NPU
+//! [`FlexNpu::release`] reverses every step after waiting idle and scrubbing, so the next
+//! owner reads zeros from the NPU's internal buffers. The SP polls its jobs; the interrupt
+//! is moved so that it cannot be used (or spoofed) by the normal world while secure.
+//!
+//! [`FlexNpu::gemm`] is the testbed's check of a secure job: a matmul handed to the NPU while
+//! the SP goes on with CPU work (the same product on the CPU, row by row, polling the NPU
 //! between rows), both timed, the outputs compared bit for bit.
+//!
+//! [`FlexNpu::offload_start`] / [`FlexNpu::offload_finish`] serve the runtime's
+//! `llm_runtime::kernels::MatmulOffload` hook while the NPU is the SP's: the weights are read
+//! in place (their pages mapped for the job at [`OFFLOAD_IOVA_W`], so only weights in secured
+//! memory are reachable: the firewall refuses the secure master anything else, and the job
+//! fails over to the CPU), the activations and outputs go through two staging buffers in the
+//! SP's own memory.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use flexserve_proto::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
-use llm_runtime::kernels::{BlockQ8_0, Kernels};
+use llm_runtime::kernels::{BlockQ8_0, Kernels, OffloadError};
 use npu_driver::{GemmJob, Job, Mode, Npu, NpuError};
 use smmu::cmd::Command as SmmuCommand;
 use smmu::s2::{Access, S2Tables, TableMemory};
@@ -34,6 +43,12 @@ use crate::flexmem::Clock;
 
 /// Where a secure job's buffers appear to the NPU (its secure stream's IOVAs).
 pub const IOVA_BASE: u64 = 0x1000_0000;
+/// Offloaded products: the weights' pages, the activations' and the outputs' staging buffers.
+pub const OFFLOAD_IOVA_W: u64 = 0x2000_0000;
+pub const OFFLOAD_IOVA_X: u64 = 0x3000_0000;
+pub const OFFLOAD_IOVA_Y: u64 = 0x3800_0000;
+/// Staging pages for each of X and Y (a prefill batch's activations / outputs).
+pub const STAGING_PAGES: usize = 64;
 /// The VMID of the NPU's secure stage-2 (its own; the SMMU tags TLB entries with it).
 const VMID: u16 = 1;
 /// Polls of the NPU before a job or an idle wait counts as stuck.
@@ -71,6 +86,28 @@ pub trait NpuControl {
         a: &NpuGemmArgs,
         region: &mut dyn RegionIo,
     ) -> Result<NpuGemmResult, NpuFault>;
+    /// The runtime's offload hook ([`FlexNpu::offload_start`]).
+    fn offload_start(&mut self, w: &[BlockQ8_0], x: &[BlockQ8_0], n: usize, rows: usize) -> bool;
+    fn offload_finish(&mut self, y: &mut [f32]) -> Result<(), OffloadError>;
+}
+
+/// The physical address of the SP's own memory at `ptr` (its map is the identity on the
+/// target; host tests translate).
+pub type PhysOf = fn(*const u8) -> u64;
+
+/// Moves the NPU's interrupt between the groups: `set_secure(intid, secure)` is true if the
+/// partition manager did it.
+#[derive(Clone, Copy)]
+pub struct IrqSwitch {
+    pub intid: u32,
+    pub set_secure: fn(u32, bool) -> bool,
+}
+
+/// A product in flight for the offload hook.
+struct InFlight {
+    n: usize,
+    rows: usize,
+    w_pages: usize,
 }
 
 /// The Flex-NPU switch over an NPU, the SMMU's secure side, the TZPC and memory for the
@@ -87,6 +124,11 @@ pub struct FlexNpu<N, B: Bus, R, M> {
     jobs: u64,
     clock: Clock,
     kernels: Kernels,
+    /// Staging pages for offloaded X and Y (allocated from the table memory on first use).
+    staging: Option<(Vec<u64>, Vec<u64>)>,
+    in_flight: Option<InFlight>,
+    phys: PhysOf,
+    irq: Option<IrqSwitch>,
     /// The last SMMU event record drained after a faulting job.
     last_smmu_event: Option<smmu::event::Record>,
 }
@@ -121,6 +163,10 @@ where
             // The runtime's reference kernel: the NPU's Q8_0 results are specified bit for bit
             // against it (the SIMD paths add the same block terms in other orders).
             kernels: Kernels::scalar(),
+            staging: None,
+            in_flight: None,
+            phys: |p| p as u64,
+            irq: None,
             last_smmu_event: None,
         }
     }
@@ -156,6 +202,22 @@ where
         }
     }
 
+    /// The NPU's interrupt, moved to the secure group while the SP holds the NPU.
+    pub fn with_irq(mut self, irq: IrqSwitch) -> Self {
+        self.irq = Some(irq);
+        self
+    }
+
+    fn irq_secure(&mut self, secure: bool) -> bool {
+        self.irq.is_none_or(|i| (i.set_secure)(i.intid, secure))
+    }
+
+    /// How to find the physical address of the SP's memory (the identity by default).
+    pub fn with_phys(mut self, phys: PhysOf) -> Self {
+        self.phys = phys;
+        self
+    }
+
     pub fn is_secure(&self) -> bool {
         self.secure
     }
@@ -188,10 +250,14 @@ where
             return Err(NpuFault::NotIdle);
         }
         let undo = |s: &mut Self, f: NpuFault| {
+            let _ = s.irq_secure(false);
             let _ = s.smmu.set_ste(s.sid, Ste::Abort);
             let _ = s.tzpc.allow_ns(decprot::RESET);
             f
         };
+        if !self.irq_secure(true) {
+            return Err(undo(self, NpuFault::Device));
+        }
         if self.s2.is_none() {
             self.s2 = Some(S2Tables::new(&mut self.tables).map_err(|_| NpuFault::NoMemory)?);
         }
@@ -226,6 +292,9 @@ where
         self.smmu
             .set_ste(self.sid, Ste::Abort)
             .map_err(|_| NpuFault::Smmu)?;
+        if !self.irq_secure(false) {
+            return Err(NpuFault::Device);
+        }
         self.tzpc
             .allow_ns(decprot::NPU_DMA_NS)
             .map_err(|_| NpuFault::Device)?;
@@ -415,10 +484,179 @@ where
     ) -> Result<NpuGemmResult, NpuFault> {
         FlexNpu::gemm(self, a, region)
     }
+    fn offload_start(&mut self, w: &[BlockQ8_0], x: &[BlockQ8_0], n: usize, rows: usize) -> bool {
+        FlexNpu::offload_start(self, w, x, n, rows)
+    }
+    fn offload_finish(&mut self, y: &mut [f32]) -> Result<(), OffloadError> {
+        FlexNpu::offload_finish(self, y)
+    }
 }
 
 #[cfg(test)]
 mod tests;
+
+impl<N, B, R, M> FlexNpu<N, B, R, M>
+where
+    N: Npu + NpuStatus,
+    B: Bus,
+    R: RegisterAccess,
+    M: TableMemory,
+{
+    fn staging(&mut self) -> Option<(Vec<u64>, Vec<u64>)> {
+        if self.staging.is_none() {
+            let tables = &mut self.tables;
+            let mut alloc =
+                |n| -> Option<Vec<u64>> { (0..n).map(|_| tables.alloc_page()).collect() };
+            let x = alloc(STAGING_PAGES)?;
+            let y = alloc(STAGING_PAGES)?;
+            self.staging = Some((x, y));
+        }
+        self.staging.clone()
+    }
+
+    /// Maps `pages` at `iova` (undone on failure).
+    fn map_at(&mut self, iova: u64, pages: &[u64], write: bool) -> bool {
+        let Some(s2) = self.s2.as_mut() else {
+            return false;
+        };
+        let acc = Access { read: true, write };
+        for (i, &pa) in pages.iter().enumerate() {
+            if s2
+                .map(&mut self.tables, iova + i as u64 * PAGE, pa, acc)
+                .is_err()
+            {
+                for j in 0..i {
+                    let _ = s2.unmap(&mut self.tables, iova + j as u64 * PAGE);
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    fn unmap_at(&mut self, iova: u64, n: usize) {
+        if let Some(s2) = self.s2.as_mut() {
+            for i in 0..n {
+                let _ = s2.unmap(&mut self.tables, iova + i as u64 * PAGE);
+            }
+        }
+    }
+
+    /// Starts `y = W x` on the NPU (the runtime's offload hook): `w` read where it lies,
+    /// `x` copied to the staging buffer. `false` (the CPU computes it) unless the NPU is the
+    /// SP's and idle and the shape fits.
+    pub fn offload_start(
+        &mut self,
+        w: &[BlockQ8_0],
+        x: &[BlockQ8_0],
+        n: usize,
+        rows: usize,
+    ) -> bool {
+        if !self.secure || self.in_flight.is_some() || n == 0 || rows == 0 {
+            return false;
+        }
+        let kb = x.len() / n;
+        let (x_bytes, y_bytes) = (x.len() * BlockQ8_0::BYTES, n * rows * 4);
+        let cap = STAGING_PAGES * PAGE as usize;
+        if kb == 0 || x.len() != n * kb || w.len() != rows * kb || x_bytes > cap || y_bytes > cap {
+            return false;
+        }
+        let w_pa = (self.phys)(w.as_ptr().cast());
+        let w_end = w_pa + (w.len() * BlockQ8_0::BYTES) as u64;
+        let first = w_pa & !(PAGE - 1);
+        let w_pages: Vec<u64> = (first..w_end).step_by(PAGE as usize).collect();
+        let Some((xs, ys)) = self.staging() else {
+            return false;
+        };
+        // X into its staging pages, 8 bytes at a time (they are table-memory pages).
+        let mut xb = block_bytes(x);
+        xb.resize(xb.len().next_multiple_of(8), 0);
+        for (i, c) in xb.chunks_exact(8).enumerate() {
+            let off = i * 8;
+            let pa = xs[off / PAGE as usize] + off as u64 % PAGE;
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            if !self.tables.write_u64(pa, word) {
+                return false;
+            }
+        }
+        let y_pages = y_bytes.div_ceil(PAGE as usize);
+        let x_pages = xb.len().div_ceil(PAGE as usize);
+        self.in_flight = Some(InFlight {
+            n,
+            rows,
+            w_pages: w_pages.len(),
+        });
+        if !(self.map_at(OFFLOAD_IOVA_W, &w_pages, false)
+            && self.map_at(OFFLOAD_IOVA_X, &xs[..x_pages], false)
+            && self.map_at(OFFLOAD_IOVA_Y, &ys[..y_pages], true)
+            && self.tlbi().is_ok())
+        {
+            self.end_offload();
+            return false;
+        }
+        let job = GemmJob::dense(
+            Mode::Q8_0,
+            n as u32,
+            rows as u32,
+            (kb * 32) as u32,
+            OFFLOAD_IOVA_W + (w_pa - first),
+            OFFLOAD_IOVA_X,
+            OFFLOAD_IOVA_Y,
+        );
+        if self.npu.submit(&Job::Gemm(job)).is_err() {
+            self.end_offload();
+            return false;
+        }
+        true
+    }
+
+    /// Unmaps everything an offloaded product mapped (unmapping what was not mapped is a no-op).
+    fn end_offload(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            self.unmap_at(OFFLOAD_IOVA_W, f.w_pages);
+            self.unmap_at(OFFLOAD_IOVA_X, STAGING_PAGES);
+            self.unmap_at(OFFLOAD_IOVA_Y, STAGING_PAGES);
+            let _ = self.tlbi();
+        }
+    }
+
+    /// The product started by [`Self::offload_start`], into `y`.
+    pub fn offload_finish(&mut self, y: &mut [f32]) -> Result<(), OffloadError> {
+        let Some(f) = self.in_flight.as_ref() else {
+            return Err(OffloadError::NothingStarted);
+        };
+        let (n, rows) = (f.n, f.rows);
+        let done = self.npu.wait(POLLS);
+        self.jobs += 1;
+        let result = match done {
+            Ok(_) if y.len() >= n * rows => self.read_y(&mut y[..n * rows]),
+            Ok(_) => Err(OffloadError::Device),
+            Err(NpuError::Timeout) => Err(OffloadError::Timeout),
+            Err(_) => Err(OffloadError::Device),
+        };
+        self.end_offload();
+        result
+    }
+
+    /// The outputs from the Y staging pages.
+    fn read_y(&mut self, y: &mut [f32]) -> Result<(), OffloadError> {
+        let ys = self
+            .staging
+            .as_ref()
+            .map(|s| s.1.clone())
+            .unwrap_or_default();
+        for (i, pair) in y.chunks_mut(2).enumerate() {
+            let off = i * 8;
+            let pa = ys.get(off / PAGE as usize).ok_or(OffloadError::Device)? + off as u64 % PAGE;
+            let v = self.tables.read_u64(pa).ok_or(OffloadError::Device)?;
+            pair[0] = f32::from_bits(v as u32);
+            if let Some(hi) = pair.get_mut(1) {
+                *hi = f32::from_bits((v >> 32) as u32);
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A small deterministic generator for the test operands (the client never sees them).
 struct Lcg(u64);

@@ -8,6 +8,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod rt;
 #[cfg(target_os = "none")]
+mod rt_flexmem;
+#[cfg(target_os = "none")]
 mod rt_npu;
 
 #[cfg(not(target_os = "none"))]

@@ -76,6 +76,8 @@ pub struct FlexNpuRegions {
     pub npu: Option<Region>,
     pub smmu: Option<Region>,
     pub tzpc: Option<Region>,
+    /// The `npu` region's interrupt (its first `interrupts` entry's INTID).
+    pub npu_irq: Option<u32>,
 }
 
 impl FlexNpuRegions {
@@ -267,10 +269,15 @@ impl SpManifest {
             firewall_dsu: device("firewall-dsu")?,
             window,
         };
+        let npu_irq = find_child(&fdt, "/device-regions", "npu")
+            .and_then(|n| n.property("interrupts"))
+            .and_then(|p| p.value.get(..4))
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         let flexnpu = FlexNpuRegions {
             npu: device("npu")?,
             smmu: device("smmu")?,
             tzpc: device("tzpc")?,
+            npu_irq,
         };
         Ok(SpManifest {
             ffa_version: prop_u32(root, "ffa-version")?,

@@ -9,7 +9,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use flexserve_sp::flexmem::Clock;
-use flexserve_sp::flexnpu::{FlexNpu, NpuControl};
+use flexserve_sp::flexnpu::{FlexNpu, IrqSwitch, NpuControl};
 use flexserve_sp::manifest::FlexNpuRegions;
 use npu_driver::testbed::{MmioBus, TestbedNpu};
 use smmu::{Bus, Layout as SmmuLayout, SecureSmmu};
@@ -142,6 +142,18 @@ impl NpuControl for Wired {
     ) -> Result<flexserve_proto::NpuGemmResult, flexserve_proto::NpuFault> {
         self.0.gemm(a, region)
     }
+    fn offload_start(
+        &mut self,
+        w: &[llm_runtime::kernels::BlockQ8_0],
+        x: &[llm_runtime::kernels::BlockQ8_0],
+        n: usize,
+        rows: usize,
+    ) -> bool {
+        self.0.offload_start(w, x, n, rows)
+    }
+    fn offload_finish(&mut self, y: &mut [f32]) -> Result<(), llm_runtime::kernels::OffloadError> {
+        self.0.offload_finish(y)
+    }
 }
 
 /// Flex-NPU from the manifest's regions, if it grants all three devices and they answer.
@@ -159,7 +171,7 @@ pub fn flexnpu_from(r: &FlexNpuRegions, clock: Clock) -> Option<Box<dyn NpuContr
     };
     let sid = npu.stream_id();
     // SAFETY: as above, the `tzpc` region.
-    let tzpc = match unsafe { super::rt::device_mmio(tzpc_r) }.map(Tzpc::new) {
+    let tzpc = match unsafe { super::rt_flexmem::device_mmio(tzpc_r) }.map(Tzpc::new) {
         Some(Ok(t)) => t,
         other => {
             log::warn!(
@@ -205,7 +217,30 @@ pub fn flexnpu_from(r: &FlexNpuRegions, clock: Clock) -> Option<Box<dyn NpuContr
         tzpc_r.base
     );
     let tables = TablePages { pages: Vec::new() };
-    Some(Box::new(Wired(FlexNpu::new(
-        npu, smmu, tzpc, tables, sid, clock,
-    ))))
+    let mut flex = FlexNpu::new(npu, smmu, tzpc, tables, sid, clock);
+    if let Some(intid) = r.npu_irq {
+        flex = flex.with_irq(IrqSwitch {
+            intid,
+            set_secure: interrupt_set_secure,
+        });
+    }
+    Some(Box::new(Wired(flex)))
+}
+
+/// Hafnium's `HF_INTERRUPT_RECONFIGURE(intid, INT_RECONFIGURE_SEC_STATE, secure)` (HVC).
+fn interrupt_set_secure(intid: u32, secure: bool) -> bool {
+    let r: u64;
+    // SAFETY: a paravirtualised call to the partition manager; it changes the interrupt's
+    // group and returns a status in x0 (x1-x3 are its arguments; the rest is preserved).
+    unsafe {
+        core::arch::asm!(
+            "hvc #0",
+            inout("x0") 0xff09u64 => r,
+            inout("x1") u64::from(intid) => _,
+            inout("x2") 1u64 => _,
+            inout("x3") u64::from(secure) => _,
+            options(nostack),
+        );
+    }
+    r == 0
 }

@@ -202,6 +202,16 @@ fn check_header_counts(bytes: &[u8]) -> Result<(), ProtoError> {
 }
 
 impl Serving {
+    /// Gives the loaded model a device for its offloadable products (`None`: CPU only).
+    pub fn set_offload(
+        &mut self,
+        d: Option<alloc::boxed::Box<dyn llm_runtime::kernels::MatmulOffload + Send>>,
+    ) {
+        if let Some(l) = self.loaded.as_mut() {
+            l.model.set_offload(d);
+        }
+    }
+
     pub fn new(hooks: Hooks) -> Self {
         Serving {
             hooks,

@@ -14,6 +14,7 @@ use flexserve_proto::{
     MAX_PAYLOAD_REGS, NpuFault, PROTOCOL_VERSION, ProtoError, Request, Response, SERVICE_UUID,
     SealedFault, Width, caps,
 };
+use llm_runtime::kernels::{BlockQ8_0, MatmulOffload, OffloadError};
 
 /// The memory service with the platform behind a trait object (SMCs and the runtime page table
 /// on the target, fakes in tests).
@@ -40,7 +41,22 @@ pub struct Service {
     memory: Option<Memory>,
     serving: Option<Serving>,
     flexmem: Option<FlexMem>,
-    flexnpu: Option<Box<dyn NpuControl + Send>>,
+    flexnpu: Option<SharedNpu>,
+}
+
+/// Flex-NPU, shared by the `Npu*` commands and the loaded model's offload hook.
+type SharedNpu = alloc::sync::Arc<spin::Mutex<Box<dyn NpuControl + Send>>>;
+
+/// The loaded model's [`MatmulOffload`] device: Flex-NPU, used while the NPU is the SP's.
+struct NpuOffload(SharedNpu);
+
+impl MatmulOffload for NpuOffload {
+    fn start(&mut self, w: &[BlockQ8_0], x: &[BlockQ8_0], n: usize, rows: usize) -> bool {
+        self.0.lock().offload_start(w, x, n, rows)
+    }
+    fn finish(&mut self, y: &mut [f32]) -> Result<(), OffloadError> {
+        self.0.lock().offload_finish(y)
+    }
 }
 
 impl core::fmt::Debug for Service {
@@ -128,7 +144,7 @@ impl Service {
     /// Serves the `Npu*` commands with `npu` (its secure jobs run on Flex-Mem regions, so it
     /// needs the memory service and Flex-Mem too).
     pub fn with_flexnpu(mut self, npu: Box<dyn NpuControl + Send>) -> Self {
-        self.flexnpu = Some(npu);
+        self.flexnpu = Some(alloc::sync::Arc::new(spin::Mutex::new(npu)));
         if self.flexmem.is_some() && self.capabilities & caps::DIRECT_REQ2 != 0 {
             self.capabilities |= caps::FLEX_NPU;
         }
@@ -137,9 +153,10 @@ impl Service {
 
     /// A Flex-NPU command.
     fn npu_request(&mut self, req: &Request<'_>) -> Result<Response<'static>, ProtoError> {
-        let Some(npu) = self.flexnpu.as_mut() else {
+        let Some(shared) = self.flexnpu.as_ref() else {
             return Err(ProtoError::Npu(NpuFault::NoNpu));
         };
+        let mut npu = shared.lock();
         match *req {
             Request::NpuAcquire => npu
                 .acquire()
@@ -234,12 +251,23 @@ impl Service {
             return Err(ProtoError::Unsupported(cmd));
         }
         let flexmem = self.flexmem.as_mut();
+        let offload = || {
+            self.flexnpu
+                .clone()
+                .map(|n| Box::new(NpuOffload(n)) as Box<dyn MatmulOffload + Send>)
+        };
         match *req {
             Request::ModelLoad { .. } if !PLAINTEXT_MODELS => Err(ProtoError::Unsupported(cmd)),
-            Request::ModelLoad { handle } => s.load(m, sender, handle).map(Response::Model),
+            Request::ModelLoad { handle } => s.load(m, sender, handle).map(|i| {
+                s.set_offload(offload());
+                Response::Model(i)
+            }),
             Request::ModelLoadSealed { package, dest, len } => s
                 .load_sealed(m, flexmem, sender, package, dest, len)
-                .map(Response::Model),
+                .map(|i| {
+                    s.set_offload(offload());
+                    Response::Model(i)
+                }),
             Request::DeviceKey => match s.device() {
                 Some(d) => Ok(Response::DeviceKey(d.key_reply())),
                 None => Err(ProtoError::Sealed {

@@ -8,10 +8,11 @@
 //! - `cargo xtask test [--only lint|host|aarch64|packages|scenarios]`: every test.
 //! - `cargo xtask scenario NAME`: one QEMU scenario.
 //! - `cargo xtask build [--platform qemu|fvp-base|rk3588|qemu-el3|all]`: SP packages (+ the QEMU flash image).
-//! - `cargo xtask bench [runtime|sealed]`: benchmarks, side by side with their peers (sealed: the
+//! - `cargo xtask bench [runtime|sealed|npu]`: benchmarks, side by side with their peers (sealed: the
 //!   model cipher with and without the ARMv8 crypto extensions).
 //! - `cargo xtask deps`: install what the commands need.
 
+mod bench_npu;
 mod bench_runtime;
 mod bench_sealed;
 mod deps;
@@ -121,8 +122,9 @@ const SCENARIOS: &[Scenario<'static>] = &[
     Scenario::sp_fault("sp-stack-overflow"),
 ];
 
-/// The scenarios `cargo xtask test` also runs on a one-CPU testbed.
-const ONE_CPU_TOO: &[&str] = &["messaging", "memory", "serve", "flexmem", "sp-panic"];
+/// The scenarios that need the NPU's own CPU (3 or more); `cargo xtask test` runs every other
+/// one on a one-CPU testbed too.
+const NEEDS_NPU_CPU: &[&str] = &["flexnpu"];
 
 /// The extra boot-configuration lines of scenario `name` (none for an unknown one).
 pub fn scenario_boot_extra(name: &str) -> &'static [&'static str] {
@@ -165,7 +167,7 @@ fn main() {
 
 fn usage() -> String {
     "usage: cargo xtask <run [--model M] [--plaintext] [SPMC] | test [--only STEP] | scenario NAME [SPMC] \
-     | build [--platform P] | bench [runtime|sealed] | deps>\n  \
+     | build [--platform P] | bench [runtime|sealed|npu] | deps>\n  \
      SPMC: --spmc testbed|hafnium|el3 [--tfa DIR] [--hafnium DIR] (default: the testbed)\n  \
      testbed: --smp N (CPUs, 1-4; default 3: two for the normal world, one for the NPU)"
         .into()
@@ -340,7 +342,13 @@ fn cmd_bench(args: &[String]) -> Result<()> {
             bench_runtime::run(rest)
         }
         Some("sealed") => bench_sealed::run_bench(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark `{other}` (runtime, sealed)")),
+        Some("npu") => {
+            deps::ensure()?;
+            bench_npu::run()
+        }
+        Some(other) => Err(format!(
+            "unknown benchmark `{other}` (runtime, sealed, npu)"
+        )),
     }
 }
 
@@ -472,14 +480,17 @@ fn cmd_test(args: &[String]) -> Result<()> {
         })?;
     }
     if want("scenarios") {
-        // Every scenario on the default machine (several CPUs), the quick ones on one CPU too.
+        // Every scenario on the default machine (several CPUs), and on one CPU those that can.
         for s in SCENARIOS {
             timed(&format!("scenario {}", s.name), &mut || {
                 run_scenario(s, Spmc::Testbed, &[])
             })?;
         }
         let one = ["--smp".to_string(), "1".to_string()];
-        for s in SCENARIOS.iter().filter(|s| ONE_CPU_TOO.contains(&s.name)) {
+        for s in SCENARIOS
+            .iter()
+            .filter(|s| !NEEDS_NPU_CPU.contains(&s.name))
+        {
             timed(&format!("scenario {} (1 CPU)", s.name), &mut || {
                 run_scenario(s, Spmc::Testbed, &one)
             })?;

@@ -41,6 +41,7 @@ pub mod detect;
 mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neon_q;
+pub mod offload;
 #[cfg(feature = "std")]
 mod pool;
 pub mod qdot;
@@ -55,6 +56,7 @@ mod x86_q;
 use core::fmt;
 
 pub use detect::CpuFeatures;
+pub use offload::{MIN_OFFLOAD_TOKENS, MatmulOffload, OffloadError};
 pub use qmat::{QActBlock, QActs, QBlock, QWeights, block_sums};
 
 /// Values per Q8_0 block.

@@ -9,9 +9,9 @@ use super::attention::{KvLayer, attention};
 use super::ops::{
     gelu_tanh, gelu_tanh_f16, prepare, product, rmsnorm, rmsnorm_in_place, rope, silu, softcap,
 };
-use super::{Config, GlobalWeights, LayerWeights, ModelError, Stage, Weights, limits};
+use super::{Config, GlobalWeights, LayerWeights, MatData, ModelError, Stage, Weights, limits};
 use crate::kernels::quants::{BlockQ8K, QK_K};
-use crate::kernels::{BlockQ8_0, Kernels, QK8_0};
+use crate::kernels::{BlockQ8_0, Kernels, MIN_OFFLOAD_TOKENS, MatmulOffload, QK8_0};
 
 /// Run-time sizing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +113,11 @@ pub struct Model {
     pos0: usize,
     /// Positions `0..filled` of the KV cache are valid.
     filled: usize,
+    /// A device that takes the V projection of prefill batches, if one is attached.
+    offload: Option<alloc::boxed::Box<dyn MatmulOffload + Send>>,
+    /// Products the device delivered, and those it declined or failed (then the CPU's).
+    pub offloaded: u64,
+    pub offload_fallbacks: u64,
 }
 
 impl fmt::Debug for Model {
@@ -195,7 +200,16 @@ impl Model {
             n: 0,
             pos0: 0,
             filled: 0,
+            offload: None,
+            offloaded: 0,
+            offload_fallbacks: 0,
         })
+    }
+
+    /// Attaches (or with `None` detaches) a device for the V projections of prefill batches
+    /// ([`MatmulOffload`]); the CPU computes everything the device does not deliver.
+    pub fn set_offload(&mut self, d: Option<alloc::boxed::Box<dyn MatmulOffload + Send>>) {
+        self.offload = d;
     }
 
     pub fn config(&self) -> &Config {
@@ -362,9 +376,29 @@ impl Model {
             rmsnorm(xb, x, w.attn_norm, eps, off);
         }
         prepare(&[&w.wq, &w.wk, &w.wv], &s.xb, &mut s.xq, &mut s.xk, n)?;
+        // V to the device if one takes it, Q and K on the CPU meanwhile.
+        let started = match (self.offload.as_mut(), w.wv.data()) {
+            (Some(d), MatData::Q8_0(wb)) if n >= MIN_OFFLOAD_TOKENS => {
+                let xq = &s.xq[..n * (dim / QK8_0)];
+                d.start(wb, xq, n, kv_dim)
+            }
+            _ => false,
+        };
         product(k, &w.wq, &s.xb, &s.xq, &s.xk, n, &mut s.q)?;
         product(k, &w.wk, &s.xb, &s.xq, &s.xk, n, &mut s.k)?;
-        product(k, &w.wv, &s.xb, &s.xq, &s.xk, n, &mut s.v)?;
+        let delivered = started
+            && self
+                .offload
+                .as_mut()
+                .is_some_and(|d| d.finish(&mut s.v[..n * kv_dim]).is_ok());
+        if delivered {
+            self.offloaded += 1;
+        } else {
+            if started {
+                self.offload_fallbacks += 1;
+            }
+            product(k, &w.wv, &s.xb, &s.xq, &s.xk, n, &mut s.v)?;
+        }
         if !qk.skip_qkv_bias {
             for (out, b, width) in [
                 (&mut s.q, w.bq, qd),

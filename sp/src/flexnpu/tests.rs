@@ -15,6 +15,7 @@ use smmu::model::{Memory, Smmuv3Model, VecMemory};
 use tzasc::tzpc::{DECPROT0_CLR, DECPROT0_SET, DECPROT0_STAT, PART_NUMBER, PERIPH_ID0};
 
 const TABLES: u64 = 0x0e40_0000;
+const TABLES_LEN: usize = 0x10_0000;
 const REGION: u64 = 0x5000_0000;
 const REGION_PAGES: usize = 64;
 const SID: u32 = 0x10;
@@ -102,10 +103,18 @@ struct NpuDma {
     smmu: Smmu,
     tzpc: Rc<RefCell<u32>>,
     region: Rc<RefCell<Vec<u8>>>,
+    /// The SP's own memory the NPU may reach too (staging pages live there).
+    tables: SharedMem,
+}
+
+/// Where a DMA byte lands.
+enum At {
+    Region(usize),
+    Tables(u64),
 }
 
 impl NpuDma {
-    fn pa(&self, iova: u64, write: bool) -> Result<usize, DmaFault> {
+    fn pa(&self, iova: u64, write: bool) -> Result<At, DmaFault> {
         let pa = if *self.tzpc.borrow() & decprot::NPU_DMA_NS == 0 {
             self.smmu
                 .borrow_mut()
@@ -117,27 +126,54 @@ impl NpuDma {
         } else {
             iova
         };
+        if (TABLES..TABLES + TABLES_LEN as u64).contains(&pa) {
+            return Ok(At::Tables(pa));
+        }
         pa.checked_sub(REGION)
             .map(|o| o as usize)
             .filter(|&o| o < REGION_PAGES * 0x1000)
+            .map(At::Region)
             .ok_or(DmaFault {
                 kind: DmaFaultKind::Bus,
                 iova,
             })
+    }
+
+    fn byte(&self, at: At) -> u8 {
+        match at {
+            At::Region(o) => self.region.borrow()[o],
+            At::Tables(pa) => {
+                let w = self.tables.read_u64(pa & !7).unwrap_or(0);
+                (w >> ((pa & 7) * 8)) as u8
+            }
+        }
+    }
+
+    fn set(&mut self, at: At, b: u8) {
+        match at {
+            At::Region(o) => self.region.borrow_mut()[o] = b,
+            At::Tables(pa) => {
+                let w = self.tables.read_u64(pa & !7).unwrap_or(0);
+                let sh = (pa & 7) * 8;
+                let w = (w & !(0xff << sh)) | u64::from(b) << sh;
+                self.tables.write_u64(pa & !7, w);
+            }
+        }
     }
 }
 
 impl Dma for NpuDma {
     fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), DmaFault> {
         for (i, b) in buf.iter_mut().enumerate() {
-            *b = self.region.borrow()[self.pa(iova + i as u64, false)?];
+            let at = self.pa(iova + i as u64, false)?;
+            *b = self.byte(at);
         }
         Ok(())
     }
     fn write(&mut self, iova: u64, data: &[u8]) -> Result<(), DmaFault> {
         for (i, &b) in data.iter().enumerate() {
             let at = self.pa(iova + i as u64, true)?;
-            self.region.borrow_mut()[at] = b;
+            self.set(at, b);
         }
         Ok(())
     }
@@ -211,7 +247,7 @@ fn now() -> u64 {
 }
 
 fn rig() -> Rig {
-    let mem = SharedMem(Rc::new(RefCell::new(VecMemory::new(TABLES, 0x4_0000))));
+    let mem = SharedMem(Rc::new(RefCell::new(VecMemory::new(TABLES, TABLES_LEN))));
     let smmu: Smmu = Rc::new(RefCell::new(Smmuv3Model::with_memory(8, mem.clone())));
     let layout = smmu::Layout {
         strtab_pa: TABLES,
@@ -233,6 +269,7 @@ fn rig() -> Rig {
             smmu: smmu.clone(),
             tzpc: decprot.clone(),
             region: bytes.clone(),
+            tables: mem.clone(),
         },
         hold: hold.clone(),
     };
@@ -246,7 +283,10 @@ fn rig() -> Rig {
         hz: || 1_000_000_000,
     };
     Rig {
-        flex: FlexNpu::new(npu, drv, tzpc, tables, SID, clock),
+        flex: FlexNpu::new(npu, drv, tzpc, tables, SID, clock).with_irq(IrqSwitch {
+            intid: 142,
+            set_secure: record_irq,
+        }),
         smmu,
         decprot,
         npu: model,
@@ -258,6 +298,21 @@ fn rig() -> Rig {
                 .collect(),
         },
     }
+}
+
+std::thread_local! {
+    /// The NPU interrupt's group as the fake partition manager last set it (per test thread).
+    static IRQ_SECURE: core::cell::Cell<Option<bool>> = const { core::cell::Cell::new(None) };
+}
+
+fn record_irq(intid: u32, secure: bool) -> bool {
+    assert_eq!(intid, 142);
+    IRQ_SECURE.with(|c| c.set(Some(secure)));
+    true
+}
+
+fn irq_secure() -> Option<bool> {
+    IRQ_SECURE.with(|c| c.get())
 }
 
 fn args(m: u32, n: u32, k: u32, flags: u32) -> NpuGemmArgs {
@@ -278,6 +333,7 @@ fn acquire_and_release_switch_every_step() {
     let s = r.flex.acquire().unwrap();
     assert_eq!(s.switches, 1);
     assert_eq!(*r.decprot.borrow(), 0, "MMIO and DMA secure");
+    assert_eq!(irq_secure(), Some(true), "interrupt in the secure group");
     assert!(matches!(r.smmu.borrow_mut().ste(SID), Ok(Ste::Stage2(_))));
     // Nothing is mapped for the NPU until a job maps its buffers.
     assert!(
@@ -290,6 +346,11 @@ fn acquire_and_release_switch_every_step() {
     let s = r.flex.release().unwrap();
     assert_eq!(s.switches, 2);
     assert_eq!(*r.decprot.borrow(), decprot::RESET);
+    assert_eq!(
+        irq_secure(),
+        Some(false),
+        "interrupt back to the normal world"
+    );
     assert_eq!(r.smmu.borrow_mut().ste(SID), Ok(Ste::Abort));
     assert_eq!(r.flex.release(), Err(NpuFault::NotSecure));
 }
@@ -311,6 +372,11 @@ fn a_busy_npu_stays_the_normal_worlds() {
     }
     assert_eq!(r.flex.acquire(), Err(NpuFault::NotIdle));
     assert_eq!(*r.decprot.borrow(), decprot::RESET);
+    assert_ne!(
+        irq_secure(),
+        Some(true),
+        "the interrupt stays the normal world's"
+    );
     assert_eq!(r.smmu.borrow_mut().ste(SID), Ok(Ste::Abort));
     assert!(!r.flex.is_secure());
 }
@@ -372,6 +438,53 @@ fn secure_gemm_through_the_secure_stream_matches_the_reference() {
         args(64, 4096, 4096, 0),
     ] {
         assert_eq!(r.flex.gemm(&bad, &mut r.region), Err(NpuFault::BadShape));
+    }
+    r.flex.release().unwrap();
+}
+
+/// Where the region's bytes lie on the host, for `phys` (a plain `fn`: a static).
+static REGION_HOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn region_phys(p: *const u8) -> u64 {
+    REGION + (p as u64 - REGION_HOST.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[test]
+fn the_runtime_hook_runs_products_on_the_npu_with_weights_in_place() {
+    let mut r = rig();
+    let (n, rows, kb) = (3usize, 64usize, 2usize);
+    let mut rng = Lcg(9);
+    let w = q8_blocks(&mut rng, rows * kb);
+    let x = q8_blocks(&mut rng, n * kb);
+    r.region.write(0x100, &block_bytes(&w));
+    let host = r.region.bytes.borrow().as_ptr() as u64;
+    REGION_HOST.store(host, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: `rows * kb` blocks (34 bytes each, 2-byte aligned at +0x100) were written at
+    // +0x100 of the region's buffer, which outlives this test's use and does not move.
+    let w_in_place: &[BlockQ8_0] =
+        unsafe { std::slice::from_raw_parts((host + 0x100) as *const BlockQ8_0, rows * kb) };
+    r.flex = std::mem::replace(&mut r.flex, rig().flex).with_phys(region_phys);
+    // Not the SP's NPU yet: declined.
+    assert!(!r.flex.offload_start(w_in_place, &x, n, rows));
+    r.flex.acquire().unwrap();
+    assert!(r.flex.offload_start(w_in_place, &x, n, rows));
+    // One product at a time.
+    assert!(!r.flex.offload_start(w_in_place, &x, n, rows));
+    let mut y = vec![0f32; n * rows];
+    r.flex.offload_finish(&mut y).unwrap();
+    let mut want = vec![0f32; n * rows];
+    Kernels::scalar().matmul(&w, &x, n, &mut want).unwrap();
+    assert_eq!(
+        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        r.flex.offload_finish(&mut y),
+        Err(OffloadError::NothingStarted)
+    );
+    // Everything it mapped is gone again.
+    for iova in [OFFLOAD_IOVA_W, OFFLOAD_IOVA_X, OFFLOAD_IOVA_Y] {
+        assert!(r.smmu.borrow_mut().translate(SID, iova, false).is_err());
     }
     r.flex.release().unwrap();
 }

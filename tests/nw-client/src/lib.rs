@@ -166,6 +166,13 @@ pub trait Env {
         (cores::ProbeCounts::default(), false)
     }
 
+    /// One 32-bit load from the GIC distributor's register `offset`, as the normal world sees
+    /// it (bits of secure interrupts read 0). `None` where the client does not know the GIC.
+    fn gicd_read32(&mut self, offset: usize) -> Option<u32> {
+        let _ = offset;
+        None
+    }
+
     /// One 32-bit load from register `offset` of the testbed's emulated NPU (`LDR Wt`; the
     /// testbed emulates it, or blocks it while the NPU is secure). `None` where there is no
     /// such NPU.

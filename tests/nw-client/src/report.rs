@@ -71,6 +71,8 @@ pub enum Needs {
     SpFailureHandling,
     /// A memory firewall the SP drives (the testbed's TZC-400 model; QEMU has none).
     MemoryFirewall,
+    /// An NPU the SP can take over (the testbed's NPU, SMMU and TZPC; QEMU has none).
+    Npu,
 }
 
 impl Needs {
@@ -81,6 +83,9 @@ impl Needs {
             Needs::SpFailureHandling => "needs the testbed's SP failure handling",
             Needs::MemoryFirewall => {
                 "needs a memory firewall (QEMU has no TZC-400; the testbed emulates one)"
+            }
+            Needs::Npu => {
+                "needs an NPU with an SMMU and a TZPC (QEMU has none; the testbed emulates them)"
             }
         }
     }

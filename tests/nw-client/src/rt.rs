@@ -425,6 +425,21 @@ impl Env for Machine {
         crate::cpu::prober_stop()
     }
 
+    fn gicd_read32(&mut self, offset: usize) -> Option<u32> {
+        // GICD: 64 KiB at virt::GICD_BASE.
+        if !on_testbed() || !offset.is_multiple_of(4) || offset >= 0x1_0000 {
+            return None;
+        }
+        let v: u32;
+        // SAFETY: a 32-bit load from the GIC distributor (first GiB: device mapped, in the NW's
+        // stage-2); reading its enable/pending registers has no side effect.
+        unsafe {
+            core::arch::asm!("ldr {v:w}, [{a}]", v = out(reg) v,
+                a = in(reg) virt::GICD_BASE + offset as u64, options(nostack, preserves_flags));
+        }
+        Some(v)
+    }
+
     fn npu_read32(&mut self, offset: usize) -> Option<u32> {
         if !on_testbed() || !offset.is_multiple_of(4) || offset >= virt::NPU_SIZE as usize {
             return None;

@@ -374,6 +374,16 @@ pub(crate) fn sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
             ],
             |i, out| same_output(out, &reference.outputs[i]),
         );
+        if c.capabilities() & flexserve_proto::caps::FLEX_NPU != 0 {
+            let jobs = npu_generation(c, io, &reference);
+            if let Ok(n) = &jobs {
+                r.note(format_args!(
+                    "with the NPU the SP's: {n} products ran on it (the V projection of each \
+                     layer of the prefill), text as the plaintext run's"
+                ));
+            }
+            r.check("sealed.generate_with_the_npu", jobs.map(|_| ()));
+        }
         let nonce = c.nonce(1);
         let report = c.attest(io, &nonce);
         r.check(
@@ -613,4 +623,33 @@ pub(crate) fn demo_sealed<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W
         }
     });
     r.check("demo.io_reclaimed", c.take_back(io));
+}
+
+/// With the NPU handed to the SP, the model's offloadable products (the V projections of
+/// prefill) run on it, the weights read in place from the secured model; the text is the same
+/// as the plaintext run's, and the NPU's job count grows by one per layer of the prefill.
+fn npu_generation<E: Env>(
+    c: &mut Ctx<'_, E>,
+    io: Handle,
+    reference: &crate::serve::Reference,
+) -> Result<u64, Fail> {
+    use crate::flexmem::Reply as NpuReply;
+    let jobs = |r: NpuReply| match r {
+        NpuReply::NpuSwitched(s) => Ok(s.jobs),
+        other => Err(f(format_args!("NPU switch: {other:x?}"))),
+    };
+    let before = jobs(c.flex_call(Request::NpuAcquire)?)?;
+    let out = c.generate_ok(
+        io,
+        crate::serve::DEMO_PROMPTS[0],
+        crate::serve::DEMO_TOKENS,
+        Sampling::GREEDY,
+    );
+    let after = jobs(c.flex_call(Request::NpuRelease)?)?;
+    let (_, out) = out?;
+    same_output(&out, &reference.outputs[0])?;
+    if after <= before {
+        fail!("no product ran on the NPU ({before} jobs before, {after} after)");
+    }
+    Ok(after - before)
 }

@@ -94,6 +94,10 @@ pub mod npu {
     /// The NPU's TZC-400 NSAID for non-secure DMA: FVP's default master id (0), which TF-A's
     /// NS DRAM regions let in.
     pub const NSAID: u8 = 0;
+    /// The NPU's interrupt: SPI 110 (GIC INTID 142), as RK3588's first NPU core. Level: the
+    /// testbed keeps it pending while the NPU's interrupt line is high. The SP's manifest
+    /// declares it on its `npu` device region (`interrupts`).
+    pub const INTID: u32 = 142;
 }
 
 /// How the testbed uses secure RAM.

@@ -350,6 +350,7 @@ mod tests {
             pages: 1,
             attributes,
             device,
+            interrupt: None,
         };
         // Secure memory only in the partitions' RAM, never the testbed's own.
         assert!(check_placement(&with(region(0x0e10_0000, 3, false))).is_err());
@@ -434,6 +435,14 @@ mod tests {
         );
         let t = find("tzc400");
         assert!(is_emulated_device(&t) && t.pages * PAGE == virt::TZC400_SIZE);
+        // The NPU's interrupt as the testbed raises it: non-secure at boot, level, SPI.
+        let n = find("npu");
+        assert!(is_emulated_device(&n));
+        assert_eq!(
+            n.interrupt,
+            Some((testbed_layout::npu::INTID, 0xaa0)),
+            "fvp/qemu/sp-manifest.dts npu interrupts"
+        );
         // Neither is mapped at load: the firewall decides (the heap and UART are).
         let mut sp = vec![Table::EMPTY; 8];
         let mut np = vec![Table::EMPTY; 4];
@@ -456,6 +465,7 @@ mod tests {
             pages: 2,
             attributes: 0xb,
             device: false,
+            interrupt: None,
         };
         m.region_count += 1;
         let mut sp = vec![Table::EMPTY; 8];

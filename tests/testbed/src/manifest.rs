@@ -50,6 +50,9 @@ pub struct Region {
     /// Manifest attributes: 0x1 R, 0x2 W, 0x4 X, 0x8 NS.
     pub attributes: u32,
     pub device: bool,
+    /// A device region's first `interrupts` entry: its INTID (an SPI, 32-1019) and attributes
+    /// (TF-A's binding: priority [7:0], secure [8], level [9], type [11:10]).
+    pub interrupt: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +236,7 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
             pages: 0,
             attributes: 0,
             device: false,
+            interrupt: None,
         }; MAX_REGIONS],
         region_count: 0,
     };
@@ -271,6 +275,23 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
             if m.region_count == MAX_REGIONS {
                 return Err(ManifestError::TooMany("regions"));
             }
+            // `interrupts = <intid attributes>...` (TF-A's binding); the first pair counts.
+            let interrupt = match r.property("interrupts") {
+                None => None,
+                Some(p) if device && p.value.len() >= 8 && p.value.len() % 8 == 0 => {
+                    let v = p.value;
+                    let id = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+                    let attr = u32::from_be_bytes([v[4], v[5], v[6], v[7]]);
+                    // Only SPIs (type 0b10) are device interrupts the testbed routes.
+                    if !(32..1020).contains(&id) || (attr >> 10) & 0b11 != 0b10 {
+                        return Err(ManifestError::BadValue("interrupts", u64::from(id)));
+                    }
+                    Some((id, attr))
+                }
+                Some(p) => {
+                    return Err(ManifestError::BadValue("interrupts", p.value.len() as u64));
+                }
+            };
             let node = r.name.split('@').next().unwrap_or(r.name);
             m.regions[m.region_count] = Region {
                 name: Name::new(node)
@@ -279,6 +300,7 @@ pub fn parse(dtb: &[u8]) -> Result<SpManifest, ManifestError> {
                 pages,
                 attributes,
                 device,
+                interrupt,
             };
             m.region_count += 1;
         }
@@ -373,28 +395,32 @@ mod tests {
                     base: 0x0e40_0000,
                     pages: 16,
                     attributes: 0x3,
-                    device: false
+                    device: false,
+                    interrupt: None,
                 },
                 Region {
                     name: Name::new("flexmem-window").unwrap(),
                     base: 0x5000_0000,
                     pages: 32768,
                     attributes: 0x3,
-                    device: false
+                    device: false,
+                    interrupt: None,
                 },
                 Region {
                     name: Name::new("uart").unwrap(),
                     base: 0x0904_0000,
                     pages: 1,
                     attributes: 0x3,
-                    device: true
+                    device: true,
+                    interrupt: None,
                 },
                 Region {
                     name: Name::new("tzc400").unwrap(),
                     base: 0x090c_0000,
                     pages: 1,
                     attributes: 0x3,
-                    device: true
+                    device: true,
+                    interrupt: None,
                 },
             ]
         );

@@ -329,6 +329,36 @@ fn load_sp(
     Ok((info, pc, regs, ns, sec))
 }
 
+/// Hafnium's paravirtualised `HF_INTERRUPT_RECONFIGURE(intid, command, value)`: an SP changes
+/// an interrupt its manifest declares (Hafnium `plat_ffa_interrupt_reconfigure`).
+const HF_INTERRUPT_RECONFIGURE: u64 = 0xff09;
+const INT_RECONFIGURE_TARGET_PE: u64 = 0;
+const INT_RECONFIGURE_SEC_STATE: u64 = 1;
+const INT_RECONFIGURE_STATUS: u64 = 2;
+
+/// Performs an `HF_INTERRUPT_RECONFIGURE`; 0 on success, -1 (as Hafnium) for an interrupt the
+/// SP does not own, an unknown command or value. The SP has one vCPU: its only target PE is 0.
+fn interrupt_reconfigure(declared: bool, intid: u64, command: u64, value: u64) -> u64 {
+    let Ok(id) = u32::try_from(intid) else {
+        return u64::MAX;
+    };
+    if !declared || !super::gic::is_spi(id) {
+        return u64::MAX;
+    }
+    match (command, value) {
+        (INT_RECONFIGURE_SEC_STATE, 0 | 1) => {
+            super::gic::spi_set_secure(id, value == 1);
+            0
+        }
+        (INT_RECONFIGURE_STATUS, 0 | 1) => {
+            super::gic::spi_enable(id, value == 1);
+            0
+        }
+        (INT_RECONFIGURE_TARGET_PE, 0) => 0,
+        _ => u64::MAX,
+    }
+}
+
 /// Loads this CPU's EL2 registers for running the SP (both stage-2 IPA spaces, traps, timer,
 /// the MIDR/MPIDR it sees) and drops whatever the TLBs hold for its VMID.
 fn load_sp_el2() {
@@ -538,6 +568,16 @@ fn run_sp_here(vcpu: &mut Ctx, el1: &mut [u64; asm::EL1_COUNT]) -> Ran {
             return Ran::Aborted(reply);
         }
         let args = vcpu.regs18();
+        if args[0] & 0xffff_ffff == HF_INTERRUPT_RECONFIGURE {
+            let declared = st.spmc.sp.as_ref().is_some_and(|sp| {
+                sp.manifest
+                    .regions()
+                    .iter()
+                    .any(|r| r.interrupt.is_some_and(|(id, _)| u64::from(id) == args[1]))
+            });
+            vcpu.x[0] = interrupt_reconfigure(declared, args[1], args[2], args[3]);
+            continue;
+        }
         let act = st.spmc.sp_call(&args, &mut st.hw, &mut super::Uart);
         if !matches!(act, SpAction::Resume { .. }) {
             save_el1(el1);
@@ -674,6 +714,11 @@ extern "C" fn spmc_main() -> ! {
             hw.sp_ns = Some(ns);
             hw.sp_sec = Some(sec);
             gate_regions(&info, &mut hw);
+            // The SP's device interrupts as its manifest declares them (Hafnium configures
+            // them at boot the same way).
+            for (id, attr) in info.manifest.regions().iter().filter_map(|r| r.interrupt) {
+                super::gic::spi_configure(id, attr & 1 << 8 != 0, attr & 1 << 9 != 0, attr as u8);
+            }
             prepare_vcpu(vcpu, entry, &regs);
             log!(
                 "testbed: entering SP {:#x} at {entry:#x} (S-EL1, x0={:#x})",

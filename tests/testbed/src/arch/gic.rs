@@ -112,3 +112,79 @@ pub fn wait() {
     unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
     ack();
 }
+
+/// Distributor registers for one SPI (GICv3, Arm IHI 0069 sec. 12.9), reached directly: the
+/// monitor's GicV3 instance lives only through `init`, and these single-register updates need
+/// no more (read-modify-writes are serialised by [`SPI_LOCK`]).
+mod gicd {
+    pub const ISENABLER: u64 = 0x100;
+    pub const ICENABLER: u64 = 0x180;
+    pub const ISPENDR: u64 = 0x200;
+    pub const ICPENDR: u64 = 0x280;
+    pub const IGROUPR: u64 = 0x080;
+    pub const IGRPMODR: u64 = 0xd00;
+    pub const IPRIORITYR: u64 = 0x400;
+    pub const ICFGR: u64 = 0xc00;
+}
+
+static SPI_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+fn gicd_reg(bank: u64, intid: u32, bits_per: u32) -> (*mut u32, u32) {
+    let per_word = 32 / bits_per;
+    let addr = virt::GICD_BASE + bank + 4 * u64::from(intid / per_word);
+    (addr as *mut u32, (intid % per_word) * bits_per)
+}
+
+fn rmw(bank: u64, intid: u32, bits_per: u32, value: u32) {
+    let (r, shift) = gicd_reg(bank, intid, bits_per);
+    let mask = ((1u64 << bits_per) - 1) as u32;
+    let _g = SPI_LOCK.lock();
+    // SAFETY: a distributor register of an SPI (`intid` < 1020, checked by the callers), which
+    // the monitor accesses as secure; the read-modify-write is under SPI_LOCK.
+    unsafe { r.write_volatile((r.read_volatile() & !(mask << shift)) | (value & mask) << shift) };
+}
+
+fn set_bit(bank: u64, intid: u32) {
+    let (r, shift) = gicd_reg(bank, intid, 1);
+    // SAFETY: a write-1-to-set/clear register of an SPI; writing zeros elsewhere changes nothing.
+    unsafe { r.write_volatile(1 << shift) };
+}
+
+/// Whether `intid` is an SPI.
+pub fn is_spi(intid: u32) -> bool {
+    (32..1020).contains(&intid)
+}
+
+/// Sets an SPI up as a manifest declares it: group (Group 1 Secure or Non-secure), level or
+/// edge, priority, enabled.
+pub fn spi_configure(intid: u32, secure: bool, level: bool, priority: u8) {
+    if !is_spi(intid) {
+        return;
+    }
+    spi_set_secure(intid, secure);
+    rmw(gicd::ICFGR, intid, 2, if level { 0 } else { 2 });
+    rmw(gicd::IPRIORITYR, intid, 8, u32::from(priority));
+    spi_enable(intid, true);
+}
+
+/// Group 1 Secure (`secure`) or Group 1 Non-secure: who may see and handle it.
+pub fn spi_set_secure(intid: u32, secure: bool) {
+    if !is_spi(intid) {
+        return;
+    }
+    rmw(gicd::IGROUPR, intid, 1, u32::from(!secure));
+    rmw(gicd::IGRPMODR, intid, 1, u32::from(secure));
+}
+
+pub fn spi_enable(intid: u32, on: bool) {
+    if is_spi(intid) {
+        set_bit(if on { gicd::ISENABLER } else { gicd::ICENABLER }, intid);
+    }
+}
+
+/// A level interrupt's line, as the pending bit (nobody acknowledges it: everything runs masked).
+pub fn spi_set_pending(intid: u32, high: bool) {
+    if is_spi(intid) {
+        set_bit(if high { gicd::ISPENDR } else { gicd::ICPENDR }, intid);
+    }
+}

@@ -90,6 +90,8 @@ pub fn access(a: &Access, x: &mut [u64; 31]) -> bool {
     let rang = match NPU.try_lock() {
         Some(mut m) => {
             mmio::emulate(a, &mut [&mut Regs(&mut m)], x);
+            // The interrupt line follows IRQ_STATUS & IRQ_MASK (a clear, a reset).
+            gic::spi_set_pending(npu::INTID, m.irq_line());
             m.has_pending()
         }
         None => {
@@ -225,6 +227,7 @@ pub fn run(cpu: usize) -> ! {
         let mut path = Path { denied: None };
         m.run_pending(&mut path);
         let t1 = reg::cntpct();
+        gic::spi_set_pending(npu::INTID, m.irq_line());
         drop(m);
         JOBS.fetch_add(1, Ordering::AcqRel);
         if let Some((iova, d)) = path.denied {

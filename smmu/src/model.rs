@@ -92,8 +92,9 @@ impl Transaction {
 pub trait Memory {
     fn read_u64(&self, pa: u64) -> Option<u64>;
     /// `false` if `pa` is not memory the model may write (the SMMU sees an external abort).
-    /// The model writes only event records, inside the window last given to
-    /// [`Memory::set_write_window`].
+    /// The SMMU's own writes are only event records, inside the window last given to
+    /// [`Memory::set_write_window`]; the model's [`Bus::mem_write_u64`] (the CPU's table
+    /// writes, in host tests) comes here too.
     fn write_u64(&mut self, pa: u64, value: u64) -> bool;
     /// Where the SMMU may write from now on: the secure event queue as software programmed it
     /// (`S_EVENTQ_BASE`), `None` while the queue is disabled. A memory that guards what the
@@ -161,7 +162,7 @@ pub struct Smmuv3Model<M = VecMemory> {
     mem: M,
     /// Commands the model executed, in order (for tests and the testbed's log).
     pub executed: Vec<Command>,
-    /// What became of the last event the model raised (for tests and the testbed's log).
+    /// What became of the last event the model raised (for tests).
     pub last_delivery: Option<(Event, Delivery)>,
 }
 

@@ -32,7 +32,7 @@
 //! | 0x08 | `C_BAD_SUBSTREAMID` (7.3.9) | a SubstreamID on a stream with stage 1 disabled |
 //! | 0x0b | `F_WALK_EABT` (7.3.12) | a stage-2 descriptor address is not memory |
 //! | 0x10 | `F_TRANSLATION` (7.3.13) | no valid descriptor, or IPA beyond `S2T0SZ` (stage 2) |
-//! | 0x11 | `F_ADDR_SIZE` (7.3.14) | input beyond the IAS with stage 1 bypassed (S2 = 0) |
+//! | 0x11 | `F_ADDR_SIZE` (7.3.14) | input beyond the IAS with stage 1 bypassed (S2 = 0); a descriptor's output beyond `S2PS` (S2 = 1) |
 //! | 0x12 | `F_ACCESS` (7.3.15) | page descriptor with AF = 0 |
 //! | 0x13 | `F_PERMISSION` (7.3.16) | `S2AP` forbids the access |
 //!

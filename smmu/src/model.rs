@@ -319,6 +319,7 @@ impl<M: Memory> Smmuv3Model<M> {
                     Event::Translation(fault(true, true))
                 }
                 WalkFault::AccessFlag { .. } => Event::AccessFlag(fault(true, true)),
+                WalkFault::OutputSize { .. } => Event::AddressSize(fault(true, true)),
                 WalkFault::Permission { .. } => Event::Permission(fault(true, true)),
                 WalkFault::External { pa } => Event::WalkAbort {
                     fault: fault(true, false),

@@ -17,6 +17,8 @@ const SID: u32 = 5;
 const RW_IOVA: u64 = 0x1000_0000;
 const RO_IOVA: u64 = 0x1000_1000;
 const HOLE_IOVA: u64 = 0x1000_2000;
+/// Mapped to a page above 4 GiB (out of range for a 32-bit `S2PS`).
+const HIGH_IOVA: u64 = 0x1000_3000;
 
 /// Model memory whose writes can be made to fail (an interconnect that aborts them).
 struct Flaky {
@@ -83,6 +85,7 @@ fn rig_with(layout: Layout, m: Model) -> SecureSmmu<Model> {
     };
     t.map(&mut pages, RW_IOVA, 0x6000_0000, rw).unwrap();
     t.map(&mut pages, RO_IOVA, 0x6000_1000, ro).unwrap();
+    t.map(&mut pages, HIGH_IOVA, 0x1_0000_0000, rw).unwrap();
     s.set_ste(SID, Ste::Stage2(t.stage2(1))).unwrap();
     s
 }
@@ -226,6 +229,28 @@ fn configuration_errors_record_their_events() {
             })),
             Ok(Event::Translation(stage2_fault(1 << 33, true))),
         ]
+    );
+}
+
+#[test]
+fn an_output_beyond_s2ps_records_a_stage2_f_addr_size() {
+    let mut s = rig();
+    assert_eq!(s.bus().translate(SID, HIGH_IOVA, true), Ok(0x1_0000_0000));
+    let Ok(Ste::Stage2(wide)) = s.bus().ste(SID) else {
+        panic!("no stage-2 STE");
+    };
+    s.set_ste(SID, Ste::Stage2(crate::ste::Stage2 { ps: 0, ..wide }))
+        .unwrap();
+    assert_eq!(
+        s.bus().translate(SID, HIGH_IOVA + 4, false),
+        Err(Fault::Walk(WalkFault::OutputSize {
+            iova: HIGH_IOVA + 4,
+            level: 3
+        }))
+    );
+    assert_eq!(
+        drain(&mut s).0,
+        [Ok(Event::AddressSize(stage2_fault(HIGH_IOVA + 4, true)))]
     );
 }
 

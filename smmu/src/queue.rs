@@ -16,6 +16,14 @@ impl Queue {
         (log2size <= MAX_LOG2SIZE).then_some(Self { log2size })
     }
 
+    /// The queue an SMMU uses for a programmed `LOG2SIZE`: capped at the maximum, as the
+    /// architecture caps it at `SMMU_IDR1.*QS`.
+    pub fn capped(log2size: u32) -> Self {
+        Self {
+            log2size: log2size.min(MAX_LOG2SIZE),
+        }
+    }
+
     pub fn log2size(self) -> u32 {
         self.log2size
     }

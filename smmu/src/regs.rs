@@ -5,6 +5,8 @@
 //! `_CONS` are in page 0 too). Cross-checked against QEMU's `hw/arm/smmuv3-internal.h` secure
 //! register additions.
 
+/// `SMMU_IDR1` (non-secure page 0, readable by secure software): queue size limits.
+pub const IDR1: usize = 0x0004;
 /// Secure ID registers 0..4.
 pub const S_IDR0: usize = 0x8000;
 pub const S_IDR1: usize = 0x8004;
@@ -37,13 +39,57 @@ pub const S_IDR1_SEL2: u32 = 1 << 29;
 /// `S_IDR1.S_SIDSIZE` [5:0]: secure stream-id width.
 pub const S_IDR1_SIDSIZE_MASK: u32 = 0x3f;
 
+/// `SMMU_IDR1.EVENTQS` [20:16] and `CMDQS` [25:21]: the largest queue `LOG2SIZE` the SMMU
+/// uses (a larger programmed value is capped to it), shared by both security states.
+pub const IDR1_EVENTQS_SHIFT: u32 = 16;
+pub const IDR1_CMDQS_SHIFT: u32 = 21;
+pub const IDR1_QS_MASK: u32 = 0x1f;
+
 /// `S_CR0` / `S_CR0ACK` enables.
 pub const CR0_SMMUEN: u32 = 1 << 0;
 pub const CR0_EVENTQEN: u32 = 1 << 2;
 pub const CR0_CMDQEN: u32 = 1 << 3;
 
-/// `S_GERROR` / `S_GERRORN` bit: the command queue stopped on an error (see `CONS.ERR`).
+/// `S_CR2.RECINVSID`: record `C_BAD_STREAMID` for secure stream ids outside the stream table
+/// (IHI 0070 sec. 6.3.60; without it such transactions abort silently).
+pub const CR2_RECINVSID: u32 = 1 << 1;
+
+/// `S_GERROR` / `S_GERRORN` bits (IHI 0070 sec. 6.3.67-68, 7.5). An error is active while
+/// `GERROR[x] != GERRORN[x]`; the SMMU toggles `GERROR[x]` only for an inactive error, and
+/// software acknowledges by toggling `GERRORN[x]` to match.
+///
+/// The command queue stopped on an error (see `CONS.ERR`); no commands run while active.
 pub const GERROR_CMDQ_ERR: u32 = 1 << 0;
+/// A write of the secure event queue aborted; no records are delivered while active.
+pub const GERROR_EVENTQ_ABT_ERR: u32 = 1 << 2;
+/// A CMD_SYNC MSI write aborted.
+pub const GERROR_MSI_CMDQ_ABT_ERR: u32 = 1 << 4;
+/// An event queue MSI write aborted.
+pub const GERROR_MSI_EVENTQ_ABT_ERR: u32 = 1 << 5;
+/// A GERROR MSI write aborted.
+pub const GERROR_MSI_GERROR_ABT_ERR: u32 = 1 << 7;
+/// The SMMU entered service failure mode (acknowledging does not leave it).
+pub const GERROR_SFM_ERR: u32 = 1 << 8;
+/// An error on a secure ECMDQ control page.
+pub const GERROR_CMDQP_ERR: u32 = 1 << 9;
+/// Every bit `S_GERROR` defines (bits 1, 3, 6 and [31:10] are RES0 on the secure side).
+pub const S_GERROR_MASK: u32 = GERROR_CMDQ_ERR
+    | GERROR_EVENTQ_ABT_ERR
+    | GERROR_MSI_CMDQ_ABT_ERR
+    | GERROR_MSI_EVENTQ_ABT_ERR
+    | GERROR_MSI_GERROR_ABT_ERR
+    | GERROR_SFM_ERR
+    | GERROR_CMDQP_ERR;
+
+/// `S_EVENTQ_PROD.OVFLG` / `S_EVENTQ_CONS.OVACKFLG` (bit 31; IHI 0070 sec. 6.3.78-79, 7.4):
+/// the SMMU toggles OVFLG when it drops a record for a full queue, unless an overflow is
+/// already unacknowledged (OVFLG != OVACKFLG); software acknowledges by writing CONS with
+/// OVACKFLG = the OVFLG it read.
+pub const EVENTQ_OVFLG: u32 = 1 << 31;
+/// `S_EVENTQ_PROD.WR` / `CONS.RD` [19:0]: index plus wrap bit.
+pub const EVENTQ_PTR_MASK: u32 = (1 << 20) - 1;
+/// Bytes per event queue entry.
+pub const EVENTQ_ENTRY_BYTES: u64 = 32;
 
 /// `S_GBPA.ABORT`: transactions of streams with no configuration abort while SMMUEN=0.
 pub const GBPA_ABORT: u32 = 1 << 20;

@@ -54,11 +54,16 @@ pub enum S2Error {
     NoMemory,
 }
 
-/// Why a device access does not translate (stage-2 faults, `F_TRANSLATION` /
-/// `F_PERMISSION` / `F_WALK_EABT`).
+/// Why a device access does not translate (stage-2 faults; the event each one records is in
+/// [`crate::event`]'s table: `F_TRANSLATION`, `F_ACCESS`, `F_PERMISSION`, `F_WALK_EABT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkFault {
     Translation {
+        iova: u64,
+        level: u8,
+    },
+    /// The page descriptor has AF = 0 (the STEs leave `S2AFFD` clear, so this faults).
+    AccessFlag {
         iova: u64,
         level: u8,
     },
@@ -66,11 +71,18 @@ pub enum WalkFault {
         iova: u64,
         write: bool,
     },
+    /// A table or page descriptor outputs an address beyond the STE's `S2PS` (a stage-2
+    /// address size fault, IHI 0070 sec. 3.4 stage 2 check 2).
+    OutputSize {
+        iova: u64,
+        level: u8,
+    },
     /// A table address outside the walker's memory.
     External {
         pa: u64,
     },
-    /// The input address is beyond the STE's `S2T0SZ`.
+    /// The input address is beyond the STE's `S2T0SZ` range: a stage-2 translation fault
+    /// (IHI 0070 sec. 3.4, stage 2 check 1), kept apart from a hole in the tables.
     AddressSize {
         iova: u64,
     },
@@ -194,6 +206,8 @@ pub fn walk(
         // Level-0 starts need a 48-bit IOVA; the builder never makes them.
         return Err(WalkFault::Translation { iova, level: 0 });
     }
+    // S2PS as ID_AA64MMFR0.PARange: 32, 36, 40, 42, 44, 48 bits.
+    let ps_bits: u32 = [32, 36, 40, 42, 44, 48][usize::from(s2.ps.min(5))];
     let mut table = s2.ttb & OA_MASK;
     for level in start..=3u8 {
         let slot = table + 8 * index(iova, level);
@@ -201,6 +215,9 @@ pub fn walk(
         let is_table_or_page = d & TABLE_OR_PAGE != 0;
         if d & VALID == 0 || (level == 3 && !is_table_or_page) {
             return Err(WalkFault::Translation { iova, level });
+        }
+        if (d & OA_MASK) >> ps_bits != 0 {
+            return Err(WalkFault::OutputSize { iova, level });
         }
         if level < 3 && is_table_or_page {
             table = d & OA_MASK;
@@ -211,7 +228,7 @@ pub fn walk(
             return Err(WalkFault::Translation { iova, level });
         }
         if d & AF == 0 {
-            return Err(WalkFault::Translation { iova, level });
+            return Err(WalkFault::AccessFlag { iova, level });
         }
         let ok = if write {
             d & S2AP_WRITE != 0
@@ -306,6 +323,32 @@ mod tests {
             walk(&mut m, &s2, 1 << 32, false),
             Err(WalkFault::AddressSize { iova: 1 << 32 })
         );
+        // With a 32-bit S2PS, the page at 0x1_2345_6000 is out of range (F_ADDR_SIZE).
+        let narrow = Stage2 { ps: 0, ..s2 };
+        assert_eq!(
+            walk(&mut m, &narrow, 0x4000_0abc, false),
+            Err(WalkFault::OutputSize {
+                iova: 0x4000_0abc,
+                level: 3
+            })
+        );
+        assert_eq!(walk(&mut m, &narrow, 0x4000_1008, false), Ok(0x9008));
+        // AF = 0 in the page descriptor: an access flag fault (F_ACCESS), not a hole.
+        let (slot, d) = m
+            .words
+            .iter()
+            .map(|(&a, &d)| (a, d))
+            .find(|&(_, d)| d & OA_MASK == 0x9000)
+            .unwrap();
+        m.words.insert(slot, d & !AF);
+        assert_eq!(
+            walk(&mut m, &s2, 0x4000_1008, false),
+            Err(WalkFault::AccessFlag {
+                iova: 0x4000_1008,
+                level: 3
+            })
+        );
+        m.words.insert(slot, d);
         // 1 root + 1 level-2 + 1 level-3 table.
         assert_eq!(m.next, 0x8000_0000 + 3 * PAGE);
         t.unmap(&mut m, 0x4000_0000).unwrap();

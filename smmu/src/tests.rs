@@ -1,3 +1,5 @@
+mod eventq;
+
 use super::*;
 use crate::model::{Fault, Smmuv3Model};
 use crate::ste::Stage2;
@@ -8,6 +10,8 @@ const LAYOUT: Layout = Layout {
     strtab_log2: 4,
     cmdq_pa: MEM + 0x1000,
     cmdq_log2: 2,
+    eventq_pa: MEM + 0x1800,
+    eventq_log2: 3,
 };
 const S2: Stage2 = Stage2 {
     vmid: 1,
@@ -98,6 +102,9 @@ impl Bus for Corrupting {
             return self.model.mem_write_u64(pa, 0x7f); // no such opcode
         }
         self.model.mem_write_u64(pa, v)
+    }
+    fn mem_read_u64(&mut self, pa: u64) -> Option<u64> {
+        self.model.mem_read_u64(pa)
     }
 }
 

@@ -129,6 +129,8 @@ pub struct FlexNpu<N, B: Bus, R, M> {
     in_flight: Option<InFlight>,
     phys: PhysOf,
     irq: Option<IrqSwitch>,
+    /// The last SMMU event record drained after a faulting job.
+    last_smmu_event: Option<smmu::event::Record>,
 }
 
 impl<N, B, R, M> FlexNpu<N, B, R, M>
@@ -165,6 +167,38 @@ where
             in_flight: None,
             phys: |p| p as u64,
             irq: None,
+            last_smmu_event: None,
+        }
+    }
+
+    /// The last SMMU event record drained after a faulting job (the log has them all).
+    pub fn last_smmu_event(&self) -> Option<smmu::event::Record> {
+        self.last_smmu_event
+    }
+
+    /// After a job faulted: drains the SMMU's secure event queue into the log (the fault's
+    /// own record is among them) and acknowledges a queue write abort, so the next fault is
+    /// recorded too.
+    fn log_smmu_events(&mut self) {
+        let mut last = None;
+        let drained = self.smmu.drain_events(|r| {
+            log::warn!("Flex-NPU: SMMU event {r:?}");
+            last = Some(r);
+        });
+        match drained {
+            Ok(d) => {
+                if d.overflowed {
+                    log::warn!("Flex-NPU: SMMU event queue overflowed, records were lost");
+                }
+                if d.write_aborted {
+                    let g = self.smmu.gerror();
+                    log::warn!("Flex-NPU: SMMU event queue write aborted ({g:?}), acknowledged");
+                }
+            }
+            Err(e) => log::warn!("Flex-NPU: SMMU event queue unreadable: {e:?}"),
+        }
+        if last.is_some() {
+            self.last_smmu_event = last;
         }
     }
 
@@ -418,6 +452,7 @@ where
                 res.fault_kind = npu_driver::testbed::fault_code(f.kind);
                 res.fault_iova = f.iova.unwrap_or(0);
                 res.mismatches = (m * n) as u32;
+                self.log_smmu_events();
             }
             Ok(None) | Err(_) => {
                 self.unmap(pages.len());

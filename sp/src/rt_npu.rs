@@ -1,7 +1,7 @@
 //! Flex-NPU's wiring on the target: the manifest's `npu`, `smmu` and `tzpc` device regions
 //! (mapped as device memory by the runtime map) behind the drivers, and heap pages for the
-//! SMMU's stream table, command queue and the NPU's stage-2 tables (the SP's map is the
-//! identity, so a heap address is the physical address the SMMU walks).
+//! SMMU's stream table, command queue, secure event queue and the NPU's stage-2 tables (the
+//! SP's map is the identity, so a heap address is the physical address the SMMU walks).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -16,9 +16,11 @@ use smmu::{Bus, Layout as SmmuLayout, SecureSmmu};
 use tzasc::tzpc::Tzpc;
 
 const PAGE: usize = 0x1000;
-/// A 256-entry linear stream table (16 KiB) and a 4-entry command queue.
+/// A 256-entry linear stream table (16 KiB), a 4-entry command queue and a 128-record event
+/// queue (one page, so aligned to its size).
 const STRTAB_LOG2: u32 = 8;
 const CMDQ_LOG2: u32 = 2;
+const EVENTQ_LOG2: u32 = 7;
 
 /// Zeroed, page-aligned heap memory that lives as long as the SP (the SMMU may read it at any
 /// time after it is handed over).
@@ -34,8 +36,10 @@ fn pages(n: usize) -> Option<u64> {
 struct SmmuMmio {
     base: NonNull<u8>,
     len: usize,
-    /// `[start, end)` of the stream table and of the command queue.
+    /// `[start, end)` of the stream table and of the command queue (the driver writes them).
     tables: [(u64, u64); 2],
+    /// `[start, end)` of the event queue (the SMMU writes it, the driver reads it).
+    eventq: (u64, u64),
 }
 
 impl SmmuMmio {
@@ -74,6 +78,14 @@ impl Bus for SmmuMmio {
             unsafe { (pa as *mut u64).write_volatile(value) };
         }
         ok
+    }
+    fn mem_read_u64(&mut self, pa: u64) -> Option<u64> {
+        let (s, e) = self.eventq;
+        // SAFETY: an aligned word of the event queue this SP allocated for the SMMU (identity
+        // map: VA = PA); no Rust reference covers it, and the SMMU writes it only before
+        // moving S_EVENTQ_PROD past it.
+        (pa.is_multiple_of(8) && pa >= s && pa + 8 <= e)
+            .then(|| unsafe { (pa as *const u64).read_volatile() })
     }
 }
 
@@ -172,11 +184,14 @@ pub fn flexnpu_from(r: &FlexNpuRegions, clock: Clock) -> Option<Box<dyn NpuContr
     };
     let strtab = pages((1usize << STRTAB_LOG2) * 64 / PAGE)?;
     let cmdq = pages(1)?;
+    let eventq = pages(1)?;
     let layout = SmmuLayout {
         strtab_pa: strtab,
         strtab_log2: STRTAB_LOG2,
         cmdq_pa: cmdq,
         cmdq_log2: CMDQ_LOG2,
+        eventq_pa: eventq,
+        eventq_log2: EVENTQ_LOG2,
     };
     let mmio = SmmuMmio {
         base: NonNull::new(smmu_r.base as *mut u8)?,
@@ -185,6 +200,7 @@ pub fn flexnpu_from(r: &FlexNpuRegions, clock: Clock) -> Option<Box<dyn NpuContr
             (strtab, strtab + (64u64 << STRTAB_LOG2)),
             (cmdq, cmdq + (16u64 << CMDQ_LOG2)),
         ],
+        eventq: (eventq, eventq + (32u64 << EVENTQ_LOG2)),
     };
     let smmu = match SecureSmmu::init(mmio, layout) {
         Ok(s) => s,

@@ -51,6 +51,9 @@ impl Bus for SmmuBus {
     fn mem_write_u64(&mut self, pa: u64, v: u64) -> bool {
         self.0.borrow_mut().mem_write_u64(pa, v)
     }
+    fn mem_read_u64(&mut self, pa: u64) -> Option<u64> {
+        self.0.borrow().mem_read_u64(pa)
+    }
 }
 
 /// Table pages from the shared memory, above the stream table and queue.
@@ -251,6 +254,8 @@ fn rig() -> Rig {
         strtab_log2: 8,
         cmdq_pa: TABLES + 0x4000,
         cmdq_log2: 2,
+        eventq_pa: TABLES + 0x5000,
+        eventq_log2: 4,
     };
     let drv = SecureSmmu::init(SmmuBus(smmu.clone()), layout).unwrap();
     let decprot = Rc::new(RefCell::new(decprot::RESET));
@@ -406,6 +411,26 @@ fn secure_gemm_through_the_secure_stream_matches_the_reference() {
             IOVA_BASE + (REGION_PAGES as u64) * 0x1000
         )
     );
+    // The SMMU recorded the fault in its secure event queue and Flex-NPU drained it: the
+    // NPU's stream, the IOVA the job aimed at, a stage-2 translation fault on a write.
+    match r.flex.last_smmu_event() {
+        Some(Ok(smmu::event::Event::Translation(f))) => {
+            assert_eq!(
+                (f.stream.sid, f.input_addr, f.stage2, f.attrs.read),
+                (SID, g.fault_iova, true, false),
+                "{f:?}"
+            );
+        }
+        other => panic!("no F_TRANSLATION drained: {other:?}"),
+    }
+    let (prod, cons) = {
+        let mut m = r.smmu.borrow_mut();
+        (
+            m.read32(smmu::regs::S_EVENTQ_PROD),
+            m.read32(smmu::regs::S_EVENTQ_CONS),
+        )
+    };
+    assert_eq!((prod, cons), (2, 2)); // the probe above and the job's fault
     // Shapes the NPU or the region cannot take.
     for bad in [
         args(1, 1, 33, 0),

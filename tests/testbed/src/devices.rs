@@ -12,6 +12,33 @@ use crate::mmio::Device;
 /// The SMMU's secure stream-id width: a 256-entry linear table covers the NPU's stream.
 pub const SMMU_SID_BITS: u32 = 8;
 
+/// The memory the SMMU model may write: the secure event queue the SP programmed, while it is
+/// enabled, and only if it lies wholly inside `ram` (the partitions' secure RAM); nothing else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteWindow(Option<(u64, u64)>);
+
+impl WriteWindow {
+    /// Nowhere.
+    pub const NONE: Self = Self(None);
+
+    /// The window for the model's `Memory::set_write_window(window)`.
+    pub fn new(window: Option<core::ops::Range<u64>>, ram: core::ops::Range<u64>) -> Self {
+        Self(
+            window
+                .filter(|w| w.start < w.end && w.start >= ram.start && w.end <= ram.end)
+                .map(|w| (w.start, w.end)),
+        )
+    }
+
+    /// Whether the aligned word at `pa` is inside the window.
+    pub fn permits(&self, pa: u64) -> bool {
+        pa.is_multiple_of(8)
+            && self
+                .0
+                .is_some_and(|(s, e)| pa >= s && pa.checked_add(8).is_some_and(|end| end <= e))
+    }
+}
+
 /// The SMMU model as an MMIO device.
 pub struct SmmuDevice<'a, M: Memory>(pub &'a mut Smmuv3Model<M>);
 
@@ -54,6 +81,25 @@ mod tests {
             sign_extend: false,
             sixty_four: size == 8,
         }
+    }
+
+    #[test]
+    fn the_smmu_writes_only_its_enabled_event_queue_inside_ram() {
+        let ram = 0x0e40_0000..0x0e80_0000;
+        let q = WriteWindow::new(Some(0x0e41_0000..0x0e41_1000), ram.clone());
+        assert!(q.permits(0x0e41_0000) && q.permits(0x0e41_0ff8));
+        assert!(!q.permits(0x0e41_1000) && !q.permits(0x0e40_fff8) && !q.permits(0x0e41_0004));
+        // Disabled, straddling the end of RAM, or outside it: nowhere.
+        assert!(!WriteWindow::new(None, ram.clone()).permits(0x0e41_0000));
+        let straddle = WriteWindow::new(Some(0x0e7f_f000..0x0e80_1000), ram.clone());
+        assert!(!straddle.permits(0x0e7f_f000));
+        assert!(!WriteWindow::new(Some(0x4000_0000..0x4000_1000), ram).permits(0x4000_0000));
+        // Through the model: the window follows S_EVENTQ_BASE and EVENTQEN.
+        let mut m = Smmuv3Model::new(SMMU_SID_BITS, 0x0e40_0000, 0x4000);
+        assert_eq!(m.eventq_window(), None);
+        m.write64(regs::S_EVENTQ_BASE, 0x0e40_2000 | 7);
+        m.write32(regs::S_CR0, regs::CR0_EVENTQEN);
+        assert_eq!(m.eventq_window(), Some(0x0e40_2000..0x0e40_3000));
     }
 
     #[test]

@@ -191,6 +191,8 @@ mod tests {
             strtab_log2: 8,
             cmdq_pa: MEM + 0x4000,
             cmdq_log2: 2,
+            eventq_pa: MEM + 0x5000,
+            eventq_log2: 4,
         };
         let model = Smmuv3Model::new(crate::devices::SMMU_SID_BITS, MEM, 0x10000);
         // Before the SP enables the SMMU, the secure stream aborts (S_GBPA).

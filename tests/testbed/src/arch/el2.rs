@@ -694,7 +694,7 @@ extern "C" fn spmc_main() -> ! {
         m.firewall = Some(Firewall::new(lend));
         m.smmu = Some(smmu::model::Smmuv3Model::with_memory(
             SMMU_SID_BITS,
-            super::PartitionRam,
+            super::PartitionRam::new(),
         ));
     }
     log!(

@@ -169,14 +169,33 @@ pub struct Machine {
     pub smmu: Option<smmu::model::Smmuv3Model<PartitionRam>>,
 }
 
-/// Memory the emulated SMMU reads its stream table, queue and stage-2 tables from: the
-/// partitions' secure RAM (the SP's own), nothing else; it writes nothing (no event queue).
-pub struct PartitionRam;
+/// Memory the emulated SMMU reads its stream table, queues and stage-2 tables from: the
+/// partitions' secure RAM (the SP's own), nothing else. It writes only the secure event queue
+/// the SP programmed (`S_EVENTQ_BASE`, while enabled), and only if that lies wholly inside the
+/// partitions' secure RAM; any other write is refused (the model sees an external abort and
+/// raises `S_GERROR.EVENTQ_ABT_ERR`).
+#[derive(Default)]
+pub struct PartitionRam {
+    /// What the SMMU may write: the enabled event queue, if inside partition RAM.
+    eventq: crate::devices::WriteWindow,
+}
+
+impl PartitionRam {
+    pub const fn new() -> Self {
+        Self {
+            eventq: crate::devices::WriteWindow::NONE,
+        }
+    }
+
+    fn in_partitions(pa: u64) -> bool {
+        use testbed_layout::secure_ram::{PARTITIONS_BASE, PARTITIONS_END};
+        pa.is_multiple_of(8) && (PARTITIONS_BASE..PARTITIONS_END - 7).contains(&pa)
+    }
+}
 
 impl smmu::model::Memory for PartitionRam {
     fn read_u64(&self, pa: u64) -> Option<u64> {
-        use testbed_layout::secure_ram::{PARTITIONS_BASE, PARTITIONS_END};
-        if !pa.is_multiple_of(8) || pa < PARTITIONS_BASE || pa + 8 > PARTITIONS_END {
+        if !Self::in_partitions(pa) {
             return None;
         }
         let mut b = [0u8; 8];
@@ -187,8 +206,20 @@ impl smmu::model::Memory for PartitionRam {
         Some(u64::from_le_bytes(b))
     }
 
-    fn write_u64(&mut self, _: u64, _: u64) -> bool {
-        false
+    fn write_u64(&mut self, pa: u64, value: u64) -> bool {
+        if !self.eventq.permits(pa) || !Self::in_partitions(pa) {
+            return false;
+        }
+        // SAFETY: an aligned word of the secure event queue the SP handed the SMMU, inside
+        // the partitions' secure RAM, which no Rust reference covers (the SP reads it with
+        // volatile loads, only below S_EVENTQ_PROD, which the model moves after this write).
+        unsafe { write_phys(pa, &value.to_le_bytes()) };
+        true
+    }
+
+    fn set_write_window(&mut self, window: Option<core::ops::Range<u64>>) {
+        use testbed_layout::secure_ram::{PARTITIONS_BASE, PARTITIONS_END};
+        self.eventq = crate::devices::WriteWindow::new(window, PARTITIONS_BASE..PARTITIONS_END);
     }
 }
 

@@ -632,7 +632,12 @@ where
             Ok(_) if y.len() >= n * rows => self.read_y(&mut y[..n * rows]),
             Ok(_) => Err(OffloadError::Device),
             Err(NpuError::Timeout) => Err(OffloadError::Timeout),
-            Err(_) => Err(OffloadError::Device),
+            Err(e) => {
+                if matches!(e, NpuError::Fault(_)) {
+                    self.log_smmu_events();
+                }
+                Err(OffloadError::Device)
+            }
         };
         self.end_offload();
         result

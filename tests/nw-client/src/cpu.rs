@@ -145,6 +145,21 @@ struct Stack([u8; CORE1_STACK_SIZE]);
 /// Core 1's stack; only core 1 touches it, from CPU_ON to CPU_OFF.
 static mut CORE1_STACK: Stack = Stack([0; CORE1_STACK_SIZE]);
 
+/// PSCI CPU_ON of core 1 at [`core1_entry`] on its own stack; the PSCI status.
+fn cpu_on_core1() -> i64 {
+    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
+    psci(
+        PSCI_CPU_ON,
+        CORE1_MPIDR,
+        core1_entry as *const () as u64,
+        stack_top,
+    )
+}
+
+fn core1_off() -> bool {
+    psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) == AFFINITY_OFF
+}
+
 /// Core 1's entry (PSCI CPU_ON, at EL2 under TF-A or EL1, MMU off, x0 = context id = its stack
 /// top): to EL1, the same initial page tables as the primary, FP/SIMD on, stack, Rust.
 #[unsafe(naked)]
@@ -210,21 +225,13 @@ fn writer_loop() {
 /// Starts core 1 as the writer of `pa` (8-byte aligned, in the share window).
 pub fn writer_start(pa: u64) -> Result<(), CpuOnError> {
     // Core 1 must be off: no pings job, no writer.
-    if psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) != AFFINITY_OFF
-        || WRITER.running.swap(1, Ordering::AcqRel) != 0
-    {
+    if !core1_off() || WRITER.running.swap(1, Ordering::AcqRel) != 0 {
         return Err(CpuOnError::Psci(-4));
     }
     WRITER.pa.store(pa, Ordering::Release);
     WRITER.asked.store(0, Ordering::Release);
     WRITER.done.store(0, Ordering::Release);
-    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
-    let ret = psci(
-        PSCI_CPU_ON,
-        CORE1_MPIDR,
-        core1_entry as *const () as u64,
-        stack_top,
-    );
+    let ret = cpu_on_core1();
     if ret != 0 {
         WRITER.running.store(0, Ordering::Release);
         return Err(CpuOnError::Psci(ret));
@@ -249,9 +256,7 @@ pub fn writer_stop() -> bool {
         return false;
     }
     WRITER.asked.store(WRITER_STOP, Ordering::Release);
-    let off = wait(5, || {
-        psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) == AFFINITY_OFF
-    });
+    let off = wait(5, core1_off);
     WRITER.running.store(0, Ordering::Release);
     off
 }
@@ -296,9 +301,7 @@ fn prober_loop() {
 
 /// Starts core 1 probing `sp` from `own`.
 pub fn prober_start(own: u16, sp: u16) -> Result<(), CpuOnError> {
-    if psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) != AFFINITY_OFF
-        || PROBER.running.swap(1, Ordering::AcqRel) != 0
-    {
+    if !core1_off() || PROBER.running.swap(1, Ordering::AcqRel) != 0 {
         return Err(CpuOnError::Psci(-4));
     }
     PROBER
@@ -313,13 +316,7 @@ pub fn prober_start(own: u16, sp: u16) -> Result<(), CpuOnError> {
     ] {
         c.store(0, Ordering::Release);
     }
-    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
-    let ret = psci(
-        PSCI_CPU_ON,
-        CORE1_MPIDR,
-        core1_entry as *const () as u64,
-        stack_top,
-    );
+    let ret = cpu_on_core1();
     if ret != 0 {
         PROBER.running.store(0, Ordering::Release);
         return Err(CpuOnError::Psci(ret));
@@ -342,9 +339,7 @@ pub fn prober_stop() -> (cores::ProbeCounts, bool) {
         return (cores::ProbeCounts::default(), false);
     }
     PROBER.stop.store(1, Ordering::Release);
-    let off = wait(5, || {
-        psci(PSCI_AFFINITY_INFO, CORE1_MPIDR, 0, 0) == AFFINITY_OFF
-    });
+    let off = wait(5, core1_off);
     PROBER.running.store(0, Ordering::Release);
     (prober_counts(), off)
 }
@@ -394,13 +389,7 @@ pub fn run_on_core1(job: &CoreJob) -> Result<CoreRun, CpuOnError> {
     // mailbox.
     unsafe { *MAILBOX.job.get() = Some(*job) };
     MAILBOX.state.store(JOB, Ordering::Release);
-    let stack_top = (&raw mut CORE1_STACK) as u64 + CORE1_STACK_SIZE as u64;
-    let ret = psci(
-        PSCI_CPU_ON,
-        CORE1_MPIDR,
-        core1_entry as *const () as u64,
-        stack_top,
-    );
+    let ret = cpu_on_core1();
     if ret != 0 {
         MAILBOX.state.store(IDLE, Ordering::Release);
         return Err(CpuOnError::Psci(ret));

@@ -73,27 +73,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// The file in 8-byte-aligned storage (tensor views need their element alignment), and its
-/// length in bytes.
-fn read_aligned(path: &str) -> Result<(Vec<u64>, usize), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-    let words = bytes
-        .chunks(8)
-        .map(|c| {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            u64::from_ne_bytes(w)
-        })
-        .collect();
-    Ok((words, bytes.len()))
-}
-
 fn run(a: &Args) -> Result<(), String> {
-    let (storage, len) = read_aligned(&a.model)?;
-    // SAFETY: `storage` holds `len.div_ceil(8)` initialised u64s, so its first `len` bytes are
-    // initialised and in bounds; u8 has no alignment or validity requirements, and the slice
-    // borrows `storage`, which outlives it.
-    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(storage.as_ptr().cast::<u8>(), len) };
+    let file = std::fs::read(&a.model).map_err(|e| format!("{}: {e}", a.model))?;
+    let storage = llm_runtime::AlignedBytes::new(&file);
+    let bytes = storage.bytes();
     let g = Gguf::parse(bytes).map_err(|e| format!("{}: {e}", a.model))?;
     let tok = Tokenizer::from_gguf(&g).map_err(|e| format!("tokenizer: {e}"))?;
     let (cfg, w) = model::load(&g).map_err(|e| format!("model: {e}"))?;

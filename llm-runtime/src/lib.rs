@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+mod aligned;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_write;
@@ -14,3 +15,5 @@ pub mod kernels;
 pub mod model;
 pub mod sampler;
 pub mod tokenizer;
+
+pub use aligned::AlignedBytes;

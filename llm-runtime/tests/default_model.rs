@@ -58,26 +58,10 @@ fn references() -> Vec<Reference> {
         .collect()
 }
 
-/// File bytes in 8-byte-aligned storage (tensor views need their natural alignment).
-fn aligned_file(path: &str) -> (Vec<u64>, usize) {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let words = raw
-        .chunks(8)
-        .map(|c| {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            u64::from_ne_bytes(w)
-        })
-        .collect();
-    (words, raw.len())
-}
-
 fn with_model(f: impl FnOnce(&Gguf<'_>)) {
-    let (buf, len) = aligned_file(MODEL);
-    // SAFETY: `buf` holds `len.div_ceil(8)` initialised u64s, so its first `len` bytes are
-    // initialised and in bounds; the byte view borrows `buf` and ends before it is dropped.
-    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
-    let g = Gguf::parse(bytes).expect("default model parses");
+    let raw = std::fs::read(MODEL).unwrap_or_else(|e| panic!("{MODEL}: {e}"));
+    let file = llm_runtime::AlignedBytes::new(&raw);
+    let g = Gguf::parse(file.bytes()).expect("default model parses");
     f(&g);
 }
 

@@ -48,18 +48,8 @@ impl MatmulOffload for Fake {
 }
 
 fn logits(kernels: Kernels, device: Option<Mode>, prompt: &[u32]) -> (Vec<f32>, u64, u64, usize) {
-    let raw = std::fs::read(MODEL).unwrap();
-    let words: Vec<u64> = raw
-        .chunks(8)
-        .map(|c| {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            u64::from_ne_bytes(w)
-        })
-        .collect();
-    // SAFETY: `words` holds `raw.len()` initialised bytes; the view ends before it is dropped.
-    let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), raw.len()) };
-    let g = Gguf::parse(bytes).unwrap();
+    let file = llm_runtime::AlignedBytes::new(&std::fs::read(MODEL).unwrap());
+    let g = Gguf::parse(file.bytes()).unwrap();
     let (cfg, w) = model::load(&g).unwrap();
     let mut m = Model::new(cfg, ModelOptions::for_config(&cfg), kernels).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -506,19 +506,8 @@ mod tests {
             "/../llm-runtime/models/fortunes-q8_0.gguf"
         ))
         .unwrap();
-        // 8-byte aligned, leaked: tensor views need their element alignment.
-        let words: Vec<u64> = bytes
-            .chunks(8)
-            .map(|c| {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                u64::from_ne_bytes(w)
-            })
-            .collect();
-        let words: &'static [u64] = Vec::leak(words);
-        // SAFETY: the leaked words hold `bytes.len()` initialised bytes; u8 has no alignment
-        // or validity requirements; the storage lives for the rest of the process.
-        unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), bytes.len()) }
+        // Leaked: the loaded model's weights borrow it for the rest of the test.
+        llm_runtime::AlignedBytes::new(&bytes).leak()
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! busy. Lock order: NPU, then MACHINE (the DMA path); nobody takes the NPU holding MACHINE.
 //! On a machine without a CPU for the NPU (`-smp` 1 or 2) the window reads 0: no NPU.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use npu_driver::testbed::{Dma, DmaFault, TestbedNpuModel, regs};
 use testbed_layout::{control, npu, virt};
@@ -23,8 +23,6 @@ use crate::nwfault::Blocked;
 static NPU: spin::Mutex<TestbedNpuModel> = spin::Mutex::new(TestbedNpuModel::new(npu::STREAM_ID));
 /// The NPU's CPU (`usize::MAX`: none, the machine has too few CPUs).
 static NPU_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// Jobs run, for the log.
-static JOBS: AtomicU64 = AtomicU64::new(0);
 /// A denied DMA of the last job, reported by the next CPU that reads the NPU's registers (it
 /// is the one waiting for the job): the NPU's CPU does not print, so that its lines never cut
 /// into the normal world's output on the shared console.
@@ -229,7 +227,6 @@ pub fn run(cpu: usize) -> ! {
         let t1 = reg::cntpct();
         gic::spi_set_pending(npu::INTID, m.irq_line());
         drop(m);
-        JOBS.fetch_add(1, Ordering::AcqRel);
         if let Some((iova, d)) = path.denied {
             let secure = !MACHINE.lock().tzpc.npu_dma_ns();
             *DENIED.lock() = Some((iova, d, secure, super::counter_us(t0, t1)));

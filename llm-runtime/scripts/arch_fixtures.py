@@ -19,6 +19,8 @@ Gemma and Phi-3 (SentencePiece vocabularies of 512 pieces trained here, `tokeniz
   ffn 64, window 8, local RoPE base 10000, global base 1e6 with linear scaling 8;
 - phi3: Phi3Config, dim 64, 2 layers, 2 heads of 32, 1 KV head, ffn 128 (fused gate/up),
   fused QKV, partial rotary 0.75 (24 of 32 dimensions), untied head.
+Q4_K_M only (K-quant blocks are 256 wide): gemma2k, phi3k, gemma3k (2 layers, both local) and
+qwen3widek (4 heads of 128 on a 256-wide model), those shapes at dim 256.
 `--models` regenerates only the named models (the others' files and manifest entries stay).
 
 The token ids are those of ../fixtures/oracle/tokens.bin, fed directly: the GGUF vocabulary is a
@@ -117,15 +119,24 @@ SPECS = {
                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                          "partial_rotary_factor": 0.75})),
 }
-# Q4_K_M only (K-quant blocks are 256 wide: these are the gemma2 / phi3 shapes at dim 256;
-# their F32 and HF logits are not kept, llama.cpp's Q4_K_M logits are).
+# Q4_K_M only (K-quant blocks are 256 wide: these are the gemma2 / phi3 / gemma3 / qwen3wide shapes
+# at dim 256; their F32 and HF logits are not kept, llama.cpp's Q4_K_M logits are).
 SPECS["gemma2k"] = (None, dict(SPECS["gemma2"][1], hidden_size=256, intermediate_size=256,
                                num_attention_heads=2, num_key_value_heads=1, head_dim=128,
                                query_pre_attn_scalar=128))
 SPECS["phi3k"] = (None, dict(SPECS["phi3"][1], hidden_size=256, intermediate_size=256,
                              num_attention_heads=2, num_key_value_heads=1))
-KQUANT_MODELS = ("gemma2k", "phi3k")
-SPM_MODELS = ("gemma2", "gemma3", "phi3") + KQUANT_MODELS
+# gemma3k: the gemma3 shape at dim 256 with 2 layers (6 would not fit a small file); llama.cpp's
+# default pattern (every 6th layer global) and HF's both make the two layers local.
+SPECS["gemma3k"] = (None, dict(SPECS["gemma3"][1], hidden_size=256, intermediate_size=256,
+                               num_hidden_layers=2, num_attention_heads=2,
+                               num_key_value_heads=1, head_dim=128, query_pre_attn_scalar=128))
+# qwen3widek: Qwen3 0.6B's shape at dim 256: 4 heads of 128 (q 512 wide), 2 KV heads.
+SPECS["qwen3widek"] = ("qwen2", dict(SPECS["qwen3wide"][1], hidden_size=256,
+                                     intermediate_size=256, num_attention_heads=4,
+                                     num_key_value_heads=2, head_dim=128))
+KQUANT_MODELS = ("gemma2k", "phi3k", "gemma3k", "qwen3widek")
+SPM_MODELS = ("gemma2", "gemma3", "phi3", "gemma2k", "phi3k", "gemma3k")
 NEW_MODELS = SPM_MODELS + ("qwen3wide",)
 
 
@@ -328,8 +339,8 @@ def main():
         with torch.no_grad():
             hf = np.concatenate([m(torch.tensor([p])).logits[0].float().numpy() for p in ps])
         if name in KQUANT_MODELS:
-            checks = kquant(args, m, name, hf, out, ps)
-            manifest["models"].append(dict(name=name, pre_tokenizer=None, versions=versions,
+            checks = kquant(args, m, name, pre, hf, out, ps)
+            manifest["models"].append(dict(name=name, pre_tokenizer=pre, versions=versions,
                                            config=dict(kw), checks=checks))
             print(name, json.dumps(checks))
             continue
@@ -365,15 +376,18 @@ def main():
         write_token_ids(args, out, ["llama3", "qwen2"], "tokens-llamacpp.bin")
 
 
-def kquant(args, m, name, hf, out, ps):
+def kquant(args, m, name, pre, hf, out, ps):
     """NAME-q4_k_m.gguf (llama.cpp's quantizer from a temporary F32 conversion) and its
     llama.cpp logits; returns the check against transformers."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / f"oracle-{name}"
         m.save_pretrained(d)
-        save_spm(d, name)
+        if name in SPM_MODELS:
+            save_spm(d, name)
+        else:
+            save_tokenizer(d)
         f32 = Path(tmp) / "f32.gguf"
-        convert(args.llama_cpp, None, d, f32, "f32")
+        convert(args.llama_cpp, pre, d, f32, "f32")
         q = out / f"{name}-q4_k_m.gguf"
         subprocess.run([args.llamacpp_python, "-c", QUANTIZE, str(f32), str(q), "15"], check=True)
     lc = out / f"{name}-llamacpp-q4_k_m.f32"

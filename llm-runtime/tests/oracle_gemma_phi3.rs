@@ -14,7 +14,8 @@
 //! <= 1e-4, argmax 100% (measured gemma2 7.2e-5 / 1.1e-6, gemma3 2.3e-3 / 3.1e-5; the exact
 //! GELU is 10-250x further off in the mean). Q8_0 / Q4_0 against llama.cpp:
 //! the criterion of `oracle_arch.rs` (>= 2/3 of positions within 1e-5, argmax >= 95%, max |d|
-//! <= 0.3, mean |d| <= 0.02). Each architecture's classic mistakes must fail the F32 oracle.
+//! <= 0.3, mean |d| <= 0.02), also for the Q4_K_M files of the dim-256 models (`gemma2k`,
+//! `phi3k`, `gemma3k`, `qwen3widek`). Each architecture's classic mistakes must fail the F32 oracle.
 
 use llm_runtime::gguf::{AlignedBuf, Gguf, Value};
 use llm_runtime::kernels::Kernels;
@@ -86,7 +87,7 @@ fn quantized_files_match_llamacpp() {
     let files = MODELS
         .iter()
         .flat_map(|m| [(*m, "q8_0"), (*m, "q4_0")])
-        .chain([("gemma2k", "q4_k_m"), ("phi3k", "q4_k_m")]);
+        .chain(["gemma2k", "phi3k", "gemma3k", "qwen3widek"].map(|m| (m, "q4_k_m")));
     for (name, ty) in files {
         {
             let file = read(&format!("arch/{name}-{ty}.gguf"));
@@ -341,6 +342,18 @@ fn config_reads_each_architecture() {
     assert_eq!(
         (c.arch, c.dim, c.head_dim, c.q_dim()),
         (Arch::Qwen3, 64, 32, 128)
+    );
+    // The Q4_K_M shapes (every row a multiple of the 256-wide K-quant blocks).
+    let c = config_of(&read("arch/gemma3k-q4_k_m.gguf")).unwrap();
+    assert_eq!(
+        (c.arch, c.dim, c.head_dim, c.q_dim()),
+        (Arch::Gemma3, 256, 128, 256)
+    );
+    assert!(c.is_local(0) && c.is_local(1));
+    let c = config_of(&read("arch/qwen3widek-q4_k_m.gguf")).unwrap();
+    assert_eq!(
+        (c.arch, c.dim, c.head_dim, c.q_dim()),
+        (Arch::Qwen3, 256, 128, 512)
     );
 }
 

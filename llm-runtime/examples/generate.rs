@@ -74,9 +74,9 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn run(a: &Args) -> Result<(), String> {
-    let file = std::fs::read(&a.model).map_err(|e| format!("{}: {e}", a.model))?;
-    let storage = llm_runtime::AlignedBytes::new(&file);
-    let bytes = storage.bytes();
+    let storage =
+        llm_runtime::gguf::AlignedBuf::read(&a.model).map_err(|e| format!("{}: {e}", a.model))?;
+    let bytes = storage.as_bytes();
     let g = Gguf::parse(bytes).map_err(|e| format!("{}: {e}", a.model))?;
     let tok = Tokenizer::from_gguf(&g).map_err(|e| format!("tokenizer: {e}"))?;
     let (cfg, w) = model::load(&g).map_err(|e| format!("model: {e}"))?;

@@ -7,7 +7,6 @@
 
 extern crate alloc;
 
-mod aligned;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_write;
@@ -15,5 +14,3 @@ pub mod kernels;
 pub mod model;
 pub mod sampler;
 pub mod tokenizer;
-
-pub use aligned::AlignedBytes;

@@ -59,9 +59,9 @@ fn references() -> Vec<Reference> {
 }
 
 fn with_model(f: impl FnOnce(&Gguf<'_>)) {
-    let raw = std::fs::read(MODEL).unwrap_or_else(|e| panic!("{MODEL}: {e}"));
-    let file = llm_runtime::AlignedBytes::new(&raw);
-    let g = Gguf::parse(file.bytes()).expect("default model parses");
+    let file =
+        llm_runtime::gguf::AlignedBuf::read(MODEL).unwrap_or_else(|e| panic!("{MODEL}: {e}"));
+    let g = Gguf::parse(file.as_bytes()).expect("default model parses");
     f(&g);
 }
 

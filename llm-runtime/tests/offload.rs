@@ -48,8 +48,8 @@ impl MatmulOffload for Fake {
 }
 
 fn logits(kernels: Kernels, device: Option<Mode>, prompt: &[u32]) -> (Vec<f32>, u64, u64, usize) {
-    let file = llm_runtime::AlignedBytes::new(&std::fs::read(MODEL).unwrap());
-    let g = Gguf::parse(file.bytes()).unwrap();
+    let file = llm_runtime::gguf::AlignedBuf::read(MODEL).unwrap();
+    let g = Gguf::parse(file.as_bytes()).unwrap();
     let (cfg, w) = model::load(&g).unwrap();
     let mut m = Model::new(cfg, ModelOptions::for_config(&cfg), kernels).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -507,7 +507,10 @@ mod tests {
         ))
         .unwrap();
         // Leaked: the loaded model's weights borrow it for the rest of the test.
-        llm_runtime::AlignedBytes::new(&bytes).leak()
+        let buf: &'static llm_runtime::gguf::AlignedBuf = alloc::boxed::Box::leak(
+            alloc::boxed::Box::new(llm_runtime::gguf::AlignedBuf::from_slice(&bytes)),
+        );
+        buf.as_bytes()
     }
 
     #[test]

@@ -157,3 +157,38 @@ pub fn with_kv_raw(file: &[u8], key: &str, ty: u32, value: &[u8]) -> Vec<u8> {
     }
     wr.finish()
 }
+
+/// llama.cpp's token ids for the texts of `bin` (`scripts/arch_fixtures.py`'s format: count,
+/// then per text its UTF-8 bytes and one id list per model, in `models` order), checked
+/// against this runtime's tokenizer of each `arch/{model}-f32.gguf`. Returns each text's id
+/// lists, for the caller to check that the models tell texts apart.
+pub fn token_parity(bin: &str, models: &[&str]) -> Vec<Vec<Vec<u32>>> {
+    use llm_runtime::tokenizer::Tokenizer;
+    let b = read(bin);
+    let u = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let toks: Vec<(&str, Tokenizer)> = models
+        .iter()
+        .map(|n| {
+            let buf = AlignedBuf::from_slice(&read(&format!("arch/{n}-f32.gguf")));
+            let g = Gguf::parse(buf.as_bytes()).unwrap();
+            (*n, Tokenizer::from_gguf(&g).unwrap())
+        })
+        .collect();
+    let mut at = 4;
+    let mut out = Vec::new();
+    for _ in 0..u(0) {
+        let len = u(at);
+        let text = std::str::from_utf8(&b[at + 4..at + 4 + len]).unwrap();
+        at += 4 + len;
+        let mut per = Vec::new();
+        for (name, tok) in &toks {
+            let n = u(at);
+            let want: Vec<u32> = (0..n).map(|j| u(at + 4 + 4 * j) as u32).collect();
+            at += 4 + 4 * n;
+            assert_eq!(tok.encode(text, false, false), want, "{name}: {text:?}");
+            per.push(want);
+        }
+        out.push(per);
+    }
+    out
+}

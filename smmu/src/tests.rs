@@ -165,13 +165,13 @@ fn bad_inputs_are_errors() {
     );
 }
 
-/// Table pages for stage-2 from the model's memory above the stream table and queue.
-struct ModelTables<'a> {
-    model: &'a mut Smmuv3Model,
-    next: u64,
+/// Table pages for stage-2 from the model's memory above the stream table and queues.
+pub(super) struct ModelTables<'a, M: crate::model::Memory> {
+    pub model: &'a mut Smmuv3Model<M>,
+    pub next: u64,
 }
 
-impl crate::s2::TableMemory for ModelTables<'_> {
+impl<M: crate::model::Memory> crate::s2::TableMemory for ModelTables<'_, M> {
     fn alloc_page(&mut self) -> Option<u64> {
         self.next += 0x1000;
         Some(self.next - 0x1000)
@@ -180,7 +180,7 @@ impl crate::s2::TableMemory for ModelTables<'_> {
         self.model.mem_read_u64(pa)
     }
     fn write_u64(&mut self, pa: u64, v: u64) -> bool {
-        self.model.mem_write_u64(pa, v)
+        self.model.memory().write_u64(pa, v)
     }
 }
 

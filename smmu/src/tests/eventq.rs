@@ -4,11 +4,11 @@
 
 use alloc::vec::Vec;
 
-use super::{LAYOUT, MEM};
+use super::{LAYOUT, MEM, ModelTables};
 use crate::event::{AccessAttrs, Class, Event, RecordError, Stream, TranslationFault};
 use crate::model::{Delivery, Fault, Memory, Smmuv3Model, Transaction, VecMemory};
 use crate::regs;
-use crate::s2::{Access, S2Tables, TableMemory, WalkFault};
+use crate::s2::{Access, S2Tables, WalkFault};
 use crate::ste::Ste;
 use crate::{Bus, Drained, Error, Layout, SecureSmmu};
 
@@ -37,25 +37,6 @@ impl Memory for Flaky {
 
 type Model = Smmuv3Model<Flaky>;
 
-/// Table pages from the model's memory above the stream table and queues.
-struct Pages<'a> {
-    model: &'a mut Model,
-    next: u64,
-}
-
-impl TableMemory for Pages<'_> {
-    fn alloc_page(&mut self) -> Option<u64> {
-        self.next += 0x1000;
-        Some(self.next - 0x1000)
-    }
-    fn read_u64(&mut self, pa: u64) -> Option<u64> {
-        self.model.mem_read_u64(pa)
-    }
-    fn write_u64(&mut self, pa: u64, v: u64) -> bool {
-        self.model.memory().write_u64(pa, v)
-    }
-}
-
 fn model() -> Model {
     Smmuv3Model::with_memory(
         8,
@@ -70,7 +51,7 @@ fn model() -> Model {
 /// (stage 2), nothing else.
 fn rig_with(layout: Layout, m: Model) -> SecureSmmu<Model> {
     let mut s = SecureSmmu::init(m, layout).unwrap();
-    let mut pages = Pages {
+    let mut pages = ModelTables {
         model: s.bus(),
         next: MEM + 0x4000,
     };

@@ -120,20 +120,7 @@ fn arm64_headers(out: &Path, kbuild_dir: &str) -> Result<PathBuf> {
     if !stamp.exists() {
         let debs = out.join("debs");
         std::fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
-        let deb = find_deb(&debs, &pkg);
-        let deb = match deb {
-            Some(d) => d,
-            None => {
-                eprintln!("xtask: apt-get download {pkg}:arm64");
-                run_status(
-                    Command::new("apt-get")
-                        .current_dir(&debs)
-                        .args(["download", "-qq"])
-                        .arg(format!("{pkg}:arm64")),
-                )?;
-                find_deb(&debs, &pkg).ok_or(format!("apt-get download {pkg} left no .deb"))?
-            }
-        };
+        let deb = arm64_deb(&debs, &pkg)?;
         let want = deb_field(&deb, "Version")?;
         let have = installed_version(&format!("linux-headers-{ABI}-common"))?;
         if want != have {
@@ -176,19 +163,7 @@ pub fn boot_test(built: &Built) -> Result<u32> {
     if !kernel.exists() {
         let pkg = format!("linux-image-{KERNEL_RELEASE}");
         let debs = out.join("debs");
-        let deb = match find_deb(&debs, &pkg) {
-            Some(d) => d,
-            None => {
-                eprintln!("xtask: apt-get download {pkg}:arm64");
-                run_status(
-                    Command::new("apt-get")
-                        .current_dir(&debs)
-                        .args(["download", "-qq"])
-                        .arg(format!("{pkg}:arm64")),
-                )?;
-                find_deb(&debs, &pkg).ok_or(format!("apt-get download {pkg} left no .deb"))?
-            }
-        };
+        let deb = arm64_deb(&debs, &pkg)?;
         // Only the kernel image out of the package.
         let mut unpack = Command::new("dpkg-deb")
             .arg("--fsys-tarfile")
@@ -313,6 +288,21 @@ fn newc(files: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
         out.resize(out.len().next_multiple_of(4), 0);
     }
     out
+}
+
+/// The arm64 `.deb` of `pkg` in `debs`, downloaded there first (not installed) if missing.
+fn arm64_deb(debs: &Path, pkg: &str) -> Result<PathBuf> {
+    if let Some(d) = find_deb(debs, pkg) {
+        return Ok(d);
+    }
+    eprintln!("xtask: apt-get download {pkg}:arm64");
+    run_status(
+        Command::new("apt-get")
+            .current_dir(debs)
+            .args(["download", "-qq"])
+            .arg(format!("{pkg}:arm64")),
+    )?;
+    find_deb(debs, pkg).ok_or(format!("apt-get download {pkg} left no .deb"))
 }
 
 fn find_deb(dir: &Path, pkg: &str) -> Option<PathBuf> {

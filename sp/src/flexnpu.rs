@@ -26,7 +26,6 @@
 //! fails over to the CPU), the activations and outputs go through two staging buffers in the
 //! SP's own memory.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use flexserve_proto::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
@@ -369,10 +368,10 @@ where
             return Err(NpuFault::BadShape);
         }
         let mut rng = Lcg(u64::from(a.seed) ^ 0x9e37_79b9_7f4a_7c15);
-        let w = q8_blocks(&mut rng, n * kb);
-        let x = q8_blocks(&mut rng, m * kb);
-        let mut cpu = vec![0f32; m * n];
-        if !(region.write(0, &block_bytes(&w)) && region.write(w_bytes, &block_bytes(&x))) {
+        let w = q8_blocks(&mut rng, n * kb)?;
+        let x = q8_blocks(&mut rng, m * kb)?;
+        let mut cpu = try_vec(m * n, 0f32)?;
+        if !(region.write(0, &block_bytes(&w)?) && region.write(w_bytes, &block_bytes(&x)?)) {
             return Err(NpuFault::BadShape);
         }
         self.map(&pages)?;
@@ -437,7 +436,10 @@ where
         match outcome {
             Ok(Some(done)) => {
                 res.cycles = done.cycles;
-                let mut y = vec![0u8; m * n * 4];
+                let Ok(mut y) = try_vec(m * n * 4, 0u8) else {
+                    self.unmap(pages.len());
+                    return Err(NpuFault::NoMemory);
+                };
                 if !region.read(y_off, &mut y) {
                     self.unmap(pages.len());
                     return Err(NpuFault::BadShape);
@@ -569,7 +571,9 @@ where
             return false;
         };
         // X into its staging pages, 8 bytes at a time (they are table-memory pages).
-        let mut xb = block_bytes(x);
+        let Ok(mut xb) = block_bytes(x) else {
+            return false;
+        };
         xb.resize(xb.len().next_multiple_of(8), 0);
         for (i, c) in xb.chunks_exact(8).enumerate() {
             let off = i * 8;
@@ -676,24 +680,33 @@ impl Lcg {
     }
 }
 
-/// Q8_0 blocks with random int8 and normal fp16 scales between 2^-10 and 2^-3.
-fn q8_blocks(rng: &mut Lcg, count: usize) -> Vec<BlockQ8_0> {
-    (0..count)
-        .map(|_| {
-            let exp = 5 + (rng.next() % 8) as u16; // biased exponent 5..12
-            let d = exp << 10 | (rng.next() & 0x3ff) as u16;
-            let mut qs = [0i8; 32];
-            qs.iter_mut().for_each(|q| *q = rng.next() as i8);
-            BlockQ8_0 { d, qs }
-        })
-        .collect()
+/// `len` copies of `v`, or `NoMemory` if the heap cannot hold them (the sizes come from the
+/// normal world's request: never an allocation failure).
+fn try_vec<T: Clone>(len: usize, v: T) -> Result<Vec<T>, NpuFault> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| NpuFault::NoMemory)?;
+    out.resize(len, v);
+    Ok(out)
 }
 
-fn block_bytes(blocks: &[BlockQ8_0]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(blocks.len() * BlockQ8_0::BYTES);
+/// Q8_0 blocks with random int8 and normal fp16 scales between 2^-10 and 2^-3.
+fn q8_blocks(rng: &mut Lcg, count: usize) -> Result<Vec<BlockQ8_0>, NpuFault> {
+    let mut out = try_vec(count, BlockQ8_0::ZERO)?;
+    for b in &mut out {
+        let exp = 5 + (rng.next() % 8) as u16; // biased exponent 5..12
+        b.d = exp << 10 | (rng.next() & 0x3ff) as u16;
+        b.qs.iter_mut().for_each(|q| *q = rng.next() as i8);
+    }
+    Ok(out)
+}
+
+fn block_bytes(blocks: &[BlockQ8_0]) -> Result<Vec<u8>, NpuFault> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(blocks.len() * BlockQ8_0::BYTES)
+        .map_err(|_| NpuFault::NoMemory)?;
     for b in blocks {
         v.extend_from_slice(&b.d.to_le_bytes());
         v.extend(b.qs.iter().map(|&q| q as u8));
     }
-    v
+    Ok(v)
 }

@@ -41,7 +41,7 @@ use tzasc::tzpc::{Tzpc, testbed as decprot};
 use crate::flexmem::Clock;
 
 /// Where a secure job's buffers appear to the NPU (its secure stream's IOVAs).
-pub const IOVA_BASE: u64 = 0x1000_0000;
+pub const IOVA_BASE: u64 = flexserve_proto::GEMM_IOVA_BASE;
 /// Offloaded products: the weights' pages, the activations' and the outputs' staging buffers.
 pub const OFFLOAD_IOVA_W: u64 = 0x2000_0000;
 pub const OFFLOAD_IOVA_X: u64 = 0x3000_0000;

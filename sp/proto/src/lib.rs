@@ -29,7 +29,7 @@ mod tests;
 
 pub use flexmem::{FlexFault, FlexStats, FlexSwitch, ScrubKind};
 pub use memory::{Checksum, MemStats, RegionInfo, RejectReason, pattern_byte, region_flags};
-pub use npu::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
+pub use npu::{GEMM_IOVA_BASE, NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
 pub use request::Request;
 pub use response::{Info, Response};
 pub use sealed::{DeviceKey, NONCE_LEN, SealedFault, device_root};

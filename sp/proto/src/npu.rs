@@ -56,6 +56,10 @@ pub struct NpuSwitch {
     pub jobs: u64,
 }
 
+/// Where `NpuGemm`'s region appears to the NPU (the IOVA of its byte 0), so `fault_iova`
+/// says which page a faulting job reached for.
+pub const GEMM_IOVA_BASE: u64 = 0x1000_0000;
+
 /// `NpuGemm` flags.
 pub mod gemm_flags {
     /// Aim the job's output one page past what the SP's SMMU tables map (a hostile descriptor

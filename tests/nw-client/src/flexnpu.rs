@@ -39,8 +39,6 @@ const NS_SHAPE: (u32, u32, u32) = SECURE;
 /// A job long enough to still run when the client asks for the switch.
 const LONG: (u32, u32, u32) = (64, 2048, 2048);
 pub const SWITCHES: u32 = 50;
-/// The SP's IOVA base for secure jobs (`flexserve_sp::flexnpu::IOVA_BASE`).
-const SP_IOVA_BASE: u64 = 0x1000_0000;
 
 fn f(args: core::fmt::Arguments<'_>) -> Fail {
     Fail::new(args)
@@ -417,7 +415,8 @@ pub(crate) fn flexnpu<E: Env, W: Write>(c: &mut Ctx<'_, E>, r: &mut Report<W>) {
         }) {
             Ok(g)
                 if g.fault_kind == fault_code(FaultKind::SmmuTranslation)
-                    && g.fault_iova == SP_IOVA_BASE + u64::from(REGION.1) * PAGE =>
+                    && g.fault_iova
+                        == flexserve_proto::GEMM_IOVA_BASE + u64::from(REGION.1) * PAGE =>
             {
                 Ok(())
             }

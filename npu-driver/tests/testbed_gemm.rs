@@ -4,18 +4,9 @@
 mod common;
 
 use common::{MEM_BASE, Rng, npu};
-use llm_runtime::kernels::{BlockQ8_0, Kernels};
+use llm_runtime::kernels::{BlockQ8_0, Kernels, blocks_as_bytes};
 use npu_driver::testbed::{SCRATCH_BYTES, model::Tiles, regs};
 use npu_driver::{GemmJob, Job, Mode, Npu, q8};
-
-fn block_bytes(blocks: &[BlockQ8_0]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(blocks.len() * 34);
-    for b in blocks {
-        v.extend_from_slice(&b.d.to_le_bytes());
-        v.extend(b.qs.iter().map(|&q| q as u8));
-    }
-    v
-}
 
 /// `rows x k/32` blocks: half quantized from random f32 (as the runtime makes activations),
 /// half raw random int8 with random finite fp16 scales (weights as GGUF may hold them).
@@ -47,14 +38,14 @@ fn check_q8(m: usize, n: usize, k: usize, extra_stride: u32, seed: u64) {
     let mut want = vec![0f32; m * n];
     Kernels::scalar().matmul(&w, &x, m, &mut want).unwrap();
 
-    let (wb, xb) = (block_bytes(&w), block_bytes(&x));
+    let (wb, xb) = (blocks_as_bytes(&w), blocks_as_bytes(&x));
     let stride = 4 * n as u32 + extra_stride;
     let (w_at, x_at) = (MEM_BASE, MEM_BASE + wb.len() as u64);
     let y_at = (x_at + xb.len() as u64).next_multiple_of(4096);
     let total = (y_at - MEM_BASE) as usize + m * stride as usize;
     let mut npu = npu(total);
-    npu.bus().mem.put(w_at, &wb);
-    npu.bus().mem.put(x_at, &xb);
+    npu.bus().mem.put(w_at, wb);
+    npu.bus().mem.put(x_at, xb);
     npu.bus().mem.bytes[(y_at - MEM_BASE) as usize..].fill(0xa5);
     let job = GemmJob {
         mode: Mode::Q8_0,

@@ -29,7 +29,7 @@
 use alloc::vec::Vec;
 
 use flexserve_proto::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, gemm_flags};
-use llm_runtime::kernels::{BlockQ8_0, Kernels, OffloadError};
+use llm_runtime::kernels::{BlockQ8_0, Kernels, OffloadError, blocks_as_bytes};
 use npu_driver::{GemmJob, Job, Mode, Npu, NpuError};
 use smmu::cmd::Command as SmmuCommand;
 use smmu::s2::{Access, S2Tables, TableMemory};
@@ -371,7 +371,7 @@ where
         let w = q8_blocks(&mut rng, n * kb)?;
         let x = q8_blocks(&mut rng, m * kb)?;
         let mut cpu = try_vec(m * n, 0f32)?;
-        if !(region.write(0, &block_bytes(&w)?) && region.write(w_bytes, &block_bytes(&x)?)) {
+        if !(region.write(0, blocks_as_bytes(&w)) && region.write(w_bytes, blocks_as_bytes(&x))) {
             return Err(NpuFault::BadShape);
         }
         self.map(&pages)?;
@@ -571,14 +571,13 @@ where
             return false;
         };
         // X into its staging pages, 8 bytes at a time (they are table-memory pages).
-        let Ok(mut xb) = block_bytes(x) else {
-            return false;
-        };
-        xb.resize(xb.len().next_multiple_of(8), 0);
-        for (i, c) in xb.chunks_exact(8).enumerate() {
+        let xb = blocks_as_bytes(x);
+        for (i, c) in xb.chunks(8).enumerate() {
             let off = i * 8;
             let pa = xs[off / PAGE as usize] + off as u64 % PAGE;
-            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            let word = u64::from_le_bytes(w);
             if !self.tables.write_u64(pa, word) {
                 return false;
             }
@@ -698,15 +697,4 @@ fn q8_blocks(rng: &mut Lcg, count: usize) -> Result<Vec<BlockQ8_0>, NpuFault> {
         b.qs.iter_mut().for_each(|q| *q = rng.next() as i8);
     }
     Ok(out)
-}
-
-fn block_bytes(blocks: &[BlockQ8_0]) -> Result<Vec<u8>, NpuFault> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(blocks.len() * BlockQ8_0::BYTES)
-        .map_err(|_| NpuFault::NoMemory)?;
-    for b in blocks {
-        v.extend_from_slice(&b.d.to_le_bytes());
-        v.extend(b.qs.iter().map(|&q| q as u8));
-    }
-    Ok(v)
 }

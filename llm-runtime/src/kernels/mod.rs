@@ -84,6 +84,20 @@ impl BlockQ8_0 {
     pub const BYTES: usize = 34;
 }
 
+/// Blocks as the bytes GGUF stores them (fp16 scale, then 32 int8; little-endian targets, as
+/// the runtime assumes everywhere), without copying: the inverse of [`blocks_from_bytes`].
+pub fn blocks_as_bytes(blocks: &[BlockQ8_0]) -> &[u8] {
+    // SAFETY: `BlockQ8_0` is `repr(C)`, 34 bytes without padding (asserted above), so the
+    // slice's memory is `len * 34` initialised bytes, borrowed for the same lifetime; u8 has
+    // alignment 1.
+    unsafe {
+        core::slice::from_raw_parts(
+            blocks.as_ptr().cast::<u8>(),
+            blocks.len() * BlockQ8_0::BYTES,
+        )
+    }
+}
+
 /// Views GGUF Q8_0 tensor bytes as blocks, without copying.
 ///
 /// Fails if the length is not a whole number of 34-byte blocks or the start is not 2-byte

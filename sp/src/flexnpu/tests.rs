@@ -456,7 +456,7 @@ fn the_runtime_hook_runs_products_on_the_npu_with_weights_in_place() {
     let mut rng = Lcg(9);
     let w = q8_blocks(&mut rng, rows * kb).unwrap();
     let x = q8_blocks(&mut rng, n * kb).unwrap();
-    r.region.write(0x100, &block_bytes(&w).unwrap());
+    r.region.write(0x100, blocks_as_bytes(&w));
     let host = r.region.bytes.borrow().as_ptr() as u64;
     REGION_HOST.store(host, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: `rows * kb` blocks (34 bytes each, 2-byte aligned at +0x100) were written at

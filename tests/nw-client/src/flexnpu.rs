@@ -23,7 +23,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use flexserve_proto::{NpuFault, NpuGemmArgs, NpuGemmResult, NpuSwitch, Request, Status, caps};
-use llm_runtime::kernels::{BlockQ8_0, Kernels};
+use llm_runtime::kernels::{BlockQ8_0, Kernels, blocks_as_bytes};
 use npu_driver::testbed::{NpuBus, TestbedNpu, fault_code};
 use npu_driver::{FaultKind, GemmJob, Job, Mode, Npu, NpuError};
 use testbed_layout::control;
@@ -75,15 +75,6 @@ fn q8(seed: u64, blocks: usize) -> Vec<BlockQ8_0> {
         .collect()
 }
 
-fn bytes(blocks: &[BlockQ8_0]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(blocks.len() * 34);
-    for b in blocks {
-        v.extend_from_slice(&b.d.to_le_bytes());
-        v.extend(b.qs.iter().map(|&q| q as u8));
-    }
-    v
-}
-
 /// Where the client's NPU job buffers go: W, X, Y in share-window pages from `page`.
 struct NsJob {
     job: GemmJob,
@@ -101,12 +92,12 @@ impl<E: Env> Ctx<'_, E> {
         let kb = k as usize / 32;
         let w = q8(0x5eed_0001 ^ u64::from(n), n as usize * kb);
         let x = q8(0x5eed_0002 ^ u64::from(m), m as usize * kb);
-        let (wb, xb) = (bytes(&w), bytes(&x));
+        let (wb, xb) = (blocks_as_bytes(&w), blocks_as_bytes(&x));
         let w_at = self.spage(page);
         let x_at = w_at + wb.len() as u64;
         let y_at = y.unwrap_or_else(|| (x_at + xb.len() as u64).next_multiple_of(PAGE));
-        self.env.mem_write(w_at, &wb);
-        self.env.mem_write(x_at, &xb);
+        self.env.mem_write(w_at, wb);
+        self.env.mem_write(x_at, xb);
         let mut want = vec![0f32; (m * n) as usize];
         let _ = Kernels::scalar().matmul(&w, &x, m as usize, &mut want);
         NsJob {
